@@ -1,0 +1,3 @@
+from noiseaudit.cli import main
+
+main()

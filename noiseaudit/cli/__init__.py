@@ -1,0 +1,37 @@
+"""The ``noiseaudit`` command line: a thin layer over the Python API."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from noiseaudit._version import __version__
+from noiseaudit.cli import scan as _scan
+
+app = typer.Typer(
+    name="noiseaudit",
+    help="Find wrong labels in image datasets with per-sample learnable learning rates.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("scan")(_scan.scan_command)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"noiseaudit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Find wrong labels in image datasets with per-sample learnable learning rates."""
+
+
+def main() -> None:
+    app()

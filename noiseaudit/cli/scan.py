@@ -1,0 +1,85 @@
+"""``noiseaudit scan``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.table import Table
+
+from noiseaudit.cli.console import exits_on_errors, progress_reporter, stdout
+from noiseaudit.report.summary import summarize
+from noiseaudit.scan import scan
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def print_summary(summary: dict[str, Any], output: Path) -> None:
+    out = stdout()
+    t = summary["threshold"]
+    how = "given --noise-rate" if t.get("method") == "noise-rate" else "estimated from the learned rates"
+    out.print(f"[bold]{summary['n_samples']}[/] samples, {summary['n_classes']} classes, "
+              f"[bold]{summary['n_flagged']}[/] flagged as suspect "
+              f"({summary['estimated_noise_rate']:.1%}, {how}); "
+              f"model {summary['model']} on {summary['device']}, {summary['timings'].get('total_s', 0):.1f}s")
+    table = Table(title="Top suspects (lowest learned rate first)")
+    for col in ("rank", "path", "given label", "suggested label", "learned rate", "suspicion"):
+        table.add_column(col, justify="right" if col in ("rank", "learned rate", "suspicion") else "left")
+    for row in summary["top_suspects"]:
+        table.add_row(str(row["rank"]), str(row["path"]), str(row["given_label"]),
+                      f"{row['suggested_label']} ({row['suggested_prob']:.0%})",
+                      f"{row['learned_lr']:.3g}", f"{row['suspicion']:.2f}")
+    out.print(table)
+    truth = summary.get("truth")
+    if truth:
+        out.print(f"Against the known wrong labels ({truth['n_noisy']}, {truth['true_noise_rate']:.1%}): "
+                  + ", ".join(f"{k} {_fmt(truth[k])}" for k in
+                              ("precision", "recall", "f1", "auroc", "average_precision")),
+                  highlight=False)
+    out.print(f"Report written to {output}")
+
+
+@exits_on_errors
+def scan_command(
+    images_dir: Annotated[Path, typer.Argument(help="Image folder (one subfolder per class if no CSV is given).")],
+    labels_csv: Annotated[Optional[Path], typer.Argument(help="CSV with a path column and a label column.")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Parquet report to write.")] = Path("report.parquet"),
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing report.")] = False,
+    path_col: Annotated[Optional[str], typer.Option(help="Path column name (default: auto-detect).")] = None,
+    label_col: Annotated[Optional[str], typer.Option(help="Label column name (default: auto-detect).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="small-cnn, resnet18 or mlp (default: from the data).")] = None,
+    image_size: Annotated[Optional[int], typer.Option(help="Resize images to this square side "
+                                                           "(default: from the data).")] = None,
+    method: Annotated[str, typer.Option(help="learned-lr, or plain (uniform rates).")] = "learned-lr",
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
+    lr: Annotated[float, typer.Option(help="Base learning rate (SGD, momentum 0.9).")] = 0.05,
+    hyper_lr: Annotated[float, typer.Option(help="Step size of the per-sample rate update.")] = 0.2,
+    augment: Annotated[bool, typer.Option(help="Random shifts and flips while training.")] = False,
+    noise_rate: Annotated[Optional[float], typer.Option(help="Flag this fraction of samples "
+                                                             "(default: estimate it).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed for everything random.")] = 0,
+    workers: Annotated[int, typer.Option(help="Threads decoding images.")] = 2,
+    fail_above: Annotated[Optional[float], typer.Option(help="Exit 1 if the flagged fraction exceeds this.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+) -> None:
+    """Train with per-sample learned rates and write a report ranking every sample by suspicion."""
+    with progress_reporter(quiet) as on_progress:
+        report = scan(images_dir, labels_csv, output=output, overwrite=overwrite, on_progress=on_progress,
+                      path_col=path_col, label_col=label_col, model=model, image_size=image_size, method=method,
+                      epochs=epochs, batch_size=batch_size, lr=lr, hyper_lr=hyper_lr, augment=augment,
+                      noise_rate=noise_rate, device=device, seed=seed, workers=workers)
+    summary = summarize(report, report.attrs["noiseaudit"])
+    summary["output"] = str(output)
+    if json_out:
+        typer.echo(json.dumps(summary, default=str))
+    else:
+        print_summary(summary, output)
+    if fail_above is not None and summary["estimated_noise_rate"] > fail_above:
+        raise typer.Exit(1)

@@ -1,0 +1,77 @@
+"""Decode one image file into a fixed-size RGB uint8 array.
+
+Every mode Pillow opens is brought to 8-bit RGB the same way: 16-bit and
+32-bit grayscale are scaled down, transparency is composited onto white,
+palettes and CMYK are converted, and EXIF orientation is applied. Whether a
+dataset is really grayscale is decided later, from the decoded pixels.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+
+
+class DecodeError(Exception):
+    """The file is not an image Pillow can decode."""
+
+
+def image_header(path: Path) -> tuple[int, int, str]:
+    """Width, height and mode, read from the header without decoding pixels."""
+    try:
+        with Image.open(path) as img:
+            return img.width, img.height, img.mode
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise DecodeError(_describe(exc)) from None
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    mode = img.mode
+    if mode in ("I", "F") or mode.startswith("I;16"):
+        arr = np.asarray(img).astype(np.float32)
+        if mode.startswith("I;16") or (mode == "I" and arr.max(initial=0) > 255):
+            arr = arr / 257.0
+        elif mode == "F" and arr.max(initial=0) <= 1.0:
+            arr = arr * 255.0
+        return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "L").convert("RGB")
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info)
+    if has_alpha:
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def decode_image(path: Path, size: int) -> np.ndarray:
+    """Decode ``path`` to an (size, size, 3) uint8 array.
+
+    Raises :class:`DecodeError` for anything Pillow cannot decode, truncated
+    files and decompression bombs included.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                img = ImageOps.exif_transpose(img) or img
+                rgb = _to_rgb(img)
+        if rgb.size != (size, size):
+            rgb = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
+        return np.asarray(rgb, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as exc:
+        raise DecodeError(_describe(exc)) from None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return f"image is too large to decode safely (over {Image.MAX_IMAGE_PIXELS:,} pixels)"
+    if isinstance(exc, UnidentifiedImageError):
+        return "not a recognised image file"
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return f"cannot decode image ({text})"

@@ -1,0 +1,175 @@
+"""Where samples come from: a labels CSV beside an image folder, or an ImageFolder tree.
+
+A :class:`LabeledSource` lists, for every sample, its path relative to the
+image root, its given label and the CSV line it came from, plus any extra CSV
+columns, which are carried unchanged into the report.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import pandas as pd
+
+from noiseaudit.errors import InputError
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
+PATH_COLUMN_NAMES = ("path", "file", "filename", "image", "image_path", "filepath")
+LABEL_COLUMN_NAMES = ("label", "class", "target", "category", "y")
+
+
+@dataclass
+class LabeledSource:
+    """Samples to scan, before any image is decoded."""
+
+    root: Path
+    paths: list[str]
+    labels: list
+    lines: list[int | None]
+    origin: str
+    extra: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def where(self, i: int) -> tuple[str, int | None]:
+        """The file and line to name in an error about sample ``i``."""
+        return self.origin, self.lines[i]
+
+
+def _pick_column(columns: list[str], wanted: str | None, candidates: tuple[str, ...], kind: str, csv: Path) -> str:
+    if wanted is not None:
+        if wanted not in columns:
+            raise InputError(f"no {kind} column {wanted!r}; columns are {columns}", path=csv, line=1)
+        return wanted
+    lowered = {c.strip().lower(): c for c in columns}
+    for name in candidates:
+        if name in lowered:
+            return lowered[name]
+    raise InputError(
+        f"no {kind} column found (looked for {', '.join(candidates)}); columns are {columns}; "
+        f"name one with --{kind}-col",
+        path=csv,
+        line=1,
+    )
+
+
+def resolve_inside(root: Path, relative: str, *, origin: str, line: int | None) -> Path:
+    """Resolve ``relative`` under ``root`` and refuse anything that escapes it.
+
+    Absolute paths, ``..`` components and symlinks that point outside the root
+    are all refused before any file is opened.
+    """
+    rel = relative.replace("\\", "/")
+    if rel.startswith("/") or PurePosixPath(rel).is_absolute() or (len(rel) > 1 and rel[1] == ":"):
+        raise InputError(f"absolute path {relative!r} is not allowed; paths must be relative to the image folder",
+                         path=origin, line=line)
+    if ".." in PurePosixPath(rel).parts:
+        raise InputError(f"path {relative!r} escapes the image folder", path=origin, line=line)
+    full = root / rel
+    resolved = Path(os.path.realpath(full))
+    try:
+        resolved.relative_to(root)
+    except ValueError:
+        raise InputError(f"path {relative!r} resolves outside the image folder (symlink?)",
+                         path=origin, line=line) from None
+    return resolved
+
+
+def _normalise_labels(values: pd.Series) -> list:
+    """Keep integer labels as ints and everything else as stripped strings."""
+    as_text = values.astype(str).str.strip()
+    numeric = pd.to_numeric(as_text, errors="coerce")
+    if numeric.notna().all() and (numeric == numeric.round()).all():
+        return [int(v) for v in numeric]
+    return list(as_text)
+
+
+def read_labels_csv(
+    images_dir: str | Path,
+    labels_csv: str | Path,
+    *,
+    path_col: str | None = None,
+    label_col: str | None = None,
+) -> LabeledSource:
+    """Read a labels CSV whose path column is relative to ``images_dir``."""
+    root = _check_dir(images_dir)
+    csv = Path(labels_csv)
+    if not csv.is_file():
+        raise InputError("labels CSV not found", path=csv)
+    try:
+        frame = pd.read_csv(csv, encoding="utf-8-sig", dtype=str, keep_default_na=False, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise InputError("labels CSV is empty", path=csv) from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot parse labels CSV ({str(exc).splitlines()[0]})", path=csv) from None
+    if frame.empty:
+        raise InputError("labels CSV has a header but no rows", path=csv, line=1)
+    columns = [str(c) for c in frame.columns]
+    pcol = _pick_column(columns, path_col, PATH_COLUMN_NAMES, "path", csv)
+    lcol = _pick_column(columns, label_col, LABEL_COLUMN_NAMES, "label", csv)
+    if pcol == lcol:
+        raise InputError(f"path and label columns are the same column {pcol!r}", path=csv, line=1)
+    lines = [i + 2 for i in range(len(frame))]
+    for kind, col in (("path", pcol), ("label", lcol)):
+        empty = frame[col].str.strip() == ""
+        if empty.any():
+            first = int(empty.to_numpy().nonzero()[0][0])
+            raise InputError(f"empty {kind} in column {col!r} ({int(empty.sum())} rows)", path=csv, line=lines[first])
+    paths = [p.strip() for p in frame[pcol]]
+    for i, p in enumerate(paths):
+        resolve_inside(root, p, origin=str(csv), line=lines[i])
+    extra = frame.drop(columns=[pcol, lcol]).reset_index(drop=True)
+    extra = extra.apply(_infer_column)
+    return LabeledSource(root=root, paths=paths, labels=_normalise_labels(frame[lcol]), lines=lines,
+                         origin=str(csv), extra=extra)
+
+
+def _infer_column(col: pd.Series) -> pd.Series:
+    """Give carried CSV columns back their natural types (bools, ints, floats)."""
+    text = col.str.strip()
+    lowered = text.str.lower()
+    if len(text) and lowered.isin({"true", "false", "1", "0"}).all() and lowered.isin({"true", "false"}).any():
+        return lowered.isin({"true", "1"})
+    numeric = pd.to_numeric(text, errors="coerce")
+    if len(text) and numeric.notna().all():
+        if (numeric == numeric.round()).all():
+            return numeric.astype("int64")
+        return numeric.astype("float64")
+    return col
+
+
+def read_image_folder(images_dir: str | Path) -> LabeledSource:
+    """One subfolder per class; every image file under it is a sample of that class."""
+    root = _check_dir(images_dir)
+    paths: list[str] = []
+    labels: list = []
+    for class_dir in sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")):
+        for file in sorted(class_dir.rglob("*")):
+            if file.suffix.lower() in IMAGE_EXTENSIONS and not file.name.startswith(".") and file.is_file():
+                rel = file.relative_to(root).as_posix()
+                resolve_inside(root, rel, origin=str(root), line=None)
+                paths.append(rel)
+                labels.append(class_dir.name)
+    if not paths:
+        raise InputError("no images found in class subfolders (expected IMAGES_DIR/<class>/<image>; "
+                         "or pass a labels CSV)", path=root)
+    return LabeledSource(root=root, paths=paths, labels=_normalise_labels(pd.Series(labels)),
+                         lines=[None] * len(paths), origin=str(root), extra=pd.DataFrame(index=range(len(paths))))
+
+
+def _check_dir(images_dir: str | Path) -> Path:
+    root = Path(images_dir)
+    if not root.is_dir():
+        raise InputError("image folder not found", path=root)
+    return Path(os.path.realpath(root))
+
+
+def load_source(images_dir: str | Path, labels_csv: str | Path | None = None, *,
+                path_col: str | None = None, label_col: str | None = None) -> LabeledSource:
+    """A labels CSV if one is given, else the ImageFolder layout."""
+    if labels_csv is None:
+        return read_image_folder(images_dir)
+    return read_labels_csv(images_dir, labels_csv, path_col=path_col, label_col=label_col)

@@ -1,0 +1,32 @@
+"""Errors that the CLI turns into a one-line message and exit code 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class NoiseAuditError(Exception):
+    """Base class for problems the user can fix (bad input, bad options)."""
+
+    exit_code = 2
+
+
+class InputError(NoiseAuditError):
+    """A problem with an input file, optionally pinned to a line of it.
+
+    ``line`` is the line number in the file as an editor shows it
+    (the CSV header is line 1).
+    """
+
+    def __init__(self, message: str, *, path: str | Path | None = None, line: int | None = None):
+        self.path = None if path is None else str(path)
+        self.line = line
+        where = ""
+        if self.path is not None:
+            where = self.path if line is None else f"{self.path}:{line}"
+            where += ": "
+        super().__init__(where + message)
+
+
+class UsageError(NoiseAuditError):
+    """Options that cannot work together or are out of range."""

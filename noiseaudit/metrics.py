@@ -1,0 +1,43 @@
+"""Detection metrics of a ranking and a flagged set against known wrong labels."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+
+def precision_recall_f1(is_noisy: np.ndarray, flagged: np.ndarray) -> tuple[float, float, float]:
+    is_noisy, flagged = np.asarray(is_noisy, bool), np.asarray(flagged, bool)
+    tp = int((is_noisy & flagged).sum())
+    precision = tp / flagged.sum() if flagged.any() else 0.0
+    recall = tp / is_noisy.sum() if is_noisy.any() else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return float(precision), float(recall), float(f1)
+
+
+def ranking_metrics(is_noisy: np.ndarray, score: np.ndarray, k: int | None = None) -> dict[str, float]:
+    """AUROC, average precision and precision/recall at k (default: the true noisy count).
+
+    ``score`` is higher for more suspect samples. AUROC and AP are nan when
+    the truth has a single class.
+    """
+    is_noisy = np.asarray(is_noisy, bool)
+    score = np.asarray(score, dtype=np.float64)
+    both = 0 < is_noisy.sum() < is_noisy.size
+    k = int(is_noisy.sum()) if k is None else int(k)
+    top = np.argsort(-score, kind="stable")[:k]
+    hits = int(is_noisy[top].sum())
+    return {
+        "auroc": float(roc_auc_score(is_noisy, score)) if both else float("nan"),
+        "average_precision": float(average_precision_score(is_noisy, score)) if both else float("nan"),
+        "precision_at_k": hits / k if k else float("nan"),
+        "recall_at_k": hits / is_noisy.sum() if is_noisy.any() else float("nan"),
+        "k": k,
+    }
+
+
+def detection_metrics(is_noisy: np.ndarray, score: np.ndarray, flagged: np.ndarray,
+                      k: int | None = None) -> dict[str, float]:
+    """Precision, recall and F1 of ``flagged`` plus :func:`ranking_metrics` of ``score``."""
+    precision, recall, f1 = precision_recall_f1(is_noisy, flagged)
+    return {"precision": precision, "recall": recall, "f1": f1, **ranking_metrics(is_noisy, score, k)}

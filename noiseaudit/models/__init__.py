@@ -1,0 +1,35 @@
+"""Classifiers that expose their penultimate features and a linear head.
+
+Every model here has ``forward_features(x) -> h`` and ``head: nn.Linear`` so
+that the trainer can compute last-layer per-sample gradients in closed form.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from noiseaudit.errors import UsageError
+from noiseaudit.models.mlp import MLP
+from noiseaudit.models.resnet import CifarResNet18
+from noiseaudit.models.small_cnn import SmallCNN
+
+MODELS = ("small-cnn", "resnet18", "mlp")
+
+
+def default_model(channels: int, image_size: int) -> str:
+    """Small CNN for small grayscale images, CIFAR-style ResNet-18 otherwise."""
+    return "small-cnn" if channels == 1 and image_size <= 64 else "resnet18"
+
+
+def build_model(name: str, channels: int, image_size: int, num_classes: int) -> nn.Module:
+    """Instantiate a model by name, with randomly initialised weights (nothing is downloaded)."""
+    if name == "small-cnn":
+        return SmallCNN(channels, image_size, num_classes)
+    if name == "resnet18":
+        return CifarResNet18(channels, num_classes)
+    if name == "mlp":
+        return MLP(channels * image_size * image_size, num_classes)
+    raise UsageError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+
+
+__all__ = ["MODELS", "build_model", "default_model", "SmallCNN", "CifarResNet18", "MLP"]

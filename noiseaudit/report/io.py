@@ -1,0 +1,70 @@
+"""Parquet reports with run metadata, written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from noiseaudit.errors import InputError, UsageError
+
+METADATA_KEY = b"noiseaudit"
+
+
+def check_writable(path: str | Path, overwrite: bool) -> Path:
+    """Refuse before any work is done if ``path`` exists (without ``overwrite``) or its folder is missing."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise UsageError(f"{path}: output exists; pass --overwrite to replace it")
+    if path.is_dir():
+        raise UsageError(f"{path}: output is a directory")
+    if not path.parent.is_dir():
+        raise UsageError(f"{path.parent}: output folder does not exist")
+    return path
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a temp file beside ``path``, then rename it into place.
+
+    A failure leaves no partial file behind and any existing ``path`` untouched.
+    """
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_report(report: pd.DataFrame, metadata: dict[str, Any], path: str | Path) -> Path:
+    """Write ``report`` to Parquet with ``metadata`` as JSON under the key ``noiseaudit``."""
+    table = pa.Table.from_pandas(report, preserve_index=False)
+    merged = dict(table.schema.metadata or {})
+    merged[METADATA_KEY] = json.dumps(metadata, default=str).encode()
+    table = table.replace_schema_metadata(merged)
+    return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def read_report(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A report and its run metadata."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("report not found", path=path)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"not a Parquet report ({str(exc).splitlines()[0]})", path=path) from None
+    raw = (table.schema.metadata or {}).get(METADATA_KEY)
+    return table.to_pandas(), json.loads(raw) if raw else {}

@@ -1,0 +1,42 @@
+"""A short, JSON-ready summary of a report: counts, top suspects and, given truth, detection scores."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from noiseaudit.metrics import detection_metrics
+from noiseaudit.report.build import truth_mask
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def summarize(report: pd.DataFrame, metadata: dict[str, Any], top: int = 10) -> dict[str, Any]:
+    suspects = report.sort_values("rank").head(top)
+    summary: dict[str, Any] = {
+        "n_samples": len(report),
+        "n_classes": len(metadata.get("classes", [])) or int(report["given_label"].nunique()),
+        "n_flagged": int(report["is_suspect"].sum()),
+        "estimated_noise_rate": float(report["is_suspect"].mean()) if len(report) else 0.0,
+        "threshold": metadata.get("threshold", {}),
+        "model": metadata.get("model"),
+        "device": metadata.get("device"),
+        "timings": metadata.get("timings", {}),
+        "top_suspects": [
+            {k: _plain(row[k]) for k in ("rank", "path", "given_label", "suggested_label", "suggested_prob",
+                                          "learned_lr", "suspicion")}
+            for _, row in suspects.iterrows()
+        ],
+    }
+    truth = truth_mask(report)
+    if truth is not None:
+        metrics = detection_metrics(truth, -report["rank"].to_numpy(dtype=np.float64),
+                                    report["is_suspect"].to_numpy(bool))
+        summary["truth"] = {"n_noisy": int(truth.sum()), "true_noise_rate": float(truth.mean()), **metrics}
+    return summary

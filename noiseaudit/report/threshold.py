@@ -1,0 +1,55 @@
+"""How many samples to flag: a given noise rate, or one estimated from the learned rates.
+
+Without ``--noise-rate`` a two-component Gaussian mixture is fitted to the
+log learned rates. The component with the lower mean models the wrongly
+labelled samples; a sample's *suspicion* is its posterior probability under
+that component, made non-increasing in the rate so that the flagged set is a
+prefix of the ranking. Samples with suspicion above 0.5 are flagged and their
+fraction is the estimated noise rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.mixture import GaussianMixture
+
+
+@dataclass
+class Threshold:
+    method: str  # "noise-rate" or "gmm"
+    n_flagged: int
+    estimated_noise_rate: float
+    cutoff: float  # samples with learned_lr <= cutoff (in rank order) are flagged; nan if none
+    suspicion: np.ndarray
+
+
+def rank_order(learned_lr: np.ndarray, loss: np.ndarray) -> np.ndarray:
+    """Sample indices from most to least suspect: lowest rate first, ties broken by higher loss."""
+    return np.lexsort((-loss, learned_lr))
+
+
+def _suspicion(log_rate: np.ndarray, order: np.ndarray, seed: int) -> np.ndarray:
+    if log_rate.size < 4 or np.ptp(log_rate) < 1e-6:
+        return np.zeros_like(log_rate, dtype=np.float64)
+    gmm = GaussianMixture(n_components=2, random_state=seed, reg_covar=1e-6).fit(log_rate[:, None])
+    low = int(np.argmin(gmm.means_[:, 0]))
+    post = gmm.predict_proba(log_rate[:, None])[:, low]
+    out = np.empty_like(post)
+    out[order] = np.minimum.accumulate(post[order])
+    return out
+
+
+def choose_threshold(learned_lr: np.ndarray, loss: np.ndarray, noise_rate: float | None = None,
+                     seed: int = 0) -> Threshold:
+    """Suspicion for every sample and the number to flag (a prefix of :func:`rank_order`)."""
+    n = learned_lr.size
+    order = rank_order(learned_lr, loss)
+    suspicion = _suspicion(np.log(learned_lr.astype(np.float64)), order, seed)
+    if noise_rate is None:
+        n_flagged, method = int((suspicion > 0.5).sum()), "gmm"
+    else:
+        n_flagged, method = int(round(noise_rate * n)), "noise-rate"
+    cutoff = float(learned_lr[order[n_flagged - 1]]) if n_flagged else float("nan")
+    return Threshold(method, n_flagged, n_flagged / n if n else 0.0, cutoff, suspicion)

@@ -1,0 +1,5 @@
+"""Per-sample signals recorded during training."""
+
+from noiseaudit.signals.recorder import SignalRecorder, margins
+
+__all__ = ["SignalRecorder", "margins"]
