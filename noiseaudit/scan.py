@@ -122,7 +122,9 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
     result = train(data, model, train_cfg, device, gen, on_step=step_cb)
     timings["train_s"] = time.perf_counter() - t1
 
-    threshold = choose_threshold(result.signals["learned_lr"], result.signals["loss"], cfg.noise_rate, seed=cfg.seed)
+    disagrees = result.probs.argmax(axis=1) != data.targets.numpy()
+    threshold = choose_threshold(result.signals["learned_lr"], result.signals["loss"], disagrees,
+                                 noise_rate=cfg.noise_rate, seed=cfg.seed)
     report = build_report(source.paths, data.targets.numpy(), data.classes, result.signals, result.probs,
                           threshold, source.extra)
     timings["total_s"] = time.perf_counter() - t0

@@ -3,9 +3,12 @@
 Without ``--noise-rate`` a two-component Gaussian mixture is fitted to the
 log learned rates. The component with the lower mean models the wrongly
 labelled samples; a sample's *suspicion* is its posterior probability under
-that component, made non-increasing in the rate so that the flagged set is a
-prefix of the ranking. Samples with suspicion above 0.5 are flagged and their
-fraction is the estimated noise rate.
+that component, made non-increasing in the rate. The estimated number of
+wrong labels counts the samples with suspicion above 0.5 *and* whose given
+label the final model disagrees with (hard but correctly labelled samples
+sit in the low-rate tail too, but the model still predicts their label). That
+many samples from the top of the ranking are flagged, so the flagged set is
+always a prefix of the ranking.
 """
 
 from __future__ import annotations
@@ -41,14 +44,19 @@ def _suspicion(log_rate: np.ndarray, order: np.ndarray, seed: int) -> np.ndarray
     return out
 
 
-def choose_threshold(learned_lr: np.ndarray, loss: np.ndarray, noise_rate: float | None = None,
-                     seed: int = 0) -> Threshold:
-    """Suspicion for every sample and the number to flag (a prefix of :func:`rank_order`)."""
+def choose_threshold(learned_lr: np.ndarray, loss: np.ndarray, disagrees: np.ndarray | None = None,
+                     noise_rate: float | None = None, seed: int = 0) -> Threshold:
+    """Suspicion for every sample and the number to flag (a prefix of :func:`rank_order`).
+
+    ``disagrees`` marks samples whose given label differs from the final
+    model's prediction (all True if omitted).
+    """
     n = learned_lr.size
     order = rank_order(learned_lr, loss)
     suspicion = _suspicion(np.log(learned_lr.astype(np.float64)), order, seed)
     if noise_rate is None:
-        n_flagged, method = int((suspicion > 0.5).sum()), "gmm"
+        counted = np.ones(n, dtype=bool) if disagrees is None else np.asarray(disagrees, dtype=bool)
+        n_flagged, method = int(((suspicion > 0.5) & counted).sum()), "gmm"
     else:
         n_flagged, method = int(round(noise_rate * n)), "noise-rate"
     cutoff = float(learned_lr[order[n_flagged - 1]]) if n_flagged else float("nan")

@@ -1,0 +1,126 @@
+"""The per-sample rate optimizer: sparse updates, clamps, state round-trip, and the hypergradient."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from noiseaudit.optim import PerSampleRate, class_conditional_alignment, last_layer_gram
+
+
+def _batch(seed: int = 0, b: int = 12, k: int = 3, d: int = 5):
+    g = torch.Generator().manual_seed(seed)
+    feats = torch.rand(b, d, generator=g, dtype=torch.float64)
+    labels = torch.arange(b) % k
+    weight = torch.randn(k, d, generator=g, dtype=torch.float64) * 0.5
+    bias = torch.randn(k, generator=g, dtype=torch.float64) * 0.1
+    return feats, labels, weight, bias
+
+
+def _per_sample_grads(feats, labels, weight, bias):
+    rows = []
+    for i in range(feats.shape[0]):
+        w, b = weight.clone().requires_grad_(), bias.clone().requires_grad_()
+        F.cross_entropy(feats[i:i + 1] @ w.T + b, labels[i:i + 1]).backward()
+        rows.append(torch.cat([w.grad.flatten(), b.grad]))
+    return torch.stack(rows)
+
+
+def test_gram_matches_explicit_per_sample_gradients():
+    feats, labels, weight, bias = _batch()
+    err = torch.softmax(feats @ weight.T + bias, 1) - F.one_hot(labels, 3).double()
+    grads = _per_sample_grads(feats, labels, weight, bias)
+    torch.testing.assert_close(last_layer_gram(err, feats), grads @ grads.T)
+
+
+def test_hypergradient_matches_autograd_through_one_sgd_step():
+    """dM_i(theta - alpha * grad L(eta)) / d eta_i == -(alpha/B) * raw alignment_i, to first order in alpha."""
+    feats, labels, weight, bias = _batch(seed=1)
+    b, alpha = feats.shape[0], 1e-6
+    eta = torch.ones(b, dtype=torch.float64, requires_grad=True)
+    w, c = weight.clone().requires_grad_(), bias.clone().requires_grad_()
+    losses = F.cross_entropy(feats @ w.T + c, labels, reduction="none")
+    gw, gc = torch.autograd.grad((eta * losses).mean(), (w, c), create_graph=True)
+    w2, c2 = w - alpha * gw, c - alpha * gc
+    after = F.cross_entropy(feats @ w2.T + c2, labels, reduction="none")
+    err = torch.softmax(feats @ weight.T + bias, 1) - F.one_hot(labels, 3).double()
+    raw, has = class_conditional_alignment(err, feats, labels, normalize=False)
+    assert has.all()
+    for i in range(b):
+        same = (labels == labels[i]) & (torch.arange(b) != i)
+        meta = after[same].mean()
+        (hyper,) = torch.autograd.grad(meta, eta, retain_graph=True)
+        assert math.isclose(hyper[i].item(), -alpha / b * raw[i].item(), rel_tol=1e-4, abs_tol=1e-14)
+
+
+def test_alignment_is_lower_for_a_sample_that_looks_like_another_class():
+    # Class 0 lives near e0, class 1 near e1; sample 0 is labelled 0 but looks like class 1.
+    feats = torch.tensor([[0.0, 1.0], [1.0, 0.0], [1.0, 0.1], [0.9, 0.0], [0.0, 1.0], [0.1, 1.0]])
+    labels = torch.tensor([0, 0, 0, 0, 1, 1])
+    probs = torch.tensor([[0.2, 0.8], [0.6, 0.4], [0.6, 0.4], [0.6, 0.4], [0.3, 0.7], [0.3, 0.7]])
+    err = probs - F.one_hot(labels, 2).float()
+    align, _ = class_conditional_alignment(err, feats, labels)
+    assert align[0] < align[1:4].min()
+
+
+def test_step_is_sparse_even_under_momentum_and_weight_decay():
+    torch.manual_seed(0)
+    n, head = 20, torch.nn.Linear(4, 3)
+    rates = PerSampleRate(n, hyper_lr=0.5)
+    base = torch.optim.SGD(head.parameters(), lr=0.1, momentum=0.9, weight_decay=0.1)
+    feats, labels = torch.randn(n, 4), torch.arange(n) % 3
+    before = rates.log_rates.clone()
+    batch = torch.tensor([1, 4, 7, 10, 13, 16])
+    for _ in range(3):  # the base optimizer's momentum keeps moving; the absent rows must not
+        logits = head(feats[batch])
+        loss = rates.weighted_loss(F.cross_entropy(logits, labels[batch], reduction="none"), batch)
+        base.zero_grad()
+        loss.backward()
+        base.step()
+        rates.step(batch, logits, feats[batch], labels[batch])
+    absent = torch.ones(n, dtype=torch.bool)
+    absent[batch] = False
+    torch.testing.assert_close(rates.log_rates[absent], before[absent], rtol=0, atol=0)
+    assert (rates.log_rates[batch] != before[batch]).any()
+
+
+def test_sample_without_same_label_partner_does_not_move():
+    rates = PerSampleRate(4, hyper_lr=1.0)
+    logits, feats = torch.randn(3, 3), torch.rand(3, 2)
+    rates.step(torch.tensor([0, 1, 2]), logits, feats, torch.tensor([0, 0, 2]))
+    assert rates.log_rates[2] == 0.0 and rates.log_rates[3] == 0.0
+
+
+def test_rates_are_clamped():
+    rates = PerSampleRate(6, hyper_lr=100.0, min_rate=0.5, max_rate=2.0)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        idx = torch.arange(6)
+        rates.step(idx, torch.randn(6, 2, generator=g) * 5, torch.rand(6, 3, generator=g), torch.tensor([0, 0, 0, 1, 1, 1]))
+    r = rates.rates()
+    assert torch.isfinite(r).all()
+    assert r.min() >= 0.5 - 1e-6 and r.max() <= 2.0 + 1e-6
+    assert math.isclose(r.min().item(), 0.5, rel_tol=1e-5) or math.isclose(r.max().item(), 2.0, rel_tol=1e-5)
+
+
+def test_state_dict_round_trip():
+    a = PerSampleRate(10, hyper_lr=0.3, min_rate=0.1, max_rate=5.0)
+    a.step(torch.arange(6), torch.randn(6, 2), torch.rand(6, 3), torch.tensor([0, 0, 0, 1, 1, 1]))
+    b = PerSampleRate(10)
+    b.load_state_dict(a.state_dict())
+    torch.testing.assert_close(b.log_rates, a.log_rates)
+    assert (b.hyper_lr, b.log_min, b.log_max) == (a.hyper_lr, a.log_min, a.log_max)
+    with pytest.raises(ValueError, match="rates"):
+        PerSampleRate(11).load_state_dict(a.state_dict())
+
+
+@pytest.mark.parametrize("kwargs", [dict(num_samples=0), dict(num_samples=3, hyper_lr=-1.0),
+                                    dict(num_samples=3, min_rate=0.0), dict(num_samples=3, min_rate=2.0),
+                                    dict(num_samples=3, max_rate=float("inf")),
+                                    dict(num_samples=3, hyper_lr=float("nan"))])
+def test_hyperparameters_are_validated(kwargs):
+    with pytest.raises(ValueError):
+        PerSampleRate(**kwargs)

@@ -1,0 +1,102 @@
+"""Report schema and metadata, the threshold, metrics, and atomic writes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
+
+from noiseaudit import read_report, scan
+from noiseaudit.metrics import detection_metrics
+from noiseaudit.report.build import REPORT_COLUMNS
+from noiseaudit.report.io import atomic_write
+from noiseaudit.report.threshold import choose_threshold
+
+REQUIRED = ["sample_id", "path", "given_label", "predicted_label", "pred_prob", "given_prob", "learned_lr",
+            "learned_lr_mean", "loss", "margin", "rank", "suspicion", "is_suspect"]
+
+
+@pytest.fixture(scope="module")
+def digits_report(noisy_digits, tmp_path_factory):
+    image_dir, csv = noisy_digits
+    out = tmp_path_factory.mktemp("report") / "r.parquet"
+    report = scan(image_dir, csv, output=out, label_col="digit", epochs=3, seed=1, device="cpu")
+    return report, out
+
+
+def test_schema_and_metadata(digits_report):
+    report, out = digits_report
+    saved, meta = read_report(out)
+    assert set(REQUIRED) <= set(saved.columns)
+    assert list(saved.columns[: len(REPORT_COLUMNS)]) == list(REPORT_COLUMNS)
+    assert {"original_label", "is_noisy"} <= set(saved.columns)  # carried input columns
+    assert saved["is_noisy"].dtype == bool and saved["original_label"].dtype.kind == "i"
+    assert len(saved) == 1797 and saved["sample_id"].tolist() == list(range(1797))
+    assert sorted(saved["rank"]) == list(range(1, 1798))
+    assert saved["suspicion"].between(0, 1).all()
+    assert (saved["learned_lr"] > 0).all()
+    # Rank 1 has the lowest learned rate; flagged samples are exactly the top of the ranking.
+    ordered = saved.sort_values("rank")
+    assert ordered["learned_lr"].is_monotonic_increasing
+    assert ordered["is_suspect"].tolist() == sorted(ordered["is_suspect"].tolist(), reverse=True)
+    assert ordered["suspicion"].is_monotonic_decreasing
+    for key in ("version", "config", "seed", "classes", "threshold", "timings"):
+        assert key in meta
+    assert meta["classes"] == list(range(10)) and meta["config"]["label_col"] == "digit"
+    assert meta["threshold"]["n_flagged"] == int(saved["is_suspect"].sum())
+    assert b"noiseaudit" in pq.read_schema(out).metadata
+
+
+def test_noise_rate_sets_flag_count(noisy_digits):
+    image_dir, csv = noisy_digits
+    report = scan(image_dir, csv, label_col="digit", epochs=1, seed=0, device="cpu", noise_rate=0.1)
+    assert report["is_suspect"].sum() == round(0.1 * 1797)
+    assert report.attrs["noiseaudit"]["threshold"]["method"] == "noise-rate"
+
+
+def test_gmm_threshold_finds_a_separated_low_mode():
+    rng = np.random.default_rng(0)
+    lr = np.exp(np.concatenate([rng.normal(0.3, 0.15, 800), rng.normal(-0.8, 0.2, 200)]))
+    t = choose_threshold(lr, np.zeros_like(lr))
+    assert t.method == "gmm" and abs(t.estimated_noise_rate - 0.2) < 0.02
+    assert t.suspicion[np.argmin(lr)] > 0.99 and t.suspicion[np.argmax(lr)] < 0.01
+
+
+def test_threshold_with_identical_rates_flags_nothing():
+    t = choose_threshold(np.ones(50), np.zeros(50))
+    assert t.n_flagged == 0 and (t.suspicion == 0).all()
+
+
+def test_detection_metrics_equal_sklearn():
+    rng = np.random.default_rng(1)
+    truth = rng.random(300) < 0.25
+    score = truth + rng.normal(0, 0.8, 300)
+    flagged = score > 0.7
+    m = detection_metrics(truth, score, flagged)
+    assert m["auroc"] == pytest.approx(roc_auc_score(truth, score))
+    assert m["average_precision"] == pytest.approx(average_precision_score(truth, score))
+    assert m["f1"] == pytest.approx(f1_score(truth, flagged))
+    top = np.argsort(-score)[: truth.sum()]
+    assert m["precision_at_k"] == pytest.approx(truth[top].mean())
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.parquet"
+    target.write_text("old")
+
+    def boom(tmp):
+        tmp.write_text("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, boom)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.parquet"]
+
+
+def test_report_frame_round_trips(digits_report):
+    report, out = digits_report
+    saved, _ = read_report(out)
+    pd.testing.assert_frame_equal(saved, report)
