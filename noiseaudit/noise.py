@@ -105,3 +105,17 @@ def inject_instance(labels: np.ndarray, rate: float, num_classes: int, probs: np
     noisy = np.zeros(labels.size, dtype=bool)
     noisy[chosen] = True
     return NoisyLabels(new, noisy)
+
+
+def inject_noise(labels: np.ndarray, rate: float, kind: str, num_classes: int, seed: int = 0,
+                 pairs: Mapping[int, int] | None = None, probs: np.ndarray | None = None) -> NoisyLabels:
+    """Dispatch on ``kind``: ``symmetric``, ``asymmetric`` (uses ``pairs``) or ``instance`` (needs ``probs``)."""
+    if kind == "symmetric":
+        return inject_symmetric(labels, rate, num_classes, seed)
+    if kind == "asymmetric":
+        return inject_asymmetric(labels, rate, num_classes, seed, pairs)
+    if kind == "instance":
+        if probs is None:
+            raise UsageError("instance noise needs class probabilities from a model")
+        return inject_instance(labels, rate, num_classes, probs, seed)
+    raise UsageError(f"unknown noise kind {kind!r}; choose one of {', '.join(KINDS)}")

@@ -7,6 +7,8 @@ from typing import Annotated
 import typer
 
 from noiseaudit._version import __version__
+from noiseaudit.cli import evaluate as _evaluate
+from noiseaudit.cli import inject as _inject
 from noiseaudit.cli import scan as _scan
 
 app = typer.Typer(
@@ -17,6 +19,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("scan")(_scan.scan_command)
+app.command("inject")(_inject.inject_command)
+app.command("evaluate")(_evaluate.evaluate_command)
 
 
 def _version(value: bool) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import json
+import math
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +25,21 @@ def stdout() -> Console:
 
 def stderr() -> Console:
     return Console(stderr=True, soft_wrap=True)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def echo_json(value: Any) -> None:
+    """Strict JSON on stdout: NaN and infinities become null."""
+    typer.echo(json.dumps(_finite(value), default=str, allow_nan=False))
 
 
 def exits_on_errors(fn: F) -> F:

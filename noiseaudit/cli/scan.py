@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 from rich.table import Table
 
-from noiseaudit.cli.console import exits_on_errors, progress_reporter, stdout
+from noiseaudit.cli.console import echo_json, exits_on_errors, progress_reporter, stdout
 from noiseaudit.report.summary import summarize
 from noiseaudit.scan import scan
 
@@ -78,7 +77,7 @@ def scan_command(
     summary = summarize(report, report.attrs["noiseaudit"])
     summary["output"] = str(output)
     if json_out:
-        typer.echo(json.dumps(summary, default=str))
+        echo_json(summary)
     else:
         print_summary(summary, output)
     if fail_above is not None and summary["estimated_noise_rate"] > fail_above:

@@ -8,13 +8,17 @@ dataset is really grayscale is decided later, from the decoded pixels.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+
+
+def max_pixels() -> int:
+    """Images above Pillow's MAX_IMAGE_PIXELS (a decompression-bomb guard) are refused, not decoded."""
+    return int(Image.MAX_IMAGE_PIXELS or 2**62)
 
 
 class DecodeError(Exception):
@@ -54,23 +58,22 @@ def decode_image(path: Path, size: int) -> np.ndarray:
     files and decompression bombs included.
     """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                img.load()
-                img = ImageOps.exif_transpose(img) or img
-                rgb = _to_rgb(img)
+        with Image.open(path) as img:
+            if img.width * img.height > max_pixels():
+                raise Image.DecompressionBombError("too many pixels")
+            img.load()
+            img = ImageOps.exif_transpose(img) or img
+            rgb = _to_rgb(img)
         if rgb.size != (size, size):
             rgb = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
         return np.asarray(rgb, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DecodeError(_describe(exc)) from None
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
-        return f"image is too large to decode safely (over {Image.MAX_IMAGE_PIXELS:,} pixels)"
+    if isinstance(exc, Image.DecompressionBombError):
+        return f"image is too large to decode safely (over {max_pixels():,} pixels)"
     if isinstance(exc, UnidentifiedImageError):
         return "not a recognised image file"
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

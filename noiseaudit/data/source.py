@@ -11,8 +11,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+import numpy as np
 import pandas as pd
 
+from noiseaudit.data.csvfile import read_text_table
 from noiseaudit.errors import InputError
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
@@ -30,6 +32,9 @@ class LabeledSource:
     lines: list[int | None]
     origin: str
     extra: pd.DataFrame = field(default_factory=pd.DataFrame)
+    path_col: str = "path"
+    label_col: str = "label"
+    columns: list[str] = field(default_factory=lambda: ["path", "label"])  # input column order
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -78,13 +83,28 @@ def resolve_inside(root: Path, relative: str, *, origin: str, line: int | None) 
     return resolved
 
 
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _canonical_ints(text: pd.Series) -> list[int] | None:
+    """The values as ints if every one is written the way Python writes an int ("7", "-3"; not "007", "7.0")."""
+    out = []
+    for v in text:
+        try:
+            i = int(v)
+        except ValueError:
+            return None
+        if str(i) != v or not _INT64[0] <= i <= _INT64[1]:
+            return None
+        out.append(i)
+    return out
+
+
 def _normalise_labels(values: pd.Series) -> list:
-    """Keep integer labels as ints and everything else as stripped strings."""
+    """Integer labels become ints; anything else stays a stripped string ("007" and "7" stay distinct)."""
     as_text = values.astype(str).str.strip()
-    numeric = pd.to_numeric(as_text, errors="coerce")
-    if numeric.notna().all() and (numeric == numeric.round()).all():
-        return [int(v) for v in numeric]
-    return list(as_text)
+    ints = _canonical_ints(as_text)
+    return ints if ints is not None else list(as_text)
 
 
 def read_labels_csv(
@@ -99,32 +119,24 @@ def read_labels_csv(
     csv = Path(labels_csv)
     if not csv.is_file():
         raise InputError("labels CSV not found", path=csv)
-    try:
-        frame = pd.read_csv(csv, encoding="utf-8-sig", dtype=str, keep_default_na=False, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise InputError("labels CSV is empty", path=csv) from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot parse labels CSV ({str(exc).splitlines()[0]})", path=csv) from None
-    if frame.empty:
-        raise InputError("labels CSV has a header but no rows", path=csv, line=1)
+    frame, lines = read_text_table(csv)
     columns = [str(c) for c in frame.columns]
     pcol = _pick_column(columns, path_col, PATH_COLUMN_NAMES, "path", csv)
     lcol = _pick_column(columns, label_col, LABEL_COLUMN_NAMES, "label", csv)
     if pcol == lcol:
         raise InputError(f"path and label columns are the same column {pcol!r}", path=csv, line=1)
-    lines = [i + 2 for i in range(len(frame))]
     for kind, col in (("path", pcol), ("label", lcol)):
-        empty = frame[col].str.strip() == ""
+        empty = frame[col] == ""
         if empty.any():
             first = int(empty.to_numpy().nonzero()[0][0])
             raise InputError(f"empty {kind} in column {col!r} ({int(empty.sum())} rows)", path=csv, line=lines[first])
-    paths = [p.strip() for p in frame[pcol]]
+    paths = list(frame[pcol])
     for i, p in enumerate(paths):
         resolve_inside(root, p, origin=str(csv), line=lines[i])
     extra = frame.drop(columns=[pcol, lcol]).reset_index(drop=True)
     extra = extra.apply(_infer_column)
     return LabeledSource(root=root, paths=paths, labels=_normalise_labels(frame[lcol]), lines=lines,
-                         origin=str(csv), extra=extra)
+                         origin=str(csv), extra=extra, path_col=pcol, label_col=lcol, columns=columns)
 
 
 def _infer_column(col: pd.Series) -> pd.Series:
@@ -133,10 +145,11 @@ def _infer_column(col: pd.Series) -> pd.Series:
     lowered = text.str.lower()
     if len(text) and lowered.isin({"true", "false", "1", "0"}).all() and lowered.isin({"true", "false"}).any():
         return lowered.isin({"true", "1"})
+    ints = _canonical_ints(text) if len(text) else None
+    if ints is not None:
+        return pd.Series(ints, index=col.index, dtype="int64")
     numeric = pd.to_numeric(text, errors="coerce")
-    if len(text) and numeric.notna().all():
-        if (numeric == numeric.round()).all():
-            return numeric.astype("int64")
+    if len(text) and numeric.notna().all() and np.isfinite(numeric).all() and text.str.contains(r"[.eE]").any():
         return numeric.astype("float64")
     return col
 
@@ -148,8 +161,9 @@ def read_image_folder(images_dir: str | Path) -> LabeledSource:
     labels: list = []
     for class_dir in sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")):
         for file in sorted(class_dir.rglob("*")):
-            if file.suffix.lower() in IMAGE_EXTENSIONS and not file.name.startswith(".") and file.is_file():
-                rel = file.relative_to(root).as_posix()
+            rel = file.relative_to(root).as_posix()
+            hidden = any(part.startswith(".") for part in PurePosixPath(rel).parts)
+            if file.suffix.lower() in IMAGE_EXTENSIONS and not hidden and file.is_file():
                 resolve_inside(root, rel, origin=str(root), line=None)
                 paths.append(rel)
                 labels.append(class_dir.name)

@@ -1,0 +1,70 @@
+"""``noiseaudit inject``: corrupt labels on purpose, with exact counts, to test detection."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from noiseaudit.cli.console import echo_json, exits_on_errors, stdout
+from noiseaudit.inject import InjectionResult, inject_file
+from noiseaudit.report.io import atomic_write, check_writable
+
+
+class Kind(str, Enum):
+    symmetric = "symmetric"
+    asymmetric = "asymmetric"
+    instance = "instance"
+
+
+def print_noise_matrix(result: InjectionResult) -> None:
+    out = stdout()
+    m = result.noise_matrix
+    table = Table(title=f"Realised noise: {int(m.sum() - m.trace())} of {int(m.sum())} labels flipped "
+                        "(rows: original, columns: new)")
+    table.add_column("original")
+    for c in result.classes:
+        table.add_column(str(c), justify="right")
+    table.add_column("flipped", justify="right")
+    for i, c in enumerate(result.classes):
+        cells = [("." if i != j and v == 0 else str(v)) for j, v in enumerate(m[i])]
+        table.add_row(str(c), *cells, f"{result.per_class_rate[i]:.1%}")
+    out.print(table)
+
+
+@exits_on_errors
+def inject_command(
+    labels: Annotated[Path, typer.Argument(help="Labels CSV, or an ImageFolder directory.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Noisy labels CSV to write.")],
+    rate: Annotated[float, typer.Option(help="Fraction of labels to flip (exactly round(rate*N)).")],
+    kind: Annotated[Kind, typer.Option(help="symmetric, asymmetric (pair map) or instance (model-guided).")] =
+        Kind.symmetric,
+    seed: Annotated[int, typer.Option(help="Seed; the same seed gives the same output.")] = 0,
+    pairs: Annotated[Optional[Path], typer.Option(help="JSON class->class map for asymmetric "
+                                                       "(default: class k -> class k+1).")] = None,
+    images_dir: Annotated[Optional[Path], typer.Option(help="Image root for a CSV (default: the CSV's folder); "
+                                                            "needed by --kind instance.")] = None,
+    path_col: Annotated[Optional[str], typer.Option(help="Path column name (default: auto-detect).")] = None,
+    label_col: Annotated[Optional[str], typer.Option(help="Label column name (default: auto-detect).")] = None,
+    device: Annotated[str, typer.Option(help="Device for --kind instance.")] = "auto",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+) -> None:
+    """Flip exactly round(rate*N) labels, never to the same class; keep the truth in original_label/is_noisy."""
+    check_writable(output, overwrite)
+    if output.resolve() == labels.resolve():
+        raise typer.BadParameter("output must differ from the input")
+    result = inject_file(labels, rate, kind.value, seed, images_dir=images_dir, pairs_file=pairs,
+                         path_col=path_col, label_col=label_col, device=device)
+    atomic_write(output, lambda tmp: result.table.to_csv(tmp, index=False))
+    if json_out:
+        echo_json({"n": len(result.table), "n_noisy": int(result.table["is_noisy"].sum()),
+                               "classes": [str(c) for c in result.classes],
+                               "noise_matrix": result.noise_matrix.tolist(),
+                               "per_class_rate": result.per_class_rate.round(6).tolist(), "output": str(output)})
+    else:
+        print_noise_matrix(result)
+        stdout().print(f"Wrote {output}")

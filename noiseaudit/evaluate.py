@@ -1,0 +1,69 @@
+"""Score a report against known wrong labels: flagged set, every signal's ranking, per class."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from noiseaudit.errors import InputError
+from noiseaudit.metrics import precision_recall_f1, ranking_metrics
+from noiseaudit.report.build import signal_scores, truth_mask
+
+
+def attach_truth(report: pd.DataFrame, truth_csv: str | Path) -> pd.DataFrame:
+    """Join ``is_noisy`` / ``original_label`` from a CSV onto the report by ``path``."""
+    from noiseaudit.data.source import PATH_COLUMN_NAMES
+
+    truth_csv = Path(truth_csv)
+    if not truth_csv.is_file():
+        raise InputError("truth CSV not found", path=truth_csv)
+    truth = pd.read_csv(truth_csv, encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    pcol = next((c for c in truth.columns if c.strip().lower() in PATH_COLUMN_NAMES), None)
+    cols = [c for c in ("is_noisy", "original_label") if c in truth.columns]
+    if pcol is None or not cols:
+        raise InputError("truth CSV needs a path column and is_noisy or original_label", path=truth_csv, line=1)
+    truth = truth[[pcol, *cols]].rename(columns={pcol: "path"})
+    if "is_noisy" in truth.columns:
+        truth["is_noisy"] = truth["is_noisy"].str.strip().str.lower().isin({"true", "1"})
+    missing = ~report["path"].isin(truth["path"])
+    if missing.any():
+        raise InputError(f"{int(missing.sum())} report paths are not in the truth CSV, e.g. "
+                         f"{report['path'][missing].iloc[0]!r}", path=truth_csv)
+    base = report.drop(columns=[c for c in cols if c in report.columns])
+    return base.merge(truth.drop_duplicates("path"), on="path", how="left", validate="one_to_one")
+
+
+def evaluate(report: pd.DataFrame, k: int | None = None, truth_csv: str | Path | None = None) -> dict[str, Any]:
+    """Detection scores of a report; see the README's ``evaluate`` section for the keys.
+
+    The top-level ranking metrics are those of the report's ``rank``; ``signals``
+    scores every signal column side by side. ``k`` defaults to the true noisy count.
+    """
+    if truth_csv is not None:
+        report = attach_truth(report, truth_csv)
+    truth = truth_mask(report)
+    if truth is None:
+        raise InputError("no truth: the report has no is_noisy or original_label column; pass --truth CSV")
+    flagged = report["is_suspect"].to_numpy(bool)
+    precision, recall, f1 = precision_recall_f1(truth, flagged)
+    scores = signal_scores(report)
+    signals = {name: ranking_metrics(truth, s, k) for name, s in scores.items()}
+    top = signals["rank"]
+    per_class = []
+    for label, rows in report.groupby("given_label", sort=True):
+        t, f = truth[rows.index], flagged[rows.index]
+        p, r, f1c = precision_recall_f1(t, f)
+        per_class.append({"class": label.item() if isinstance(label, np.generic) else label, "n": len(rows),
+                          "n_noisy": int(t.sum()), "n_flagged": int(f.sum()), "precision": p, "recall": r,
+                          "f1": f1c})
+    return {
+        "n": len(report), "n_noisy": int(truth.sum()), "n_flagged": int(flagged.sum()),
+        "precision": precision, "recall": recall, "f1": f1,
+        "auroc": top["auroc"], "average_precision": top["average_precision"],
+        "precision_at_k": top["precision_at_k"], "recall_at_k": top["recall_at_k"], "k": top["k"],
+        "estimated_noise_rate": float(flagged.mean()), "true_noise_rate": float(truth.mean()),
+        "signals": signals, "per_class": per_class,
+    }

@@ -1,0 +1,113 @@
+"""File-level label-noise injection: a labels table in, the same table with corrupted labels out.
+
+The output keeps every input column, replaces the label and adds
+``original_label`` and ``is_noisy``. ``instance`` noise first trains a quick
+model (plain training, a few epochs) on the images to learn which wrong class
+is most plausible for each sample.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from noiseaudit.data.dataset import load_dataset, sorted_classes
+from noiseaudit.data.source import LabeledSource, load_source
+from noiseaudit.errors import InputError, UsageError
+from noiseaudit.noise import KINDS, inject_noise
+
+
+@dataclass
+class InjectionResult:
+    table: pd.DataFrame  # the output rows
+    classes: list
+    noise_matrix: np.ndarray  # (K, K) counts of original -> new
+
+    @property
+    def per_class_rate(self) -> np.ndarray:
+        totals = self.noise_matrix.sum(axis=1)
+        flipped = totals - np.diag(self.noise_matrix)
+        return np.divide(flipped, totals, out=np.zeros(len(totals)), where=totals > 0)
+
+
+def read_pairs(path: str | Path, classes: list) -> dict[int, int]:
+    """A JSON object mapping class name to class name, e.g. {"T-shirt": "Shirt"}."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read pair map ({exc})", path=path) from None
+    if not isinstance(raw, dict) or not raw:
+        raise InputError("pair map must be a non-empty JSON object of class -> class", path=path)
+    index = {str(c): k for k, c in enumerate(classes)}
+    pairs = {}
+    for src, dst in raw.items():
+        for name in (src, dst):
+            if str(name) not in index:
+                raise InputError(f"unknown class {name!r} in pair map; classes are {classes}", path=path)
+        pairs[index[str(src)]] = index[str(dst)]
+    return pairs
+
+
+def _quick_probs(source: LabeledSource, targets: np.ndarray, seed: int, device: str) -> np.ndarray:
+    import torch
+
+    from noiseaudit.models import build_model, default_model
+    from noiseaudit.runtime import resolve_device, seed_everything
+    from noiseaudit.train import TrainConfig, train
+
+    data = load_dataset(source)
+    gen = seed_everything(seed)
+    model = build_model(default_model(data.channels, data.image_size), data.channels, data.image_size,
+                        len(data.classes))
+    data.targets = torch.as_tensor(targets)
+    return train(data, model, TrainConfig(epochs=3, method="plain"), resolve_device(device), gen).probs
+
+
+def inject(source: LabeledSource, rate: float, kind: str = "symmetric", seed: int = 0,
+           pairs_file: str | Path | None = None, device: str = "auto") -> InjectionResult:
+    """Corrupt exactly round(rate * N) labels of ``source``, keeping its columns and their order."""
+    if kind not in KINDS:
+        raise UsageError(f"unknown noise kind {kind!r}; choose one of {', '.join(KINDS)}")
+    classes = sorted_classes(source.labels)
+    if len(classes) < 2:
+        raise InputError(f"need at least two classes to inject noise, found {len(classes)}", path=source.origin)
+    index = {c: k for k, c in enumerate(classes)}
+    original = np.array([index[v] for v in source.labels], dtype=np.int64)
+    pairs = None if pairs_file is None else read_pairs(pairs_file, classes)
+    if pairs is not None and kind != "asymmetric":
+        raise UsageError("--pairs only applies to --kind asymmetric")
+    probs = _quick_probs(source, original, seed, device) if kind == "instance" else None
+    noisy = inject_noise(original, rate, kind, len(classes), seed=seed, pairs=pairs, probs=probs)
+    names = np.asarray(classes, dtype=object)
+    table = source.extra.reset_index(drop=True).copy()
+    table[source.path_col] = source.paths
+    table[source.label_col] = names[noisy.labels]
+    table = table[source.columns]
+    table["original_label"] = names[original]
+    table["is_noisy"] = noisy.is_noisy
+    return InjectionResult(table=table, classes=classes, noise_matrix=noisy.noise_matrix(original, len(classes)))
+
+
+def inject_file(input_path: str | Path, rate: float, kind: str = "symmetric", seed: int = 0, *,
+                images_dir: str | Path | None = None, pairs_file: str | Path | None = None,
+                path_col: str | None = None, label_col: str | None = None, device: str = "auto") -> InjectionResult:
+    """Inject noise into a labels CSV (paths relative to ``images_dir``) or an ImageFolder tree."""
+    input_path = Path(input_path)
+    if input_path.is_dir():
+        source = load_source(input_path)
+    else:
+        if images_dir is None:
+            if kind == "instance":
+                raise UsageError("--kind instance trains a model on the images: pass --images-dir")
+            images_dir = input_path.parent
+        source = load_source(images_dir, input_path, path_col=path_col, label_col=label_col)
+    for clash in ("original_label", "is_noisy"):
+        if clash in source.extra.columns:
+            raise InputError(f"input already has a {clash!r} column (was noise injected already?)",
+                             path=source.origin, line=1)
+    return inject(source, rate, kind, seed, pairs_file, device)

@@ -1,0 +1,386 @@
+"""User errors through the CLI: exit code 2, one line on stderr naming the file (and CSV line), no report written.
+
+Plus one happy-path scan with ``--json``. Everything runs on tiny generated images, on the CPU, for one epoch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from noiseaudit.cli import app
+from noiseaudit.report.io import read_report
+
+REQUIRED_COLUMNS = ("sample_id", "path", "given_label", "predicted_label", "pred_prob", "given_prob",
+                    "learned_lr", "learned_lr_mean", "loss", "margin", "rank", "suspicion", "is_suspect")
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def scan_args(images, csv=None, out=None, *extra: str) -> list[str]:
+    args = ["scan", str(images)] + ([str(csv)] if csv is not None else [])
+    return args + ["-o", str(out), "--epochs", "1", "--quiet", "--device", "cpu", "--workers", "1", *extra]
+
+
+def stderr_of(result) -> str:
+    # typer's CliRunner keeps stderr apart from stdout (result.output mixes both).
+    return result.stderr
+
+
+def assert_user_error(result, out: Path, *fragments: str) -> str:
+    """Exit 2, a single ``error: ...`` line on stderr holding every fragment, nothing on stdout, no report."""
+    err = stderr_of(result)
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    line = lines[0]
+    assert line.startswith("error: "), line
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in line, (fragment, line)
+    assert result.stdout == ""
+    assert not out.exists()
+    assert not list(out.parent.glob(f".{out.name}.*")), "temp report left behind"
+    return line
+
+
+def write_images(root: Path, n: int = 8, size: int = 8) -> list[str]:
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    names = []
+    for i in range(n):
+        base = 40 if i % 2 == 0 else 200
+        pixels = np.clip(base + rng.integers(-20, 20, (size, size)), 0, 255).astype(np.uint8)
+        names.append(f"img{i}.png")
+        Image.fromarray(pixels, "L").save(root / names[-1])
+    return names
+
+
+@pytest.fixture()
+def ds(tmp_path: Path):
+    """images/ with 8 grey PNGs, the report path (not yet existing), and a CSV writer."""
+    images = tmp_path / "images"
+    names = write_images(images)
+    out = tmp_path / "report.parquet"
+
+    def csv(text: str, name: str = "labels.csv") -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    good = "path,label\n" + "".join(f"{n},{'ab'[i % 2]}\n" for i, n in enumerate(names))
+    return images, out, csv, good
+
+
+# ---------------------------------------------------------------------------------------- missing inputs
+
+
+def test_missing_image_directory(ds):
+    images, out, csv, good = ds
+    missing = images.parent / "no_such_images"
+    result = invoke(*scan_args(missing, csv(good), out))
+    assert_user_error(result, out, str(missing), "image folder not found")
+
+
+def test_missing_image_directory_imagefolder_mode(ds):
+    images, out, _, _ = ds
+    missing = images.parent / "no_such_images"
+    result = invoke(*scan_args(missing, None, out))
+    assert_user_error(result, out, str(missing), "image folder not found")
+
+
+def test_missing_csv(ds):
+    images, out, _, _ = ds
+    missing = images.parent / "labels_missing.csv"
+    result = invoke(*scan_args(images, missing, out))
+    assert_user_error(result, out, str(missing), "labels CSV not found")
+
+
+def test_imagefolder_without_class_folders(ds):
+    images, out, _, _ = ds  # flat folder of PNGs and no CSV
+    result = invoke(*scan_args(images, None, out))
+    assert_user_error(result, out, "no images found in class subfolders")
+
+
+# ---------------------------------------------------------------------------------------------- columns
+
+
+def test_missing_path_column(ds):
+    images, out, csv, _ = ds
+    path = csv("picture,label\nimg0.png,a\nimg1.png,b\n")
+    line = assert_user_error(invoke(*scan_args(images, path, out)), out, "labels.csv:1", "no path column")
+    assert "--path-col" in line and "picture" in line
+
+
+def test_missing_label_column(ds):
+    images, out, csv, _ = ds
+    path = csv("path,tag\nimg0.png,a\nimg1.png,b\n")
+    line = assert_user_error(invoke(*scan_args(images, path, out)), out, "labels.csv:1", "no label column")
+    assert "--label-col" in line and "tag" in line
+
+
+def test_explicit_label_col_that_does_not_exist(ds):
+    images, out, csv, good = ds
+    result = invoke(*scan_args(images, csv(good), out, "--label-col", "species"))
+    assert_user_error(result, out, "labels.csv:1", "no label column 'species'")
+
+
+def test_explicit_path_col_that_does_not_exist(ds):
+    images, out, csv, good = ds
+    result = invoke(*scan_args(images, csv(good), out, "--path-col", "picture"))
+    assert_user_error(result, out, "labels.csv:1", "no path column 'picture'")
+
+
+def test_explicit_columns_work(ds):
+    images, out, csv, _ = ds
+    names = sorted(p.name for p in images.iterdir())
+    text = "pic,kind,label\n" + "".join(f"{n},{'xy'[i % 2]},zzz\n" for i, n in enumerate(names))
+    result = invoke(*scan_args(images, csv(text), out, "--path-col", "pic", "--label-col", "kind"))
+    assert result.exit_code == 0, result.output
+    report, _ = read_report(out)
+    assert set(report["given_label"]) == {"x", "y"}
+    assert report["label"].tolist() == ["zzz"] * len(names)  # carried, no clash with report columns
+
+
+# ---------------------------------------------------------------------------------------------- images
+
+
+def test_listed_image_that_does_not_exist(ds):
+    images, out, csv, _ = ds
+    path = csv("path,label\nimg0.png,a\nghost.png,b\nimg1.png,b\n")
+    assert_user_error(invoke(*scan_args(images, path, out)), out, "labels.csv:3", "'ghost.png'", "not found")
+
+
+@pytest.mark.parametrize("image_size", [None, "8"])
+def test_png_that_is_really_text(ds, image_size):
+    images, out, csv, _ = ds
+    (images / "bad.png").write_text("hello, I am not a PNG\n")
+    path = csv("path,label\nimg0.png,a\nimg1.png,b\nbad.png,a\n")
+    extra = ["--image-size", image_size] if image_size else []
+    assert_user_error(invoke(*scan_args(images, path, out, *extra)), out, "labels.csv:4", "'bad.png'",
+                      "not a recognised image file")
+
+
+@pytest.mark.parametrize("image_size", [None, "8"])
+def test_truncated_png(ds, image_size):
+    images, out, csv, _ = ds
+    noise = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    Image.fromarray(noise, "RGB").save(images / "cut.png")
+    data = (images / "cut.png").read_bytes()
+    (images / "cut.png").write_bytes(data[: len(data) // 2])
+    path = csv("path,label\nimg0.png,a\nimg1.png,b\nimg2.png,a\ncut.png,b\n")
+    extra = ["--image-size", image_size] if image_size else []
+    assert_user_error(invoke(*scan_args(images, path, out, *extra)), out, "labels.csv:5", "'cut.png'",
+                      "cannot decode image")
+
+
+def test_path_escaping_the_image_folder(ds):
+    images, out, csv, _ = ds
+    secret = images.parent / "secret.png"
+    Image.new("L", (8, 8)).save(secret)
+    path = csv(f"path,label\nimg0.png,a\nimg1.png,b\n../secret.png,a\n{secret},b\n")
+    assert_user_error(invoke(*scan_args(images, path, out)), out, "labels.csv:4", "escapes the image folder")
+
+
+# ------------------------------------------------------------------------------------------ CSV content
+
+
+def test_only_one_class(ds):
+    images, out, csv, _ = ds
+    path = csv("path,label\nimg0.png,a\nimg1.png,a\nimg2.png,a\n")
+    assert_user_error(invoke(*scan_args(images, path, out)), out, "labels.csv", "at least two classes")
+
+
+def test_empty_csv(ds):
+    images, out, csv, _ = ds
+    path = csv("")
+    assert_user_error(invoke(*scan_args(images, path, out)), out, "labels.csv", "empty")
+
+
+def test_header_only_csv(ds):
+    images, out, csv, _ = ds
+    path = csv("path,label\n")
+    assert_user_error(invoke(*scan_args(images, path, out)), out, "labels.csv:1", "no rows")
+
+
+def test_empty_label_cell(ds):
+    images, out, csv, _ = ds
+    path = csv("path,label\nimg0.png,a\nimg1.png,\nimg2.png,a\nimg3.png,\n")
+    line = assert_user_error(invoke(*scan_args(images, path, out)), out, "labels.csv:3", "empty label")
+    assert "(2 rows)" in line
+
+
+def test_empty_path_cell(ds):
+    images, out, csv, _ = ds
+    path = csv("path,label\nimg0.png,a\nimg1.png,b\n  ,a\n")
+    assert_user_error(invoke(*scan_args(images, path, out)), out, "labels.csv:4", "empty path")
+
+
+def test_line_number_after_blank_line(ds):
+    images, out, csv, _ = ds
+    path = csv("path,label\nimg0.png,a\n\nimg1.png,\n")
+    assert_user_error(invoke(*scan_args(images, path, out)), out, "labels.csv:4", "empty label")
+
+
+def test_infinite_numeric_label_is_text_not_a_crash(ds):
+    images, out, csv, _ = ds
+    path = csv("path,label\nimg0.png,inf\nimg1.png,1\n")
+    result = invoke(*scan_args(images, path, out))
+    assert result.exit_code == 0, result.exception
+    _, meta = read_report(out)
+    assert meta["classes"] == ["1", "inf"]
+
+
+# ---------------------------------------------------------------------------------------------- output
+
+
+def test_existing_output_needs_overwrite(ds):
+    images, out, csv, good = ds
+    path = csv(good)
+    out.write_bytes(b"precious")
+    result = invoke(*scan_args(images, path, out))
+    err = stderr_of(result)
+    assert result.exit_code == 2, result.output
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith("error: ") and str(out) in err and "--overwrite" in err
+    assert out.read_bytes() == b"precious"
+    assert not list(out.parent.glob(f".{out.name}.*"))
+
+    result = invoke(*scan_args(images, path, out, "--overwrite"))
+    assert result.exit_code == 0, result.output
+    report, meta = read_report(out)
+    assert len(report) == 8 and meta["n_samples"] == 8
+    assert not list(out.parent.glob(f".{out.name}.*"))
+
+
+def test_output_folder_missing(ds):
+    images, out, csv, good = ds
+    target = out.parent / "nope" / "report.parquet"
+    assert_user_error(invoke(*scan_args(images, csv(good), target)), target, "output folder does not exist")
+
+
+# --------------------------------------------------------------------------------------------- options
+
+
+@pytest.mark.parametrize("device", ["tpu9", "gpu", "cuda:99"])
+def test_bad_device(ds, device):
+    images, out, csv, good = ds
+    args = scan_args(images, csv(good), out)
+    args[args.index("--device") + 1] = device
+    assert_user_error(invoke(*args), out, f"'{device}'")
+
+
+def test_unknown_model(ds):
+    images, out, csv, good = ds
+    line = assert_user_error(invoke(*scan_args(images, csv(good), out, "--model", "vgg16")), out,
+                             "unknown model 'vgg16'")
+    assert "small-cnn" in line
+
+
+@pytest.mark.parametrize(("option", "value", "fragment"), [
+    ("--epochs", "0", "--epochs must be at least 1"),
+    ("--batch-size", "0", "--batch-size must be at least 1"),
+    ("--lr", "0", "--lr must be positive"),
+    ("--noise-rate", "1.5", "--noise-rate must be in [0, 1)"),
+    ("--method", "magic", "unknown method 'magic'"),
+])
+def test_out_of_range_options(ds, option, value, fragment):
+    images, out, csv, good = ds
+    args = scan_args(images, csv(good), out)
+    if option in args:
+        args[args.index(option) + 1] = value
+    else:
+        args += [option, value]
+    assert_user_error(invoke(*args), out, fragment)
+
+
+def test_option_errors_come_before_input_errors(ds):
+    # --epochs 0 with a missing CSV: the option is reported, and nothing is read.
+    images, out, _, _ = ds
+    args = scan_args(images, images.parent / "missing.csv", out)
+    args[args.index("--epochs") + 1] = "0"
+    assert_user_error(invoke(*args), out, "--epochs")
+
+
+# ------------------------------------------------------------------------------------------- happy path
+
+
+def _happy_csv(ds) -> tuple[Path, Path, Path, list[str]]:
+    images, out, csv, _ = ds
+    names = sorted(p.name for p in images.iterdir())
+    rows = "".join(f"{n},{'ab'[int(n[3]) % 2]},train,{'true' if i % 3 else 'false'},{100 + i},{i}\n"
+                   for i, n in enumerate(names))
+    return images, out, csv("path,label,split,verified,source_id,rank\n" + rows), names
+
+
+def test_happy_path_json_and_parquet(ds):
+    images, out, path, names = _happy_csv(ds)
+    result = invoke(*scan_args(images, path, out, "--json"))
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert stderr_of(result) == ""  # --quiet
+    summary = json.loads(result.stdout)
+    assert summary["n_samples"] == 8
+    assert isinstance(summary["n_flagged"], int) and 0 <= summary["n_flagged"] <= 8
+    assert summary["n_classes"] == 2
+    assert summary["output"] == str(out)
+    assert summary["device"] == "cpu"
+    top = summary["top_suspects"]
+    assert isinstance(top, list) and len(top) == 8
+    assert [s["rank"] for s in top] == list(range(1, 9))
+    assert {s["path"] for s in top} == set(names)
+    assert {s["given_label"] for s in top} <= {"a", "b"}
+
+    assert out.is_file()
+    report = pd.read_parquet(out)
+    assert len(report) == 8
+    missing = [c for c in REQUIRED_COLUMNS if c not in report.columns]
+    assert not missing, missing
+    assert report["sample_id"].tolist() == list(range(8))
+    assert report["path"].tolist() == names
+    assert sorted(report["rank"].tolist()) == list(range(1, 9))
+    assert report["is_suspect"].dtype == bool
+    assert int(report["is_suspect"].sum()) == summary["n_flagged"]
+    assert report["given_label"].tolist() == ["ab"[int(n[3]) % 2] for n in names]
+    assert ((report["pred_prob"] >= 0) & (report["pred_prob"] <= 1)).all()
+    assert (report["learned_lr"] > 0).all()
+    # Carried columns keep their types; one clashing with a report column is renamed.
+    assert report["split"].tolist() == ["train"] * 8
+    assert report["verified"].dtype == bool
+    assert report["verified"].tolist() == [bool(i % 3) for i in range(8)]
+    assert report["source_id"].dtype == np.int64
+    assert report["source_id"].tolist() == [100 + i for i in range(8)]
+    assert report["input_rank"].tolist() == list(range(8))
+    _, meta = read_report(out)
+    assert meta["n_samples"] == 8 and meta["config"]["epochs"] == 1 and meta["device"] == "cpu"
+
+
+def test_happy_path_imagefolder_without_json(tmp_path: Path):
+    root = tmp_path / "tree"
+    write_images(root / "cats", n=3)
+    write_images(root / "dogs", n=3)
+    out = tmp_path / "r.parquet"
+    result = invoke(*scan_args(root, None, out))
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "6 samples, 2 classes" in result.stdout and f"Report written to {out}" in result.stdout
+    report = pd.read_parquet(out)
+    assert sorted(set(report["given_label"])) == ["cats", "dogs"]
+
+
+def test_json_output_is_strict_json(ds):
+    images, out, path, _ = _happy_csv(ds)
+    result = invoke(*scan_args(images, path, out, "--json", "--noise-rate", "0"))
+    assert result.exit_code == 0, result.output
+
+    def reject(token: str):
+        raise ValueError(f"non-standard JSON token {token}")
+
+    json.loads(result.stdout, parse_constant=reject)
