@@ -9,6 +9,7 @@ import typer
 from noiseaudit._version import __version__
 from noiseaudit.cli import evaluate as _evaluate
 from noiseaudit.cli import inject as _inject
+from noiseaudit.cli import review as _review
 from noiseaudit.cli import scan as _scan
 
 app = typer.Typer(
@@ -21,6 +22,8 @@ app = typer.Typer(
 app.command("scan")(_scan.scan_command)
 app.command("inject")(_inject.inject_command)
 app.command("evaluate")(_evaluate.evaluate_command)
+app.command("export")(_review.export_command)
+app.command("apply")(_review.apply_command)
 
 
 def _version(value: bool) -> None:

@@ -44,7 +44,7 @@ class LabeledSource:
         return self.origin, self.lines[i]
 
 
-def _pick_column(columns: list[str], wanted: str | None, candidates: tuple[str, ...], kind: str, csv: Path) -> str:
+def pick_column(columns: list[str], wanted: str | None, candidates: tuple[str, ...], kind: str, csv: Path) -> str:
     if wanted is not None:
         if wanted not in columns:
             raise InputError(f"no {kind} column {wanted!r}; columns are {columns}", path=csv, line=1)
@@ -121,8 +121,8 @@ def read_labels_csv(
         raise InputError("labels CSV not found", path=csv)
     frame, lines = read_text_table(csv)
     columns = [str(c) for c in frame.columns]
-    pcol = _pick_column(columns, path_col, PATH_COLUMN_NAMES, "path", csv)
-    lcol = _pick_column(columns, label_col, LABEL_COLUMN_NAMES, "label", csv)
+    pcol = pick_column(columns, path_col, PATH_COLUMN_NAMES, "path", csv)
+    lcol = pick_column(columns, label_col, LABEL_COLUMN_NAMES, "label", csv)
     if pcol == lcol:
         raise InputError(f"path and label columns are the same column {pcol!r}", path=csv, line=1)
     for kind, col in (("path", pcol), ("label", lcol)):

@@ -63,11 +63,15 @@ def build_report(paths: list[str], given: np.ndarray, classes: list, signals: di
 
 
 def truth_mask(report: pd.DataFrame) -> np.ndarray | None:
-    """Known wrong labels: the ``is_noisy`` column, else ``original_label`` != ``given_label``."""
-    if "is_noisy" in report.columns:
-        return report["is_noisy"].astype(bool).to_numpy()
+    """Known wrong labels: ``original_label`` != ``given_label``, else the ``is_noisy`` column.
+
+    ``original_label`` wins because it stays true after labels are corrected,
+    while a carried ``is_noisy`` describes the labels as they were injected.
+    """
     if "original_label" in report.columns:
         return (report["original_label"].astype(str) != report["given_label"].astype(str)).to_numpy()
+    if "is_noisy" in report.columns:
+        return report["is_noisy"].astype(bool).to_numpy()
     return None
 
 

@@ -1,0 +1,107 @@
+"""Apply reviewers' verdicts to a labels CSV: relabel, drop or keep, never in place."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from noiseaudit.data.csvfile import read_text_table
+from noiseaudit.data.source import LABEL_COLUMN_NAMES, PATH_COLUMN_NAMES, pick_column
+from noiseaudit.errors import InputError
+from noiseaudit.report.export import VERDICTS
+
+
+@dataclass
+class ApplyResult:
+    table: pd.DataFrame
+    relabeled: int = 0
+    dropped: int = 0
+    kept: int = 0
+    unreviewed: int = 0
+    changes: list[tuple[str, str, str]] = field(default_factory=list)  # (path, old, new)
+
+
+def read_reviewed(path: str | Path) -> tuple[pd.DataFrame, list[int | None]]:
+    """A reviewed export (CSV, or the JSON records of ``export --format json``), cells as text."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("reviewed file not found", path=path)
+    if path.suffix.lower() == ".json":
+        try:
+            records = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise InputError(f"not valid JSON ({exc})", path=path) from None
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+            raise InputError("expected a JSON list of records as written by `noiseaudit export --format json`",
+                             path=path)
+        frame = pd.DataFrame(records).fillna("").astype(str)
+        return frame.apply(lambda c: c.str.strip()), [None] * len(frame)
+    frame, lines = read_text_table(path)
+    return frame, lines
+
+
+def apply_review(labels_csv: str | Path, reviewed_path: str | Path, *, path_col: str | None = None,
+                 label_col: str | None = None, allow_new_labels: bool = False) -> ApplyResult:
+    """The labels table with verdicts applied.
+
+    ``relabel`` sets the label to ``new_label``, or to ``suggested_label`` when
+    ``new_label`` is empty; ``drop`` removes the row; ``keep`` or an empty
+    verdict leaves it. Unknown paths, unknown verdicts, conflicting rows for one
+    path and (unless ``allow_new_labels``) labels outside the known classes are
+    refused, naming the reviewed file and line.
+    """
+    labels_csv, reviewed_path = Path(labels_csv), Path(reviewed_path)
+    if not labels_csv.is_file():
+        raise InputError("labels CSV not found", path=labels_csv)
+    table, _ = read_text_table(labels_csv)
+    columns = list(table.columns)
+    pcol = pick_column(columns, path_col, PATH_COLUMN_NAMES, "path", labels_csv)
+    lcol = pick_column(columns, label_col, LABEL_COLUMN_NAMES, "label", labels_csv)
+    reviewed, lines = read_reviewed(reviewed_path)
+    for needed in ("path", "verdict"):
+        if needed not in reviewed.columns:
+            raise InputError(f"reviewed file has no {needed!r} column", path=reviewed_path, line=1)
+    known = set(table[lcol])
+    row_of = {p: i for i, p in enumerate(table[pcol])}
+    decisions: dict[str, tuple[str, str, int | None]] = {}
+    for rec, line in zip(reviewed.to_dict("records"), lines):
+        p, verdict = rec["path"], rec["verdict"].lower()
+        if p not in row_of:
+            raise InputError(f"path {p!r} is not in {labels_csv.name}", path=reviewed_path, line=line)
+        if verdict not in VERDICTS and verdict != "":
+            raise InputError(f"unknown verdict {rec['verdict']!r} (use keep, relabel or drop)",
+                             path=reviewed_path, line=line)
+        target = ""
+        if verdict == "relabel":
+            target = rec.get("new_label", "") or rec.get("suggested_label", "")
+            if not target:
+                raise InputError(f"relabel of {p!r} has neither new_label nor suggested_label",
+                                 path=reviewed_path, line=line)
+            if target not in known and not allow_new_labels:
+                raise InputError(f"new label {target!r} for {p!r} is not a known class "
+                                 "(pass --allow-new-labels to add one)", path=reviewed_path, line=line)
+        if p in decisions and decisions[p][:2] != (verdict, target):
+            raise InputError(f"conflicting verdicts for {p!r} (also on line {decisions[p][2]})",
+                             path=reviewed_path, line=line)
+        decisions[p] = (verdict, target, line)
+
+    result = ApplyResult(table=table)
+    drop = []
+    for p, (verdict, target, _) in decisions.items():
+        i = row_of[p]
+        if verdict == "drop":
+            drop.append(i)
+            result.dropped += 1
+        elif verdict == "relabel" and target != table.at[i, lcol]:
+            result.changes.append((p, table.at[i, lcol], target))
+            table.at[i, lcol] = target
+            result.relabeled += 1
+        elif verdict == "":
+            result.unreviewed += 1
+        else:
+            result.kept += 1
+    result.table = table.drop(index=drop).reset_index(drop=True)
+    return result

@@ -1,0 +1,68 @@
+"""``noiseaudit export`` and ``noiseaudit apply``: the human review loop around a report."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from noiseaudit.apply import apply_review
+from noiseaudit.cli.console import echo_json, exits_on_errors, stdout
+from noiseaudit.errors import UsageError
+from noiseaudit.report.export import review_table, select_suspects, write_review
+from noiseaudit.report.io import atomic_write, check_writable, read_report
+
+
+class Format(str, Enum):
+    csv = "csv"
+    json = "json"
+    labelstudio = "labelstudio"
+
+
+@exits_on_errors
+def export_command(
+    report: Annotated[Path, typer.Argument(help="Parquet report from noiseaudit scan.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="File to write.")],
+    top: Annotated[Optional[int], typer.Option(help="The N most suspect samples.")] = None,
+    min_suspicion: Annotated[Optional[float], typer.Option(help="Samples with suspicion >= X.")] = None,
+    flagged: Annotated[bool, typer.Option("--flagged", help="The flagged samples (the default).")] = False,
+    fmt: Annotated[Format, typer.Option("--format", help="csv, json, or labelstudio tasks.")] = Format.csv,
+    image_prefix: Annotated[str, typer.Option(help="Prefix for image URLs in Label Studio tasks.")] = "",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+) -> None:
+    """Write a review sheet of suspects with empty verdict (keep/relabel/drop) and new_label columns."""
+    check_writable(output, overwrite)
+    frame, _ = read_report(report)
+    table = review_table(select_suspects(frame, top=top, min_suspicion=min_suspicion, flagged=flagged))
+    write_review(table, output, fmt.value, image_prefix)
+    stdout().print(f"Wrote {len(table)} samples to {output}", highlight=False)
+
+
+@exits_on_errors
+def apply_command(
+    labels_csv: Annotated[Path, typer.Argument(help="The labels CSV that was scanned.")],
+    reviewed: Annotated[Path, typer.Argument(help="The reviewed export (CSV or JSON).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Corrected labels CSV to write.")],
+    path_col: Annotated[Optional[str], typer.Option(help="Path column name (default: auto-detect).")] = None,
+    label_col: Annotated[Optional[str], typer.Option(help="Label column name (default: auto-detect).")] = None,
+    allow_new_labels: Annotated[bool, typer.Option(help="Accept relabels to classes not yet in the CSV.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+) -> None:
+    """Apply verdicts (relabel to new_label or the suggestion, drop, keep); the input is never edited."""
+    if output.resolve() == labels_csv.resolve():
+        raise UsageError("output must differ from the input labels CSV (apply never edits in place)")
+    check_writable(output, overwrite)
+    result = apply_review(labels_csv, reviewed, path_col=path_col, label_col=label_col,
+                          allow_new_labels=allow_new_labels)
+    atomic_write(output, lambda tmp: result.table.to_csv(tmp, index=False))
+    summary = {"relabeled": result.relabeled, "dropped": result.dropped, "kept": result.kept,
+               "unreviewed": result.unreviewed, "rows_written": len(result.table), "output": str(output)}
+    if json_out:
+        echo_json(summary)
+    else:
+        stdout().print(f"{result.relabeled} relabeled, {result.dropped} dropped, {result.kept} kept, "
+                       f"{result.unreviewed} without a verdict; wrote {len(result.table)} rows to {output}",
+                       highlight=False)

@@ -1,0 +1,79 @@
+"""Suspect lists for human review: CSV, JSON or Label Studio tasks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from noiseaudit._version import __version__
+from noiseaudit.errors import UsageError
+from noiseaudit.report.io import atomic_write
+
+FORMATS = ("csv", "json", "labelstudio")
+VERDICTS = ("keep", "relabel", "drop")
+REVIEW_COLUMNS = ("path", "given_label", "suggested_label", "confidence", "learned_lr", "rank", "suspicion",
+                  "verdict", "new_label")
+
+
+def select_suspects(report: pd.DataFrame, *, top: int | None = None, min_suspicion: float | None = None,
+                    flagged: bool = False) -> pd.DataFrame:
+    """Rows to review, most suspect first: the top N, those above a suspicion, or the flagged ones (default)."""
+    chosen = sum(x is not None and x is not False for x in (top, min_suspicion, flagged))
+    if chosen > 1:
+        raise UsageError("choose one of --top, --min-suspicion and --flagged")
+    ordered = report.sort_values("rank")
+    if top is not None:
+        if top < 1:
+            raise UsageError(f"--top must be at least 1, got {top}")
+        return ordered.head(top)
+    if min_suspicion is not None:
+        return ordered[ordered["suspicion"] >= min_suspicion]
+    return ordered[ordered["is_suspect"]]
+
+
+def review_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """The reviewer's sheet: suggestion and evidence, plus empty ``verdict`` and ``new_label`` to fill in."""
+    return pd.DataFrame({
+        "path": rows["path"].to_numpy(),
+        "given_label": rows["given_label"].to_numpy(),
+        "suggested_label": rows["suggested_label"].to_numpy(),
+        "confidence": rows["suggested_prob"].to_numpy().round(4),
+        "learned_lr": rows["learned_lr"].to_numpy(),
+        "rank": rows["rank"].to_numpy(),
+        "suspicion": rows["suspicion"].to_numpy().round(4),
+        "verdict": "",
+        "new_label": "",
+    })
+
+
+def label_studio_tasks(table: pd.DataFrame, image_prefix: str = "") -> list[dict]:
+    """Label Studio tasks with the suggestion as a pre-annotation.
+
+    Pair with a labeling config such as
+    ``<View><Image name="image" value="$image"/><Choices name="label" toName="image">...</Choices></View>``.
+    """
+    tasks = []
+    for row in table.itertuples(index=False):
+        tasks.append({
+            "data": {"image": f"{image_prefix}{row.path}", "path": row.path, "given_label": str(row.given_label),
+                     "rank": int(row.rank), "learned_lr": float(row.learned_lr)},
+            "predictions": [{
+                "model_version": f"noiseaudit-{__version__}",
+                "score": float(row.confidence),
+                "result": [{"from_name": "label", "to_name": "image", "type": "choices",
+                            "value": {"choices": [str(row.suggested_label)]}}],
+            }],
+        })
+    return tasks
+
+
+def write_review(table: pd.DataFrame, path: str | Path, fmt: str = "csv", image_prefix: str = "") -> Path:
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt == "csv":
+        return atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
+    payload = label_studio_tasks(table, image_prefix) if fmt == "labelstudio" else json.loads(
+        table.to_json(orient="records"))
+    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=1)))
