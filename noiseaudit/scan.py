@@ -131,6 +131,7 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
     report.attrs["noiseaudit"] = {
         "version": __version__,
         "config": asdict(cfg),
+        "images_root": str(source.root),
         "seed": cfg.seed,
         "model": model_name,
         "image_size": data.image_size,

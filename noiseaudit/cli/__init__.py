@@ -11,6 +11,7 @@ from noiseaudit.cli import evaluate as _evaluate
 from noiseaudit.cli import inject as _inject
 from noiseaudit.cli import review as _review
 from noiseaudit.cli import scan as _scan
+from noiseaudit.cli import view as _view
 
 app = typer.Typer(
     name="noiseaudit",
@@ -24,6 +25,8 @@ app.command("inject")(_inject.inject_command)
 app.command("evaluate")(_evaluate.evaluate_command)
 app.command("export")(_review.export_command)
 app.command("apply")(_review.apply_command)
+app.command("show")(_view.show_command)
+app.command("html")(_view.html_command)
 
 
 def _version(value: bool) -> None:

@@ -20,7 +20,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def stdout() -> Console:
-    return Console(soft_wrap=True)
+    """Results. Piped output gets a wide console so that tables don't truncate paths."""
+    return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
 
 def stderr() -> Console:

@@ -1,0 +1,140 @@
+"""One self-contained HTML page for a report: summary, plots and a gallery of top suspects.
+
+Plots need matplotlib (``pip install noiseaudit[html]``); thumbnails and plots
+are embedded as base64 PNGs, so the file can be mailed or archived alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from noiseaudit.data.images import DecodeError, decode_image
+from noiseaudit.data.source import resolve_inside
+from noiseaudit.errors import InputError, UsageError
+from noiseaudit.evaluate import evaluate
+from noiseaudit.report.build import truth_mask
+
+CSS = """
+body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
+h1{font-size:1.5em} h2{font-size:1.15em;margin-top:1.6em}
+table{border-collapse:collapse} td,th{padding:2px 10px;border-bottom:1px solid #ddd;text-align:right}
+td:first-child,th:first-child{text-align:left}
+.plots img{max-width:380px;margin-right:12px}
+.gallery{display:flex;flex-wrap:wrap;gap:10px}
+.card{width:120px;font-size:11px;border:1px solid #ccc;border-radius:4px;padding:4px;text-align:center}
+.card img{width:112px;height:112px;image-rendering:pixelated;display:block;margin:auto}
+.given{color:#b00} .sugg{color:#070} .noisy{border-color:#b00;border-width:2px}
+"""
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _plots(report: pd.DataFrame) -> dict[str, str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UsageError("noiseaudit html draws plots with matplotlib: pip install 'noiseaudit[html]'") from None
+    from sklearn.metrics import precision_recall_curve
+
+    truth = truth_mask(report)
+    log_lr = np.log(report["learned_lr"].to_numpy(dtype=np.float64))
+    out: dict[str, str] = {}
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    bins = np.linspace(log_lr.min(), log_lr.max() + 1e-9, 50)
+    if truth is not None:
+        ax.hist(log_lr[~truth], bins=bins, alpha=0.6, label="clean", color="#3a7")
+        ax.hist(log_lr[truth], bins=bins, alpha=0.6, label="wrong label", color="#c33")
+        ax.legend()
+    else:
+        ax.hist(log_lr, bins=bins, color="#37a")
+    ax.set_xlabel("log learned rate")
+    ax.set_ylabel("samples")
+    ax.set_title("Learned rates")
+    out["Learned rates"] = _png(fig)
+    plt.close(fig)
+    if truth is not None and 0 < truth.sum() < truth.size:
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        precision, recall, _ = precision_recall_curve(truth, -report["rank"].to_numpy())
+        ax.plot(recall, precision, color="#37a")
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+        ax.set_ylim(0, 1.02)
+        ax.set_title("Precision-recall of the ranking")
+        out["Precision-recall"] = _png(fig)
+        plt.close(fig)
+    counts = report.groupby("given_label").agg(n=("path", "size"), flagged=("is_suspect", "sum"))
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    x = np.arange(len(counts))
+    ax.bar(x, counts["n"], color="#bbb", label="samples")
+    ax.bar(x, counts["flagged"], color="#c33", label="flagged")
+    ax.set_xticks(x, [str(c) for c in counts.index], rotation=45, ha="right")
+    ax.set_ylim(0, counts["n"].max() * 1.3)
+    ax.legend(loc="upper left", ncol=2)
+    ax.set_title("Per class (given label)")
+    out["Per class"] = _png(fig)
+    plt.close(fig)
+    return out
+
+
+def _thumbnail(root: Path, path: str) -> str:
+    try:
+        file = resolve_inside(root, path, origin=str(root), line=None)
+        arr = decode_image(file, 112)
+    except (InputError, DecodeError, OSError):
+        arr = np.full((112, 112, 3), 200, dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def render_html(report: pd.DataFrame, metadata: dict[str, Any], images_root: str | Path | None = None,
+                top: int = 48) -> str:
+    """The page as a string. ``images_root`` defaults to the scan's image folder."""
+    root = Path(images_root or metadata.get("images_root") or ".").resolve()
+    e = html.escape
+    truth = truth_mask(report)
+    n, flagged = len(report), int(report["is_suspect"].sum())
+    rows = [("samples", n), ("classes", report["given_label"].nunique()), ("flagged", flagged),
+            ("estimated noise rate", f"{flagged / n:.1%}" if n else "-"),
+            ("model", metadata.get("model", "?")), ("device", metadata.get("device", "?")),
+            ("epochs", metadata.get("config", {}).get("epochs", "?")), ("seed", metadata.get("seed", "?")),
+            ("noiseaudit", metadata.get("version", "?"))]
+    if truth is not None:
+        m = evaluate(report)
+        rows += [("known wrong labels", m["n_noisy"]), ("precision / recall / F1",
+                  f"{m['precision']:.3f} / {m['recall']:.3f} / {m['f1']:.3f}"),
+                 ("AUROC / AP", f"{m['auroc']:.4f} / {m['average_precision']:.4f}")]
+    summary = "".join(f"<tr><td>{e(str(k))}</td><td>{e(str(v))}</td></tr>" for k, v in rows)
+    plots = "".join(f'<img alt="{e(t)}" src="data:image/png;base64,{b}">' for t, b in _plots(report).items())
+    cards = []
+    for row in report.sort_values("rank").head(top).itertuples(index=False):
+        wrong = truth is not None and bool(truth[row.sample_id])
+        cards.append(
+            f'<div class="card{" noisy" if wrong else ""}"><img alt="{e(row.path)}" '
+            f'src="data:image/png;base64,{_thumbnail(root, row.path)}">'
+            f"<div>#{row.rank} · η={row.learned_lr:.3g}</div>"
+            f'<div class="given">given: {e(str(row.given_label))}</div>'
+            f'<div class="sugg">suggested: {e(str(row.suggested_label))} ({row.suggested_prob:.0%})</div>'
+            f'<div title="{e(row.path)}">{e(Path(row.path).name[:18])}</div></div>')
+    legend = " Red border: a known wrong label." if truth is not None else ""
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>noiseaudit report</title>"
+            f"<style>{CSS}</style></head><body><h1>noiseaudit report</h1>"
+            f"<h2>Summary</h2><table>{summary}</table>"
+            f'<h2>Plots</h2><div class="plots">{plots}</div>'
+            f"<h2>Top {len(cards)} suspects</h2><p>Lowest learned rate first.{legend}</p>"
+            f'<div class="gallery">{"".join(cards)}</div></body></html>')

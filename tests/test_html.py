@@ -1,0 +1,58 @@
+"""show and html: the page is self-contained and renders, thumbnails included, in headless Chromium."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from noiseaudit import scan
+from noiseaudit.cli import app
+from noiseaudit.report.browser import dump_dom, find_chromium, screenshot
+
+
+@pytest.fixture(scope="module")
+def report_path(noisy_digits, tmp_path_factory):
+    image_dir, csv = noisy_digits
+    out = tmp_path_factory.mktemp("html") / "r.parquet"
+    scan(image_dir, csv, output=out, label_col="digit", epochs=3, seed=0, device="cpu")
+    return out
+
+
+def test_show_lists_top_rows_and_filters_by_class(report_path):
+    result = CliRunner().invoke(app, ["show", str(report_path), "--top", "5", "--class", "3"])
+    assert result.exit_code == 0, result.output
+    assert "labelled 3" in result.stdout
+    ranks = [int(m) for m in re.findall(r"^│\s+(\d+) │", result.stdout, flags=re.M)]
+    assert len(ranks) == 5 and ranks == sorted(ranks)
+
+
+def test_html_is_self_contained(report_path, tmp_path):
+    page = tmp_path / "report.html"
+    result = CliRunner().invoke(app, ["html", str(report_path), "-o", str(page), "--top", "12"])
+    assert result.exit_code == 0, result.output
+    text = page.read_text()
+    assert "noiseaudit report" in text and "AUROC / AP" in text
+    assert text.count('class="card') == 12
+    assert len(re.findall(r'src="data:image/png;base64,', text)) == 12 + 3  # thumbnails + 3 plots
+    assert not re.search(r'src="(?!data:)', text)  # nothing fetched from outside
+
+
+@pytest.mark.skipif(find_chromium() is None, reason="Debian chromium not installed (.ci/run installs it)")
+def test_html_renders_with_thumbnails_in_headless_chromium(report_path, tmp_path):
+    page = tmp_path / "report.html"
+    CliRunner().invoke(app, ["html", str(report_path), "-o", str(page), "--top", "16"])
+    probe = tmp_path / "probe.html"  # a copy with a script that reports how many images decoded
+    probe.write_text(page.read_text().replace(
+        "</body>", "<script>window.onload=()=>{const i=[...document.images];document.body.dataset.loaded="
+                   "i.filter(x=>x.complete&&x.naturalWidth>0).length+'/'+i.length;};</script></body>"))
+    dom = dump_dom(probe)
+    assert 'data-loaded="19/19"' in dom, dom[-300:]
+    png = screenshot(page, tmp_path / "shot.png", height=1400)
+    pixels = np.asarray(Image.open(png).convert("L"), dtype=np.float64)
+    assert pixels.shape == (1400, 1280)
+    gallery = pixels[900:1400]  # thumbnails of dark digits on white cards
+    assert pixels.std() > 20 and (gallery < 60).mean() > 0.02
