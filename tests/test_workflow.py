@@ -85,3 +85,34 @@ def test_round_trip_fixes_most_errors(clean_digits, tmp_path):
     report, _ = read_report(tmp_path / "r2.parquet")
     truly_wrong = report["given_label"] != report["original_label"]
     assert (report["is_suspect"] & truly_wrong).sum() <= remaining
+
+
+def test_inject_instance_flips_to_plausible_classes(clean_digits, tmp_path):
+    out = tmp_path / "inst.csv"
+    run("inject", clean_digits / "labels.csv", "-o", out, "--rate", "0.2", "--kind", "instance",
+        "--images-dir", clean_digits / "images", "--device", "cpu")
+    frame = pd.read_csv(out)
+    assert frame["is_noisy"].sum() == round(0.2 * 1797)
+    flipped = frame[frame["is_noisy"]]
+    assert (flipped["label"] != flipped["original_label"]).all()
+    # Model-guided confusions concentrate on few pairs, unlike uniform flips (9 targets per class).
+    pairs = flipped.groupby(["original_label", "label"]).size()
+    top_share = pairs.groupby(level=0).max().sum() / len(flipped)
+    assert top_share > 0.3
+
+
+def test_inject_pair_map_and_refusals(clean_digits, tmp_path):
+    pairs = tmp_path / "pairs.json"
+    pairs.write_text(json.dumps({"3": "8", "8": "3"}))
+    out = tmp_path / "p.csv"
+    run("inject", clean_digits / "labels.csv", "-o", out, "--rate", "0.1", "--kind", "asymmetric", "--pairs", pairs)
+    flipped = pd.read_csv(out).query("is_noisy")
+    assert len(flipped) == 180 and set(zip(flipped["original_label"], flipped["label"])) <= {(3, 8), (8, 3)}
+    result = CliRunner().invoke(app, ["inject", str(clean_digits / "labels.csv"), "-o", str(tmp_path / "q.csv"),
+                                      "--rate", "0.2", "--kind", "asymmetric", "--pairs", str(pairs)])
+    assert result.exit_code == 2 and "only 357 samples" in result.stderr  # 20% > the 3s and 8s available
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"3": "eleven"}))
+    result = CliRunner().invoke(app, ["inject", str(clean_digits / "labels.csv"), "-o", str(tmp_path / "r.csv"),
+                                      "--rate", "0.1", "--kind", "asymmetric", "--pairs", str(bad)])
+    assert result.exit_code == 2 and "unknown class 'eleven'" in result.stderr

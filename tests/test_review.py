@@ -1,0 +1,167 @@
+"""evaluate on a hand-built report (against scikit-learn), export formats, and apply's refusals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
+from typer.testing import CliRunner
+
+from noiseaudit.cli import app
+from noiseaudit.report.io import write_report
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture()
+def hand_report(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 200
+    truth = rng.random(n) < 0.3
+    lr = np.exp(np.where(truth, -0.6, 0.2) + rng.normal(0, 0.4, n))
+    loss = np.where(truth, 2.0, 0.3) + rng.normal(0, 0.8, n)
+    order = np.argsort(lr, kind="stable")
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(1, n + 1)
+    given = rng.integers(0, 3, n)
+    original = np.where(truth, (given + 1) % 3, given)
+    report = pd.DataFrame({
+        "sample_id": np.arange(n), "path": [f"img/{i}.png" for i in range(n)],
+        "given_label": np.array(["a", "b", "c"], dtype=object)[given],
+        "predicted_label": "a", "pred_prob": 0.5, "given_prob": rng.random(n),
+        "suggested_label": np.array(["a", "b", "c"], dtype=object)[original], "suggested_prob": 0.6,
+        "learned_lr": lr, "learned_lr_mean": lr, "loss": loss, "margin": -loss,
+        "rank": rank, "suspicion": 1 - rank / n, "is_suspect": rank <= 70,
+        "original_label": np.array(["a", "b", "c"], dtype=object)[original],
+    })
+    path = tmp_path / "hand.parquet"
+    write_report(report, {"classes": ["a", "b", "c"]}, path)
+    return report, truth, path
+
+
+def test_evaluate_json_matches_sklearn(hand_report):
+    report, truth, path = hand_report
+    result = invoke("evaluate", path, "--json")
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.stdout)
+    for key in ("n", "n_noisy", "n_flagged", "precision", "recall", "f1", "auroc", "average_precision",
+                "precision_at_k", "signals"):
+        assert key in got
+    flagged = report["is_suspect"].to_numpy()
+    assert got["n"] == 200 and got["n_noisy"] == truth.sum() and got["n_flagged"] == 70
+    assert got["precision"] == pytest.approx(precision_score(truth, flagged))
+    assert got["recall"] == pytest.approx(recall_score(truth, flagged))
+    assert got["f1"] == pytest.approx(f1_score(truth, flagged))
+    assert got["auroc"] == pytest.approx(roc_auc_score(truth, -report["rank"]))
+    assert got["average_precision"] == pytest.approx(average_precision_score(truth, -report["rank"]))
+    assert got["signals"]["loss"]["auroc"] == pytest.approx(roc_auc_score(truth, report["loss"]))
+    assert got["signals"]["margin"]["average_precision"] == pytest.approx(
+        average_precision_score(truth, -report["margin"]))
+    k = int(truth.sum())
+    top = np.argsort(report["rank"].to_numpy())[:k]
+    assert got["precision_at_k"] == pytest.approx(truth[top].mean())
+    assert sum(c["n"] for c in got["per_class"]) == 200
+    assert got["true_noise_rate"] == pytest.approx(truth.mean())
+
+
+def test_evaluate_with_k_and_truth_csv(hand_report, tmp_path):
+    report, truth, path = hand_report
+    bare = report.drop(columns=["original_label"])
+    write_report(bare, {}, tmp_path / "bare.parquet")
+    assert invoke("evaluate", tmp_path / "bare.parquet").exit_code == 2  # no truth anywhere
+    pd.DataFrame({"path": report["path"], "is_noisy": truth}).to_csv(tmp_path / "truth.csv", index=False)
+    result = invoke("evaluate", tmp_path / "bare.parquet", "--truth", tmp_path / "truth.csv", "--k", "10", "--json")
+    got = json.loads(result.stdout)
+    top = np.argsort(report["rank"].to_numpy())[:10]
+    assert got["k"] == 10 and got["precision_at_k"] == pytest.approx(truth[top].mean())
+    text = invoke("evaluate", path).stdout
+    assert "Rankings by signal" in text and "Per class" in text
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "labelstudio"])
+def test_export_formats(hand_report, tmp_path, fmt):
+    _, _, path = hand_report
+    out = tmp_path / f"out.{fmt}"
+    assert invoke("export", path, "-o", out, "--top", "5", "--format", fmt).exit_code == 0
+    if fmt == "csv":
+        sheet = pd.read_csv(out, keep_default_na=False)
+        assert list(sheet.columns) == ["path", "given_label", "suggested_label", "confidence", "learned_lr", "rank",
+                                       "suspicion", "verdict", "new_label"]
+        assert sheet["rank"].tolist() == [1, 2, 3, 4, 5] and (sheet["verdict"] == "").all()
+    elif fmt == "json":
+        records = json.loads(out.read_text())
+        assert [r["rank"] for r in records] == [1, 2, 3, 4, 5]
+    else:
+        tasks = json.loads(out.read_text())
+        assert len(tasks) == 5
+        pred = tasks[0]["predictions"][0]["result"][0]
+        assert pred["type"] == "choices" and pred["value"]["choices"][0] in {"a", "b", "c"}
+        assert tasks[0]["data"]["image"].startswith("img/")
+
+
+def test_export_selections(hand_report, tmp_path):
+    report, _, path = hand_report
+    assert len(pd.read_csv(_export(path, tmp_path, "--flagged"))) == 70
+    assert len(pd.read_csv(_export(path, tmp_path, "--min-suspicion", "0.9"))) == (report["suspicion"] >= 0.9).sum()
+    result = invoke("export", path, "-o", tmp_path / "x.csv", "--top", "3", "--flagged")
+    assert result.exit_code == 2 and "choose one of" in result.stderr
+
+
+def _export(path, tmp_path, *args):
+    out = tmp_path / f"sel{len(list(tmp_path.iterdir()))}.csv"
+    assert invoke("export", path, "-o", out, *args).exit_code == 0
+    return out
+
+
+@pytest.fixture()
+def labels(tmp_path):
+    p = tmp_path / "labels.csv"
+    p.write_text("path,label,extra\nimg/0.png,a,x\nimg/1.png,b,y\nimg/2.png,c,z\nimg/3.png,a,w\n")
+    return p
+
+
+def _review(tmp_path, rows):
+    p = tmp_path / "review.csv"
+    pd.DataFrame(rows, columns=["path", "suggested_label", "verdict", "new_label"]).to_csv(p, index=False)
+    return p
+
+
+def test_apply_relabel_drop_keep(labels, tmp_path):
+    review = _review(tmp_path, [("img/0.png", "b", "relabel", ""), ("img/1.png", "a", "relabel", "c"),
+                                ("img/2.png", "a", "drop", ""), ("img/3.png", "b", "keep", ""),
+                                ("img/3.png", "b", "keep", "")])  # an identical duplicate is fine
+    out = tmp_path / "fixed.csv"
+    before = labels.read_text()
+    result = invoke("apply", labels, review, "-o", out, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"relabeled": 2, "dropped": 1, "kept": 1, "unreviewed": 0,
+                                         "rows_written": 3, "output": str(out)}
+    fixed = pd.read_csv(out)
+    assert fixed.to_dict("list") == {"path": ["img/0.png", "img/1.png", "img/3.png"], "label": ["b", "c", "a"],
+                                     "extra": ["x", "y", "w"]}
+    assert labels.read_text() == before
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([("img/9.png", "b", "relabel", "")], "review.csv:2: path 'img/9.png' is not in labels.csv"),
+    ([("img/0.png", "b", "maybe", "")], "review.csv:2: unknown verdict 'maybe'"),
+    ([("img/0.png", "b", "relabel", ""), ("img/0.png", "b", "drop", "")], "review.csv:3: conflicting verdicts"),
+    ([("img/0.png", "b", "relabel", "zebra")], "review.csv:2: new label 'zebra'"),
+])
+def test_apply_refuses_bad_reviews(labels, tmp_path, rows, message):
+    out = tmp_path / "fixed.csv"
+    result = invoke("apply", labels, _review(tmp_path, rows), "-o", out)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert not out.exists()
+
+
+def test_apply_never_writes_in_place(labels, tmp_path):
+    review = _review(tmp_path, [("img/0.png", "b", "relabel", "")])
+    result = invoke("apply", labels, review, "-o", labels)
+    assert result.exit_code == 2 and "in place" in result.stderr
