@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -65,6 +66,24 @@ def _map(fn: Callable, items: list, workers: int, progress: Progress | None) -> 
     return out
 
 
+def _each_file(fn: Callable, files: list[Path], source: LabeledSource, workers: int, progress: Progress | None,
+               pass_index: bool = False) -> list:
+    """``fn(file)`` (or ``fn(i, file)``) for every file; the first DecodeError, in input order, becomes an
+    InputError naming the file and its CSV line."""
+    def call(i: int):
+        try:
+            return fn(i, files[i]) if pass_index else fn(files[i])
+        except DecodeError as err:
+            origin, line = source.where(i)
+            return InputError(f"{source.paths[i]!r}: {err}", path=origin, line=line)
+
+    results = _map(call, list(range(len(files))), workers, progress)
+    for r in results:
+        if isinstance(r, InputError):
+            raise r
+    return results
+
+
 def load_dataset(source: LabeledSource, *, image_size: int | None = None, workers: int = 2,
                  progress: Progress | None = None) -> ImageDataset:
     """Check, size and decode every image of ``source``.
@@ -85,35 +104,17 @@ def load_dataset(source: LabeledSource, *, image_size: int | None = None, worker
         raise InputError(f"image {source.paths[missing[0]]!r} not found under {source.root}{more}",
                          path=origin, line=line)
 
-    def fail(i: int, err: DecodeError) -> InputError:
-        origin, line = source.where(i)
-        return InputError(f"{source.paths[i]!r}: {err}", path=origin, line=line)
-
     if image_size is None:
-        def header(i: int):
-            try:
-                return image_header(files[i])
-            except DecodeError as err:
-                return fail(i, err)
-        headers = _map(header, list(range(len(files))), workers, None)
-        for h in headers:
-            if isinstance(h, InputError):
-                raise h
+        headers = _each_file(image_header, files, source, workers, None)
         image_size = choose_image_size([min(w, h) for w, h, _ in headers], all(m in GRAY_MODES for *_, m in headers))
     elif image_size < 4:
         raise InputError(f"--image-size must be at least 4, got {image_size}")
+    stacked = np.empty((len(files), image_size, image_size, 3), dtype=np.uint8)
 
-    def decode(i: int):
-        try:
-            return decode_image(files[i], image_size)
-        except DecodeError as err:
-            return fail(i, err)
+    def decode_into(i: int, file: Path) -> None:
+        stacked[i] = decode_image(file, image_size)
 
-    arrays = _map(decode, list(range(len(files))), workers, progress)
-    for a in arrays:
-        if isinstance(a, InputError):
-            raise a
-    stacked = np.stack(arrays)  # N, S, S, 3
+    _each_file(decode_into, files, source, workers, progress, pass_index=True)
     gray = bool((stacked[..., 0] == stacked[..., 1]).all() and (stacked[..., 1] == stacked[..., 2]).all())
     images = stacked[..., :1] if gray else stacked
     index = {c: k for k, c in enumerate(classes)}
