@@ -20,6 +20,7 @@ from noiseaudit.data.dataset import load_dataset
 from noiseaudit.data.source import load_source
 from noiseaudit.errors import UsageError
 from noiseaudit.models import MODELS, build_model, default_model
+from noiseaudit.optim import META_OBJECTIVES
 from noiseaudit.report.build import build_report
 from noiseaudit.report.io import check_writable, write_report
 from noiseaudit.report.threshold import choose_threshold
@@ -42,6 +43,7 @@ class ScanConfig:
     batch_size: int = 128
     lr: float = 0.05
     hyper_lr: float = 0.2
+    meta: str = "given"
     augment: bool = False
     device: str = "auto"
     seed: int = 0
@@ -58,6 +60,8 @@ class ScanConfig:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise UsageError(f"--lr must be positive, got {self.lr}")
+        if self.meta not in META_OBJECTIVES:
+            raise UsageError(f"unknown meta-objective {self.meta!r}; choose one of {', '.join(META_OBJECTIVES)}")
         if not self.hyper_lr >= 0:
             raise UsageError(f"--hyper-lr must be non-negative, got {self.hyper_lr}")
         if self.noise_rate is not None and not 0.0 <= self.noise_rate < 1.0:
@@ -110,7 +114,7 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
     model_name = cfg.model or default_model(data.channels, data.image_size)
     model = build_model(model_name, data.channels, data.image_size, len(data.classes))
     train_cfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, method=cfg.method,
-                            hyper_lr=cfg.hyper_lr, augment=cfg.augment)
+                            hyper_lr=cfg.hyper_lr, meta=cfg.meta, augment=cfg.augment)
     step_cb: StepCallback | None = None
     if on_progress is not None:
         steps_total = cfg.epochs

@@ -36,6 +36,7 @@ class TrainConfig:
     weight_decay: float = 5e-4
     method: str = "learned-lr"
     hyper_lr: float = 0.2
+    meta: str = "given"
     augment: bool = False
 
 
@@ -77,7 +78,9 @@ def train(data: ImageDataset, model: nn.Module, cfg: TrainConfig, device: torch.
     mean, std = (t.to(device) for t in _normaliser(data.images))
     model.to(device)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    rates = PerSampleRate(n, hyper_lr=cfg.hyper_lr, device=device) if cfg.method == "learned-lr" else None
+    rates = None
+    if cfg.method == "learned-lr":
+        rates = PerSampleRate(n, len(data.classes), hyper_lr=cfg.hyper_lr, meta=cfg.meta, device=device)
     recorder = SignalRecorder(n, device)
     steps = max(1, -(-n // cfg.batch_size))
     epoch_losses: list[float] = []

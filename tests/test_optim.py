@@ -8,7 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from noiseaudit.optim import PerSampleRate, class_conditional_alignment, last_layer_gram
+from noiseaudit.optim import (
+    PerSampleRate,
+    class_conditional_alignment,
+    class_reference_update,
+    last_layer_gram,
+    reference_alignment,
+    with_bias,
+)
 
 
 def _batch(seed: int = 0, b: int = 12, k: int = 3, d: int = 5):
@@ -56,6 +63,69 @@ def test_hypergradient_matches_autograd_through_one_sgd_step():
         assert math.isclose(hyper[i].item(), -alpha / b * raw[i].item(), rel_tol=1e-4, abs_tol=1e-14)
 
 
+def test_reference_hypergradient_matches_autograd():
+    """d/d eta_i of the reference meta-objective sum_j w_j l_j(theta+)/|g_j| == -(alpha/B) g_i . R_c."""
+    feats, labels, weight, bias = _batch(seed=2)
+    b, alpha = feats.shape[0], 1e-6
+    grads = _per_sample_grads(feats, labels, weight, bias)
+    err = torch.softmax(feats @ weight.T + bias, 1) - F.one_hot(labels, 3).double()
+    w_ref = torch.rand(b, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    reference = class_reference_update(err, with_bias(feats), labels, w_ref, 3)
+    # The reference of class c is the weighted sum of unit per-sample gradients of class c.
+    for c in range(3):
+        unit = grads / grads.norm(dim=1, keepdim=True)
+        expected = (w_ref[labels == c, None] * unit[labels == c]).sum(0)
+        torch.testing.assert_close(torch.cat([reference[c, :, :-1].flatten(), reference[c, :, -1]]), expected)
+    raw = reference_alignment(err, with_bias(feats), reference, labels, normalize=False)
+    cos = reference_alignment(err, with_bias(feats), reference, labels)
+    eta = torch.ones(b, dtype=torch.float64, requires_grad=True)
+    w, c = weight.clone().requires_grad_(), bias.clone().requires_grad_()
+    losses = F.cross_entropy(feats @ w.T + c, labels, reduction="none")
+    gw, gc = torch.autograd.grad((eta * losses).mean(), (w, c), create_graph=True)
+    after = F.cross_entropy(feats @ (w - alpha * gw).T + (c - alpha * gc), labels, reduction="none")
+    gnorm = grads.norm(dim=1)
+    for i in range(b):
+        same = labels == labels[i]
+        meta = (w_ref[same] * after[same] / gnorm[same]).sum()
+        (hyper,) = torch.autograd.grad(meta, eta, retain_graph=True)
+        assert math.isclose(hyper[i].item(), -alpha / b * raw[i].item(), rel_tol=1e-4, abs_tol=1e-14)
+        ref_vec = torch.cat([reference[labels[i], :, :-1].flatten(), reference[labels[i], :, -1]])
+        assert math.isclose(cos[i].item(), (grads[i] @ ref_vec / gnorm[i] / ref_vec.norm()).item(), rel_tol=1e-9)
+
+
+@pytest.mark.parametrize("meta", ["given", "given+predicted"])
+def test_mislabelled_samples_lose_rate_on_separable_data(meta):
+    torch.manual_seed(0)
+    n, k, d = 300, 3, 6
+    centers = torch.eye(k, d) * 4
+    true = torch.arange(n) % k
+    feats = (centers[true] + torch.randn(n, d)).relu()
+    given = true.clone()
+    given[:30] = (true[:30] + 1) % k  # 10% wrong labels
+    head = torch.nn.Linear(d, k)
+    rates = PerSampleRate(n, k, hyper_lr=0.3, meta=meta)
+    opt = torch.optim.SGD(head.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(8):
+        for idx in torch.randperm(n).split(30):
+            logits = head(feats[idx])
+            loss = rates.weighted_loss(F.cross_entropy(logits, given[idx], reduction="none"), idx)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            rates.step(idx, logits, feats[idx], given[idx])
+    r = rates.rates()
+    assert r[:30].max() < r[30:].median()
+
+
+def test_many_classes_fall_back_to_in_batch_reference():
+    rates = PerSampleRate(12, 3, hyper_lr=1.0, max_reference_size=10)
+    g = torch.Generator().manual_seed(0)
+    rates.step(torch.arange(6), torch.randn(6, 3, generator=g), torch.rand(6, 4, generator=g),
+               torch.tensor([0, 0, 0, 1, 1, 2]))
+    assert rates.reference is None
+    assert rates.log_rates[5] == 0.0 and (rates.log_rates[:5] != 0).any()  # class 2 had no partner
+
+
 def test_alignment_is_lower_for_a_sample_that_looks_like_another_class():
     # Class 0 lives near e0, class 1 near e1; sample 0 is labelled 0 but looks like class 1.
     feats = torch.tensor([[0.0, 1.0], [1.0, 0.0], [1.0, 0.1], [0.9, 0.0], [0.0, 1.0], [0.1, 1.0]])
@@ -69,7 +139,7 @@ def test_alignment_is_lower_for_a_sample_that_looks_like_another_class():
 def test_step_is_sparse_even_under_momentum_and_weight_decay():
     torch.manual_seed(0)
     n, head = 20, torch.nn.Linear(4, 3)
-    rates = PerSampleRate(n, hyper_lr=0.5)
+    rates = PerSampleRate(n, 3, hyper_lr=0.5)
     base = torch.optim.SGD(head.parameters(), lr=0.1, momentum=0.9, weight_decay=0.1)
     feats, labels = torch.randn(n, 4), torch.arange(n) % 3
     before = rates.log_rates.clone()
@@ -87,15 +157,17 @@ def test_step_is_sparse_even_under_momentum_and_weight_decay():
     assert (rates.log_rates[batch] != before[batch]).any()
 
 
-def test_sample_without_same_label_partner_does_not_move():
-    rates = PerSampleRate(4, hyper_lr=1.0)
+def test_first_batch_only_builds_the_reference():
+    rates = PerSampleRate(4, 3, hyper_lr=1.0)
     logits, feats = torch.randn(3, 3), torch.rand(3, 2)
     rates.step(torch.tensor([0, 1, 2]), logits, feats, torch.tensor([0, 0, 2]))
-    assert rates.log_rates[2] == 0.0 and rates.log_rates[3] == 0.0
+    assert (rates.log_rates == 0.0).all() and rates.reference.shape == (3, 3, 3)
+    rates.step(torch.tensor([0, 1, 2]), logits, feats, torch.tensor([0, 1, 2]))
+    assert (rates.log_rates[:3] != 0.0).any() and rates.log_rates[3] == 0.0
 
 
 def test_rates_are_clamped():
-    rates = PerSampleRate(6, hyper_lr=100.0, min_rate=0.5, max_rate=2.0)
+    rates = PerSampleRate(6, 2, hyper_lr=100.0, min_rate=0.5, max_rate=2.0)
     g = torch.Generator().manual_seed(0)
     for _ in range(5):
         idx = torch.arange(6)
@@ -107,20 +179,26 @@ def test_rates_are_clamped():
 
 
 def test_state_dict_round_trip():
-    a = PerSampleRate(10, hyper_lr=0.3, min_rate=0.1, max_rate=5.0)
-    a.step(torch.arange(6), torch.randn(6, 2), torch.rand(6, 3), torch.tensor([0, 0, 0, 1, 1, 1]))
-    b = PerSampleRate(10)
+    a = PerSampleRate(10, 2, hyper_lr=0.3, ema=0.5, meta="given+predicted", min_rate=0.1, max_rate=5.0)
+    for _ in range(2):
+        a.step(torch.arange(6), torch.randn(6, 2), torch.rand(6, 3), torch.tensor([0, 0, 0, 1, 1, 1]))
+    b = PerSampleRate(10, 2)
     b.load_state_dict(a.state_dict())
     torch.testing.assert_close(b.log_rates, a.log_rates)
-    assert (b.hyper_lr, b.log_min, b.log_max) == (a.hyper_lr, a.log_min, a.log_max)
+    torch.testing.assert_close(b.reference, a.reference)
+    assert (b.hyper_lr, b.ema, b.meta, b.log_min, b.log_max) == (a.hyper_lr, a.ema, a.meta, a.log_min, a.log_max)
+    # Both continue identically.
+    args = (torch.arange(4), torch.randn(4, 2), torch.rand(4, 3), torch.tensor([0, 1, 0, 1]))
+    a.step(*args)
+    b.step(*args)
+    torch.testing.assert_close(b.log_rates, a.log_rates)
     with pytest.raises(ValueError, match="rates"):
-        PerSampleRate(11).load_state_dict(a.state_dict())
+        PerSampleRate(11, 2).load_state_dict(a.state_dict())
 
 
-@pytest.mark.parametrize("kwargs", [dict(num_samples=0), dict(num_samples=3, hyper_lr=-1.0),
-                                    dict(num_samples=3, min_rate=0.0), dict(num_samples=3, min_rate=2.0),
-                                    dict(num_samples=3, max_rate=float("inf")),
-                                    dict(num_samples=3, hyper_lr=float("nan"))])
+@pytest.mark.parametrize("kwargs", [dict(num_samples=0), dict(num_classes=1), dict(hyper_lr=-1.0),
+                                    dict(min_rate=0.0), dict(min_rate=2.0), dict(max_rate=float("inf")),
+                                    dict(hyper_lr=float("nan")), dict(ema=1.0), dict(meta="everything")])
 def test_hyperparameters_are_validated(kwargs):
     with pytest.raises(ValueError):
-        PerSampleRate(**kwargs)
+        PerSampleRate(**{"num_samples": 3, "num_classes": 2, **kwargs})

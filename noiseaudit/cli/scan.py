@@ -58,6 +58,8 @@ def scan_command(
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
     lr: Annotated[float, typer.Option(help="Base learning rate (SGD, momentum 0.9).")] = 0.05,
     hyper_lr: Annotated[float, typer.Option(help="Step size of the per-sample rate update.")] = 0.2,
+    meta: Annotated[str, typer.Option(help="Meta-objective of the rate update: given, or given+predicted "
+                                          "(better on class-pair confusions).")] = "given",
     augment: Annotated[bool, typer.Option(help="Random shifts and flips while training.")] = False,
     noise_rate: Annotated[Optional[float], typer.Option(help="Flag this fraction of samples "
                                                              "(default: estimate it).")] = None,
@@ -72,7 +74,7 @@ def scan_command(
     with progress_reporter(quiet) as on_progress:
         report = scan(images_dir, labels_csv, output=output, overwrite=overwrite, on_progress=on_progress,
                       path_col=path_col, label_col=label_col, model=model, image_size=image_size, method=method,
-                      epochs=epochs, batch_size=batch_size, lr=lr, hyper_lr=hyper_lr, augment=augment,
+                      epochs=epochs, batch_size=batch_size, lr=lr, hyper_lr=hyper_lr, meta=meta, augment=augment,
                       noise_rate=noise_rate, device=device, seed=seed, workers=workers)
     summary = summarize(report, report.attrs["noiseaudit"])
     summary["output"] = str(output)

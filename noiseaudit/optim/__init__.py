@@ -1,10 +1,15 @@
 """Optimizers over per-sample quantities."""
 
 from noiseaudit.optim.per_sample_rate import (
+    META_OBJECTIVES,
     PerSampleRate,
     class_conditional_alignment,
+    class_reference_update,
     last_layer_gram,
     per_sample_rate_step,
+    reference_alignment,
+    with_bias,
 )
 
-__all__ = ["PerSampleRate", "class_conditional_alignment", "last_layer_gram", "per_sample_rate_step"]
+__all__ = ["META_OBJECTIVES", "PerSampleRate", "class_conditional_alignment", "class_reference_update",
+           "last_layer_gram", "per_sample_rate_step", "reference_alignment", "with_bias"]
