@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -66,6 +67,13 @@ class ScanConfig:
             raise UsageError(f"--hyper-lr must be non-negative, got {self.hyper_lr}")
         if self.noise_rate is not None and not 0.0 <= self.noise_rate < 1.0:
             raise UsageError(f"--noise-rate must be in [0, 1), got {self.noise_rate}")
+
+
+def ranking_score(signals: dict[str, np.ndarray], method: str) -> np.ndarray:
+    """Lower = more suspect: the log learned rate, or minus the mean loss when rates are uniform (plain)."""
+    if method == "plain":
+        return -signals["loss"].astype(np.float64)
+    return np.log(signals["learned_lr"].astype(np.float64))
 
 
 # on_progress(stage, done, total, info): stage is "decode" or "train"; info carries epoch and loss.
@@ -127,8 +135,8 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
     timings["train_s"] = time.perf_counter() - t1
 
     disagrees = result.probs.argmax(axis=1) != data.targets.numpy()
-    threshold = choose_threshold(result.signals["learned_lr"], result.signals["loss"], disagrees,
-                                 noise_rate=cfg.noise_rate, seed=cfg.seed)
+    score = ranking_score(result.signals, cfg.method)
+    threshold = choose_threshold(score, result.signals["loss"], disagrees, noise_rate=cfg.noise_rate, seed=cfg.seed)
     report = build_report(source.paths, data.targets.numpy(), data.classes, result.signals, result.probs,
                           threshold, source.extra)
     timings["total_s"] = time.perf_counter() - t0
@@ -145,7 +153,9 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
         "classes": list(data.classes),
         "n_samples": len(data),
         "threshold": {"method": threshold.method, "n_flagged": threshold.n_flagged,
-                      "estimated_noise_rate": threshold.estimated_noise_rate, "learned_lr_cutoff": threshold.cutoff},
+                      "estimated_noise_rate": threshold.estimated_noise_rate,
+                      "ranked_by": "log learned_lr" if cfg.method == "learned-lr" else "minus mean loss",
+                      "score_cutoff": threshold.cutoff},
         "epoch_losses": result.epoch_losses,
         "timings": timings,
     }

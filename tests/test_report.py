@@ -59,13 +59,13 @@ def test_noise_rate_sets_flag_count(noisy_digits):
 def test_gmm_threshold_finds_a_separated_low_mode():
     rng = np.random.default_rng(0)
     lr = np.exp(np.concatenate([rng.normal(0.3, 0.15, 800), rng.normal(-0.8, 0.2, 200)]))
-    t = choose_threshold(lr, np.zeros_like(lr))
+    t = choose_threshold(np.log(lr), np.zeros_like(lr))
     assert t.method == "gmm" and abs(t.estimated_noise_rate - 0.2) < 0.02
     assert t.suspicion[np.argmin(lr)] > 0.99 and t.suspicion[np.argmax(lr)] < 0.01
 
 
 def test_threshold_with_identical_rates_flags_nothing():
-    t = choose_threshold(np.ones(50), np.zeros(50))
+    t = choose_threshold(np.zeros(50), np.zeros(50))
     assert t.n_flagged == 0 and (t.suspicion == 0).all()
 
 
@@ -100,3 +100,12 @@ def test_report_frame_round_trips(digits_report):
     report, out = digits_report
     saved, _ = read_report(out)
     pd.testing.assert_frame_equal(saved, report)
+
+
+def test_plain_method_keeps_uniform_rates_and_ranks_by_loss(noisy_digits):
+    image_dir, csv = noisy_digits
+    report = scan(image_dir, csv, label_col="digit", epochs=3, seed=0, device="cpu", method="plain")
+    assert (report["learned_lr"] == 1.0).all() and (report["learned_lr_mean"] == 1.0).all()
+    assert report.sort_values("rank")["loss"].is_monotonic_decreasing
+    assert report.attrs["noiseaudit"]["threshold"]["ranked_by"] == "minus mean loss"
+    assert 0 < report["is_suspect"].sum() < len(report)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from noiseaudit.report.threshold import Threshold, rank_order
+from noiseaudit.report.threshold import Threshold
 
 REPORT_COLUMNS = (
     "sample_id", "path", "given_label", "predicted_label", "pred_prob", "given_prob",
@@ -31,9 +31,8 @@ def build_report(paths: list[str], given: np.ndarray, classes: list, signals: di
     others = probs.copy()
     others[rows, given] = -1.0
     suggested = others.argmax(axis=1)
-    order = rank_order(signals["learned_lr"], signals["loss"])
     rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(1, n + 1)
+    rank[threshold.order] = np.arange(1, n + 1)
     names = np.asarray(classes, dtype=object)
     report = pd.DataFrame({
         "sample_id": rows,

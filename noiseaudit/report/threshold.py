@@ -1,7 +1,9 @@
-"""How many samples to flag: a given noise rate, or one estimated from the learned rates.
+"""The ranking, and how many samples to flag: a given noise rate, or one estimated from the scores.
 
+Samples are ranked by a score, lower = more suspect: the log learned rate
+(``learned-lr``), or minus the mean loss (``plain``), ties broken by higher loss.
 Without ``--noise-rate`` a two-component Gaussian mixture is fitted to the
-log learned rates. The component with the lower mean models the wrongly
+scores. The component with the lower mean models the wrongly
 labelled samples; a sample's *suspicion* is its posterior probability under
 that component, made non-increasing in the rate. The estimated number of
 wrong labels counts the samples with suspicion above 0.5 *and* whose given
@@ -24,40 +26,43 @@ class Threshold:
     method: str  # "noise-rate" or "gmm"
     n_flagged: int
     estimated_noise_rate: float
-    cutoff: float  # samples with learned_lr <= cutoff (in rank order) are flagged; nan if none
+    cutoff: float  # the score of the last flagged sample in rank order; nan if none
     suspicion: np.ndarray
+    order: np.ndarray  # sample indices, most suspect first
 
 
-def rank_order(learned_lr: np.ndarray, loss: np.ndarray) -> np.ndarray:
-    """Sample indices from most to least suspect: lowest rate first, ties broken by higher loss."""
-    return np.lexsort((-loss, learned_lr))
+def rank_order(score: np.ndarray, loss: np.ndarray) -> np.ndarray:
+    """Sample indices from most to least suspect: lowest score first, ties broken by higher loss."""
+    return np.lexsort((-loss, score))
 
 
-def _suspicion(log_rate: np.ndarray, order: np.ndarray, seed: int) -> np.ndarray:
-    if log_rate.size < 4 or np.ptp(log_rate) < 1e-6:
-        return np.zeros_like(log_rate, dtype=np.float64)
-    gmm = GaussianMixture(n_components=2, random_state=seed, reg_covar=1e-6).fit(log_rate[:, None])
+def _suspicion(score: np.ndarray, order: np.ndarray, seed: int) -> np.ndarray:
+    if score.size < 4 or np.ptp(score) < 1e-6:
+        return np.zeros_like(score, dtype=np.float64)
+    gmm = GaussianMixture(n_components=2, random_state=seed, reg_covar=1e-6).fit(score[:, None])
     low = int(np.argmin(gmm.means_[:, 0]))
-    post = gmm.predict_proba(log_rate[:, None])[:, low]
+    post = gmm.predict_proba(score[:, None])[:, low]
     out = np.empty_like(post)
     out[order] = np.minimum.accumulate(post[order])
     return out
 
 
-def choose_threshold(learned_lr: np.ndarray, loss: np.ndarray, disagrees: np.ndarray | None = None,
+def choose_threshold(score: np.ndarray, loss: np.ndarray, disagrees: np.ndarray | None = None,
                      noise_rate: float | None = None, seed: int = 0) -> Threshold:
-    """Suspicion for every sample and the number to flag (a prefix of :func:`rank_order`).
+    """The ranking, a suspicion for every sample, and the number to flag (a prefix of the ranking).
 
+    ``score`` is lower for more suspect samples (e.g. the log learned rate);
     ``disagrees`` marks samples whose given label differs from the final
     model's prediction (all True if omitted).
     """
-    n = learned_lr.size
-    order = rank_order(learned_lr, loss)
-    suspicion = _suspicion(np.log(learned_lr.astype(np.float64)), order, seed)
+    score = np.asarray(score, dtype=np.float64)
+    n = score.size
+    order = rank_order(score, loss)
+    suspicion = _suspicion(score, order, seed)
     if noise_rate is None:
         counted = np.ones(n, dtype=bool) if disagrees is None else np.asarray(disagrees, dtype=bool)
         n_flagged, method = int(((suspicion > 0.5) & counted).sum()), "gmm"
     else:
         n_flagged, method = int(round(noise_rate * n)), "noise-rate"
-    cutoff = float(learned_lr[order[n_flagged - 1]]) if n_flagged else float("nan")
-    return Threshold(method, n_flagged, n_flagged / n if n else 0.0, cutoff, suspicion)
+    cutoff = float(score[order[n_flagged - 1]]) if n_flagged else float("nan")
+    return Threshold(method, n_flagged, n_flagged / n if n else 0.0, cutoff, suspicion, order)
