@@ -47,7 +47,7 @@ class TrainResult:
     epoch_losses: list[float]
 
 
-def _normaliser(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def normaliser(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     x = images.float().div_(255.0)
     mean = x.mean(dim=(0, 2, 3), keepdim=True)
     std = x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-3)
@@ -75,7 +75,7 @@ def train(data: ImageDataset, model: nn.Module, cfg: TrainConfig, device: torch.
     """Train ``model`` on ``data`` and return per-sample signals and final probabilities."""
     n = len(data)
     images, targets = data.images.to(device), data.targets.to(device)
-    mean, std = (t.to(device) for t in _normaliser(data.images))
+    mean, std = (t.to(device) for t in normaliser(data.images))
     model.to(device)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     rates = None

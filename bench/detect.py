@@ -1,0 +1,172 @@
+"""Detection benchmark: learned rate vs loss, AUM margin and cleanlab (5-fold CV), per noise cell.
+
+    python bench/detect.py                       # CPU matrix: fmnist10k, mnist5k, digits x 5 noises x 3 seeds
+    python bench/detect.py --datasets digits --seeds 0 --no-cleanlab   # a quick look
+
+For every (dataset, noise, seed) cell it trains, at the same epoch budget:
+- learned-lr: the scan's trainer with per-sample rates; signal = learned_lr;
+- plain: uniform rates; signals = mean loss and mean AUM margin;
+- cleanlab 2.x: 5-fold cross-validated probabilities from the same model (plain training),
+  then find_label_issues (flags) and get_label_quality_scores (ranking).
+Each signal gets AUROC, AP, precision@k (k = true noisy count) and the F1 of its automatic
+flags (the scan's threshold for our signals; find_label_issues for cleanlab), the estimated
+noise rate, and the wall time of its runs. Results are appended cell by cell to
+bench/results/detect.json (``--resume`` skips cells already there) and summarised in
+bench/results/detect.md. cleanlab and mlxtend are bench-only dependencies:
+pip install cleanlab==2.9.0 mlxtend
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import EPOCHS, NOISE_CELLS, as_dataset, load, make_noise, run
+from sklearn.model_selection import StratifiedKFold
+
+from noiseaudit.metrics import precision_recall_f1, ranking_metrics
+from noiseaudit.models import build_model, default_model
+from noiseaudit.report.threshold import choose_threshold
+from noiseaudit.runtime import seed_everything
+from noiseaudit.scan import ranking_score
+from noiseaudit.train import TrainConfig, normaliser, predict, train
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def score_signal(truth: np.ndarray, score: np.ndarray, loss: np.ndarray, disagrees: np.ndarray,
+                 seed: int) -> dict:
+    """``score``: lower = more suspect. Ranking metrics plus the scan's automatic threshold."""
+    m = ranking_metrics(truth, -score)
+    t = choose_threshold(score, loss, disagrees, seed=seed)
+    flagged = np.zeros(truth.size, dtype=bool)
+    flagged[t.order[: t.n_flagged]] = True
+    m["f1"] = precision_recall_f1(truth, flagged)[2]
+    m["estimated_noise_rate"] = t.estimated_noise_rate
+    return m
+
+
+def cleanlab_cv(x: np.ndarray, labels: np.ndarray, cfg: TrainConfig, seed: int, device: str) -> tuple[np.ndarray, float]:
+    """Out-of-fold probabilities from 5 plain trainings of the same model."""
+    probs = np.zeros((labels.size, int(labels.max()) + 1), dtype=np.float32)
+    t0 = time.perf_counter()
+    for fold, (tr, te) in enumerate(StratifiedKFold(5, shuffle=True, random_state=seed).split(x, labels)):
+        data = as_dataset(x[tr], labels[tr])
+        data.classes = list(range(probs.shape[1]))
+        gen = seed_everything(seed * 100 + fold)
+        model = build_model(default_model(1, data.image_size), 1, data.image_size, probs.shape[1])
+        train(data, model, cfg, torch.device(device), gen)
+        mean, std = (t.to(device) for t in normaliser(data.images))
+        probs[te] = predict(model, torch.from_numpy(x[te]).to(device), mean, std)
+    return probs, time.perf_counter() - t0
+
+
+def run_cell(name: str, x: np.ndarray, y: np.ndarray, cell: str, seed: int, epochs: int, device: str,
+             with_cleanlab: bool, meta: str) -> dict:
+    noisy = make_noise(x, y, cell, seed, device)
+    truth, labels = noisy.is_noisy, noisy.labels
+    out: dict = {"dataset": name, "noise": cell, "seed": seed, "n": int(labels.size), "n_noisy": int(truth.sum()),
+                 "epochs": epochs, "signals": {}, "seconds": {}}
+    learned = run(x, labels, TrainConfig(epochs=epochs, method="learned-lr", meta=meta), seed, device)
+    plain = run(x, labels, TrainConfig(epochs=epochs, method="plain"), seed, device)
+    out["seconds"]["learned_lr"], out["seconds"]["plain"] = learned.seconds, plain.seconds
+    for tag, r, method in (("", learned, "learned-lr"), ("plain_", plain, "plain")):
+        s = r.result.signals
+        disagrees = r.result.probs.argmax(1) != labels
+        if method == "learned-lr":
+            out["signals"]["learned_lr"] = score_signal(truth, ranking_score(s, method), s["loss"], disagrees, seed)
+        for sig, score in (("loss", -s["loss"]), ("margin", s["margin"])):
+            key = sig if tag == "plain_" else f"learned_run_{sig}"
+            out["signals"][key] = score_signal(truth, score, s["loss"], disagrees, seed)
+    if with_cleanlab:
+        from cleanlab.filter import find_label_issues
+        from cleanlab.rank import get_label_quality_scores
+
+        probs, seconds = cleanlab_cv(x, labels, TrainConfig(epochs=epochs, method="plain"), seed, device)
+        quality = get_label_quality_scores(labels, probs)
+        m = ranking_metrics(truth, -quality)
+        flagged = find_label_issues(labels, probs)
+        m["f1"] = precision_recall_f1(truth, flagged)[2]
+        m["estimated_noise_rate"] = float(flagged.mean())
+        out["signals"]["cleanlab"] = m
+        out["seconds"]["cleanlab_cv"] = seconds
+    return out
+
+
+def summarise(cells: list[dict]) -> str:
+    """Markdown: per dataset x noise, mean over seeds, and the issue's floors."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for c in cells:
+        groups.setdefault((c["dataset"], c["noise"]), []).append(c)
+    baselines = ("loss", "margin", "learned_run_loss", "learned_run_margin", "cleanlab")
+    lines = ["| dataset | noise | seeds | AP learned_lr | AP loss | AP margin | AP cleanlab | AP best baseline | "
+             "Δ AP | floor | AUROC learned_lr | P@k learned_lr | F1 learned_lr | F1 cleanlab | est. rate (true) | "
+             "time learned/plain | time learned/cleanlab-CV |",
+             "|---|---|---|" + "---|" * 14]
+    for (ds, noise), cs in sorted(groups.items()):
+        mean = lambda sig, key: float(np.mean([c["signals"][sig][key] for c in cs if sig in c["signals"]]))  # noqa
+        have = [b for b in baselines if all(b in c["signals"] for c in cs)]
+        best = max(mean(b, "average_precision") for b in have)
+        delta = mean("learned_lr", "average_precision") - best
+        hard = NOISE_CELLS[noise][0] != "symmetric"
+        floor_ok = delta >= 0.03 if hard else delta >= -0.005
+        t_ratio = np.median([c["seconds"]["learned_lr"] / c["seconds"]["plain"] for c in cs])
+        cv = [c["seconds"]["learned_lr"] / c["seconds"]["cleanlab_cv"] for c in cs if "cleanlab_cv" in c["seconds"]]
+        fmt = lambda v: f"{v:.3f}" if np.isfinite(v) else "-"  # noqa
+        lines.append(
+            f"| {ds} | {noise} | {len(cs)} | {fmt(mean('learned_lr', 'average_precision'))} | "
+            f"{fmt(mean('loss', 'average_precision'))} | {fmt(mean('margin', 'average_precision'))} | "
+            f"{fmt(mean('cleanlab', 'average_precision')) if 'cleanlab' in have else '-'} | {fmt(best)} | "
+            f"{delta:+.3f} | {'≥ +0.03' if hard else '≥ -0.005'} {'ok' if floor_ok else 'MISSED'} | "
+            f"{fmt(mean('learned_lr', 'auroc'))} | {fmt(mean('learned_lr', 'precision_at_k'))} | "
+            f"{fmt(mean('learned_lr', 'f1'))} | {fmt(mean('cleanlab', 'f1')) if 'cleanlab' in have else '-'} | "
+            f"{mean('learned_lr', 'estimated_noise_rate'):.3f} ({NOISE_CELLS[noise][1]:.2f}) | "
+            f"{t_ratio:.2f} | {np.median(cv):.2f} |" if cv else f"{t_ratio:.2f} | - |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", default="digits,mnist5k,fmnist10k")
+    ap.add_argument("--noise", default=",".join(NOISE_CELLS))
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--meta", default="given")
+    ap.add_argument("--no-cleanlab", action="store_true")
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--out", type=Path, default=RESULTS / "detect.json")
+    args = ap.parse_args()
+    datasets = args.datasets.split(",")
+    if args.device.startswith("cuda") and "fmnist60k" not in datasets:
+        datasets.append("fmnist60k")
+    done = json.loads(args.out.read_text())["cells"] if args.resume and args.out.exists() else []
+    key = lambda c: (c["dataset"], c["noise"], c["seed"])  # noqa: E731
+    seen = {key(c) for c in done}
+    meta = {"device": args.device, "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(), "meta_objective": args.meta}
+    for name in datasets:
+        x, y = load(name)
+        for noise in args.noise.split(","):
+            for seed in map(int, args.seeds.split(",")):
+                if (name, noise, seed) in seen:
+                    continue
+                cell = run_cell(name, x, y, noise, seed, EPOCHS[name], args.device, not args.no_cleanlab, args.meta)
+                done.append(cell)
+                s = cell["signals"]
+                print(f"{name} {noise} seed {seed}: AP learned_lr {s['learned_lr']['average_precision']:.3f} "
+                      f"loss {s['loss']['average_precision']:.3f} margin {s['margin']['average_precision']:.3f}"
+                      + (f" cleanlab {s['cleanlab']['average_precision']:.3f}" if "cleanlab" in s else "")
+                      + f" | {cell['seconds']}", flush=True)
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.write_text(json.dumps({"meta": meta, "cells": done}, indent=1))
+                (args.out.with_suffix(".md")).write_text(summarise(done))
+    print(summarise(done))
+
+
+if __name__ == "__main__":
+    main()
