@@ -109,3 +109,21 @@ def test_plain_method_keeps_uniform_rates_and_ranks_by_loss(noisy_digits):
     assert report.sort_values("rank")["loss"].is_monotonic_decreasing
     assert report.attrs["noiseaudit"]["threshold"]["ranked_by"] == "minus mean loss"
     assert 0 < report["is_suspect"].sum() < len(report)
+
+
+def test_unimodal_scores_use_the_disagreement_count():
+    rng = np.random.default_rng(3)
+    score = -rng.gamma(2.0, 0.2, 2000)  # one skewed clean mode: a GMM would still split it
+    disagrees = np.zeros(2000, dtype=bool)
+    disagrees[np.argsort(score)[:15]] = True  # the model disputes only 15 labels
+    t = choose_threshold(score, np.zeros(2000), disagrees)
+    assert t.n_flagged <= 15
+
+
+def test_bimodal_scores_use_the_midpoint_of_both_counts():
+    rng = np.random.default_rng(4)
+    score = np.concatenate([rng.normal(0.3, 0.1, 800), rng.normal(-0.8, 0.1, 200)])
+    disagrees = np.zeros(1000, dtype=bool)
+    disagrees[800:900] = True  # the model disputes half of the low mode
+    t = choose_threshold(score, np.zeros(1000), disagrees)
+    assert t.n_flagged == 150

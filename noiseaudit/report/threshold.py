@@ -5,12 +5,16 @@ Samples are ranked by a score, lower = more suspect: the log learned rate
 Without ``--noise-rate`` a two-component Gaussian mixture is fitted to the
 scores. The component with the lower mean models the wrongly
 labelled samples; a sample's *suspicion* is its posterior probability under
-that component, made non-increasing in the rate. The estimated number of
-wrong labels counts the samples with suspicion above 0.5 *and* whose given
-label the final model disagrees with (hard but correctly labelled samples
-sit in the low-rate tail too, but the model still predicts their label). That
-many samples from the top of the ranking are flagged, so the flagged set is
-always a prefix of the ranking.
+that component, made non-increasing along the ranking. Two counts bracket
+the number of wrong labels: the samples with suspicion above 0.5 over-count
+(hard but correctly labelled samples sit in the low tail too), and those of
+them whose given label the final model also disagrees with under-count
+(wrong labels the model has memorised agree with it). When the two mixture
+components are well separated (Ashman's D = sqrt(2)|mu1 - mu2| / sqrt(s1^2 + s2^2)
+of at least 2) the estimate is the midpoint of the two counts; otherwise the
+scores are not bimodal, the mixture is only splitting one clean mode, and the
+lower count is used. That many samples from the top of the ranking are flagged, so
+the flagged set is always a prefix of the ranking.
 """
 
 from __future__ import annotations
@@ -36,15 +40,20 @@ def rank_order(score: np.ndarray, loss: np.ndarray) -> np.ndarray:
     return np.lexsort((-loss, score))
 
 
-def _suspicion(score: np.ndarray, order: np.ndarray, seed: int) -> np.ndarray:
+BIMODAL_D = 2.0
+
+
+def _suspicion(score: np.ndarray, order: np.ndarray, seed: int) -> tuple[np.ndarray, float]:
+    """Posterior of the low component (non-increasing along ``order``) and Ashman's D of the fit."""
     if score.size < 4 or np.ptp(score) < 1e-6:
-        return np.zeros_like(score, dtype=np.float64)
+        return np.zeros_like(score, dtype=np.float64), 0.0
     gmm = GaussianMixture(n_components=2, random_state=seed, reg_covar=1e-6).fit(score[:, None])
     low = int(np.argmin(gmm.means_[:, 0]))
     post = gmm.predict_proba(score[:, None])[:, low]
     out = np.empty_like(post)
     out[order] = np.minimum.accumulate(post[order])
-    return out
+    mu, var = gmm.means_[:, 0], gmm.covariances_.ravel()
+    return out, float(np.sqrt(2.0) * abs(mu[0] - mu[1]) / np.sqrt(var.sum()))
 
 
 def choose_threshold(score: np.ndarray, loss: np.ndarray, disagrees: np.ndarray | None = None,
@@ -58,10 +67,13 @@ def choose_threshold(score: np.ndarray, loss: np.ndarray, disagrees: np.ndarray 
     score = np.asarray(score, dtype=np.float64)
     n = score.size
     order = rank_order(score, loss)
-    suspicion = _suspicion(score, order, seed)
+    suspicion, separation = _suspicion(score, order, seed)
     if noise_rate is None:
         counted = np.ones(n, dtype=bool) if disagrees is None else np.asarray(disagrees, dtype=bool)
-        n_flagged, method = int(((suspicion > 0.5) & counted).sum()), "gmm"
+        upper = int((suspicion > 0.5).sum())
+        lower = int(((suspicion > 0.5) & counted).sum())
+        n_flagged = (upper + lower + 1) // 2 if separation >= BIMODAL_D else lower
+        method = "gmm"
     else:
         n_flagged, method = int(round(noise_rate * n)), "noise-rate"
     cutoff = float(score[order[n_flagged - 1]]) if n_flagged else float("nan")
