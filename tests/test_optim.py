@@ -93,8 +93,8 @@ def test_reference_hypergradient_matches_autograd():
         assert math.isclose(cos[i].item(), (grads[i] @ ref_vec / gnorm[i] / ref_vec.norm()).item(), rel_tol=1e-9)
 
 
-@pytest.mark.parametrize("meta", ["given", "given+predicted"])
-def test_mislabelled_samples_lose_rate_on_separable_data(meta):
+@pytest.mark.parametrize("meta, base", [("given", "sgd"), ("given+predicted", "sgd"), ("given", "adam")])
+def test_mislabelled_samples_lose_rate_on_separable_data(meta, base):
     torch.manual_seed(0)
     n, k, d = 300, 3, 6
     centers = torch.eye(k, d) * 4
@@ -104,7 +104,8 @@ def test_mislabelled_samples_lose_rate_on_separable_data(meta):
     given[:30] = (true[:30] + 1) % k  # 10% wrong labels
     head = torch.nn.Linear(d, k)
     rates = PerSampleRate(n, k, hyper_lr=0.3, meta=meta)
-    opt = torch.optim.SGD(head.parameters(), lr=0.1, momentum=0.9)
+    opt = (torch.optim.SGD(head.parameters(), lr=0.1, momentum=0.9) if base == "sgd"
+           else torch.optim.Adam(head.parameters(), lr=0.01))
     for _ in range(8):
         for idx in torch.randperm(n).split(30):
             logits = head(feats[idx])
