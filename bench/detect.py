@@ -48,6 +48,11 @@ def score_signal(truth: np.ndarray, score: np.ndarray, loss: np.ndarray, disagre
     flagged[t.order[: t.n_flagged]] = True
     m["f1"] = precision_recall_f1(truth, flagged)[2]
     m["estimated_noise_rate"] = t.estimated_noise_rate
+    for name, count in zip(("upper", "lower"), t.counts):  # the two counts the threshold brackets with
+        top = np.zeros(truth.size, dtype=bool)
+        top[t.order[:count]] = True
+        m[f"f1_{name}_count"] = precision_recall_f1(truth, top)[2]
+        m[f"{name}_count_rate"] = count / truth.size
     return m
 
 

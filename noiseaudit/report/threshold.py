@@ -33,6 +33,7 @@ class Threshold:
     cutoff: float  # the score of the last flagged sample in rank order; nan if none
     suspicion: np.ndarray
     order: np.ndarray  # sample indices, most suspect first
+    counts: tuple[int, int] = (0, 0)  # (upper, lower) bracketing counts of the automatic threshold
 
 
 def rank_order(score: np.ndarray, loss: np.ndarray) -> np.ndarray:
@@ -68,6 +69,7 @@ def choose_threshold(score: np.ndarray, loss: np.ndarray, disagrees: np.ndarray 
     n = score.size
     order = rank_order(score, loss)
     suspicion, separation = _suspicion(score, order, seed)
+    upper = lower = 0
     if noise_rate is None:
         counted = np.ones(n, dtype=bool) if disagrees is None else np.asarray(disagrees, dtype=bool)
         upper = int((suspicion > 0.5).sum())
@@ -77,4 +79,4 @@ def choose_threshold(score: np.ndarray, loss: np.ndarray, disagrees: np.ndarray 
     else:
         n_flagged, method = int(round(noise_rate * n)), "noise-rate"
     cutoff = float(score[order[n_flagged - 1]]) if n_flagged else float("nan")
-    return Threshold(method, n_flagged, n_flagged / n if n else 0.0, cutoff, suspicion, order)
+    return Threshold(method, n_flagged, n_flagged / n if n else 0.0, cutoff, suspicion, order, (upper, lower))
