@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from noiseaudit.data.dataset import ImageDataset
+from noiseaudit.inject import instance_probs
 from noiseaudit.models import build_model, default_model
 from noiseaudit.noise import NoisyLabels, inject_noise
 from noiseaudit.runtime import seed_everything
@@ -76,7 +77,5 @@ def run(x: np.ndarray, labels: np.ndarray, cfg: TrainConfig, seed: int, device: 
 
 def make_noise(x: np.ndarray, y: np.ndarray, cell: str, seed: int, device: str = "cpu") -> NoisyLabels:
     kind, rate = NOISE_CELLS[cell]
-    probs = None
-    if kind == "instance":  # a quick plain model on the clean labels decides the plausible wrong class
-        probs = run(x, y, TrainConfig(epochs=3, method="plain"), seed, device).result.probs
+    probs = instance_probs(as_dataset(x, y), seed, device) if kind == "instance" else None
     return inject_noise(y, rate, kind, int(y.max()) + 1, seed=seed, probs=probs)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from noiseaudit.data.dataset import load_dataset, sorted_classes
+from noiseaudit.data.dataset import ImageDataset, load_dataset, sorted_classes
 from noiseaudit.data.source import LabeledSource, load_source
 from noiseaudit.errors import InputError, UsageError
 from noiseaudit.noise import KINDS, inject_noise
@@ -53,18 +53,18 @@ def read_pairs(path: str | Path, classes: list) -> dict[int, int]:
     return pairs
 
 
-def _quick_probs(source: LabeledSource, targets: np.ndarray, seed: int, device: str) -> np.ndarray:
-    import torch
+def instance_probs(data: ImageDataset, seed: int = 0, device: str = "auto") -> np.ndarray:
+    """Class probabilities from a quick model (default model, plain training, 3 epochs) on the clean labels.
 
+    ``instance`` noise flips each chosen sample to the wrong class this model finds most plausible.
+    """
     from noiseaudit.models import build_model, default_model
     from noiseaudit.runtime import resolve_device, seed_everything
     from noiseaudit.train import TrainConfig, train
 
-    data = load_dataset(source)
     gen = seed_everything(seed)
     model = build_model(default_model(data.channels, data.image_size), data.channels, data.image_size,
                         len(data.classes))
-    data.targets = torch.as_tensor(targets)
     return train(data, model, TrainConfig(epochs=3, method="plain"), resolve_device(device), gen).probs
 
 
@@ -81,7 +81,7 @@ def inject(source: LabeledSource, rate: float, kind: str = "symmetric", seed: in
     pairs = None if pairs_file is None else read_pairs(pairs_file, classes)
     if pairs is not None and kind != "asymmetric":
         raise UsageError("--pairs only applies to --kind asymmetric")
-    probs = _quick_probs(source, original, seed, device) if kind == "instance" else None
+    probs = instance_probs(load_dataset(source), seed, device) if kind == "instance" else None
     noisy = inject_noise(original, rate, kind, len(classes), seed=seed, pairs=pairs, probs=probs)
     names = np.asarray(classes, dtype=object)
     table = source.extra.reset_index(drop=True).copy()

@@ -27,6 +27,16 @@ def _batch(seed: int = 0, b: int = 12, k: int = 3, d: int = 5):
     return feats, labels, weight, bias
 
 
+def _train_step(head, rates, opt, feats, labels, idx):
+    """One weighted step of the base optimizer, then the rate update from the same forward pass."""
+    logits = head(feats[idx])
+    loss = rates.weighted_loss(F.cross_entropy(logits, labels[idx], reduction="none"), idx)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    rates.step(idx, logits, feats[idx], labels[idx])
+
+
 def _per_sample_grads(feats, labels, weight, bias):
     rows = []
     for i in range(feats.shape[0]):
@@ -108,12 +118,7 @@ def test_mislabelled_samples_lose_rate_on_separable_data(meta, base):
            else torch.optim.Adam(head.parameters(), lr=0.01))
     for _ in range(8):
         for idx in torch.randperm(n).split(30):
-            logits = head(feats[idx])
-            loss = rates.weighted_loss(F.cross_entropy(logits, given[idx], reduction="none"), idx)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            rates.step(idx, logits, feats[idx], given[idx])
+            _train_step(head, rates, opt, feats, given, idx)
     r = rates.rates()
     assert r[:30].max() < r[30:].median()
 
@@ -146,12 +151,7 @@ def test_step_is_sparse_even_under_momentum_and_weight_decay():
     before = rates.log_rates.clone()
     batch = torch.tensor([1, 4, 7, 10, 13, 16])
     for _ in range(3):  # the base optimizer's momentum keeps moving; the absent rows must not
-        logits = head(feats[batch])
-        loss = rates.weighted_loss(F.cross_entropy(logits, labels[batch], reduction="none"), batch)
-        base.zero_grad()
-        loss.backward()
-        base.step()
-        rates.step(batch, logits, feats[batch], labels[batch])
+        _train_step(head, rates, base, feats, labels, batch)
     absent = torch.ones(n, dtype=torch.bool)
     absent[batch] = False
     torch.testing.assert_close(rates.log_rates[absent], before[absent], rtol=0, atol=0)
