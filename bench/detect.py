@@ -80,6 +80,7 @@ def run_cell(name: str, x: np.ndarray, y: np.ndarray, cell: str, seed: int, epoc
     learned = run(x, labels, TrainConfig(epochs=epochs, method="learned-lr", meta=meta), seed, device)
     plain = run(x, labels, TrainConfig(epochs=epochs, method="plain"), seed, device)
     out["seconds"]["learned_lr"], out["seconds"]["plain"] = learned.seconds, plain.seconds
+    out["rate_choice"] = learned.result.rate_choice
     for tag, r, method in (("", learned, "learned-lr"), ("plain_", plain, "plain")):
         s = r.result.signals
         disagrees = r.result.probs.argmax(1) != labels
@@ -110,9 +111,9 @@ def summarise(cells: list[dict]) -> str:
         groups.setdefault((c["dataset"], c["noise"]), []).append(c)
     baselines = ("loss", "margin", "learned_run_loss", "learned_run_margin", "cleanlab")
     lines = ["| dataset | noise | seeds | AP learned_lr | AP loss | AP margin | AP cleanlab | AP best baseline | "
-             "Δ AP | floor | AUROC learned_lr | P@k learned_lr | F1 learned_lr | F1 cleanlab | est. rate (true) | "
-             "time learned/plain | time learned/cleanlab-CV |",
-             "|---|---|---|" + "---|" * 14]
+             "Δ AP | floor | rates ranked | AUROC learned_lr | P@k learned_lr | F1 learned_lr | F1 cleanlab | "
+             "est. rate (true) | time learned/plain | time learned/cleanlab-CV |",
+             "|---|---|---|" + "---|" * 15]
     for (ds, noise), cs in sorted(groups.items()):
         mean = lambda sig, key: float(np.mean([c["signals"][sig][key] for c in cs if sig in c["signals"]]))  # noqa
         have = [b for b in baselines if all(b in c["signals"] for c in cs)]
@@ -123,14 +124,18 @@ def summarise(cells: list[dict]) -> str:
         t_ratio = np.median([c["seconds"]["learned_lr"] / c["seconds"]["plain"] for c in cs])
         cv = [c["seconds"]["learned_lr"] / c["seconds"]["cleanlab_cv"] for c in cs if "cleanlab_cv" in c["seconds"]]
         fmt = lambda v: f"{v:.3f}" if np.isfinite(v) else "-"  # noqa
+        chosen = [c.get("rate_choice", {}).get("meta", "?") for c in cs]
+        ranked = ", ".join(f"{m} ×{chosen.count(m)}" for m in sorted(set(chosen)))
+        rate = mean("learned_lr", "estimated_noise_rate")
+        rate_ok = "ok" if abs(rate - NOISE_CELLS[noise][1]) <= 0.03 else "off"
         lines.append(
             f"| {ds} | {noise} | {len(cs)} | {fmt(mean('learned_lr', 'average_precision'))} | "
             f"{fmt(mean('loss', 'average_precision'))} | {fmt(mean('margin', 'average_precision'))} | "
             f"{fmt(mean('cleanlab', 'average_precision')) if 'cleanlab' in have else '-'} | {fmt(best)} | "
-            f"{delta:+.3f} | {'≥ +0.03' if hard else '≥ -0.005'} {'ok' if floor_ok else 'MISSED'} | "
+            f"{delta:+.3f} | {'≥ +0.03' if hard else '≥ -0.005'} {'ok' if floor_ok else 'MISSED'} | {ranked} | "
             f"{fmt(mean('learned_lr', 'auroc'))} | {fmt(mean('learned_lr', 'precision_at_k'))} | "
             f"{fmt(mean('learned_lr', 'f1'))} | {fmt(mean('cleanlab', 'f1')) if 'cleanlab' in have else '-'} | "
-            f"{mean('learned_lr', 'estimated_noise_rate'):.3f} ({NOISE_CELLS[noise][1]:.2f}) | "
+            f"{rate:.3f} ({NOISE_CELLS[noise][1]:.2f}, {rate_ok}) | "
             f"{t_ratio:.2f} | {np.median(cv):.2f} |" if cv else f"{t_ratio:.2f} | - |")
     return "\n".join(lines) + "\n"
 
@@ -141,7 +146,7 @@ def main() -> None:
     ap.add_argument("--noise", default=",".join(NOISE_CELLS))
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--meta", default="given")
+    ap.add_argument("--meta", default="auto")
     ap.add_argument("--no-cleanlab", action="store_true")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--out", type=Path, default=RESULTS / "detect.json")

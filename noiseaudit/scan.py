@@ -44,7 +44,7 @@ class ScanConfig:
     batch_size: int = 128
     lr: float = 0.05
     hyper_lr: float = 0.2
-    meta: str = "given"
+    meta: str = "auto"
     augment: bool = False
     device: str = "auto"
     seed: int = 0
@@ -155,6 +155,7 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
         "threshold": {"method": threshold.method, "n_flagged": threshold.n_flagged,
                       "estimated_noise_rate": threshold.estimated_noise_rate,
                       "ranked_by": "log learned_lr" if cfg.method == "learned-lr" else "minus mean loss",
+                      "rate_choice": result.rate_choice,
                       "score_cutoff": threshold.cutoff},
         "epoch_losses": result.epoch_losses,
         "timings": timings,

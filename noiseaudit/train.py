@@ -20,7 +20,7 @@ from torch import nn
 from noiseaudit.data.dataset import ImageDataset
 from noiseaudit.errors import NoiseAuditError
 from noiseaudit.optim import PerSampleRate
-from noiseaudit.signals import SignalRecorder
+from noiseaudit.signals import SignalRecorder, choose_rates
 
 METHODS = ("learned-lr", "plain")
 # on_step(epoch, step, steps_per_epoch, mean_loss_or_None); mean loss is given at epoch end only.
@@ -36,7 +36,7 @@ class TrainConfig:
     weight_decay: float = 5e-4
     method: str = "learned-lr"
     hyper_lr: float = 0.2
-    meta: str = "given"
+    meta: str = "auto"
     augment: bool = False
 
 
@@ -45,6 +45,7 @@ class TrainResult:
     signals: dict[str, np.ndarray]
     probs: np.ndarray  # (N, K) softmax of the final model, eval mode
     epoch_losses: list[float]
+    rate_choice: dict[str, object]  # meta="auto": which rates rank, and why (empty otherwise)
 
 
 def normaliser(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,7 +82,8 @@ def train(data: ImageDataset, model: nn.Module, cfg: TrainConfig, device: torch.
     rates = None
     if cfg.method == "learned-lr":
         rates = PerSampleRate(n, len(data.classes), hyper_lr=cfg.hyper_lr, meta=cfg.meta, device=device)
-    recorder = SignalRecorder(n, device)
+    rate_names = ("learned_lr", "learned_lr_given") if rates is not None and rates.meta == "auto" else ("learned_lr",)
+    recorder = SignalRecorder(n, device, rate_names)
     steps = max(1, -(-n // cfg.batch_size))
     epoch_losses: list[float] = []
     for epoch in range(cfg.epochs):
@@ -102,7 +104,7 @@ def train(data: ImageDataset, model: nn.Module, cfg: TrainConfig, device: torch.
             opt.step()
             if rates is not None:
                 rates.step(idx, logits, feats, y)
-            recorder.observe(idx, losses, logits, y, None if rates is None else rates.rates(idx))
+            recorder.observe(idx, losses, logits, y, None if rates is None else rates.named_rates(idx))
             loss_total += losses.detach().sum()
             if on_step is not None:
                 on_step(epoch, step + 1, steps, None)
@@ -112,7 +114,8 @@ def train(data: ImageDataset, model: nn.Module, cfg: TrainConfig, device: torch.
         if on_step is not None:
             on_step(epoch, steps, steps, epoch_losses[-1])
     probs = predict(model, images, mean, std, batch_size=max(cfg.batch_size, 512))
-    return TrainResult(signals=recorder.summary(), probs=probs, epoch_losses=epoch_losses)
+    signals, choice = choose_rates(recorder.summary(), data.targets.numpy(), probs.argmax(axis=1), len(data.classes))
+    return TrainResult(signals=signals, probs=probs, epoch_losses=epoch_losses, rate_choice=choice)
 
 
 @torch.no_grad()

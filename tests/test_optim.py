@@ -103,7 +103,8 @@ def test_reference_hypergradient_matches_autograd():
         assert math.isclose(cos[i].item(), (grads[i] @ ref_vec / gnorm[i] / ref_vec.norm()).item(), rel_tol=1e-9)
 
 
-@pytest.mark.parametrize("meta, base", [("given", "sgd"), ("given+predicted", "sgd"), ("given", "adam")])
+@pytest.mark.parametrize("meta, base", [("given", "sgd"), ("given+predicted", "sgd"), ("auto", "sgd"),
+                                        ("given", "adam")])
 def test_mislabelled_samples_lose_rate_on_separable_data(meta, base):
     torch.manual_seed(0)
     n, k, d = 300, 3, 6
@@ -121,6 +122,36 @@ def test_mislabelled_samples_lose_rate_on_separable_data(meta, base):
             _train_step(head, rates, opt, feats, given, idx)
     r = rates.rates()
     assert r[:30].max() < r[30:].median()
+    if meta == "auto":
+        g = rates.given_log_rates
+        assert g[:30].max() < g[30:].median() and not torch.equal(g, rates.log_rates)
+
+
+def test_auto_learns_both_rate_vectors_from_one_forward_pass():
+    """auto's weighting rates follow given+predicted and its side vector follows given, step for step."""
+    torch.manual_seed(1)
+    n, k, d = 60, 3, 4
+    feats, labels = torch.rand(n, d), torch.arange(n) % k
+    logits = [torch.randn(n, k) for _ in range(4)]
+    opts = {m: PerSampleRate(n, k, hyper_lr=0.5, meta=m) for m in ("auto", "given", "given+predicted")}
+    for step in range(4):
+        idx = torch.arange(step * 15, step * 15 + 30) % n
+        for r in opts.values():
+            r.reference = None if step == 0 else r.reference
+            r.step(idx, logits[step][idx], feats[idx], labels[idx])
+        # share one reference so that the three update from the same state
+        for m in ("given", "given+predicted"):
+            opts[m].reference = opts["auto"].reference.clone()
+            opts[m].log_rates.copy_(opts["auto"].log_rates if m == "given+predicted" else opts["auto"].given_log_rates)
+    auto = opts["auto"]
+    idx = torch.arange(30)
+    for r in opts.values():
+        r.step(idx, logits[0][idx], feats[idx], labels[idx])
+    torch.testing.assert_close(auto.log_rates, opts["given+predicted"].log_rates)
+    torch.testing.assert_close(auto.given_log_rates, opts["given"].log_rates)
+    named = auto.named_rates(idx)
+    assert set(named) == {"learned_lr", "learned_lr_given"}
+    torch.testing.assert_close(named["learned_lr_given"], auto.given_log_rates[idx].exp())
 
 
 def test_many_classes_fall_back_to_in_batch_reference():
@@ -187,6 +218,7 @@ def test_state_dict_round_trip():
     b.load_state_dict(a.state_dict())
     torch.testing.assert_close(b.log_rates, a.log_rates)
     torch.testing.assert_close(b.reference, a.reference)
+    assert b.given_log_rates is None
     assert (b.hyper_lr, b.ema, b.meta, b.log_min, b.log_max) == (a.hyper_lr, a.ema, a.meta, a.log_min, a.log_max)
     # Both continue identically.
     args = (torch.arange(4), torch.randn(4, 2), torch.rand(4, 3), torch.tensor([0, 1, 0, 1]))
@@ -195,6 +227,16 @@ def test_state_dict_round_trip():
     torch.testing.assert_close(b.log_rates, a.log_rates)
     with pytest.raises(ValueError, match="rates"):
         PerSampleRate(11, 2).load_state_dict(a.state_dict())
+
+
+def test_auto_state_dict_keeps_the_given_rates():
+    a = PerSampleRate(8, 3, meta="auto", hyper_lr=1.0)
+    for _ in range(3):
+        a.step(torch.arange(6), torch.randn(6, 3), torch.rand(6, 2), torch.tensor([0, 1, 2, 0, 1, 2]))
+    b = PerSampleRate(8, 3, meta="auto")
+    b.load_state_dict(a.state_dict())
+    torch.testing.assert_close(b.given_log_rates, a.given_log_rates)
+    assert not torch.equal(a.given_log_rates, torch.zeros(8))
 
 
 @pytest.mark.parametrize("kwargs", [dict(num_samples=0), dict(num_classes=1), dict(hyper_lr=-1.0),

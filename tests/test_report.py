@@ -64,6 +64,16 @@ def test_gmm_threshold_finds_a_separated_low_mode():
     assert t.suspicion[np.argmin(lr)] > 0.99 and t.suspicion[np.argmax(lr)] < 0.01
 
 
+def test_threshold_counts_only_disagreements_when_the_low_mode_is_hard_clean_samples():
+    # A cleaned dataset: a separated low mode, but the model agrees with almost all of it.
+    rng = np.random.default_rng(0)
+    score = np.concatenate([rng.normal(0.3, 0.15, 800), rng.normal(-0.8, 0.2, 200)])
+    disagrees = np.zeros(1000, dtype=bool)
+    disagrees[800:810] = True
+    t = choose_threshold(score, np.zeros(1000), disagrees)
+    assert t.counts[0] > 4 * t.counts[1] and t.n_flagged == t.counts[1] == 10
+
+
 def test_threshold_with_identical_rates_flags_nothing():
     t = choose_threshold(np.zeros(50), np.zeros(50))
     assert t.n_flagged == 0 and (t.suspicion == 0).all()

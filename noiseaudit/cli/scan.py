@@ -58,8 +58,9 @@ def scan_command(
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
     lr: Annotated[float, typer.Option(help="Base learning rate (SGD, momentum 0.9).")] = 0.05,
     hyper_lr: Annotated[float, typer.Option(help="Step size of the per-sample rate update.")] = 0.2,
-    meta: Annotated[str, typer.Option(help="Meta-objective of the rate update: given, or given+predicted "
-                                          "(better on class-pair confusions).")] = "given",
+    meta: Annotated[str, typer.Option(help="Meta-objective of the rate update: given, given+predicted "
+                                          "(better on class-pair confusions), or auto (learn both, rank by "
+                                          "the one the disagreement structure favours).")] = "auto",
     augment: Annotated[bool, typer.Option(help="Random shifts and flips while training.")] = False,
     noise_rate: Annotated[Optional[float], typer.Option(help="Flag this fraction of samples "
                                                              "(default: estimate it).")] = None,

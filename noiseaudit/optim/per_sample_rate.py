@@ -27,8 +27,14 @@ by the noisy samples once the clean ones are fit and ranks far worse.)
 
 With ``meta="given+predicted"`` the meta-objective adds the loss of the class
 the model currently predicts for :math:`i` when that differs from its label:
-the two classes the sample is torn between. On pair-flip noise this ranks far
-better; on symmetric noise somewhat worse (see the README's benchmark).
+the two classes the sample is torn between. On pair-flip and instance noise
+this ranks far better; on symmetric noise somewhat worse (see the README's
+benchmark). ``meta="auto"`` (the default) learns both: the weighting follows
+the ``given+predicted`` rates, and a second vector of log-rates
+(:attr:`PerSampleRate.given_log_rates`) is updated by the ``given`` alignments
+from the same forward pass, at 4 more bytes per sample. Which one ranks is
+chosen after training from how concentrated the model's disagreements are
+(:func:`noiseaudit.signals.structure.choose_rates`).
 
 **Closed form on the last layer.** With logits :math:`z = W h + b` and
 softmax cross-entropy the last-layer gradient of sample :math:`i` is
@@ -58,7 +64,7 @@ from typing import Any
 
 import torch
 
-META_OBJECTIVES = ("given", "given+predicted")
+META_OBJECTIVES = ("given", "given+predicted", "auto")
 
 
 def last_layer_gram(err: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
@@ -142,8 +148,9 @@ class PerSampleRate:
         Step size beta of the log-rate update.
     ema : float
         Decay of the class reference gradients, in [0, 1).
-    meta : {"given", "given+predicted"}
-        Which classes' loss the meta-objective holds (see the module docstring).
+    meta : {"auto", "given", "given+predicted"}
+        Which classes' loss the meta-objective holds (see the module docstring);
+        ``auto`` learns the ``given+predicted`` rates and the ``given`` ones side by side.
     init_rate, min_rate, max_rate : float
         Initial rate and clamp bounds, with 0 < min_rate <= init_rate <= max_rate.
     max_reference_size : int
@@ -153,7 +160,7 @@ class PerSampleRate:
     """
 
     def __init__(self, num_samples: int, num_classes: int, *, hyper_lr: float = 0.2, ema: float = 0.9,
-                 meta: str = "given", init_rate: float = 1.0, min_rate: float = 1e-2, max_rate: float = 1e2,
+                 meta: str = "auto", init_rate: float = 1.0, min_rate: float = 1e-2, max_rate: float = 1e2,
                  max_reference_size: int = 2**24, device: torch.device | str | None = None):
         if num_samples < 1 or num_classes < 2:
             raise ValueError(f"need num_samples >= 1 and num_classes >= 2, got {num_samples}, {num_classes}")
@@ -170,6 +177,8 @@ class PerSampleRate:
         self.log_min, self.log_max = math.log(min_rate), math.log(max_rate)
         self.max_reference_size = int(max_reference_size)
         self.log_rates = torch.full((num_samples,), math.log(init_rate), dtype=torch.float32, device=device)
+        # meta="auto": the "given" rates, learned beside the weighting ("given+predicted") ones
+        self.given_log_rates = self.log_rates.clone() if meta == "auto" else None
         self.reference: torch.Tensor | None = None  # (K, K, d+1) once the first batch is seen
 
     @property
@@ -180,6 +189,13 @@ class PerSampleRate:
         """The rates eta (all of them, or those of ``index``)."""
         s = self.log_rates if index is None else self.log_rates.index_select(0, index)
         return s.exp()
+
+    def named_rates(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The batch's rates by signal name: ``learned_lr``, plus ``learned_lr_given`` with ``meta="auto"``."""
+        out = {"learned_lr": self.rates(index)}
+        if self.given_log_rates is not None:
+            out["learned_lr_given"] = self.given_log_rates.index_select(0, index).exp()
+        return out
 
     def weighted_loss(self, losses: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """Mean of the batch's per-sample ``losses`` weighted by their rates."""
@@ -193,33 +209,39 @@ class PerSampleRate:
         err[torch.arange(err.shape[0], device=err.device), targets] -= 1.0
         feats1 = with_bias(feats.detach().float())
         k = self.num_classes
+        given_alignment = None
         if k * k * feats1.shape[1] > self.max_reference_size:
             alignment, valid = class_conditional_alignment(err, feats1[:, :-1], targets)
         else:
-            alignment, valid = self._reference_alignment(err, feats1, probs, targets)
+            alignment, given_alignment, valid = self._reference_alignment(err, feats1, probs, targets)
             batch_ref = class_reference_update(err, feats1, targets, self.rates(index), k)
             if self.reference is None:
                 self.reference = batch_ref
             else:
                 self.reference.mul_(self.ema).add_(batch_ref, alpha=1.0 - self.ema)
-        per_sample_rate_step(self.log_rates, index, alignment, valid, hyper_lr=self.hyper_lr,
-                             log_min=self.log_min, log_max=self.log_max)
+        kernel = dict(hyper_lr=self.hyper_lr, log_min=self.log_min, log_max=self.log_max)
+        per_sample_rate_step(self.log_rates, index, alignment, valid, **kernel)
+        if self.given_log_rates is not None:
+            per_sample_rate_step(self.given_log_rates, index,
+                                 alignment if given_alignment is None else given_alignment, valid, **kernel)
 
     def _reference_alignment(self, err: torch.Tensor, feats1: torch.Tensor, probs: torch.Tensor,
-                             targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                             targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(alignment driving the rates, the "given" alignment, valid mask)."""
         if self.reference is None:
             zeros = err.new_zeros(err.shape[0])
-            return zeros, zeros.bool()
-        alignment = reference_alignment(err, feats1, self.reference, targets)
-        if self.meta == "given+predicted":
+            return zeros, zeros, zeros.bool()
+        given = reference_alignment(err, feats1, self.reference, targets)
+        alignment = given
+        if self.meta != "given":
             predicted = probs.argmax(dim=1)
-            other = predicted != targets
             toward = reference_alignment(err, feats1, self.reference, predicted)
-            alignment = torch.where(other, 0.5 * (alignment + toward), alignment)
-        return alignment, torch.ones_like(alignment, dtype=torch.bool)
+            alignment = torch.where(predicted != targets, 0.5 * (given + toward), given)
+        return alignment, given, torch.ones_like(given, dtype=torch.bool)
 
     def state_dict(self) -> dict[str, Any]:
         return {"log_rates": self.log_rates.detach().clone(),
+                "given_log_rates": None if self.given_log_rates is None else self.given_log_rates.clone(),
                 "reference": None if self.reference is None else self.reference.clone(),
                 "hyper_lr": self.hyper_lr, "ema": self.ema, "meta": self.meta,
                 "log_min": self.log_min, "log_max": self.log_max}
@@ -230,6 +252,8 @@ class PerSampleRate:
             raise ValueError(f"state holds {tuple(log_rates.shape)} rates, this optimizer has "
                              f"{tuple(self.log_rates.shape)}")
         self.log_rates.copy_(log_rates.to(self.log_rates.device, self.log_rates.dtype))
+        given = state.get("given_log_rates")
+        self.given_log_rates = None if given is None else given.to(self.log_rates.device, torch.float32).clone()
         ref = state.get("reference")
         self.reference = None if ref is None else ref.to(self.log_rates.device).clone()
         self.hyper_lr, self.ema, self.meta = float(state["hyper_lr"]), float(state["ema"]), state["meta"]

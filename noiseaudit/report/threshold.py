@@ -13,7 +13,9 @@ them whose given label the final model also disagrees with under-count
 components are well separated (Ashman's D = sqrt(2)|mu1 - mu2| / sqrt(s1^2 + s2^2)
 of at least 2) the estimate is the midpoint of the two counts; otherwise the
 scores are not bimodal, the mixture is only splitting one clean mode, and the
-lower count is used. That many samples from the top of the ranking are flagged, so
+lower count is used. The lower count is used too when the model agrees with
+more than 3/4 of the low component (upper > 4 x lower): then that component
+is hard clean samples, as on a dataset that has already been cleaned. That many samples from the top of the ranking are flagged, so
 the flagged set is always a prefix of the ranking.
 """
 
@@ -42,6 +44,7 @@ def rank_order(score: np.ndarray, loss: np.ndarray) -> np.ndarray:
 
 
 BIMODAL_D = 2.0
+MAX_UPPER_PER_LOWER = 4
 
 
 def _suspicion(score: np.ndarray, order: np.ndarray, seed: int) -> tuple[np.ndarray, float]:
@@ -74,7 +77,8 @@ def choose_threshold(score: np.ndarray, loss: np.ndarray, disagrees: np.ndarray 
         counted = np.ones(n, dtype=bool) if disagrees is None else np.asarray(disagrees, dtype=bool)
         upper = int((suspicion > 0.5).sum())
         lower = int(((suspicion > 0.5) & counted).sum())
-        n_flagged = (upper + lower + 1) // 2 if separation >= BIMODAL_D else lower
+        bimodal = separation >= BIMODAL_D and upper <= MAX_UPPER_PER_LOWER * lower
+        n_flagged = (upper + lower + 1) // 2 if bimodal else lower
         method = "gmm"
     else:
         n_flagged, method = int(round(noise_rate * n)), "noise-rate"

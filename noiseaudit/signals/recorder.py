@@ -1,7 +1,8 @@
-"""Running per-sample sums of loss, AUM margin and learned rate over training visits.
+"""Running per-sample sums of loss, AUM margin and learned rates over training visits.
 
-State is five 4-byte numbers per sample, kept on the training device; nothing
-is copied to the host until :meth:`SignalRecorder.summary`.
+State is four 4-byte numbers per sample plus two per recorded rate signal,
+kept on the training device; nothing is copied to the host until
+:meth:`SignalRecorder.summary`.
 """
 
 from __future__ import annotations
@@ -18,36 +19,54 @@ def margins(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 class SignalRecorder:
-    """Accumulates what each sample looked like every time training visited it."""
+    """Accumulates what each sample looked like every time training visited it.
 
-    def __init__(self, num_samples: int, device: torch.device | str | None = None):
-        zeros = lambda: torch.zeros(num_samples, dtype=torch.float32, device=device)  # noqa: E731
-        self.loss_sum, self.margin_sum, self.rate_sum = zeros(), zeros(), zeros()
-        self.last_rate = torch.ones(num_samples, dtype=torch.float32, device=device)
+    ``rate_names`` are the rate signals to record (default ``learned_lr``);
+    for each, the last value and the mean over visits are reported, as
+    ``name`` and ``name_mean``. Rates not passed to :meth:`observe` stay 1.
+    """
+
+    def __init__(self, num_samples: int, device: torch.device | str | None = None,
+                 rate_names: tuple[str, ...] = ("learned_lr",)):
+        def zeros() -> torch.Tensor:
+            return torch.zeros(num_samples, dtype=torch.float32, device=device)
+
+        self.loss_sum, self.margin_sum = zeros(), zeros()
         self.visits = torch.zeros(num_samples, dtype=torch.int32, device=device)
+        self.last_rate = {name: torch.ones_like(self.loss_sum) for name in rate_names}
+        self.rate_sum = {name: zeros() for name in rate_names}
 
     @torch.no_grad()
     def observe(self, index: torch.Tensor, losses: torch.Tensor, logits: torch.Tensor,
-                targets: torch.Tensor, rates: torch.Tensor | None) -> None:
+                targets: torch.Tensor, rates: dict[str, torch.Tensor] | None = None) -> None:
         self.loss_sum.index_add_(0, index, losses.detach().float())
         self.margin_sum.index_add_(0, index, margins(logits.detach().float(), targets))
-        if rates is not None:
-            self.last_rate.index_copy_(0, index, rates.float())
-        self.rate_sum.index_add_(0, index, self.last_rate.index_select(0, index))
+        for name, last in self.last_rate.items():
+            if rates is not None and name in rates:
+                last.index_copy_(0, index, rates[name].float())
+            self.rate_sum[name].index_add_(0, index, last.index_select(0, index))
         self.visits.index_add_(0, index, torch.ones_like(index, dtype=torch.int32))
 
     def summary(self) -> dict[str, np.ndarray]:
         n = self.visits.clamp_min(1).float()
-        return {
-            "learned_lr": self.last_rate.cpu().numpy(),
-            "learned_lr_mean": (self.rate_sum / n).cpu().numpy(),
-            "loss": (self.loss_sum / n).cpu().numpy(),
-            "margin": (self.margin_sum / n).cpu().numpy(),
-        }
+        out = {"loss": (self.loss_sum / n).cpu().numpy(), "margin": (self.margin_sum / n).cpu().numpy()}
+        for name, last in self.last_rate.items():
+            out[name] = last.cpu().numpy()
+            out[f"{name}_mean"] = (self.rate_sum[name] / n).cpu().numpy()
+        return out
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {k: getattr(self, k).clone() for k in ("loss_sum", "margin_sum", "rate_sum", "last_rate", "visits")}
+    def state_dict(self) -> dict[str, object]:
+        return {"loss_sum": self.loss_sum.clone(), "margin_sum": self.margin_sum.clone(),
+                "visits": self.visits.clone(),
+                "last_rate": {k: v.clone() for k, v in self.last_rate.items()},
+                "rate_sum": {k: v.clone() for k, v in self.rate_sum.items()}}
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        for k, v in state.items():
-            getattr(self, k).copy_(v)
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        for key in ("loss_sum", "margin_sum", "visits"):
+            getattr(self, key).copy_(state[key])
+        for key in ("last_rate", "rate_sum"):
+            mine, theirs = getattr(self, key), state[key]
+            if set(mine) != set(theirs):
+                raise ValueError(f"recorded rate signals differ: {sorted(theirs)} vs {sorted(mine)}")
+            for name, tensor in mine.items():
+                tensor.copy_(theirs[name])
