@@ -56,7 +56,8 @@ def score_signal(truth: np.ndarray, score: np.ndarray, loss: np.ndarray, disagre
     return m
 
 
-def cleanlab_cv(x: np.ndarray, labels: np.ndarray, cfg: TrainConfig, seed: int, device: str) -> tuple[np.ndarray, float]:
+def cleanlab_cv(x: np.ndarray, labels: np.ndarray, cfg: TrainConfig, seed: int,
+                device: str) -> tuple[np.ndarray, float]:
     """Out-of-fold probabilities from 5 plain trainings of the same model."""
     probs = np.zeros((labels.size, int(labels.max()) + 1), dtype=np.float32)
     t0 = time.perf_counter()

@@ -30,3 +30,7 @@ class InputError(NoiseAuditError):
 
 class UsageError(NoiseAuditError):
     """Options that cannot work together or are out of range."""
+
+
+class NoiseAuditWarning(UserWarning):
+    """Something the user should know that does not stop the run (the CLI prints it on stderr)."""

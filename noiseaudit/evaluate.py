@@ -10,7 +10,7 @@ import pandas as pd
 
 from noiseaudit.errors import InputError
 from noiseaudit.metrics import precision_recall_f1, ranking_metrics
-from noiseaudit.report.build import signal_scores, truth_mask
+from noiseaudit.report.build import scored, signal_scores, truth_mask
 
 
 def attach_truth(report: pd.DataFrame, truth_csv: str | Path) -> pd.DataFrame:
@@ -44,6 +44,7 @@ def evaluate(report: pd.DataFrame, k: int | None = None, truth_csv: str | Path |
     """
     if truth_csv is not None:
         report = attach_truth(report, truth_csv)
+    report = scored(report)
     truth = truth_mask(report)
     if truth is None:
         raise InputError("no truth: the report has no is_noisy or original_label column; pass --truth CSV")

@@ -17,12 +17,12 @@ import pandas as pd
 import torch
 
 from noiseaudit._version import __version__
-from noiseaudit.data.dataset import load_dataset
-from noiseaudit.data.source import load_source
+from noiseaudit.data.dataset import BAD_IMAGE_POLICIES, SkippedImage, load_dataset
+from noiseaudit.data.source import LabeledSource, load_source
 from noiseaudit.errors import UsageError
 from noiseaudit.models import MODELS, build_model, default_model
 from noiseaudit.optim import META_OBJECTIVES
-from noiseaudit.report.build import build_report
+from noiseaudit.report.build import add_skipped, build_report, carried_columns
 from noiseaudit.report.io import check_writable, write_report
 from noiseaudit.report.threshold import choose_threshold
 from noiseaudit.runtime import resolve_device, seed_everything
@@ -50,6 +50,7 @@ class ScanConfig:
     seed: int = 0
     workers: int = field(default_factory=lambda: min(8, os.cpu_count() or 1))
     noise_rate: float | None = None
+    on_bad_image: str = "fail"
 
     def validate(self) -> None:
         if self.method not in METHODS:
@@ -65,6 +66,8 @@ class ScanConfig:
             raise UsageError(f"unknown meta-objective {self.meta!r}; choose one of {', '.join(META_OBJECTIVES)}")
         if not self.hyper_lr >= 0:
             raise UsageError(f"--hyper-lr must be non-negative, got {self.hyper_lr}")
+        if self.on_bad_image not in BAD_IMAGE_POLICIES:
+            raise UsageError(f"--on-bad-image must be one of {', '.join(BAD_IMAGE_POLICIES)}, got {self.on_bad_image!r}")
         if self.noise_rate is not None and not 0.0 <= self.noise_rate < 1.0:
             raise UsageError(f"--noise-rate must be in [0, 1), got {self.noise_rate}")
 
@@ -74,6 +77,14 @@ def ranking_score(signals: dict[str, np.ndarray], method: str) -> np.ndarray:
     if method == "plain":
         return -signals["loss"].astype(np.float64)
     return np.log(signals["learned_lr"].astype(np.float64))
+
+
+def skipped_rows(source: LabeledSource, skipped: list[SkippedImage]) -> pd.DataFrame:
+    """Report rows for samples left out under ``on_bad_image="skip"``."""
+    rows = [b.row for b in skipped]
+    frame = pd.DataFrame({"sample_id": np.asarray(rows, dtype=np.int64), "path": [source.paths[i] for i in rows],
+                          "given_label": [source.labels[i] for i in rows], "status": [b.status for b in skipped]})
+    return pd.concat([frame, carried_columns(source.extra.iloc[rows])], axis=1)
 
 
 # on_progress(stage, done, total, info): stage is "decode" or "train"; info carries epoch and loss.
@@ -115,7 +126,8 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
     t0 = time.perf_counter()
     source = load_source(cfg.images_dir, cfg.labels_csv, path_col=cfg.path_col, label_col=cfg.label_col)
     decode_cb = None if on_progress is None else (lambda done, total: on_progress("decode", done, total, {}))
-    data = load_dataset(source, image_size=cfg.image_size, workers=cfg.workers, progress=decode_cb)
+    data = load_dataset(source, image_size=cfg.image_size, workers=cfg.workers, progress=decode_cb,
+                        on_bad_image=cfg.on_bad_image)
     timings["load_s"] = time.perf_counter() - t0
 
     gen = seed_everything(cfg.seed)
@@ -137,8 +149,10 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
     disagrees = result.probs.argmax(axis=1) != data.targets.numpy()
     score = ranking_score(result.signals, cfg.method)
     threshold = choose_threshold(score, result.signals["loss"], disagrees, noise_rate=cfg.noise_rate, seed=cfg.seed)
-    report = build_report(source.paths, data.targets.numpy(), data.classes, result.signals, result.probs,
-                          threshold, source.extra)
+    rows = data.rows if data.rows is not None else np.arange(len(data))
+    report = build_report([source.paths[i] for i in rows], data.targets.numpy(), data.classes, result.signals,
+                          result.probs, threshold, source.extra.iloc[rows].reset_index(drop=True), sample_ids=rows)
+    report = add_skipped(report, skipped_rows(source, data.skipped))
     timings["total_s"] = time.perf_counter() - t0
     report.attrs["noiseaudit"] = {
         "version": __version__,
@@ -157,6 +171,8 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
                       "ranked_by": "log learned_lr" if cfg.method == "learned-lr" else "minus mean loss",
                       "rate_choice": result.rate_choice,
                       "score_cutoff": threshold.cutoff},
+        "skipped": [{"path": source.paths[b.row], "line": source.lines[b.row], "status": b.status,
+                     "reason": b.reason} for b in data.skipped],
         "epoch_losses": result.epoch_losses,
         "timings": timings,
     }

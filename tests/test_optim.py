@@ -203,7 +203,8 @@ def test_rates_are_clamped():
     g = torch.Generator().manual_seed(0)
     for _ in range(5):
         idx = torch.arange(6)
-        rates.step(idx, torch.randn(6, 2, generator=g) * 5, torch.rand(6, 3, generator=g), torch.tensor([0, 0, 0, 1, 1, 1]))
+        rates.step(idx, torch.randn(6, 2, generator=g) * 5, torch.rand(6, 3, generator=g),
+                   torch.tensor([0, 0, 0, 1, 1, 1]))
     r = rates.rates()
     assert torch.isfinite(r).all()
     assert r.min() >= 0.5 - 1e-6 and r.max() <= 2.0 + 1e-6

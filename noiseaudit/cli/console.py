@@ -6,6 +6,7 @@ import functools
 import json
 import math
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -14,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from noiseaudit.errors import NoiseAuditError
+from noiseaudit.errors import NoiseAuditError, NoiseAuditWarning
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,13 +44,24 @@ def echo_json(value: Any) -> None:
     typer.echo(json.dumps(_finite(value), default=str, allow_nan=False))
 
 
+def _warning_line(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    """NoiseAuditWarnings as one ``warning:`` line on stderr; other warnings as Python prints them."""
+    if issubclass(category, NoiseAuditWarning):
+        typer.echo(f"warning: {message}", err=True)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, "", 0))  # type: ignore[arg-type]
+
+
 def exits_on_errors(fn: F) -> F:
     """Turn a :class:`NoiseAuditError` into one line on stderr and its exit code."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("always", NoiseAuditWarning)
+                warnings.showwarning = _warning_line
+                return fn(*args, **kwargs)
         except NoiseAuditError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(exc.exit_code) from None

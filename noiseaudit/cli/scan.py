@@ -33,6 +33,10 @@ def print_summary(summary: dict[str, Any], output: Path) -> None:
                       f"{row['suggested_label']} ({row['suggested_prob']:.0%})",
                       f"{row['learned_lr']:.3g}", f"{row['suspicion']:.2f}")
     out.print(table)
+    if summary.get("n_skipped"):
+        counts = ", ".join(f"{v} {k}" for k, v in summary["skipped_by_status"].items())
+        out.print(f"Skipped {summary['n_skipped']} bad images ({counts}); they are in the report with that status.",
+                  highlight=False)
     truth = summary.get("truth")
     if truth:
         out.print(f"Against the known wrong labels ({truth['n_noisy']}, {truth['true_noise_rate']:.1%}): "
@@ -62,6 +66,8 @@ def scan_command(
                                           "(better on class-pair confusions), or auto (learn both, rank by "
                                           "the one the disagreement structure favours).")] = "auto",
     augment: Annotated[bool, typer.Option(help="Random shifts and flips while training.")] = False,
+    on_bad_image: Annotated[str, typer.Option(help="fail: stop at the first missing or undecodable image; "
+                                                   "skip: leave it out and list it with its status.")] = "fail",
     noise_rate: Annotated[Optional[float], typer.Option(help="Flag this fraction of samples "
                                                              "(default: estimate it).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
@@ -76,7 +82,7 @@ def scan_command(
         report = scan(images_dir, labels_csv, output=output, overwrite=overwrite, on_progress=on_progress,
                       path_col=path_col, label_col=label_col, model=model, image_size=image_size, method=method,
                       epochs=epochs, batch_size=batch_size, lr=lr, hyper_lr=hyper_lr, meta=meta, augment=augment,
-                      noise_rate=noise_rate, device=device, seed=seed, workers=workers)
+                      on_bad_image=on_bad_image, noise_rate=noise_rate, device=device, seed=seed, workers=workers)
     summary = summarize(report, report.attrs["noiseaudit"])
     summary["output"] = str(output)
     if json_out:

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from noiseaudit.cli.console import exits_on_errors, stdout
+from noiseaudit.report.build import scored
 from noiseaudit.report.html import render_html
 from noiseaudit.report.io import atomic_write, check_writable, read_report
 
@@ -21,6 +22,7 @@ def show_command(
 ) -> None:
     """The most suspect samples as a table."""
     frame, _ = read_report(report)
+    frame = scored(frame)
     if class_ is not None:
         frame = frame[frame["given_label"].astype(str) == class_]
     table = Table(title=f"{len(frame)} samples" + (f" labelled {class_}" if class_ else "") +

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +17,32 @@ from noiseaudit.errors import InputError
 Progress = Callable[[int, int], None]
 
 
+BAD_IMAGE_POLICIES = ("fail", "skip")
+
+
+@dataclass
+class SkippedImage:
+    """A sample left out under ``on_bad_image="skip"``: its source row, why, and the details."""
+
+    row: int
+    status: str  # missing, empty, not_image, too_large or corrupt
+    reason: str
+
+
 @dataclass
 class ImageDataset:
-    """Decoded images (N, C, S, S) uint8, integer targets and the class list."""
+    """Decoded images (N, C, S, S) uint8, integer targets and the class list.
+
+    ``rows`` maps each sample to its row in the source (all rows, in order,
+    unless some were skipped); ``skipped`` lists the rows left out.
+    """
 
     images: torch.Tensor
     targets: torch.Tensor
     classes: list
     image_size: int
+    rows: np.ndarray | None = None
+    skipped: list[SkippedImage] = field(default_factory=list)
 
     @property
     def channels(self) -> int:
@@ -66,58 +84,89 @@ def _map(fn: Callable, items: list, workers: int, progress: Progress | None) -> 
     return out
 
 
-def _each_file(fn: Callable, files: list[Path], source: LabeledSource, workers: int, progress: Progress | None,
-               pass_index: bool = False) -> list:
-    """``fn(file)`` (or ``fn(i, file)``) for every file; the first DecodeError, in input order, becomes an
-    InputError naming the file and its CSV line."""
-    def call(i: int):
-        try:
-            return fn(i, files[i]) if pass_index else fn(files[i])
-        except DecodeError as err:
-            origin, line = source.where(i)
-            return InputError(f"{source.paths[i]!r}: {err}", path=origin, line=line)
+def _each_file(fn: Callable, files: list[Path], rows: list[int], source: LabeledSource, workers: int,
+               progress: Progress | None, bad: dict[int, SkippedImage] | None) -> list:
+    """``fn(j, files[rows[j]])`` for every position j.
 
-    results = _map(call, list(range(len(files))), workers, progress)
-    for r in results:
-        if isinstance(r, InputError):
-            raise r
+    A DecodeError is recorded in ``bad`` under its source row when ``bad`` is
+    given (the skip policy); otherwise the first one, in input order, becomes
+    an InputError naming the file and its CSV line.
+    """
+    def call(j: int):
+        try:
+            return fn(j, files[rows[j]])
+        except DecodeError as err:
+            return err
+
+    results = _map(call, list(range(len(rows))), workers, progress)
+    for j, r in enumerate(results):
+        if isinstance(r, DecodeError):
+            row = rows[j]
+            if bad is None:
+                origin, line = source.where(row)
+                raise InputError(f"{source.paths[row]!r}: {r}", path=origin, line=line)
+            bad.setdefault(row, SkippedImage(row, r.status, str(r)))
     return results
 
 
 def load_dataset(source: LabeledSource, *, image_size: int | None = None, workers: int = 2,
-                 progress: Progress | None = None) -> ImageDataset:
+                 progress: Progress | None = None, on_bad_image: str = "fail") -> ImageDataset:
     """Check, size and decode every image of ``source``.
 
-    Raises :class:`InputError` naming the file and CSV line for a missing or
-    undecodable image, and when fewer than two classes remain.
+    With ``on_bad_image="fail"`` a missing or undecodable image raises
+    :class:`InputError` naming the file and CSV line. With ``"skip"`` such
+    samples are left out and listed in ``ImageDataset.skipped``. Either way,
+    fewer than two classes among the usable samples is an InputError.
     """
-    classes = sorted_classes(source.labels)
-    if len(classes) < 2:
-        raise InputError(f"need at least two classes to find wrong labels, found {len(classes)} ({classes})",
-                         path=source.origin)
+    if on_bad_image not in BAD_IMAGE_POLICIES:
+        raise ValueError(f"on_bad_image must be one of {BAD_IMAGE_POLICIES}, got {on_bad_image!r}")
+    _require_two_classes(source.labels, source)
     files = [resolve_inside(source.root, p, origin=source.origin, line=line)
              for p, line in zip(source.paths, source.lines)]
+    bad: dict[int, SkippedImage] | None = {} if on_bad_image == "skip" else None
     missing = [i for i, f in enumerate(files) if not f.is_file()]
-    if missing:
+    if missing and bad is None:
         origin, line = source.where(missing[0])
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise InputError(f"image {source.paths[missing[0]]!r} not found under {source.root}{more}",
                          path=origin, line=line)
+    for i in missing:
+        bad[i] = SkippedImage(i, "missing", "file not found")
+    keep = [i for i in range(len(files)) if bad is None or i not in bad]
 
     if image_size is None:
-        headers = _each_file(image_header, files, source, workers, None)
-        image_size = choose_image_size([min(w, h) for w, h, _ in headers], all(m in GRAY_MODES for *_, m in headers))
+        headers = _each_file(lambda _, f: image_header(f), files, keep, source, workers, None, bad)
+        good = [h for h in headers if not isinstance(h, DecodeError)]
+        if not good:
+            raise InputError("no readable images", path=source.origin)
+        image_size = choose_image_size([min(w, h) for w, h, _ in good], all(m in GRAY_MODES for *_, m in good))
     elif image_size < 4:
         raise InputError(f"--image-size must be at least 4, got {image_size}")
-    stacked = np.empty((len(files), image_size, image_size, 3), dtype=np.uint8)
+    keep = [i for i in keep if bad is None or i not in bad]
+    stacked = np.empty((len(keep), image_size, image_size, 3), dtype=np.uint8)
 
-    def decode_into(i: int, file: Path) -> None:
-        stacked[i] = decode_image(file, image_size)
+    def decode_into(j: int, file: Path) -> None:
+        stacked[j] = decode_image(file, image_size)
 
-    _each_file(decode_into, files, source, workers, progress, pass_index=True)
+    _each_file(decode_into, files, keep, source, workers, progress, bad)
+    decoded = [j for j, i in enumerate(keep) if bad is None or i not in bad]
+    rows = np.asarray([keep[j] for j in decoded], dtype=np.int64)
+    stacked = stacked[decoded] if len(decoded) != len(keep) else stacked
+    labels = [source.labels[i] for i in rows]
+    classes = _require_two_classes(labels, source, skipped=0 if bad is None else len(bad))
     gray = bool((stacked[..., 0] == stacked[..., 1]).all() and (stacked[..., 1] == stacked[..., 2]).all())
     images = stacked[..., :1] if gray else stacked
     index = {c: k for k, c in enumerate(classes)}
-    targets = torch.tensor([index[v] for v in source.labels], dtype=torch.int64)
+    targets = torch.tensor([index[v] for v in labels], dtype=torch.int64)
     return ImageDataset(images=torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))),
-                        targets=targets, classes=classes, image_size=image_size)
+                        targets=targets, classes=classes, image_size=image_size, rows=rows,
+                        skipped=sorted((bad or {}).values(), key=lambda b: b.row))
+
+
+def _require_two_classes(labels: list, source: LabeledSource, skipped: int = 0) -> list:
+    classes = sorted_classes(labels)
+    if len(classes) < 2:
+        after = f" after skipping {skipped} bad images" if skipped else ""
+        raise InputError(f"need at least two classes to find wrong labels, found {len(classes)} ({classes}){after}",
+                         path=source.origin)
+    return classes

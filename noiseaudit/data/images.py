@@ -22,7 +22,16 @@ def max_pixels() -> int:
 
 
 class DecodeError(Exception):
-    """The file is not an image Pillow can decode."""
+    """The file is not an image Pillow can decode; ``status`` says why, for the report's status column.
+
+    status is one of ``empty`` (zero bytes), ``not_image`` (not a recognised
+    image format), ``too_large`` (over the pixel limit) or ``corrupt``
+    (truncated or damaged).
+    """
+
+    def __init__(self, message: str, status: str = "corrupt"):
+        super().__init__(message)
+        self.status = status
 
 
 def image_header(path: Path) -> tuple[int, int, str]:
@@ -31,7 +40,7 @@ def image_header(path: Path) -> tuple[int, int, str]:
         with Image.open(path) as img:
             return img.width, img.height, img.mode
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DecodeError(_describe(exc)) from None
+        raise _decode_error(path, exc) from None
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -68,7 +77,21 @@ def decode_image(path: Path, size: int) -> np.ndarray:
             rgb = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)
         return np.asarray(rgb, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DecodeError(_describe(exc)) from None
+        raise _decode_error(path, exc) from None
+
+
+def _decode_error(path: Path, exc: BaseException) -> DecodeError:
+    try:
+        empty = path.stat().st_size == 0
+    except OSError:
+        empty = False
+    if empty:
+        return DecodeError("empty file (0 bytes)", "empty")
+    if isinstance(exc, Image.DecompressionBombError):
+        return DecodeError(_describe(exc), "too_large")
+    if isinstance(exc, UnidentifiedImageError):
+        return DecodeError(_describe(exc), "not_image")
+    return DecodeError(_describe(exc), "corrupt")
 
 
 def _describe(exc: BaseException) -> str:

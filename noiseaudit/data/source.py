@@ -8,6 +8,7 @@ columns, which are carried unchanged into the report.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from noiseaudit.data.csvfile import read_text_table
-from noiseaudit.errors import InputError
+from noiseaudit.errors import InputError, NoiseAuditWarning
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
 PATH_COLUMN_NAMES = ("path", "file", "filename", "image", "image_path", "filepath")
@@ -130,13 +131,38 @@ def read_labels_csv(
         if empty.any():
             first = int(empty.to_numpy().nonzero()[0][0])
             raise InputError(f"empty {kind} in column {col!r} ({int(empty.sum())} rows)", path=csv, line=lines[first])
+    for p, line in zip(frame[pcol], lines):
+        resolve_inside(root, p, origin=str(csv), line=line)
+    keys = [PurePosixPath(p.replace("\\", "/")) for p in frame[pcol]]  # "./a.png" and "a.png" are one path
+    keep = _unique_rows(keys, list(frame[pcol]), list(frame[lcol].str.strip()), lines, csv)
+    if len(keep) != len(frame):
+        frame, lines = frame.iloc[keep].reset_index(drop=True), [lines[i] for i in keep]
     paths = list(frame[pcol])
-    for i, p in enumerate(paths):
-        resolve_inside(root, p, origin=str(csv), line=lines[i])
     extra = frame.drop(columns=[pcol, lcol]).reset_index(drop=True)
     extra = extra.apply(_infer_column)
     return LabeledSource(root=root, paths=paths, labels=_normalise_labels(frame[lcol]), lines=lines,
                          origin=str(csv), extra=extra, path_col=pcol, label_col=lcol, columns=columns)
+
+
+def _unique_rows(keys: list[PurePosixPath], paths: list[str], labels: list[str], lines: list[int], csv: Path) -> list[int]:
+    """Row indices to keep: a file listed twice with the same label is kept once (with a warning);
+    with different labels it is an InputError naming both lines."""
+    first: dict[PurePosixPath, int] = {}
+    repeats: list[int] = []
+    for i, key in enumerate(keys):
+        j = first.setdefault(key, i)
+        if j == i:
+            continue
+        if labels[i] != labels[j]:
+            raise InputError(f"{paths[i]!r} is listed twice with different labels: {labels[j]!r} on line {lines[j]}, "
+                             f"{labels[i]!r} here", path=csv, line=lines[i])
+        repeats.append(i)
+    if repeats:
+        i = repeats[0]
+        warnings.warn(f"{csv}:{lines[i]}: {paths[i]!r} repeats line {lines[first[keys[i]]]} with the same label; "
+                      f"{len(repeats)} repeated row(s) ignored", NoiseAuditWarning, stacklevel=3)
+    dropped = set(repeats)
+    return [i for i in range(len(keys)) if i not in dropped]
 
 
 def _infer_column(col: pd.Series) -> pd.Series:

@@ -10,7 +10,7 @@ from noiseaudit.report.threshold import Threshold
 REPORT_COLUMNS = (
     "sample_id", "path", "given_label", "predicted_label", "pred_prob", "given_prob",
     "suggested_label", "suggested_prob", "learned_lr", "learned_lr_mean", "loss", "margin",
-    "rank", "suspicion", "is_suspect",
+    "rank", "suspicion", "is_suspect", "status",
 )
 # Columns whose values rank samples, each with the direction in which it is more suspect.
 SIGNAL_COLUMNS = {"rank": -1.0, "learned_lr": -1.0, "learned_lr_mean": -1.0, "loss": 1.0, "margin": -1.0,
@@ -18,12 +18,14 @@ SIGNAL_COLUMNS = {"rank": -1.0, "learned_lr": -1.0, "learned_lr_mean": -1.0, "lo
 
 
 def build_report(paths: list[str], given: np.ndarray, classes: list, signals: dict[str, np.ndarray],
-                 probs: np.ndarray, threshold: Threshold, extra: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Assemble the report: one row per sample, in input order.
+                 probs: np.ndarray, threshold: Threshold, extra: pd.DataFrame | None = None,
+                 sample_ids: np.ndarray | None = None) -> pd.DataFrame:
+    """Assemble the report: one row per scored sample, in input order, with status ``ok``.
 
     ``given`` holds class indices into ``classes``; ``probs`` (N, K) are the
     final model's probabilities. The suggested label is the most probable class
-    other than the given one.
+    other than the given one. ``sample_ids`` are the samples' input rows
+    (default 0..N-1).
     """
     n = len(paths)
     rows = np.arange(n)
@@ -35,7 +37,7 @@ def build_report(paths: list[str], given: np.ndarray, classes: list, signals: di
     rank[threshold.order] = np.arange(1, n + 1)
     names = np.asarray(classes, dtype=object)
     report = pd.DataFrame({
-        "sample_id": rows,
+        "sample_id": rows if sample_ids is None else np.asarray(sample_ids, dtype=np.int64),
         "path": paths,
         "given_label": names[given],
         "predicted_label": names[predicted],
@@ -50,15 +52,47 @@ def build_report(paths: list[str], given: np.ndarray, classes: list, signals: di
         "rank": rank,
         "suspicion": threshold.suspicion.astype(np.float32),
         "is_suspect": rank <= threshold.n_flagged,
+        "status": "ok",
     })
     if all(isinstance(c, (int, np.integer)) for c in classes):
         for col in ("given_label", "predicted_label", "suggested_label"):
             report[col] = report[col].astype(np.int64)
     if extra is not None and len(extra.columns):
-        carried = extra.reset_index(drop=True).rename(
-            columns={c: f"input_{c}" for c in extra.columns if c in report.columns})
-        report = pd.concat([report, carried], axis=1)
+        report = pd.concat([report, carried_columns(extra)], axis=1)
     return report
+
+
+def carried_columns(extra: pd.DataFrame) -> pd.DataFrame:
+    """Extra input columns as carried into the report: a name that clashes with a report column gets ``input_``."""
+    return extra.reset_index(drop=True).rename(columns={c: f"input_{c}" for c in extra.columns
+                                                        if c in REPORT_COLUMNS})
+
+
+def add_skipped(report: pd.DataFrame, skipped: pd.DataFrame) -> pd.DataFrame:
+    """Append the samples that were not scored and restore input order.
+
+    ``skipped`` holds ``sample_id``, ``path``, ``given_label`` and ``status``
+    (why the sample was left out) plus any carried columns; their predictions,
+    signals and rank are missing and they are never suspects.
+    """
+    if not len(skipped):
+        return report
+    skipped = skipped.assign(is_suspect=False)
+    out = pd.concat([report, skipped], ignore_index=True).sort_values("sample_id", kind="stable")
+    out["rank"] = out["rank"].astype("Int64")
+    for col in ("given_label", "predicted_label", "suggested_label"):
+        if pd.api.types.is_integer_dtype(report[col]):
+            out[col] = out[col].astype("Int64")
+    out["is_suspect"] = out["is_suspect"].astype(bool)
+    return out.reset_index(drop=True)
+
+
+def scored(report: pd.DataFrame) -> pd.DataFrame:
+    """The samples that were scored (status ``ok``); reports without a status column are all scored."""
+    if "status" not in report.columns:
+        return report
+    ok = report["status"] == "ok"
+    return report if bool(ok.all()) else report[ok].reset_index(drop=True)
 
 
 def truth_mask(report: pd.DataFrame) -> np.ndarray | None:

@@ -9,6 +9,7 @@ import pandas as pd
 
 from noiseaudit._version import __version__
 from noiseaudit.errors import UsageError
+from noiseaudit.report.build import scored
 from noiseaudit.report.io import atomic_write
 
 FORMATS = ("csv", "json", "labelstudio")
@@ -23,7 +24,7 @@ def select_suspects(report: pd.DataFrame, *, top: int | None = None, min_suspici
     chosen = sum(x is not None and x is not False for x in (top, min_suspicion, flagged))
     if chosen > 1:
         raise UsageError("choose one of --top, --min-suspicion and --flagged")
-    ordered = report.sort_values("rank")
+    ordered = scored(report).sort_values("rank")
     if top is not None:
         if top < 1:
             raise UsageError(f"--top must be at least 1, got {top}")

@@ -20,7 +20,7 @@ from noiseaudit.data.images import DecodeError, decode_image
 from noiseaudit.data.source import resolve_inside
 from noiseaudit.errors import InputError, UsageError
 from noiseaudit.evaluate import evaluate
-from noiseaudit.report.build import truth_mask
+from noiseaudit.report.build import scored, truth_mask
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
@@ -107,6 +107,7 @@ def render_html(report: pd.DataFrame, metadata: dict[str, Any], images_root: str
     """The page as a string. ``images_root`` defaults to the scan's image folder."""
     root = Path(images_root or metadata.get("images_root") or ".").resolve()
     e = html.escape
+    report = scored(report)
     truth = truth_mask(report)
     n, flagged = len(report), int(report["is_suspect"].sum())
     rows = [("samples", n), ("classes", report["given_label"].nunique()), ("flagged", flagged),
@@ -122,8 +123,9 @@ def render_html(report: pd.DataFrame, metadata: dict[str, Any], images_root: str
     summary = "".join(f"<tr><td>{e(str(k))}</td><td>{e(str(v))}</td></tr>" for k, v in rows)
     plots = "".join(f'<img alt="{e(t)}" src="data:image/png;base64,{b}">' for t, b in _plots(report).items())
     cards = []
-    for row in report.sort_values("rank").head(top).itertuples(index=False):
-        wrong = truth is not None and bool(truth[row.sample_id])
+    ordered = report.sort_values("rank").head(top)
+    for pos, row in zip(ordered.index, ordered.itertuples(index=False)):
+        wrong = truth is not None and bool(truth[pos])
         cards.append(
             f'<div class="card{" noisy" if wrong else ""}"><img alt="{e(row.path)}" '
             f'src="data:image/png;base64,{_thumbnail(root, row.path)}">'

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from noiseaudit.metrics import detection_metrics
-from noiseaudit.report.build import truth_mask
+from noiseaudit.report.build import scored, truth_mask
 
 
 def _plain(value: Any) -> Any:
@@ -18,9 +18,15 @@ def _plain(value: Any) -> Any:
 
 
 def summarize(report: pd.DataFrame, metadata: dict[str, Any], top: int = 10) -> dict[str, Any]:
+    """Counts over the scored samples, the skipped ones by status, the top suspects and truth metrics."""
+    skipped = report[report["status"] != "ok"] if "status" in report.columns else report.iloc[:0]
+    report = scored(report)
     suspects = report.sort_values("rank").head(top)
     summary: dict[str, Any] = {
         "n_samples": len(report),
+        "n_skipped": len(skipped),
+        "skipped_by_status": {str(k): int(v) for k, v in skipped["status"].value_counts().items()}
+        if len(skipped) else {},
         "n_classes": len(metadata.get("classes", [])) or int(report["given_label"].nunique()),
         "n_flagged": int(report["is_suspect"].sum()),
         "estimated_noise_rate": float(report["is_suspect"].mean()) if len(report) else 0.0,

@@ -15,7 +15,8 @@ of at least 2) the estimate is the midpoint of the two counts; otherwise the
 scores are not bimodal, the mixture is only splitting one clean mode, and the
 lower count is used. The lower count is used too when the model agrees with
 more than 3/4 of the low component (upper > 4 x lower): then that component
-is hard clean samples, as on a dataset that has already been cleaned. That many samples from the top of the ranking are flagged, so
+is hard clean samples, as on a dataset that has already been cleaned. That
+many samples from the top of the ranking are flagged, so
 the flagged set is always a prefix of the ranking.
 """
 
