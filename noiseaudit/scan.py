@@ -17,7 +17,8 @@ import pandas as pd
 import torch
 
 from noiseaudit._version import __version__
-from noiseaudit.data.dataset import BAD_IMAGE_POLICIES, SkippedImage, load_dataset
+from noiseaudit.checkpoint import Checkpointer, dataset_fingerprint
+from noiseaudit.data.dataset import BAD_IMAGE_POLICIES, ImageDataset, SkippedImage, load_dataset
 from noiseaudit.data.source import LabeledSource, load_source
 from noiseaudit.errors import UsageError
 from noiseaudit.models import MODELS, build_model, default_model
@@ -51,6 +52,8 @@ class ScanConfig:
     workers: int = field(default_factory=lambda: min(8, os.cpu_count() or 1))
     noise_rate: float | None = None
     on_bad_image: str = "fail"
+    checkpoint_dir: str | None = None
+    resume: bool = False
 
     def validate(self) -> None:
         if self.method not in METHODS:
@@ -67,7 +70,8 @@ class ScanConfig:
         if not self.hyper_lr >= 0:
             raise UsageError(f"--hyper-lr must be non-negative, got {self.hyper_lr}")
         if self.on_bad_image not in BAD_IMAGE_POLICIES:
-            raise UsageError(f"--on-bad-image must be one of {', '.join(BAD_IMAGE_POLICIES)}, got {self.on_bad_image!r}")
+            raise UsageError(f"--on-bad-image must be one of {', '.join(BAD_IMAGE_POLICIES)}, "
+                             f"got {self.on_bad_image!r}")
         if self.noise_rate is not None and not 0.0 <= self.noise_rate < 1.0:
             raise UsageError(f"--noise-rate must be in [0, 1), got {self.noise_rate}")
 
@@ -142,8 +146,14 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
         def step_cb(epoch: int, step: int, steps: int, loss: float | None) -> None:
             on_progress("train", epoch * steps + step, steps_total * steps, {"epoch": epoch + 1, "loss": loss})
 
+    checkpoints = None
+    ckpt_dir = cfg.checkpoint_dir or (None if output is None else str(Path(output)) + ".ckpt")
+    if ckpt_dir is not None:
+        checkpoints = Checkpointer(ckpt_dir, training_fingerprint(cfg, model_name, data, source))
+    elif cfg.resume:
+        raise UsageError("--resume needs --output or --checkpoint-dir to find the checkpoint")
     t1 = time.perf_counter()
-    result = train(data, model, train_cfg, device, gen, on_step=step_cb)
+    result = train(data, model, train_cfg, device, gen, on_step=step_cb, checkpoints=checkpoints, resume=cfg.resume)
     timings["train_s"] = time.perf_counter() - t1
 
     disagrees = result.probs.argmax(axis=1) != data.targets.numpy()
@@ -174,8 +184,21 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
         "skipped": [{"path": source.paths[b.row], "line": source.lines[b.row], "status": b.status,
                      "reason": b.reason} for b in data.skipped],
         "epoch_losses": result.epoch_losses,
+        "recoveries": result.recoveries,
         "timings": timings,
     }
     if output is not None:
         write_report(report, report.attrs["noiseaudit"], output)
+    if checkpoints is not None:
+        checkpoints.remove()  # the report is safe; a stale checkpoint would only confuse a later --resume
     return report
+
+
+# Options that change what training computes; any change makes a checkpoint unusable.
+TRAINING_OPTIONS = ("method", "epochs", "batch_size", "lr", "hyper_lr", "meta", "augment", "seed")
+
+
+def training_fingerprint(cfg: ScanConfig, model_name: str, data: ImageDataset, source: LabeledSource) -> dict[str, Any]:
+    rows = data.rows if data.rows is not None else range(len(data))
+    return {"dataset": dataset_fingerprint(data.images, data.targets, [source.paths[i] for i in rows]),
+            "model": model_name, **{k: getattr(cfg, k) for k in TRAINING_OPTIONS}}

@@ -9,20 +9,26 @@ rates and records the same loss and margin signals.
 
 from __future__ import annotations
 
+import copy
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from noiseaudit.checkpoint import Checkpointer, Interrupted
 from noiseaudit.data.dataset import ImageDataset
 from noiseaudit.errors import NoiseAuditError
 from noiseaudit.optim import PerSampleRate
 from noiseaudit.signals import SignalRecorder, choose_rates
 
 METHODS = ("learned-lr", "plain")
+MAX_RECOVERIES = 3
 # on_step(epoch, step, steps_per_epoch, mean_loss_or_None); mean loss is given at epoch end only.
 StepCallback = Callable[[int, int, int, "float | None"], None]
 
@@ -46,6 +52,39 @@ class TrainResult:
     probs: np.ndarray  # (N, K) softmax of the final model, eval mode
     epoch_losses: list[float]
     rate_choice: dict[str, object]  # meta="auto": which rates rank, and why (empty otherwise)
+    recoveries: list[dict[str, Any]] = field(default_factory=list)  # non-finite epochs rolled back
+
+
+class RunState:
+    """Everything a resumed run needs: the parts being trained plus the loop's position."""
+
+    def __init__(self, model: nn.Module, opt: torch.optim.Optimizer, rates: PerSampleRate | None,
+                 recorder: SignalRecorder, gen: torch.Generator, loss_total: torch.Tensor):
+        self.model, self.opt, self.rates, self.recorder, self.gen = model, opt, rates, recorder, gen
+        self.epoch, self.step, self.order, self.loss_total = 0, 0, torch.zeros(0, dtype=torch.int64), loss_total
+        self.epoch_losses: list[float] = []
+        self.recoveries: list[dict[str, Any]] = []
+
+    def state_dict(self) -> dict[str, Any]:
+        """A deep copy, safe to keep while training goes on."""
+        return copy.deepcopy({
+            "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+            "rates": None if self.rates is None else self.rates.state_dict(),
+            "recorder": self.recorder.state_dict(), "generator": self.gen.get_state(),
+            "torch_rng": torch.get_rng_state(), "epoch": self.epoch, "step": self.step, "order": self.order,
+            "loss_total": self.loss_total, "epoch_losses": self.epoch_losses, "recoveries": self.recoveries})
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        if self.rates is not None:
+            self.rates.load_state_dict(state["rates"])
+        self.recorder.load_state_dict(state["recorder"])
+        self.gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.epoch, self.step, self.order = int(state["epoch"]), int(state["step"]), state["order"].clone()
+        self.loss_total = state["loss_total"].to(self.loss_total.device).clone()
+        self.epoch_losses, self.recoveries = list(state["epoch_losses"]), list(state["recoveries"])
 
 
 def normaliser(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,9 +110,17 @@ def random_shift_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
 
 
-def train(data: ImageDataset, model: nn.Module, cfg: TrainConfig, device: torch.device,
-          gen: torch.Generator, on_step: StepCallback | None = None) -> TrainResult:
-    """Train ``model`` on ``data`` and return per-sample signals and final probabilities."""
+def train(data: ImageDataset, model: nn.Module, cfg: TrainConfig, device: torch.device, gen: torch.Generator,
+          on_step: StepCallback | None = None, checkpoints: Checkpointer | None = None,
+          resume: bool = False) -> TrainResult:
+    """Train ``model`` on ``data`` and return per-sample signals and final probabilities.
+
+    With ``checkpoints`` the state is saved at every epoch end and when SIGINT
+    or SIGTERM arrives (then :class:`Interrupted` is raised); ``resume``
+    continues from the saved state. A non-finite epoch loss or rate rolls back
+    to the last good epoch and halves the learning rate, at most
+    ``MAX_RECOVERIES`` times.
+    """
     n = len(data)
     images, targets = data.images.to(device), data.targets.to(device)
     mean, std = (t.to(device) for t in normaliser(data.images))
@@ -84,38 +131,71 @@ def train(data: ImageDataset, model: nn.Module, cfg: TrainConfig, device: torch.
         rates = PerSampleRate(n, len(data.classes), hyper_lr=cfg.hyper_lr, meta=cfg.meta, device=device)
     rate_names = ("learned_lr", "learned_lr_given") if rates is not None and rates.meta == "auto" else ("learned_lr",)
     recorder = SignalRecorder(n, device, rate_names)
+    run = RunState(model, opt, rates, recorder, gen, loss_total=torch.zeros((), device=device))
+    if resume and checkpoints is not None:
+        run.load_state_dict(checkpoints.load())
     steps = max(1, -(-n // cfg.batch_size))
-    epoch_losses: list[float] = []
-    for epoch in range(cfg.epochs):
-        model.train()
-        loss_total = torch.zeros((), device=device)
-        order = torch.randperm(n, generator=gen).to(device)
-        for step, idx in enumerate(torch.tensor_split(order, steps)):
-            x = (images[idx].float().div_(255.0) - mean) / std
-            if cfg.augment:
-                x = random_shift_flip(x, gen)
-            y = targets[idx]
-            feats = model.forward_features(x)
-            logits = model.head(feats)
-            losses = F.cross_entropy(logits, y, reduction="none")
-            loss = rates.weighted_loss(losses, idx) if rates is not None else losses.mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if rates is not None:
-                rates.step(idx, logits, feats, y)
-            recorder.observe(idx, losses, logits, y, None if rates is None else rates.named_rates(idx))
-            loss_total += losses.detach().sum()
+    last_good = run.state_dict()
+    with checkpoints.catching_signals() if checkpoints is not None else nullcontext():
+        while run.epoch < cfg.epochs:
+            model.train()
+            if run.step == 0:
+                run.order, run.loss_total = torch.randperm(n, generator=gen), torch.zeros((), device=device)
+            batches = torch.tensor_split(run.order.to(device), steps)
+            for step in range(run.step, steps):
+                idx = batches[step]
+                x = (images[idx].float().div_(255.0) - mean) / std
+                if cfg.augment:
+                    x = random_shift_flip(x, gen)
+                y = targets[idx]
+                feats = model.forward_features(x)
+                logits = model.head(feats)
+                losses = F.cross_entropy(logits, y, reduction="none")
+                loss = rates.weighted_loss(losses, idx) if rates is not None else losses.mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if rates is not None:
+                    rates.step(idx, logits, feats, y)
+                recorder.observe(idx, losses, logits, y, None if rates is None else rates.named_rates(idx))
+                run.loss_total += losses.detach().sum()
+                run.step = step + 1
+                if on_step is not None:
+                    on_step(run.epoch, step + 1, steps, None)
+                if checkpoints is not None and checkpoints.stop_requested:
+                    checkpoints.save(run.state_dict())
+                    raise Interrupted(f"interrupted at epoch {run.epoch + 1}, step {step + 1}; checkpoint saved to "
+                                      f"{checkpoints.path}; run again with --resume to continue",
+                                      checkpoints.stop_requested)
+            epoch_loss = float(run.loss_total) / n
+            if not (math.isfinite(epoch_loss) and (rates is None or bool(torch.isfinite(rates.log_rates).all()))):
+                recover(run, last_good, epoch_loss)
+                continue
+            run.epoch_losses.append(epoch_loss)
+            run.epoch, run.step = run.epoch + 1, 0
+            last_good = run.state_dict()
+            if checkpoints is not None:
+                checkpoints.save(last_good)
             if on_step is not None:
-                on_step(epoch, step + 1, steps, None)
-        epoch_losses.append(float(loss_total) / n)
-        if not np.isfinite(epoch_losses[-1]):
-            raise NoiseAuditError(f"training diverged at epoch {epoch + 1} (non-finite loss); try a lower --lr")
-        if on_step is not None:
-            on_step(epoch, steps, steps, epoch_losses[-1])
+                on_step(run.epoch - 1, steps, steps, epoch_loss)
     probs = predict(model, images, mean, std, batch_size=max(cfg.batch_size, 512))
     signals, choice = choose_rates(recorder.summary(), data.targets.numpy(), probs.argmax(axis=1), len(data.classes))
-    return TrainResult(signals=signals, probs=probs, epoch_losses=epoch_losses, rate_choice=choice)
+    return TrainResult(signals=signals, probs=probs, epoch_losses=run.epoch_losses, rate_choice=choice,
+                       recoveries=run.recoveries)
+
+
+def recover(run: RunState, last_good: dict[str, Any], epoch_loss: float) -> None:
+    """Roll back to the last good epoch end and halve the learning rate, or give up with a clear error."""
+    what = "loss" if not math.isfinite(epoch_loss) else "learned rate"
+    if len(run.recoveries) >= MAX_RECOVERIES:
+        raise NoiseAuditError(f"training diverged at epoch {run.epoch + 1} (non-finite {what}) even after "
+                              f"{MAX_RECOVERIES} restarts at a lower learning rate; try a lower --lr")
+    recoveries = run.recoveries
+    run.load_state_dict(last_good)
+    lr = run.opt.param_groups[0]["lr"] * 0.5
+    for group in run.opt.param_groups:
+        group["lr"] = lr
+    run.recoveries = [*recoveries, {"epoch": run.epoch + 1, "non_finite": what, "new_lr": lr}]
 
 
 @torch.no_grad()

@@ -68,6 +68,9 @@ def scan_command(
     augment: Annotated[bool, typer.Option(help="Random shifts and flips while training.")] = False,
     on_bad_image: Annotated[str, typer.Option(help="fail: stop at the first missing or undecodable image; "
                                                    "skip: leave it out and list it with its status.")] = "fail",
+    checkpoint_dir: Annotated[Optional[Path], typer.Option(help="Where to checkpoint every epoch and on "
+                                                            "Ctrl-C/SIGTERM (default: OUTPUT.ckpt).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the checkpoint of an interrupted scan.")] = False,
     noise_rate: Annotated[Optional[float], typer.Option(help="Flag this fraction of samples "
                                                              "(default: estimate it).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
@@ -82,7 +85,9 @@ def scan_command(
         report = scan(images_dir, labels_csv, output=output, overwrite=overwrite, on_progress=on_progress,
                       path_col=path_col, label_col=label_col, model=model, image_size=image_size, method=method,
                       epochs=epochs, batch_size=batch_size, lr=lr, hyper_lr=hyper_lr, meta=meta, augment=augment,
-                      on_bad_image=on_bad_image, noise_rate=noise_rate, device=device, seed=seed, workers=workers)
+                      on_bad_image=on_bad_image, resume=resume,
+                      checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir), noise_rate=noise_rate,
+                      device=device, seed=seed, workers=workers)
     summary = summarize(report, report.attrs["noiseaudit"])
     summary["output"] = str(output)
     if json_out:

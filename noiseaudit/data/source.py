@@ -144,7 +144,8 @@ def read_labels_csv(
                          origin=str(csv), extra=extra, path_col=pcol, label_col=lcol, columns=columns)
 
 
-def _unique_rows(keys: list[PurePosixPath], paths: list[str], labels: list[str], lines: list[int], csv: Path) -> list[int]:
+def _unique_rows(keys: list[PurePosixPath], paths: list[str], labels: list[str], lines: list[int],
+                 csv: Path) -> list[int]:
     """Row indices to keep: a file listed twice with the same label is kept once (with a warning);
     with different labels it is an InputError naming both lines."""
     first: dict[PurePosixPath, int] = {}

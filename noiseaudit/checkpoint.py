@@ -1,0 +1,116 @@
+"""Checkpoints of a training run: saved at every epoch end and on SIGINT/SIGTERM, resumed with ``--resume``.
+
+A checkpoint holds everything the loop needs to continue exactly where it
+stopped: the model, the base optimizer, the per-sample rates, the signal
+recorder, both random generators, the epoch and step, and the current epoch's
+sample order. It also holds a fingerprint of the dataset (decoded pixels,
+labels and paths) and of the training options; resuming against anything
+else is refused. Files are written atomically, so a kill at any moment leaves
+the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from noiseaudit.errors import NoiseAuditError, UsageError
+from noiseaudit.report.io import atomic_write
+
+CHECKPOINT_FILE = "checkpoint.pt"
+FORMAT = 1
+
+
+class Interrupted(NoiseAuditError):
+    """SIGINT or SIGTERM arrived; the run was checkpointed and can be resumed."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+def dataset_fingerprint(images: torch.Tensor, targets: torch.Tensor, paths: list[str]) -> str:
+    """SHA-256 over the decoded pixels, the targets and the sample paths."""
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(images.numpy()).data)
+    h.update(np.ascontiguousarray(targets.numpy().astype(np.int64)).data)
+    for p in paths:
+        h.update(p.encode("utf-8", "surrogatepass") + b"\0")
+    return h.hexdigest()
+
+
+class Checkpointer:
+    """Saves and restores training state under ``directory``.
+
+    ``fingerprint`` describes the run (dataset hash and training options);
+    :meth:`load` refuses a checkpoint whose fingerprint differs, naming what changed.
+    """
+
+    def __init__(self, directory: str | Path, fingerprint: dict[str, Any]):
+        self.directory = Path(directory)
+        self.fingerprint = fingerprint
+        self._stop: int | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.directory / CHECKPOINT_FILE
+
+    def save(self, state: dict[str, Any]) -> Path:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        payload = {"format": FORMAT, "fingerprint": self.fingerprint, "state": state}
+        return atomic_write(self.path, lambda tmp: torch.save(payload, tmp))
+
+    def load(self) -> dict[str, Any]:
+        """The saved state; a UsageError when there is none or it belongs to another run."""
+        if not self.path.is_file():
+            raise UsageError(f"{self.path}: no checkpoint to resume from (run without --resume to start)")
+        try:
+            payload = torch.load(self.path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # a foreign or damaged file
+            raise UsageError(f"{self.path}: not a readable noiseaudit checkpoint ({type(exc).__name__})") from None
+        if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+            raise UsageError(f"{self.path}: not a noiseaudit checkpoint of format {FORMAT}")
+        saved = payload["fingerprint"]
+        changed = sorted(k for k in set(saved) | set(self.fingerprint) if saved.get(k) != self.fingerprint.get(k))
+        if changed:
+            what = ", ".join("the dataset" if k == "dataset" else k for k in changed)
+            raise UsageError(f"{self.path}: checkpoint was made for a different run (changed: {what}); "
+                             "run without --resume to start over")
+        return payload["state"]
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+        try:
+            self.directory.rmdir()
+        except OSError:
+            pass  # not empty, or not ours to remove
+
+    @property
+    def stop_requested(self) -> int | None:
+        """The signal number of a pending SIGINT/SIGTERM, if one arrived."""
+        return self._stop
+
+    @contextmanager
+    def catching_signals(self) -> Iterator[None]:
+        """While inside, SIGINT and SIGTERM only set :attr:`stop_requested` (main thread only)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum: int, _frame: Any) -> None:
+            self._stop = signum
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)

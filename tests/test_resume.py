@@ -1,0 +1,176 @@
+"""Checkpoint and resume, signals, kill -9, non-finite recovery and determinism (CPU)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from noiseaudit import read_report, scan
+from noiseaudit.checkpoint import Interrupted
+from noiseaudit.errors import NoiseAuditError, UsageError
+from noiseaudit.train import TrainConfig, train
+
+OPTIONS = dict(epochs=4, seed=3, device="cpu", workers=1, label_col="digit")
+STEPS_PER_EPOCH = 15  # 1,797 digits / batch 128
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(noisy_digits, tmp_path_factory) -> pd.DataFrame:
+    images, csv = noisy_digits
+    return scan(images, csv, output=tmp_path_factory.mktemp("full") / "r.parquet", **OPTIONS)
+
+
+def assert_same_report(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True), check_exact=True)
+
+
+def _signal_at(step: int, signum: int):
+    def on_progress(stage: str, done: int, total: int, info: dict) -> None:
+        if stage == "train" and done == step:
+            os.kill(os.getpid(), signum)
+    return on_progress
+
+
+@pytest.mark.parametrize("signum, step", [(signal.SIGTERM, 23), (signal.SIGINT, 45)])
+def test_signal_checkpoints_mid_epoch_and_resume_matches(noisy_digits, tmp_path, uninterrupted, signum, step):
+    images, csv = noisy_digits
+    out = tmp_path / "r.parquet"
+    with pytest.raises(Interrupted) as info:
+        scan(images, csv, output=out, on_progress=_signal_at(step, signum), **OPTIONS)
+    assert info.value.exit_code == 128 + signum and "--resume" in str(info.value)
+    assert not out.exists() and (tmp_path / "r.parquet.ckpt" / "checkpoint.pt").is_file()
+    resumed = scan(images, csv, output=out, resume=True, **OPTIONS)
+    assert_same_report(resumed, uninterrupted)
+    assert_same_report(read_report(out)[0], uninterrupted)
+    assert not (tmp_path / "r.parquet.ckpt").exists()  # removed once the report is safe
+
+
+def test_resume_refuses_a_changed_config_or_dataset(noisy_digits, tmp_path):
+    images, csv = noisy_digits
+    out = tmp_path / "r.parquet"
+    with pytest.raises(Interrupted):
+        scan(images, csv, output=out, on_progress=_signal_at(20, signal.SIGTERM), **OPTIONS)
+    with pytest.raises(UsageError, match=r"changed: lr"):
+        scan(images, csv, output=out, resume=True, **{**OPTIONS, "lr": 0.01})
+    changed = tmp_path / "changed.csv"
+    table = pd.read_csv(csv)
+    table.loc[0, "digit"] = (table.loc[0, "digit"] + 1) % 10
+    table.to_csv(changed, index=False)
+    with pytest.raises(UsageError, match=r"changed: the dataset"):
+        scan(images, changed, output=out, resume=True, **OPTIONS)
+    with pytest.raises(UsageError, match="no checkpoint"):
+        scan(images, csv, output=tmp_path / "other.parquet", resume=True, **OPTIONS)
+
+
+def test_same_seed_gives_an_identical_report(noisy_digits, uninterrupted):
+    images, csv = noisy_digits
+    assert_same_report(scan(images, csv, **OPTIONS), uninterrupted)
+
+
+KILLER = textwrap.dedent("""
+    import os, signal, sys
+    from noiseaudit import scan
+    images, csv, out, kill_at = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    def on_progress(stage, done, total, info):
+        if stage == "train" and done == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+    scan(images, csv, output=out, on_progress=on_progress, epochs=4, seed=3, device="cpu", workers=1,
+         label_col="digit")
+""")
+
+
+def kill9_trial(images: Path, csv: Path, tmp_path: Path, kill_at: int) -> pd.DataFrame:
+    """Run a scan in a child that SIGKILLs itself at global step ``kill_at``, then resume it here."""
+    out = tmp_path / f"kill{kill_at}.parquet"
+    child = subprocess.run([sys.executable, "-c", KILLER, str(images), str(csv), str(out), str(kill_at)],
+                           capture_output=True, text=True, timeout=300)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    assert not out.exists()
+    has_checkpoint = (tmp_path / f"kill{kill_at}.parquet.ckpt" / "checkpoint.pt").is_file()
+    assert has_checkpoint == (kill_at > STEPS_PER_EPOCH)
+    return scan(images, csv, output=out, resume=has_checkpoint, **OPTIONS)
+
+
+# Ten distinct random global steps over the 4 epochs; those in the first epoch leave no checkpoint yet.
+KILL_STEPS = [int(s) for s in np.random.default_rng(2026).choice(np.arange(1, 4 * STEPS_PER_EPOCH), 10, replace=False)]
+
+
+@pytest.mark.parametrize("kill_at", [pytest.param(s, marks=[] if i == 0 else pytest.mark.slow)
+                                     for i, s in enumerate(KILL_STEPS)])
+def test_kill9_at_a_random_batch_then_resume_equals_uninterrupted(noisy_digits, tmp_path, uninterrupted, kill_at):
+    images, csv = noisy_digits
+    assert_same_report(kill9_trial(images, csv, tmp_path, kill_at), uninterrupted)
+
+
+def test_cli_resume_without_checkpoint_and_custom_checkpoint_dir(noisy_digits, tmp_path):
+    from typer.testing import CliRunner
+
+    from noiseaudit.cli import app
+
+    images, csv = noisy_digits
+    base = [str(images), str(csv), "--label-col", "digit", "--device", "cpu", "--epochs", "1", "--quiet"]
+    res = CliRunner().invoke(app, ["scan", *base, "-o", str(tmp_path / "r.parquet"), "--resume"])
+    assert res.exit_code == 2 and "no checkpoint to resume from" in res.output
+    res = CliRunner().invoke(app, ["scan", *base, "-o", str(tmp_path / "r.parquet"),
+                                   "--checkpoint-dir", str(tmp_path / "ck")])
+    assert res.exit_code == 0 and (tmp_path / "r.parquet").is_file() and not (tmp_path / "ck").exists()
+
+
+class _Exploding(torch.nn.Module):
+    """A small net whose features become NaN during one chosen epoch, once."""
+
+    def __init__(self, bad_epoch: int, steps: int):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.ReLU())
+        self.head = torch.nn.Linear(16, 10)
+        self.calls, self.bad_calls = 0, range(bad_epoch * steps, bad_epoch * steps + 3)
+        self.exploded = False
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.body(x)
+        if self.training:
+            if self.calls in self.bad_calls and not self.exploded:
+                h = h * float("nan")
+                self.exploded = self.calls == self.bad_calls[-1]
+            self.calls += 1
+        return h
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(x))
+
+
+def _digits_dataset():
+    from sklearn.datasets import load_digits
+
+    from noiseaudit.data.dataset import ImageDataset
+
+    d = load_digits()
+    images = torch.from_numpy((d.images * 255 / 16).round().astype(np.uint8)[:, None])
+    return ImageDataset(images, torch.from_numpy(d.target.astype(np.int64)), list(range(10)), 8)
+
+
+def test_non_finite_epoch_rolls_back_and_lowers_the_rate():
+    data = _digits_dataset()
+    model = _Exploding(bad_epoch=1, steps=STEPS_PER_EPOCH)
+    result = train(data, model, TrainConfig(epochs=3), torch.device("cpu"), torch.Generator().manual_seed(0))
+    assert [r["epoch"] for r in result.recoveries] == [2] and result.recoveries[0]["new_lr"] == pytest.approx(0.025)
+    assert len(result.epoch_losses) == 3 and np.isfinite(result.epoch_losses).all()
+    for name in ("learned_lr", "loss", "margin"):
+        assert np.isfinite(result.signals[name]).all()
+    assert (result.signals["learned_lr"] >= 0.01 - 1e-6).all() and (result.signals["learned_lr"] <= 100).all()
+
+
+def test_persistent_divergence_is_a_clear_error():
+    data = _digits_dataset()
+    with pytest.raises(NoiseAuditError, match="diverged at epoch 1.*lower --lr"):
+        train(data, _Exploding(bad_epoch=0, steps=10**9), TrainConfig(epochs=2, lr=float("inf")),
+              torch.device("cpu"), torch.Generator().manual_seed(0))
