@@ -35,13 +35,26 @@ def read_text_table(path: Path) -> tuple[pd.DataFrame, list[int]]:
         raise InputError(f"not UTF-8 text (byte {exc.start})", path=path) from None
     if not text.strip():
         raise InputError("labels CSV is empty", path=path)
-    reader = csv.reader(text.splitlines(keepends=True), delimiter=_sniff_delimiter(text[:65536]), skipinitialspace=True)
+    lines_in = text.splitlines(keepends=True)
+    exhausted = False
+
+    def feed():
+        # Non-strict csv returns a quoted field still open at the end of the file as if it were closed,
+        # swallowing every later row into one cell; a record that only ends once the input ran out is that.
+        nonlocal exhausted
+        yield from lines_in
+        exhausted = True
+
+    reader = csv.reader(feed(), delimiter=_sniff_delimiter(text[:65536]), skipinitialspace=True)
     header: list[str] | None = None
     rows: list[list[str]] = []
     lines: list[int] = []
     start = 1
     try:
         for record in reader:
+            if exhausted:
+                raise InputError('unterminated quoted field: a \'"\' opened on this line is never closed',
+                                 path=path, line=start)
             if record and any(cell.strip() for cell in record):
                 if header is None:
                     header = [c.strip() for c in record]

@@ -124,7 +124,7 @@ def load_dataset(source: LabeledSource, *, image_size: int | None = None, worker
     files = [resolve_inside(source.root, p, origin=source.origin, line=line)
              for p, line in zip(source.paths, source.lines)]
     bad: dict[int, SkippedImage] | None = {} if on_bad_image == "skip" else None
-    missing = [i for i, f in enumerate(files) if not f.is_file()]
+    missing = [i for i, f in enumerate(files) if not _is_file(f)]
     if missing and bad is None:
         origin, line = source.where(missing[0])
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
@@ -161,6 +161,14 @@ def load_dataset(source: LabeledSource, *, image_size: int | None = None, worker
     return ImageDataset(images=torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))),
                         targets=targets, classes=classes, image_size=image_size, rows=rows,
                         skipped=sorted((bad or {}).values(), key=lambda b: b.row))
+
+
+def _is_file(path: Path) -> bool:
+    """Path.is_file, but False rather than OSError for a path the OS cannot even look up (name too long, ...)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def _require_two_classes(labels: list, source: LabeledSource, skipped: int = 0) -> list:

@@ -68,6 +68,8 @@ def resolve_inside(root: Path, relative: str, *, origin: str, line: int | None) 
     Absolute paths, ``..`` components and symlinks that point outside the root
     are all refused before any file is opened.
     """
+    if "\x00" in relative:
+        raise InputError(f"path {relative!r} contains a NUL character", path=origin, line=line)
     rel = relative.replace("\\", "/")
     if rel.startswith("/") or PurePosixPath(rel).is_absolute() or (len(rel) > 1 and rel[1] == ":"):
         raise InputError(f"absolute path {relative!r} is not allowed; paths must be relative to the image folder",
