@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from noiseaudit._version import __version__
 from noiseaudit.checkpoint import Checkpointer, dataset_fingerprint
 from noiseaudit.data.dataset import BAD_IMAGE_POLICIES, ImageDataset, SkippedImage, load_dataset
 from noiseaudit.data.source import LabeledSource, load_source
-from noiseaudit.errors import UsageError
+from noiseaudit.errors import NoiseAuditWarning, UsageError
 from noiseaudit.models import MODELS, build_model, default_model
 from noiseaudit.optim import META_OBJECTIVES
 from noiseaudit.report.build import add_skipped, build_report, carried_columns
@@ -150,6 +151,9 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
     ckpt_dir = cfg.checkpoint_dir or (None if output is None else str(Path(output)) + ".ckpt")
     if ckpt_dir is not None:
         checkpoints = Checkpointer(ckpt_dir, training_fingerprint(cfg, model_name, data, source))
+        if not cfg.resume and checkpoints.path.exists():
+            warnings.warn(f"{checkpoints.path}: an earlier run's checkpoint will be replaced; "
+                          "pass --resume to continue that run instead", NoiseAuditWarning, stacklevel=2)
     elif cfg.resume:
         raise UsageError("--resume needs --output or --checkpoint-dir to find the checkpoint")
     t1 = time.perf_counter()

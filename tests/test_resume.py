@@ -16,7 +16,7 @@ import torch
 
 from noiseaudit import read_report, scan
 from noiseaudit.checkpoint import Interrupted
-from noiseaudit.errors import NoiseAuditError, UsageError
+from noiseaudit.errors import NoiseAuditError, NoiseAuditWarning, UsageError
 from noiseaudit.train import TrainConfig, train
 
 OPTIONS = dict(epochs=4, seed=3, device="cpu", workers=1, label_col="digit")
@@ -69,6 +69,8 @@ def test_resume_refuses_a_changed_config_or_dataset(noisy_digits, tmp_path):
         scan(images, changed, output=out, resume=True, **OPTIONS)
     with pytest.raises(UsageError, match="no checkpoint"):
         scan(images, csv, output=tmp_path / "other.parquet", resume=True, **OPTIONS)
+    with pytest.warns(NoiseAuditWarning, match="will be replaced"):
+        scan(images, csv, output=out, **{**OPTIONS, "epochs": 1})
 
 
 def test_same_seed_gives_an_identical_report(noisy_digits, uninterrupted):
