@@ -105,6 +105,28 @@ def run_cell(name: str, x: np.ndarray, y: np.ndarray, cell: str, seed: int, epoc
     return out
 
 
+# Extra rows (issue: two-regime and DBA): name -> (method, schedule, signals scored as name[_suffix]).
+EXTRAS = {"two-regime": ("learned-lr", "two-regime"), "cosine": ("learned-lr", "cosine"),
+          "step": ("learned-lr", "step"), "dba": ("dba", "constant")}
+
+
+def run_extra(cell: dict, x: np.ndarray, y: np.ndarray, extra: str, device: str) -> None:
+    """Add one extra method's signals to an existing cell (same noise, seed and epochs)."""
+    noisy = make_noise(x, y, cell["noise"], cell["seed"], device)
+    truth, labels = noisy.is_noisy, noisy.labels
+    method, schedule = EXTRAS[extra]
+    r = run(x, labels, TrainConfig(epochs=cell["epochs"], method=method, schedule=schedule), cell["seed"], device)
+    s, disagrees = r.result.signals, r.result.probs.argmax(1) != labels
+    cell["signals"][extra] = score_signal(truth, ranking_score(s, method), s["loss"], disagrees, cell["seed"])
+    for part in ("large", "small"):
+        if f"learned_lr_{part}" in s:
+            cell["signals"][f"{extra}_{part}"] = score_signal(truth, np.log(s[f"learned_lr_{part}"]), s["loss"],
+                                                              disagrees, cell["seed"])
+    cell["seconds"][extra] = r.seconds
+    if r.result.switch_epoch is not None:
+        cell.setdefault("switch_epoch", {})[extra] = r.result.switch_epoch
+
+
 def summarise(cells: list[dict]) -> str:
     """Markdown: per dataset x noise, mean over seeds, and the issue's floors."""
     groups: dict[tuple[str, str], list[dict]] = {}
@@ -138,6 +160,34 @@ def summarise(cells: list[dict]) -> str:
             f"{fmt(mean('learned_lr', 'f1'))} | {fmt(mean('cleanlab', 'f1')) if 'cleanlab' in have else '-'} | "
             f"{rate:.3f} ({NOISE_CELLS[noise][1]:.2f}, {rate_ok}) | "
             f"{t_ratio:.2f} | {np.median(cv):.2f} |" if cv else f"{t_ratio:.2f} | - |")
+    return "\n".join(lines) + "\n" + summarise_extras(groups, baselines)
+
+
+def summarise_extras(groups: dict[tuple[str, str], list[dict]], baselines: tuple[str, ...]) -> str:
+    """AP of each extra row beside learned-lr (constant schedule) and the best baseline, per cell."""
+    names = [e for e in ("two-regime", "two-regime_large", "two-regime_small", "cosine", "step", "dba")
+             if any(e in c["signals"] for cs in groups.values() for c in cs)]
+    if not names:
+        return ""
+    lines = ["", "Extra rows: AP, mean over the seeds that have them (seeds in brackets); Δ against the best "
+             "baseline of those seeds.", "",
+             "| dataset | noise | AP learned_lr (constant) | AP best baseline | " +
+             " | ".join(f"AP {n} (Δ)" for n in names) + " |", "|---|---|---|---|" + "---|" * len(names)]
+    for (ds, noise), cs in sorted(groups.items()):
+        cells = []
+        for name in names:
+            have = [c for c in cs if name in c["signals"]]
+            if not have:
+                cells.append("-")
+                continue
+            ap_extra = np.mean([c["signals"][name]["average_precision"] for c in have])
+            best = np.mean([max(c["signals"][b]["average_precision"] for b in baselines if b in c["signals"])
+                            for c in have])
+            cells.append(f"{ap_extra:.3f} ({ap_extra - best:+.3f}) [{len(have)}]")
+        ap_lr = np.mean([c["signals"]["learned_lr"]["average_precision"] for c in cs])
+        best_all = np.mean([max(c["signals"][b]["average_precision"] for b in baselines if b in c["signals"])
+                            for c in cs])
+        lines.append(f"| {ds} | {noise} | {ap_lr:.3f} | {best_all:.3f} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -150,16 +200,21 @@ def main() -> None:
     ap.add_argument("--meta", default="auto")
     ap.add_argument("--no-cleanlab", action="store_true")
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--extra", default="", help="add these rows to cells already in the JSON instead: "
+                    f"comma-separated from {', '.join(EXTRAS)}")
     ap.add_argument("--out", type=Path, default=RESULTS / "detect.json")
     args = ap.parse_args()
     datasets = args.datasets.split(",")
     if args.device.startswith("cuda") and "fmnist60k" not in datasets:
         datasets.append("fmnist60k")
-    done = json.loads(args.out.read_text())["cells"] if args.resume and args.out.exists() else []
+    done = json.loads(args.out.read_text())["cells"] if (args.resume or args.extra) and args.out.exists() else []
     key = lambda c: (c["dataset"], c["noise"], c["seed"])  # noqa: E731
     seen = {key(c) for c in done}
     meta = {"device": args.device, "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
             "threads": torch.get_num_threads(), "meta_objective": args.meta}
+    if args.extra:
+        add_extras(args, done)
+        return
     for name in datasets:
         x, y = load(name)
         for noise in args.noise.split(","):
@@ -175,8 +230,56 @@ def main() -> None:
                       + f" | {cell['seconds']}", flush=True)
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 args.out.write_text(json.dumps({"meta": meta, "cells": done}, indent=1))
-                (args.out.with_suffix(".md")).write_text(summarise(done))
-    print(summarise(done))
+                (args.out.with_suffix(".md")).write_text(summarise(with_extras(done, args.out)))
+    print(summarise(with_extras(done, args.out)))
+
+
+def extras_path(out: Path) -> Path:
+    return out.with_name(out.stem + "_extras.json")
+
+
+def with_extras(cells: list[dict], out: Path) -> list[dict]:
+    """The cells with the extra rows (kept in a separate file, so both passes can run at once) merged in."""
+    path = extras_path(out)
+    extra = json.loads(path.read_text()) if path.exists() else {}
+    merged = []
+    for c in cells:
+        e = extra.get(f"{c['dataset']}/{c['noise']}/{c['seed']}", {})
+        merged.append({**c, "signals": {**c["signals"], **e.get("signals", {})},
+                       "seconds": {**c["seconds"], **e.get("seconds", {})},
+                       **({"switch_epoch": e["switch_epoch"]} if "switch_epoch" in e else {})})
+    return merged
+
+
+def add_extras(args: argparse.Namespace, done: list[dict]) -> None:
+    """Run the extra rows for the selected cells that lack them, saving after each."""
+    extras = args.extra.split(",")
+    unknown = set(extras) - set(EXTRAS)
+    if unknown:
+        raise SystemExit(f"unknown extra rows {sorted(unknown)}; choose from {', '.join(EXTRAS)}")
+    seeds, noises = set(map(int, args.seeds.split(","))), set(args.noise.split(","))
+    path = extras_path(args.out)
+    for name in args.datasets.split(","):
+        x, y = load(name)
+        for cell in done:
+            if cell["dataset"] != name or cell["seed"] not in seeds or cell["noise"] not in noises:
+                continue
+            store = json.loads(path.read_text()) if path.exists() else {}
+            key = f"{cell['dataset']}/{cell['noise']}/{cell['seed']}"
+            for extra in extras:
+                entry = store.setdefault(key, {"signals": {}, "seconds": {}})
+                if extra in entry["signals"]:
+                    continue
+                probe = {**cell, "signals": {}, "seconds": {}}
+                run_extra(probe, x, y, extra, args.device)
+                entry["signals"].update(probe["signals"])
+                entry["seconds"].update(probe["seconds"])
+                if "switch_epoch" in probe:
+                    entry.setdefault("switch_epoch", {}).update(probe["switch_epoch"])
+                print(f"{key} {extra}: AP {probe['signals'][extra]['average_precision']:.3f}", flush=True)
+                path.write_text(json.dumps(store, indent=1))
+                base = json.loads(args.out.read_text())["cells"]
+                args.out.with_suffix(".md").write_text(summarise(with_extras(base, args.out)))
 
 
 if __name__ == "__main__":

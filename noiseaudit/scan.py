@@ -24,6 +24,7 @@ from noiseaudit.data.source import LabeledSource, load_source
 from noiseaudit.errors import NoiseAuditWarning, UsageError
 from noiseaudit.models import MODELS, build_model, default_model
 from noiseaudit.optim import META_OBJECTIVES
+from noiseaudit.optim.schedule import SCHEDULES
 from noiseaudit.report.build import add_skipped, build_report, carried_columns
 from noiseaudit.report.io import check_writable, write_report
 from noiseaudit.report.threshold import choose_threshold
@@ -47,6 +48,7 @@ class ScanConfig:
     lr: float = 0.05
     hyper_lr: float = 0.2
     meta: str = "auto"
+    schedule: str = "constant"
     augment: bool = False
     device: str = "auto"
     seed: int = 0
@@ -70,6 +72,8 @@ class ScanConfig:
             raise UsageError(f"unknown meta-objective {self.meta!r}; choose one of {', '.join(META_OBJECTIVES)}")
         if not self.hyper_lr >= 0:
             raise UsageError(f"--hyper-lr must be non-negative, got {self.hyper_lr}")
+        if self.schedule not in SCHEDULES:
+            raise UsageError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
         if self.on_bad_image not in BAD_IMAGE_POLICIES:
             raise UsageError(f"--on-bad-image must be one of {', '.join(BAD_IMAGE_POLICIES)}, "
                              f"got {self.on_bad_image!r}")
@@ -77,10 +81,16 @@ class ScanConfig:
             raise UsageError(f"--noise-rate must be in [0, 1), got {self.noise_rate}")
 
 
+RANKED_BY = {"learned-lr": "log learned_lr", "plain": "minus mean loss", "dba": "dba_selected_frac"}
+
+
 def ranking_score(signals: dict[str, np.ndarray], method: str) -> np.ndarray:
-    """Lower = more suspect: the log learned rate, or minus the mean loss when rates are uniform (plain)."""
+    """Lower = more suspect: the log learned rate, the DBA selection frequency (dba), or minus the
+    mean loss when rates are uniform (plain)."""
     if method == "plain":
         return -signals["loss"].astype(np.float64)
+    if method == "dba":
+        return signals["dba_selected_frac"].astype(np.float64)
     return np.log(signals["learned_lr"].astype(np.float64))
 
 
@@ -139,7 +149,7 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
     model_name = cfg.model or default_model(data.channels, data.image_size)
     model = build_model(model_name, data.channels, data.image_size, len(data.classes))
     train_cfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, method=cfg.method,
-                            hyper_lr=cfg.hyper_lr, meta=cfg.meta, augment=cfg.augment)
+                            hyper_lr=cfg.hyper_lr, meta=cfg.meta, augment=cfg.augment, schedule=cfg.schedule)
     step_cb: StepCallback | None = None
     if on_progress is not None:
         steps_total = cfg.epochs
@@ -182,12 +192,13 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
         "n_samples": len(data),
         "threshold": {"method": threshold.method, "n_flagged": threshold.n_flagged,
                       "estimated_noise_rate": threshold.estimated_noise_rate,
-                      "ranked_by": "log learned_lr" if cfg.method == "learned-lr" else "minus mean loss",
+                      "ranked_by": RANKED_BY[cfg.method],
                       "rate_choice": result.rate_choice,
                       "score_cutoff": threshold.cutoff},
         "skipped": [{"path": source.paths[b.row], "line": source.lines[b.row], "status": b.status,
                      "reason": b.reason} for b in data.skipped],
         "epoch_losses": result.epoch_losses,
+        "two_regime_switch_epoch": result.switch_epoch,
         "recoveries": result.recoveries,
         "timings": timings,
     }
@@ -199,7 +210,7 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
 
 
 # Options that change what training computes; any change makes a checkpoint unusable.
-TRAINING_OPTIONS = ("method", "epochs", "batch_size", "lr", "hyper_lr", "meta", "augment", "seed")
+TRAINING_OPTIONS = ("method", "epochs", "batch_size", "lr", "hyper_lr", "meta", "schedule", "augment", "seed")
 
 
 def training_fingerprint(cfg: ScanConfig, model_name: str, data: ImageDataset, source: LabeledSource) -> dict[str, Any]:

@@ -4,7 +4,10 @@ One pass over the data per epoch in seeded random order. With the
 ``learned-lr`` method every batch loss is weighted by the samples' learned
 rates, which are then updated from the same forward pass (see
 :mod:`noiseaudit.optim.per_sample_rate`); ``plain`` trains with uniform
-rates and records the same loss and margin signals.
+rates and records the same loss and margin signals; ``dba`` updates each step
+with the subset of the batch chosen by Dynamic Batch Adaptation
+(:mod:`noiseaudit.optim.dba`) and records how often each sample is chosen.
+The base learning rate follows ``schedule`` (:mod:`noiseaudit.optim.schedule`).
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ from noiseaudit.checkpoint import Checkpointer, Interrupted
 from noiseaudit.data.dataset import ImageDataset
 from noiseaudit.errors import NoiseAuditError
 from noiseaudit.optim import PerSampleRate
+from noiseaudit.optim.dba import DynamicBatchAdaptation
+from noiseaudit.optim.schedule import LRSchedule
 from noiseaudit.signals import SignalRecorder, choose_rates
 
-METHODS = ("learned-lr", "plain")
+METHODS = ("learned-lr", "plain", "dba")
 MAX_RECOVERIES = 3
 # on_step(epoch, step, steps_per_epoch, mean_loss_or_None); mean loss is given at epoch end only.
 StepCallback = Callable[[int, int, int, "float | None"], None]
@@ -44,6 +49,7 @@ class TrainConfig:
     hyper_lr: float = 0.2
     meta: str = "auto"
     augment: bool = False
+    schedule: str = "constant"
 
 
 @dataclass
@@ -53,14 +59,17 @@ class TrainResult:
     epoch_losses: list[float]
     rate_choice: dict[str, object]  # meta="auto": which rates rank, and why (empty otherwise)
     recoveries: list[dict[str, Any]] = field(default_factory=list)  # non-finite epochs rolled back
+    switch_epoch: int | None = None  # two-regime: epochs trained at the large step
 
 
 class RunState:
     """Everything a resumed run needs: the parts being trained plus the loop's position."""
 
     def __init__(self, model: nn.Module, opt: torch.optim.Optimizer, rates: PerSampleRate | None,
-                 recorder: SignalRecorder, gen: torch.Generator, loss_total: torch.Tensor):
+                 recorder: SignalRecorder, schedule: LRSchedule, gen: torch.Generator, base_lr: float,
+                 loss_total: torch.Tensor):
         self.model, self.opt, self.rates, self.recorder, self.gen = model, opt, rates, recorder, gen
+        self.schedule, self.base_lr = schedule, base_lr
         self.epoch, self.step, self.order, self.loss_total = 0, 0, torch.zeros(0, dtype=torch.int64), loss_total
         self.epoch_losses: list[float] = []
         self.recoveries: list[dict[str, Any]] = []
@@ -70,7 +79,8 @@ class RunState:
         return copy.deepcopy({
             "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
             "rates": None if self.rates is None else self.rates.state_dict(),
-            "recorder": self.recorder.state_dict(), "generator": self.gen.get_state(),
+            "recorder": self.recorder.state_dict(), "schedule": self.schedule.state_dict(),
+            "base_lr": self.base_lr, "generator": self.gen.get_state(),
             "torch_rng": torch.get_rng_state(), "epoch": self.epoch, "step": self.step, "order": self.order,
             "loss_total": self.loss_total, "epoch_losses": self.epoch_losses, "recoveries": self.recoveries})
 
@@ -80,6 +90,8 @@ class RunState:
         if self.rates is not None:
             self.rates.load_state_dict(state["rates"])
         self.recorder.load_state_dict(state["recorder"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.base_lr = float(state["base_lr"])
         self.gen.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         self.epoch, self.step, self.order = int(state["epoch"]), int(state["step"]), state["order"].clone()
@@ -130,11 +142,13 @@ def train(data: ImageDataset, model: nn.Module, cfg: TrainConfig, device: torch.
     if cfg.method == "learned-lr":
         rates = PerSampleRate(n, len(data.classes), hyper_lr=cfg.hyper_lr, meta=cfg.meta, device=device)
     rate_names = ("learned_lr", "learned_lr_given") if rates is not None and rates.meta == "auto" else ("learned_lr",)
-    recorder = SignalRecorder(n, device, rate_names)
-    run = RunState(model, opt, rates, recorder, gen, loss_total=torch.zeros((), device=device))
+    dba = DynamicBatchAdaptation(model) if cfg.method == "dba" else None
+    recorder = SignalRecorder(n, device, rate_names, count_names=("dba_selected",) if dba is not None else ())
+    steps = max(1, -(-n // cfg.batch_size))
+    schedule = LRSchedule(cfg.schedule, cfg.epochs, steps)
+    run = RunState(model, opt, rates, recorder, schedule, gen, cfg.lr, loss_total=torch.zeros((), device=device))
     if resume and checkpoints is not None:
         run.load_state_dict(checkpoints.load())
-    steps = max(1, -(-n // cfg.batch_size))
     last_good = run.state_dict()
     with checkpoints.catching_signals() if checkpoints is not None else nullcontext():
         while run.epoch < cfg.epochs:
@@ -148,16 +162,26 @@ def train(data: ImageDataset, model: nn.Module, cfg: TrainConfig, device: torch.
                 if cfg.augment:
                     x = random_shift_flip(x, gen)
                 y = targets[idx]
+                for group in opt.param_groups:
+                    group["lr"] = run.base_lr * schedule.factor(run.epoch, step)
                 feats = model.forward_features(x)
                 logits = model.head(feats)
                 losses = F.cross_entropy(logits, y, reduction="none")
-                loss = rates.weighted_loss(losses, idx) if rates is not None else losses.mean()
+                selected = None
+                if rates is not None:
+                    loss = rates.weighted_loss(losses, idx)
+                elif dba is not None:
+                    selected = dba.select(losses, logits, feats, y)
+                    loss = (losses * selected).sum() / selected.sum()
+                else:
+                    loss = losses.mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 if rates is not None:
                     rates.step(idx, logits, feats, y)
-                recorder.observe(idx, losses, logits, y, None if rates is None else rates.named_rates(idx))
+                recorder.observe(idx, losses, logits, y, None if rates is None else rates.named_rates(idx),
+                                 None if selected is None else {"dba_selected": selected})
                 run.loss_total += losses.detach().sum()
                 run.step = step + 1
                 if on_step is not None:
@@ -173,15 +197,19 @@ def train(data: ImageDataset, model: nn.Module, cfg: TrainConfig, device: torch.
                 continue
             run.epoch_losses.append(epoch_loss)
             run.epoch, run.step = run.epoch + 1, 0
+            if schedule.end_epoch(run.epoch_losses):
+                recorder.mark_regime()
             last_good = run.state_dict()
             if checkpoints is not None:
                 checkpoints.save(last_good)
             if on_step is not None:
                 on_step(run.epoch - 1, steps, steps, epoch_loss)
+    if dba is not None:
+        dba.remove()
     probs = predict(model, images, mean, std, batch_size=max(cfg.batch_size, 512))
     signals, choice = choose_rates(recorder.summary(), data.targets.numpy(), probs.argmax(axis=1), len(data.classes))
     return TrainResult(signals=signals, probs=probs, epoch_losses=run.epoch_losses, rate_choice=choice,
-                       recoveries=run.recoveries)
+                       recoveries=run.recoveries, switch_epoch=schedule.switch_epoch)
 
 
 def recover(run: RunState, last_good: dict[str, Any], epoch_loss: float) -> None:
@@ -192,10 +220,8 @@ def recover(run: RunState, last_good: dict[str, Any], epoch_loss: float) -> None
                               f"{MAX_RECOVERIES} restarts at a lower learning rate; try a lower --lr")
     recoveries = run.recoveries
     run.load_state_dict(last_good)
-    lr = run.opt.param_groups[0]["lr"] * 0.5
-    for group in run.opt.param_groups:
-        group["lr"] = lr
-    run.recoveries = [*recoveries, {"epoch": run.epoch + 1, "non_finite": what, "new_lr": lr}]
+    run.base_lr *= 0.5
+    run.recoveries = [*recoveries, {"epoch": run.epoch + 1, "non_finite": what, "new_lr": run.base_lr}]
 
 
 @torch.no_grad()

@@ -57,7 +57,9 @@ def scan_command(
     model: Annotated[Optional[str], typer.Option(help="small-cnn, resnet18 or mlp (default: from the data).")] = None,
     image_size: Annotated[Optional[int], typer.Option(help="Resize images to this square side "
                                                            "(default: from the data).")] = None,
-    method: Annotated[str, typer.Option(help="learned-lr, or plain (uniform rates).")] = "learned-lr",
+    method: Annotated[str, typer.Option(help="learned-lr; plain (uniform rates, ranked by loss); or dba "
+                                            "(Dynamic Batch Adaptation, ranked by how often a sample is "
+                                            "selected).")] = "learned-lr",
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
     lr: Annotated[float, typer.Option(help="Base learning rate (SGD, momentum 0.9).")] = 0.05,
@@ -65,6 +67,8 @@ def scan_command(
     meta: Annotated[str, typer.Option(help="Meta-objective of the rate update: given, given+predicted "
                                           "(better on class-pair confusions), or auto (learn both, rank by "
                                           "the one the disagreement structure favours).")] = "auto",
+    schedule: Annotated[str, typer.Option(help="Base LR schedule: constant, cosine, step, or two-regime "
+                                              "(large step until the loss plateaus, then a tenth).")] = "constant",
     augment: Annotated[bool, typer.Option(help="Random shifts and flips while training.")] = False,
     on_bad_image: Annotated[str, typer.Option(help="fail: stop at the first missing or undecodable image; "
                                                    "skip: leave it out and list it with its status.")] = "fail",
@@ -84,7 +88,8 @@ def scan_command(
     with progress_reporter(quiet) as on_progress:
         report = scan(images_dir, labels_csv, output=output, overwrite=overwrite, on_progress=on_progress,
                       path_col=path_col, label_col=label_col, model=model, image_size=image_size, method=method,
-                      epochs=epochs, batch_size=batch_size, lr=lr, hyper_lr=hyper_lr, meta=meta, augment=augment,
+                      epochs=epochs, batch_size=batch_size, lr=lr, hyper_lr=hyper_lr, meta=meta, schedule=schedule,
+                      augment=augment,
                       on_bad_image=on_bad_image, resume=resume,
                       checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir), noise_rate=noise_rate,
                       device=device, seed=seed, workers=workers)

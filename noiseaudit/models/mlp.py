@@ -9,7 +9,8 @@ from torch import nn
 class MLP(nn.Module):
     def __init__(self, in_features: int, num_classes: int, hidden: int = 256):
         super().__init__()
-        self.hidden = nn.Sequential(nn.Flatten(), nn.Linear(in_features, hidden), nn.ReLU(inplace=True))
+        # not in place: DBA reads the hidden Linear's output gradient
+        self.hidden = nn.Sequential(nn.Flatten(), nn.Linear(in_features, hidden), nn.ReLU())
         self.head = nn.Linear(hidden, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

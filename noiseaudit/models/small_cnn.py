@@ -15,7 +15,8 @@ class SmallCNN(nn.Module):
             nn.Flatten(),
         )
         side = image_size // 4
-        self.hidden = nn.Sequential(nn.Linear(64 * side * side, hidden), nn.ReLU(inplace=True))
+        # not in place: DBA reads the hidden Linear's output gradient
+        self.hidden = nn.Sequential(nn.Linear(64 * side * side, hidden), nn.ReLU())
         self.head = nn.Linear(hidden, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

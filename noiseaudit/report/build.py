@@ -14,7 +14,10 @@ REPORT_COLUMNS = (
 )
 # Columns whose values rank samples, each with the direction in which it is more suspect.
 SIGNAL_COLUMNS = {"rank": -1.0, "learned_lr": -1.0, "learned_lr_mean": -1.0, "loss": 1.0, "margin": -1.0,
-                  "suspicion": 1.0, "given_prob": -1.0}
+                  "suspicion": 1.0, "given_prob": -1.0, "learned_lr_large": -1.0, "learned_lr_small": -1.0,
+                  "dba_selected_frac": -1.0}
+# Signals that only some runs record (two-regime schedule, dba method); added after the fixed columns.
+OPTIONAL_SIGNALS = ("learned_lr_large", "learned_lr_small", "dba_selected_frac")
 
 
 def build_report(paths: list[str], given: np.ndarray, classes: list, signals: dict[str, np.ndarray],
@@ -53,6 +56,7 @@ def build_report(paths: list[str], given: np.ndarray, classes: list, signals: di
         "suspicion": threshold.suspicion.astype(np.float32),
         "is_suspect": rank <= threshold.n_flagged,
         "status": "ok",
+        **{name: signals[name] for name in OPTIONAL_SIGNALS if name in signals},
     })
     if all(isinstance(c, (int, np.integer)) for c in classes):
         for col in ("given_label", "predicted_label", "suggested_label"):

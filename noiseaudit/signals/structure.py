@@ -36,7 +36,7 @@ def disagreement_concentration(given: np.ndarray, predicted: np.ndarray, num_cla
 
 def choose_rates(signals: dict[str, np.ndarray], given: np.ndarray, predicted: np.ndarray,
                  num_classes: int) -> tuple[dict[str, np.ndarray], dict[str, object]]:
-    """Resolve ``meta="auto"``: put the chosen rates under ``learned_lr`` / ``learned_lr_mean``.
+    """Resolve ``meta="auto"``: put the chosen rates under ``learned_lr`` (and its ``_mean`` etc.).
 
     Returns the signals (a new dict; unchanged when there is nothing to choose)
     and a record of the choice for the report's metadata.
@@ -46,7 +46,8 @@ def choose_rates(signals: dict[str, np.ndarray], given: np.ndarray, predicted: n
     concentration = disagreement_concentration(given, predicted, num_classes)
     use_predicted = concentration is not None and concentration >= CONCENTRATION_CUTOFF
     out = {k: v for k, v in signals.items() if not k.startswith("learned_lr_given")}
-    if not use_predicted:
-        out["learned_lr"], out["learned_lr_mean"] = signals["learned_lr_given"], signals["learned_lr_given_mean"]
+    if not use_predicted:  # learned_lr_given[_mean|_large|_small] -> learned_lr[...]
+        out.update({k.replace("learned_lr_given", "learned_lr"): v for k, v in signals.items()
+                    if k.startswith("learned_lr_given")})
     return out, {"meta": "given+predicted" if use_predicted else "given", "concentration": concentration,
                  "cutoff": CONCENTRATION_CUTOFF}
