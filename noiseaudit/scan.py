@@ -19,6 +19,7 @@ import torch
 
 from noiseaudit._version import __version__
 from noiseaudit.checkpoint import Checkpointer, dataset_fingerprint
+from noiseaudit.data.cache import DecodeCache
 from noiseaudit.data.dataset import BAD_IMAGE_POLICIES, ImageDataset, SkippedImage, load_dataset
 from noiseaudit.data.source import LabeledSource, load_source
 from noiseaudit.errors import NoiseAuditWarning, UsageError
@@ -57,6 +58,8 @@ class ScanConfig:
     on_bad_image: str = "fail"
     checkpoint_dir: str | None = None
     resume: bool = False
+    cache_dir: str | None = None
+    cache: bool = True
 
     def validate(self) -> None:
         if self.method not in METHODS:
@@ -142,7 +145,7 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
     source = load_source(cfg.images_dir, cfg.labels_csv, path_col=cfg.path_col, label_col=cfg.label_col)
     decode_cb = None if on_progress is None else (lambda done, total: on_progress("decode", done, total, {}))
     data = load_dataset(source, image_size=cfg.image_size, workers=cfg.workers, progress=decode_cb,
-                        on_bad_image=cfg.on_bad_image)
+                        on_bad_image=cfg.on_bad_image, cache=DecodeCache(cfg.cache_dir) if cfg.cache else None)
     timings["load_s"] = time.perf_counter() - t0
 
     gen = seed_everything(cfg.seed)

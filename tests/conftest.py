@@ -31,6 +31,14 @@ def write_digits(root: Path, rate: float, seed: int) -> tuple[Path, Path]:
     return image_dir, csv
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_decode_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Scans in tests cache decoded images in a temp folder, not in the user's ~/.cache."""
+    import os
+
+    os.environ["NOISEAUDIT_CACHE_DIR"] = str(tmp_path_factory.mktemp("decode-cache"))
+
+
 @pytest.fixture(scope="session")
 def noisy_digits(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return write_digits(tmp_path_factory.mktemp("digits"), rate=0.2, seed=0)

@@ -75,6 +75,10 @@ def scan_command(
     checkpoint_dir: Annotated[Optional[Path], typer.Option(help="Where to checkpoint every epoch and on "
                                                             "Ctrl-C/SIGTERM (default: OUTPUT.ckpt).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the checkpoint of an interrupted scan.")] = False,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Decoded-image cache (default: $NOISEAUDIT_CACHE_DIR, "
+                                                       "else ~/.cache/noiseaudit).")] = None,
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse images decoded by an earlier scan "
+                                                                  "of the same files.")] = True,
     noise_rate: Annotated[Optional[float], typer.Option(help="Flag this fraction of samples "
                                                              "(default: estimate it).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
@@ -90,7 +94,8 @@ def scan_command(
                       path_col=path_col, label_col=label_col, model=model, image_size=image_size, method=method,
                       epochs=epochs, batch_size=batch_size, lr=lr, hyper_lr=hyper_lr, meta=meta, schedule=schedule,
                       augment=augment,
-                      on_bad_image=on_bad_image, resume=resume,
+                      on_bad_image=on_bad_image, resume=resume, cache=cache,
+                      cache_dir=None if cache_dir is None else str(cache_dir),
                       checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir), noise_rate=noise_rate,
                       device=device, seed=seed, workers=workers)
     summary = summarize(report, report.attrs["noiseaudit"])

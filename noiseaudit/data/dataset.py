@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from noiseaudit.data.cache import DecodeCache, files_key
 from noiseaudit.data.images import GRAY_MODES, DecodeError, decode_image, image_header
 from noiseaudit.data.source import LabeledSource, resolve_inside
 from noiseaudit.errors import InputError
@@ -110,13 +111,16 @@ def _each_file(fn: Callable, files: list[Path], rows: list[int], source: Labeled
 
 
 def load_dataset(source: LabeledSource, *, image_size: int | None = None, workers: int = 2,
-                 progress: Progress | None = None, on_bad_image: str = "fail") -> ImageDataset:
+                 progress: Progress | None = None, on_bad_image: str = "fail",
+                 cache: DecodeCache | None = None) -> ImageDataset:
     """Check, size and decode every image of ``source``.
 
     With ``on_bad_image="fail"`` a missing or undecodable image raises
     :class:`InputError` naming the file and CSV line. With ``"skip"`` such
     samples are left out and listed in ``ImageDataset.skipped``. Either way,
-    fewer than two classes among the usable samples is an InputError.
+    fewer than two classes among the usable samples is an InputError. With a
+    ``cache`` the decoded images (and which files failed) are read from it when
+    the same files were decoded at the same size before, and stored otherwise.
     """
     if on_bad_image not in BAD_IMAGE_POLICIES:
         raise ValueError(f"on_bad_image must be one of {BAD_IMAGE_POLICIES}, got {on_bad_image!r}")
@@ -133,25 +137,51 @@ def load_dataset(source: LabeledSource, *, image_size: int | None = None, worker
     for i in missing:
         bad[i] = SkippedImage(i, "missing", "file not found")
     keep = [i for i in range(len(files)) if bad is None or i not in bad]
-
+    key = None if cache is None else files_key(source.root, [files[i] for i in keep])
+    if image_size is None and key is not None:
+        image_size = cache.auto_size(key)
+        if image_size is not None:
+            return _decoded(source, files, keep, image_size, workers, progress, bad, cache, key)
     if image_size is None:
         headers = _each_file(lambda _, f: image_header(f), files, keep, source, workers, None, bad)
         good = [h for h in headers if not isinstance(h, DecodeError)]
         if not good:
             raise InputError("no readable images", path=source.origin)
         image_size = choose_image_size([min(w, h) for w, h, _ in good], all(m in GRAY_MODES for *_, m in good))
+        if key is not None and len(good) == len(headers):
+            cache.store_auto_size(key, image_size)
     elif image_size < 4:
         raise InputError(f"--image-size must be at least 4, got {image_size}")
-    keep = [i for i in keep if bad is None or i not in bad]
-    stacked = np.empty((len(keep), image_size, image_size, 3), dtype=np.uint8)
+    return _decoded(source, files, keep, image_size, workers, progress, bad, cache, key)
 
-    def decode_into(j: int, file: Path) -> None:
-        stacked[j] = decode_image(file, image_size)
 
-    _each_file(decode_into, files, keep, source, workers, progress, bad)
+def _decoded(source: LabeledSource, files: list[Path], keep: list[int], image_size: int, workers: int,
+             progress: Progress | None, bad: dict[int, SkippedImage] | None, cache: DecodeCache | None,
+             key: str | None) -> ImageDataset:
+    """Decode the ``keep`` files (or read them from the cache) and assemble the dataset."""
+    hit = None if cache is None or key is None else cache.load(key, image_size)
+    if hit is not None:
+        stacked, meta = hit
+        for j, status, reason in meta["bad"]:
+            if bad is None:
+                origin, line = source.where(keep[j])
+                raise InputError(f"{source.paths[keep[j]]!r}: {reason}", path=origin, line=line)
+            bad.setdefault(keep[j], SkippedImage(keep[j], status, reason))
+        if progress is not None:
+            progress(len(keep), len(keep))
+    else:
+        stacked = np.empty((len(keep), image_size, image_size, 3), dtype=np.uint8)
+
+        def decode_into(j: int, file: Path) -> None:
+            stacked[j] = decode_image(file, image_size)
+
+        _each_file(decode_into, files, keep, source, workers, progress, bad)
+        if cache is not None and key is not None:  # the failures of these files, header pass included
+            failed = [[j, bad[i].status, bad[i].reason] for j, i in enumerate(keep) if bad and i in bad]
+            cache.store(key, image_size, stacked, {"bad": failed})
     decoded = [j for j, i in enumerate(keep) if bad is None or i not in bad]
     rows = np.asarray([keep[j] for j in decoded], dtype=np.int64)
-    stacked = stacked[decoded] if len(decoded) != len(keep) else stacked
+    stacked = stacked[decoded] if len(decoded) != len(keep) else np.asarray(stacked)
     labels = [source.labels[i] for i in rows]
     classes = _require_two_classes(labels, source, skipped=0 if bad is None else len(bad))
     gray = bool((stacked[..., 0] == stacked[..., 1]).all() and (stacked[..., 1] == stacked[..., 2]).all())

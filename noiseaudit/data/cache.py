@@ -1,0 +1,99 @@
+"""Decode once: a memory-mapped uint8 cache of decoded images, reused by later scans.
+
+An entry is keyed by the dataset root, every file's relative path, size, modification and
+change times and inode (so any edit, replacement or rename makes a new key), plus the image
+size. It holds the decoded (N, S, S, 3) uint8 array as ``.npy`` (opened memory-mapped) and a
+JSON sidecar with the files that could not be decoded. The automatically chosen image size is
+cached per file list too, so a warm scan opens no image at all. Entries are written to temp
+files and renamed, so a killed scan never leaves a half-written entry.
+
+The cache lives in ``--cache-dir``, else ``$NOISEAUDIT_CACHE_DIR``, else
+``$XDG_CACHE_HOME/noiseaudit``, else ``~/.cache/noiseaudit``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from noiseaudit.report.io import atomic_write
+
+CACHE_VERSION = 1
+
+
+def default_cache_dir() -> Path:
+    if os.environ.get("NOISEAUDIT_CACHE_DIR"):
+        return Path(os.environ["NOISEAUDIT_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "noiseaudit"
+
+
+def files_key(root: Path, files: list[Path]) -> str:
+    """SHA-256 over the root and each file's relative path, size, times and inode."""
+    h = hashlib.sha256(f"noiseaudit-cache-{CACHE_VERSION}\0{root}\0".encode())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.relative_to(root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0"
+                 f"{st.st_ino}\n".encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
+
+
+class DecodeCache:
+    """Reads and writes cache entries under ``directory`` (created on first write)."""
+
+    def __init__(self, directory: str | Path | None = None):
+        self.directory = Path(directory) if directory is not None else default_cache_dir()
+
+    def _path(self, key: str, suffix: str) -> Path:
+        return self.directory / f"{key}{suffix}"
+
+    def auto_size(self, key: str) -> int | None:
+        meta = self._read_json(self._path(key, ".size.json"))
+        return None if meta is None else int(meta["image_size"])
+
+    def store_auto_size(self, key: str, image_size: int) -> None:
+        self._write_json(self._path(key, ".size.json"), {"image_size": image_size})
+
+    def load(self, key: str, image_size: int) -> tuple[np.ndarray, dict[str, Any]] | None:
+        """The cached array (memory-mapped, read-only) and its sidecar, or None on a miss."""
+        stem = f"{key}-{image_size}"
+        meta = self._read_json(self._path(stem, ".json"))
+        array_path = self._path(stem, ".npy")
+        if meta is None or not array_path.is_file():
+            return None
+        try:
+            array = np.load(array_path, mmap_mode="r")
+        except (OSError, ValueError):
+            return None  # damaged entry: decode again
+        if array.shape != (meta["n"], image_size, image_size, 3) or array.dtype != np.uint8:
+            return None
+        return array, meta
+
+    def store(self, key: str, image_size: int, array: np.ndarray, meta: dict[str, Any]) -> None:
+        """Write ``array`` and its sidecar (array first, so a sidecar always has its array)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        stem = f"{key}-{image_size}"
+        atomic_write(self._path(stem, ".npy"), lambda tmp: _save_npy(tmp, array))
+        self._write_json(self._path(stem, ".json"), {**meta, "n": int(array.shape[0])})
+
+    @staticmethod
+    def _read_json(path: Path) -> dict[str, Any] | None:
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _write_json(self, path: Path, value: dict[str, Any]) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: tmp.write_text(json.dumps(value)))
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    """np.save to an exact file name (np.save appends .npy to names without it)."""
+    with open(path, "wb") as fh:
+        np.save(fh, array, allow_pickle=False)
