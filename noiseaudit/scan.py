@@ -22,6 +22,7 @@ from noiseaudit.checkpoint import Checkpointer, dataset_fingerprint
 from noiseaudit.data.cache import DecodeCache
 from noiseaudit.data.dataset import BAD_IMAGE_POLICIES, ImageDataset, SkippedImage, load_dataset
 from noiseaudit.data.source import LabeledSource, load_source
+from noiseaudit.distributed import from_environment, local_device
 from noiseaudit.errors import NoiseAuditWarning, UsageError
 from noiseaudit.models import MODELS, build_model, default_model
 from noiseaudit.optim import META_OBJECTIVES
@@ -137,9 +138,14 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
     cfg = ScanConfig(images_dir=str(images_dir), labels_csv=None if labels_csv is None else str(labels_csv),
                      **options)
     cfg.validate()
+    device = local_device(resolve_device(cfg.device))
+    dist = from_environment(device)
+    if dist is not None and cfg.resume:
+        raise UsageError("--resume is not supported under torchrun yet; resume with a single process")
+    if dist is not None and not dist.is_main:
+        output = None  # rank 0 writes the report
     if output is not None:
         check_writable(output, overwrite)
-    device = resolve_device(cfg.device)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     source = load_source(cfg.images_dir, cfg.labels_csv, path_col=cfg.path_col, label_col=cfg.label_col)
@@ -162,7 +168,7 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
 
     checkpoints = None
     ckpt_dir = cfg.checkpoint_dir or (None if output is None else str(Path(output)) + ".ckpt")
-    if ckpt_dir is not None:
+    if ckpt_dir is not None and dist is None:
         checkpoints = Checkpointer(ckpt_dir, training_fingerprint(cfg, model_name, data, source))
         if not cfg.resume and checkpoints.path.exists():
             warnings.warn(f"{checkpoints.path}: an earlier run's checkpoint will be replaced; "
@@ -170,7 +176,8 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
     elif cfg.resume:
         raise UsageError("--resume needs --output or --checkpoint-dir to find the checkpoint")
     t1 = time.perf_counter()
-    result = train(data, model, train_cfg, device, gen, on_step=step_cb, checkpoints=checkpoints, resume=cfg.resume)
+    result = train(data, model, train_cfg, device, gen, on_step=step_cb, checkpoints=checkpoints, resume=cfg.resume,
+                   dist=dist)
     timings["train_s"] = time.perf_counter() - t1
 
     disagrees = result.probs.argmax(axis=1) != data.targets.numpy()
@@ -190,6 +197,7 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
         "image_size": data.image_size,
         "channels": data.channels,
         "device": str(device),
+        "world_size": 1 if dist is None else dist.world,
         "torch": torch.__version__,
         "classes": list(data.classes),
         "n_samples": len(data),

@@ -23,9 +23,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from noiseaudit.checkpoint import Checkpointer, Interrupted
 from noiseaudit.data.dataset import ImageDataset
+from noiseaudit.distributed import Distributed, FeaturesAndLogits
 from noiseaudit.errors import NoiseAuditError
 from noiseaudit.optim import PerSampleRate
 from noiseaudit.optim.dba import DynamicBatchAdaptation
@@ -124,14 +126,15 @@ def random_shift_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 def train(data: ImageDataset, model: nn.Module, cfg: TrainConfig, device: torch.device, gen: torch.Generator,
           on_step: StepCallback | None = None, checkpoints: Checkpointer | None = None,
-          resume: bool = False) -> TrainResult:
+          resume: bool = False, dist: Distributed | None = None) -> TrainResult:
     """Train ``model`` on ``data`` and return per-sample signals and final probabilities.
 
     With ``checkpoints`` the state is saved at every epoch end and when SIGINT
     or SIGTERM arrives (then :class:`Interrupted` is raised); ``resume``
     continues from the saved state. A non-finite epoch loss or rate rolls back
     to the last good epoch and halves the learning rate, at most
-    ``MAX_RECOVERIES`` times.
+    ``MAX_RECOVERIES`` times. With ``dist`` (under torchrun) this process trains
+    on its shard of every epoch (see :mod:`noiseaudit.distributed`).
     """
     n = len(data)
     images, targets = data.images.to(device), data.targets.to(device)
@@ -140,7 +143,8 @@ def train(data: ImageDataset, model: nn.Module, cfg: TrainConfig, device: torch.
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     rates = None
     if cfg.method == "learned-lr":
-        rates = PerSampleRate(n, len(data.classes), hyper_lr=cfg.hyper_lr, meta=cfg.meta, device=device)
+        rates = PerSampleRate(n, len(data.classes), hyper_lr=cfg.hyper_lr, meta=cfg.meta, device=device,
+                              reduce_reference=None if dist is None else dist.mean_)
     rate_names = ("learned_lr", "learned_lr_given") if rates is not None and rates.meta == "auto" else ("learned_lr",)
     dba = DynamicBatchAdaptation(model) if cfg.method == "dba" else None
     recorder = SignalRecorder(n, device, rate_names, count_names=("dba_selected",) if dba is not None else ())
@@ -149,13 +153,18 @@ def train(data: ImageDataset, model: nn.Module, cfg: TrainConfig, device: torch.
     run = RunState(model, opt, rates, recorder, schedule, gen, cfg.lr, loss_total=torch.zeros((), device=device))
     if resume and checkpoints is not None:
         run.load_state_dict(checkpoints.load())
+    net: nn.Module = FeaturesAndLogits(model)
+    if dist is not None:
+        net = DistributedDataParallel(net)
     last_good = run.state_dict()
     with checkpoints.catching_signals() if checkpoints is not None else nullcontext():
         while run.epoch < cfg.epochs:
             model.train()
             if run.step == 0:
                 run.order, run.loss_total = torch.randperm(n, generator=gen), torch.zeros((), device=device)
-            batches = torch.tensor_split(run.order.to(device), steps)
+                if dist is not None and rates is not None:
+                    dist.begin_epoch(rates.log_rate_vectors())
+            batches = torch.tensor_split((run.order if dist is None else dist.shard(run.order)).to(device), steps)
             for step in range(run.step, steps):
                 idx = batches[step]
                 x = (images[idx].float().div_(255.0) - mean) / std
@@ -164,8 +173,7 @@ def train(data: ImageDataset, model: nn.Module, cfg: TrainConfig, device: torch.
                 y = targets[idx]
                 for group in opt.param_groups:
                     group["lr"] = run.base_lr * schedule.factor(run.epoch, step)
-                feats = model.forward_features(x)
-                logits = model.head(feats)
+                feats, logits = net(x)
                 losses = F.cross_entropy(logits, y, reduction="none")
                 selected = None
                 if rates is not None:
@@ -191,6 +199,10 @@ def train(data: ImageDataset, model: nn.Module, cfg: TrainConfig, device: torch.
                     raise Interrupted(f"interrupted at epoch {run.epoch + 1}, step {step + 1}; checkpoint saved to "
                                       f"{checkpoints.path}; run again with --resume to continue",
                                       checkpoints.stop_requested)
+            if dist is not None:
+                dist.end_epoch([] if rates is None else rates.log_rate_vectors(), run.loss_total)
+                if rates is not None:
+                    recorder.set_last_rates(rates.named_rates(torch.arange(n, device=device)))
             epoch_loss = float(run.loss_total) / n
             if not (math.isfinite(epoch_loss) and (rates is None or bool(torch.isfinite(rates.log_rates).all()))):
                 recover(run, last_good, epoch_loss)
@@ -206,6 +218,8 @@ def train(data: ImageDataset, model: nn.Module, cfg: TrainConfig, device: torch.
                 on_step(run.epoch - 1, steps, steps, epoch_loss)
     if dba is not None:
         dba.remove()
+    if dist is not None:
+        dist.end_training(recorder.sums())
     probs = predict(model, images, mean, std, batch_size=max(cfg.batch_size, 512))
     signals, choice = choose_rates(recorder.summary(), data.targets.numpy(), probs.argmax(axis=1), len(data.classes))
     return TrainResult(signals=signals, probs=probs, epoch_losses=run.epoch_losses, rate_choice=choice,

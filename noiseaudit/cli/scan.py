@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -89,7 +90,8 @@ def scan_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
 ) -> None:
     """Train with per-sample learned rates and write a report ranking every sample by suspicion."""
-    with progress_reporter(quiet) as on_progress:
+    follower = int(os.environ.get("RANK", "0")) > 0  # under torchrun, rank 0 reports for everyone
+    with progress_reporter(quiet or follower) as on_progress:
         report = scan(images_dir, labels_csv, output=output, overwrite=overwrite, on_progress=on_progress,
                       path_col=path_col, label_col=label_col, model=model, image_size=image_size, method=method,
                       epochs=epochs, batch_size=batch_size, lr=lr, hyper_lr=hyper_lr, meta=meta, schedule=schedule,
@@ -98,6 +100,8 @@ def scan_command(
                       cache_dir=None if cache_dir is None else str(cache_dir),
                       checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir), noise_rate=noise_rate,
                       device=device, seed=seed, workers=workers)
+    if follower:
+        return
     summary = summarize(report, report.attrs["noiseaudit"])
     summary["output"] = str(output)
     if json_out:

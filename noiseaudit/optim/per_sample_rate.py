@@ -60,6 +60,7 @@ learned is erased by momentum or decay acting on absent samples. The state is
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -157,11 +158,15 @@ class PerSampleRate:
         Largest K*K*(d+1) kept as class references; above it the batch is the reference.
     device : torch.device or str, optional
         Where the rates live (keep them beside the model).
+    reduce_reference : callable, optional
+        Called in place on each batch's class-reference update before it enters
+        the average (data-parallel training passes an all-reduce mean).
     """
 
     def __init__(self, num_samples: int, num_classes: int, *, hyper_lr: float = 0.2, ema: float = 0.9,
                  meta: str = "auto", init_rate: float = 1.0, min_rate: float = 1e-2, max_rate: float = 1e2,
-                 max_reference_size: int = 2**24, device: torch.device | str | None = None):
+                 max_reference_size: int = 2**24, device: torch.device | str | None = None,
+                 reduce_reference: Callable[[torch.Tensor], Any] | None = None):
         if num_samples < 1 or num_classes < 2:
             raise ValueError(f"need num_samples >= 1 and num_classes >= 2, got {num_samples}, {num_classes}")
         if not hyper_lr >= 0.0 or not math.isfinite(hyper_lr):
@@ -176,6 +181,7 @@ class PerSampleRate:
         self.num_classes, self.hyper_lr, self.ema, self.meta = num_classes, float(hyper_lr), float(ema), meta
         self.log_min, self.log_max = math.log(min_rate), math.log(max_rate)
         self.max_reference_size = int(max_reference_size)
+        self.reduce_reference = reduce_reference  # e.g. an all-reduce mean across data-parallel ranks
         self.log_rates = torch.full((num_samples,), math.log(init_rate), dtype=torch.float32, device=device)
         # meta="auto": the "given" rates, learned beside the weighting ("given+predicted") ones
         self.given_log_rates = self.log_rates.clone() if meta == "auto" else None
@@ -189,6 +195,10 @@ class PerSampleRate:
         """The rates eta (all of them, or those of ``index``)."""
         s = self.log_rates if index is None else self.log_rates.index_select(0, index)
         return s.exp()
+
+    def log_rate_vectors(self) -> list[torch.Tensor]:
+        """Every per-sample log-rate vector held (one, or two with ``meta="auto"``)."""
+        return [self.log_rates] + ([] if self.given_log_rates is None else [self.given_log_rates])
 
     def named_rates(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
         """The batch's rates by signal name: ``learned_lr``, plus ``learned_lr_given`` with ``meta="auto"``."""
@@ -215,6 +225,8 @@ class PerSampleRate:
         else:
             alignment, given_alignment, valid = self._reference_alignment(err, feats1, probs, targets)
             batch_ref = class_reference_update(err, feats1, targets, self.rates(index), k)
+            if self.reduce_reference is not None:
+                self.reduce_reference(batch_ref)
             if self.reference is None:
                 self.reference = batch_ref
             else:

@@ -56,6 +56,15 @@ class SignalRecorder:
             total.index_add_(0, index, counts[name].float())
         self.visits.index_add_(0, index, torch.ones_like(index, dtype=torch.int32))
 
+    def sums(self) -> list[torch.Tensor]:
+        """The additive state (what data-parallel ranks sum at the end)."""
+        return [self.loss_sum, self.margin_sum, self.visits, *self.rate_sum.values(), *self.count_sum.values()]
+
+    def set_last_rates(self, rates: dict[str, torch.Tensor]) -> None:
+        """Overwrite the last-seen rates of every sample (after data-parallel ranks synchronised them)."""
+        for name, value in rates.items():
+            self.last_rate[name].copy_(value)
+
     def mark_regime(self) -> None:
         """Remember every rate as it is now: the end of the large-step regime."""
         self.regime_mark = {name: last.clone() for name, last in self.last_rate.items()}

@@ -1,0 +1,30 @@
+"""A 2-process torchrun scan (gloo, CPU) ranks like one process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from scipy.stats import spearmanr
+
+from noiseaudit import read_report, scan
+
+
+def test_two_process_torchrun_matches_one_process(noisy_digits, tmp_path):
+    images, csv = noisy_digits
+    out = tmp_path / "ddp.parquet"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "noiseaudit.cli", "scan", str(images), str(csv), "--label-col", "digit", "-o", str(out),
+           "--epochs", "10", "--device", "cpu", "--seed", "0", "--quiet", "--json"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count('"n_samples"') == 1  # rank 0 alone reports
+    ddp, meta = read_report(out)
+    assert meta["world_size"] == 2
+    single = scan(images, csv, label_col="digit", epochs=10, device="cpu", seed=0)
+    rho = spearmanr(single["learned_lr"], ddp["learned_lr"]).statistic
+    assert rho >= 0.95, rho
+    truth = ddp["given_label"] != ddp["original_label"]
+    assert (ddp["is_suspect"] & truth).sum() >= 0.9 * truth.sum()
