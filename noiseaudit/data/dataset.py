@@ -85,6 +85,12 @@ def _map(fn: Callable, items: list, workers: int, progress: Progress | None) -> 
     return out
 
 
+def bad_image_error(source: LabeledSource, row: int, reason: str) -> InputError:
+    """The fail-policy error for an undecodable image: its path, why, and the file and line naming it."""
+    origin, line = source.where(row)
+    return InputError(f"{source.paths[row]!r}: {reason}", path=origin, line=line)
+
+
 def _each_file(fn: Callable, files: list[Path], rows: list[int], source: LabeledSource, workers: int,
                progress: Progress | None, bad: dict[int, SkippedImage] | None) -> list:
     """``fn(j, files[rows[j]])`` for every position j.
@@ -104,8 +110,7 @@ def _each_file(fn: Callable, files: list[Path], rows: list[int], source: Labeled
         if isinstance(r, DecodeError):
             row = rows[j]
             if bad is None:
-                origin, line = source.where(row)
-                raise InputError(f"{source.paths[row]!r}: {r}", path=origin, line=line)
+                raise bad_image_error(source, row, str(r))
             bad.setdefault(row, SkippedImage(row, r.status, str(r)))
     return results
 
@@ -164,8 +169,7 @@ def _decoded(source: LabeledSource, files: list[Path], keep: list[int], image_si
         stacked, meta = hit
         for j, status, reason in meta["bad"]:
             if bad is None:
-                origin, line = source.where(keep[j])
-                raise InputError(f"{source.paths[keep[j]]!r}: {reason}", path=origin, line=line)
+                raise bad_image_error(source, keep[j], reason)
             bad.setdefault(keep[j], SkippedImage(keep[j], status, reason))
         if progress is not None:
             progress(len(keep), len(keep))
