@@ -48,7 +48,8 @@ class ScanConfig:
     epochs: int = 10
     batch_size: int = 128
     lr: float = 0.05
-    hyper_lr: float = 0.2
+    hyper_lr: float = 0.05
+    margin_weight: float = 0.5
     meta: str = "auto"
     schedule: str = "constant"
     augment: bool = False
@@ -76,6 +77,8 @@ class ScanConfig:
             raise UsageError(f"unknown meta-objective {self.meta!r}; choose one of {', '.join(META_OBJECTIVES)}")
         if not self.hyper_lr >= 0:
             raise UsageError(f"--hyper-lr must be non-negative, got {self.hyper_lr}")
+        if not self.margin_weight >= 0:
+            raise UsageError(f"--margin-weight must be non-negative, got {self.margin_weight}")
         if self.schedule not in SCHEDULES:
             raise UsageError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
         if self.on_bad_image not in BAD_IMAGE_POLICIES:
@@ -158,7 +161,8 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
     model_name = cfg.model or default_model(data.channels, data.image_size)
     model = build_model(model_name, data.channels, data.image_size, len(data.classes))
     train_cfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, method=cfg.method,
-                            hyper_lr=cfg.hyper_lr, meta=cfg.meta, augment=cfg.augment, schedule=cfg.schedule)
+                            hyper_lr=cfg.hyper_lr, margin_weight=cfg.margin_weight, meta=cfg.meta,
+                            augment=cfg.augment, schedule=cfg.schedule)
     step_cb: StepCallback | None = None
     if on_progress is not None:
         steps_total = cfg.epochs
@@ -221,7 +225,8 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
 
 
 # Options that change what training computes; any change makes a checkpoint unusable.
-TRAINING_OPTIONS = ("method", "epochs", "batch_size", "lr", "hyper_lr", "meta", "schedule", "augment", "seed")
+TRAINING_OPTIONS = ("method", "epochs", "batch_size", "lr", "hyper_lr", "margin_weight", "meta", "schedule", "augment",
+                    "seed")
 
 
 def training_fingerprint(cfg: ScanConfig, model_name: str, data: ImageDataset, source: LabeledSource) -> dict[str, Any]:

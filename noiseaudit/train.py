@@ -48,8 +48,9 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     method: str = "learned-lr"
-    hyper_lr: float = 0.2
+    hyper_lr: float = 0.05
     meta: str = "auto"
+    margin_weight: float = 0.5
     augment: bool = False
     schedule: str = "constant"
 
@@ -143,7 +144,8 @@ def train(data: ImageDataset, model: nn.Module, cfg: TrainConfig, device: torch.
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     rates = None
     if cfg.method == "learned-lr":
-        rates = PerSampleRate(n, len(data.classes), hyper_lr=cfg.hyper_lr, meta=cfg.meta, device=device,
+        rates = PerSampleRate(n, len(data.classes), hyper_lr=cfg.hyper_lr, meta=cfg.meta,
+                              margin_weight=cfg.margin_weight, device=device,
                               reduce_reference=None if dist is None else dist.mean_)
     rate_names = ("learned_lr", "learned_lr_given") if rates is not None and rates.meta == "auto" else ("learned_lr",)
     dba = DynamicBatchAdaptation(model) if cfg.method == "dba" else None

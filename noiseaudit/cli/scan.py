@@ -64,7 +64,9 @@ def scan_command(
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
     lr: Annotated[float, typer.Option(help="Base learning rate (SGD, momentum 0.9).")] = 0.05,
-    hyper_lr: Annotated[float, typer.Option(help="Step size of the per-sample rate update.")] = 0.2,
+    hyper_lr: Annotated[float, typer.Option(help="Step size of the per-sample rate update.")] = 0.05,
+    margin_weight: Annotated[float, typer.Option(help="Weight of the sample's own probability margin in the "
+                                                      "rate update, beside its class alignment.")] = 0.5,
     meta: Annotated[str, typer.Option(help="Meta-objective of the rate update: given, given+predicted "
                                           "(better on class-pair confusions), or auto (learn both, rank by "
                                           "the one the disagreement structure favours).")] = "auto",
@@ -94,7 +96,7 @@ def scan_command(
     with progress_reporter(quiet or follower) as on_progress:
         report = scan(images_dir, labels_csv, output=output, overwrite=overwrite, on_progress=on_progress,
                       path_col=path_col, label_col=label_col, model=model, image_size=image_size, method=method,
-                      epochs=epochs, batch_size=batch_size, lr=lr, hyper_lr=hyper_lr, meta=meta, schedule=schedule,
+                      epochs=epochs, batch_size=batch_size, lr=lr, hyper_lr=hyper_lr, margin_weight=margin_weight, meta=meta, schedule=schedule,
                       augment=augment,
                       on_bad_image=on_bad_image, resume=resume, cache=cache,
                       cache_dir=None if cache_dir is None else str(cache_dir),
