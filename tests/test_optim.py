@@ -13,6 +13,7 @@ from noiseaudit.optim import (
     class_conditional_alignment,
     class_reference_update,
     last_layer_gram,
+    probability_margin,
     reference_alignment,
     with_bias,
 )
@@ -173,6 +174,29 @@ def test_alignment_is_lower_for_a_sample_that_looks_like_another_class():
     assert align[0] < align[1:4].min()
 
 
+def test_probability_margin():
+    probs = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.4, 0.4, 0.2]])
+    torch.testing.assert_close(probability_margin(probs, torch.tensor([0, 0, 2])), torch.tensor([0.5, -0.5, -0.2]))
+
+
+def test_own_fit_term_descends_the_self_paced_margin_cost():
+    """The margin term moves s_i by -beta * (dF/d eta_i - batch mean), F = lam * sum_j eta_j (1 - m_j)."""
+    g = torch.Generator().manual_seed(3)
+    n, k, d, beta, lam = 16, 3, 4, 0.3, 0.7
+    feats, labels = torch.rand(n, d, generator=g), torch.arange(n) % k
+    logits = [torch.randn(n, k, generator=g) * 2 for _ in range(2)]
+    idx = torch.arange(n)
+    with_term, without = (PerSampleRate(n, k, hyper_lr=beta, meta="given", margin_weight=w) for w in (lam, 0.0))
+    for rates in (with_term, without):
+        for step_logits in logits:  # the first step builds the reference, the second moves the rates
+            rates.step(idx, step_logits, feats, labels)
+    eta = torch.ones(n, requires_grad=True)
+    margin = probability_margin(torch.softmax(logits[1], dim=1), labels)
+    (grad,) = torch.autograd.grad(lam * (eta * (1 - margin)).sum(), eta)
+    torch.testing.assert_close(with_term.log_rates - without.log_rates, -beta * (grad - grad.mean()))
+    assert with_term.log_rates[margin.argmin()] < without.log_rates[margin.argmin()]
+
+
 def test_step_is_sparse_even_under_momentum_and_weight_decay():
     torch.manual_seed(0)
     n, head = 20, torch.nn.Linear(4, 3)
@@ -212,7 +236,8 @@ def test_rates_are_clamped():
 
 
 def test_state_dict_round_trip():
-    a = PerSampleRate(10, 2, hyper_lr=0.3, ema=0.5, meta="given+predicted", min_rate=0.1, max_rate=5.0)
+    a = PerSampleRate(10, 2, hyper_lr=0.3, ema=0.5, meta="given+predicted", margin_weight=0.2, min_rate=0.1,
+                      max_rate=5.0)
     for _ in range(2):
         a.step(torch.arange(6), torch.randn(6, 2), torch.rand(6, 3), torch.tensor([0, 0, 0, 1, 1, 1]))
     b = PerSampleRate(10, 2)
@@ -220,7 +245,8 @@ def test_state_dict_round_trip():
     torch.testing.assert_close(b.log_rates, a.log_rates)
     torch.testing.assert_close(b.reference, a.reference)
     assert b.given_log_rates is None
-    assert (b.hyper_lr, b.ema, b.meta, b.log_min, b.log_max) == (a.hyper_lr, a.ema, a.meta, a.log_min, a.log_max)
+    assert (b.hyper_lr, b.ema, b.meta, b.margin_weight, b.log_min, b.log_max) == (
+        a.hyper_lr, a.ema, a.meta, a.margin_weight, a.log_min, a.log_max)
     # Both continue identically.
     args = (torch.arange(4), torch.randn(4, 2), torch.rand(4, 3), torch.tensor([0, 1, 0, 1]))
     a.step(*args)
@@ -242,7 +268,8 @@ def test_auto_state_dict_keeps_the_given_rates():
 
 @pytest.mark.parametrize("kwargs", [dict(num_samples=0), dict(num_classes=1), dict(hyper_lr=-1.0),
                                     dict(min_rate=0.0), dict(min_rate=2.0), dict(max_rate=float("inf")),
-                                    dict(hyper_lr=float("nan")), dict(ema=1.0), dict(meta="everything")])
+                                    dict(hyper_lr=float("nan")), dict(ema=1.0), dict(meta="everything"),
+                                    dict(margin_weight=-0.1), dict(margin_weight=float("inf"))])
 def test_hyperparameters_are_validated(kwargs):
     with pytest.raises(ValueError):
         PerSampleRate(**{"num_samples": 3, "num_classes": 2, **kwargs})

@@ -49,9 +49,9 @@ matrix :math:`(EE^\top) \circ (\tilde H \tilde H^\top)`.
 
 **Own-fit term.** The meta-objective also holds a self-paced term, the
 rate-weighted bounded margin cost of the batch itself,
-:math:`\lambda \sum_{i \in B} \eta_i (1 - m_i)/2` with the probability margin
+:math:`\lambda \sum_{i \in B} \eta_i (1 - m_i)` with the probability margin
 :math:`m_i = p_{i,y_i} - \max_{k \ne y_i} p_{i,k} \in [-1, 1]`. Its derivative
-in :math:`\eta_i` is :math:`\lambda (1 - m_i)/2`, so descending it lowers the
+in :math:`\eta_i` is :math:`\lambda (1 - m_i)`, so descending it lowers the
 rates of samples another class currently wins, raises those the model fits,
 and, being bounded, does not let one hopeless sample dominate (unlike the loss
 itself). Alignment alone is scale-free (a cosine) and blind to how well a
