@@ -189,6 +189,7 @@ def summarise(cells: list[dict]) -> str:
         floor_ok = ap - best >= 0.03 if hard else ap - best >= -0.005
         t_ratio = np.median([c["seconds"]["learned_lr"] / c["seconds"]["plain"] for c in cs])
         cv = [c["seconds"]["learned_lr"] / c["seconds"]["cleanlab_cv"] for c in cs if "cleanlab_cv" in c["seconds"]]
+        reused = sum("cleanlab_reused_from" in c for c in cs)
         chosen = [c.get("rate_choice", {}).get("meta", "?") for c in cs]
         ranked = ", ".join(f"{m} ×{chosen.count(m)}" for m in sorted(set(chosen)))
         rate, true_rate = mean("learned_lr", "estimated_noise_rate"), NOISE_CELLS[noise][1]
@@ -197,12 +198,15 @@ def summarise(cells: list[dict]) -> str:
         lines.append(
             f"| {ds} | {noise} | {len(cs)} | {ap:.3f} ± {sd:.3f} | {mean('loss', 'average_precision'):.3f} | "
             f"{mean('margin', 'average_precision'):.3f} | "
-            f"{_fmt(mean('cleanlab', 'average_precision'))} | {best:.3f} | {ap - best:+.3f} | "
+            f"{_fmt(mean('cleanlab', 'average_precision'))}{'*' if reused else ''} | {best:.3f} | {ap - best:+.3f} | "
             f"{'≥ +0.03' if hard else '≥ -0.005'} {'ok' if floor_ok else 'MISSED'} | {ap - same_run:+.3f} | "
             f"{ranked} | {mean('learned_lr', 'auroc'):.3f} | {mean('learned_lr', 'precision_at_k'):.3f} | "
             f"{f1:.3f}{f1_mark} | {_fmt(f1_cl)} | "
             f"{rate:.3f} ({true_rate:.2f}, {'ok' if abs(rate - true_rate) <= 0.03 else 'off'}) | {t_ratio:.2f} | "
             + (f"{np.median(cv):.2f} {'ok' if np.median(cv) <= 0.3 else 'MISSED'} |" if cv else "- |"))
+    if any("cleanlab_reused_from" in c for c in cells):
+        lines.append("\n\\* cleanlab's figures copied from an earlier run of the same cells (`--reuse-cleanlab`: plain "
+                     "training and the injected noise are unchanged since); no cleanlab time ratio for them.")
     return "\n".join(lines) + "\n" + summarise_extras(groups, ISSUE_BASELINES)
 
 
@@ -246,6 +250,9 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--meta", default="auto")
     ap.add_argument("--no-cleanlab", action="store_true")
+    ap.add_argument("--reuse-cleanlab", type=Path, metavar="JSON", help="with --no-cleanlab: copy each cell's "
+                    "cleanlab figures from this earlier results file (only valid while plain training and "
+                    "the noise are unchanged); such cells are marked and get no cleanlab time ratio")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--rescore", action="store_true", help="recompute the metrics of our signals (threshold "
                     "included) from the per-sample scores saved by an earlier run; no training")
@@ -280,6 +287,8 @@ def main() -> None:
                 if (name, noise, seed) in seen:
                     continue
                 cell = run_cell(name, x, y, noise, seed, EPOCHS[name], args.device, not args.no_cleanlab, args.meta)
+                if args.reuse_cleanlab is not None:
+                    reuse_cleanlab(cell, args.reuse_cleanlab)
                 done.append(cell)
                 s = cell["signals"]
                 print(f"{name} {noise} seed {seed}: AP learned_lr {s['learned_lr']['average_precision']:.3f} "
@@ -290,6 +299,16 @@ def main() -> None:
                 args.out.write_text(json.dumps({"meta": meta, "cells": done}, indent=1))
                 (args.out.with_suffix(".md")).write_text(summarise(with_extras(done, args.out)))
     print(summarise(with_extras(done, args.out)))
+
+
+def reuse_cleanlab(cell: dict, path: Path) -> None:
+    """Copy cleanlab's figures for the same dataset, noise and seed from an earlier results file."""
+    for old in json.loads(path.read_text())["cells"]:
+        if (old["dataset"], old["noise"], old["seed"]) == (cell["dataset"], cell["noise"], cell["seed"]):
+            if "cleanlab" in old["signals"]:
+                cell["signals"]["cleanlab"] = old["signals"]["cleanlab"]
+                cell["cleanlab_reused_from"] = path.name
+            return
 
 
 def warm_up(device: str) -> None:
