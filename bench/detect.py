@@ -171,8 +171,8 @@ def summarise(cells: list[dict]) -> str:
     groups: dict[tuple[str, str], list[dict]] = {}
     for c in cells:
         groups.setdefault((c["dataset"], c["noise"]), []).append(c)
-    lines = ["| dataset | noise | seeds | AP learned_lr (± sd) | AP loss | AP margin | AP cleanlab | AP best baseline | "
-             "Δ AP | floor | Δ AP vs same-run loss/margin | rates ranked | AUROC learned_lr | P@k learned_lr | "
+    lines = ["| dataset | noise | seeds | AP learned_lr (± sd) | AP loss | AP margin | AP cleanlab | "
+             "AP best baseline | Δ AP | floor | Δ AP vs same-run loss/margin | rates ranked | AUROC learned_lr | P@k learned_lr | "
              "F1 learned_lr | F1 cleanlab | est. rate (true) | time learned/plain | time learned/cleanlab-CV |",
              "|---|---|---|" + "---|" * 16]
     for (ds, noise), cs in sorted(groups.items()):

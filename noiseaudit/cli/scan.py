@@ -96,8 +96,8 @@ def scan_command(
     with progress_reporter(quiet or follower) as on_progress:
         report = scan(images_dir, labels_csv, output=output, overwrite=overwrite, on_progress=on_progress,
                       path_col=path_col, label_col=label_col, model=model, image_size=image_size, method=method,
-                      epochs=epochs, batch_size=batch_size, lr=lr, hyper_lr=hyper_lr, margin_weight=margin_weight, meta=meta, schedule=schedule,
-                      augment=augment,
+                      epochs=epochs, batch_size=batch_size, lr=lr, hyper_lr=hyper_lr, margin_weight=margin_weight,
+                      meta=meta, schedule=schedule, augment=augment,
                       on_bad_image=on_bad_image, resume=resume, cache=cache,
                       cache_dir=None if cache_dir is None else str(cache_dir),
                       checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir), noise_rate=noise_rate,

@@ -191,7 +191,8 @@ class PerSampleRate:
     """
 
     def __init__(self, num_samples: int, num_classes: int, *, hyper_lr: float = 0.05, ema: float = 0.9,
-                 meta: str = "auto", margin_weight: float = 0.5, init_rate: float = 1.0, min_rate: float = 1e-2, max_rate: float = 1e2,
+                 meta: str = "auto", margin_weight: float = 0.5, init_rate: float = 1.0, min_rate: float = 1e-2,
+                 max_rate: float = 1e2,
                  max_reference_size: int = 2**24, device: torch.device | str | None = None,
                  reduce_reference: Callable[[torch.Tensor], Any] | None = None):
         if num_samples < 1 or num_classes < 2:
