@@ -172,8 +172,9 @@ def summarise(cells: list[dict]) -> str:
     for c in cells:
         groups.setdefault((c["dataset"], c["noise"]), []).append(c)
     lines = ["| dataset | noise | seeds | AP learned_lr (± sd) | AP loss | AP margin | AP cleanlab | "
-             "AP best baseline | Δ AP | floor | Δ AP vs same-run loss/margin | rates ranked | AUROC learned_lr | P@k learned_lr | "
-             "F1 learned_lr | F1 cleanlab | est. rate (true) | time learned/plain | time learned/cleanlab-CV |",
+             "AP best baseline | Δ AP | floor | Δ AP vs same-run loss/margin | rates ranked | AUROC learned_lr | "
+             "P@k learned_lr | F1 learned_lr | F1 cleanlab | est. rate (true) | time learned/plain | "
+             "time learned/cleanlab-CV |",
              "|---|---|---|" + "---|" * 16]
     for (ds, noise), cs in sorted(groups.items()):
         def mean(sig: str, key: str) -> float:
