@@ -83,6 +83,8 @@ from typing import Any
 
 import torch
 
+from noiseaudit.signals.recorder import margins
+
 META_OBJECTIVES = ("given", "given+predicted", "auto")
 
 
@@ -141,10 +143,11 @@ def reference_alignment(err: torch.Tensor, feats1: torch.Tensor, reference: torc
 
 
 def probability_margin(probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """p_y - max_{k != y} p_k for every sample: in [-1, 1], negative when another class wins."""
-    given = probs.gather(1, targets[:, None]).squeeze(1)
-    others = probs.scatter(1, targets[:, None], -1.0)
-    return given - others.max(dim=1).values
+    """p_y - max_{k != y} p_k for every sample: in [-1, 1], negative when another class wins.
+
+    The AUM margin (:func:`noiseaudit.signals.recorder.margins`) taken on probabilities instead of logits.
+    """
+    return margins(probs, targets)
 
 
 def per_sample_rate_step(log_rates: torch.Tensor, index: torch.Tensor, alignment: torch.Tensor,
