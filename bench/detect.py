@@ -280,6 +280,7 @@ def main() -> None:
         args.out.with_suffix(".md").write_text(summarise(with_extras(done, args.out)))
         print(summarise(with_extras(done, args.out)))
         return
+    earlier = None if args.reuse_cleanlab is None else json.loads(args.reuse_cleanlab.read_text())["cells"]
     warm_up(args.device)
     for name in datasets:
         x, y = load(name)
@@ -288,8 +289,8 @@ def main() -> None:
                 if (name, noise, seed) in seen:
                     continue
                 cell = run_cell(name, x, y, noise, seed, EPOCHS[name], args.device, not args.no_cleanlab, args.meta)
-                if args.reuse_cleanlab is not None:
-                    reuse_cleanlab(cell, args.reuse_cleanlab)
+                if earlier is not None:
+                    reuse_cleanlab(cell, earlier, args.reuse_cleanlab.name)
                 done.append(cell)
                 s = cell["signals"]
                 print(f"{name} {noise} seed {seed}: AP learned_lr {s['learned_lr']['average_precision']:.3f} "
@@ -302,13 +303,13 @@ def main() -> None:
     print(summarise(with_extras(done, args.out)))
 
 
-def reuse_cleanlab(cell: dict, path: Path) -> None:
-    """Copy cleanlab's figures for the same dataset, noise and seed from an earlier results file."""
-    for old in json.loads(path.read_text())["cells"]:
+def reuse_cleanlab(cell: dict, earlier: list[dict], source: str) -> None:
+    """Copy cleanlab's figures for the same dataset, noise and seed from an earlier run's cells."""
+    for old in earlier:
         if (old["dataset"], old["noise"], old["seed"]) == (cell["dataset"], cell["noise"], cell["seed"]):
             if "cleanlab" in old["signals"]:
                 cell["signals"]["cleanlab"] = old["signals"]["cleanlab"]
-                cell["cleanlab_reused_from"] = path.name
+                cell["cleanlab_reused_from"] = source
             return
 
 
