@@ -137,3 +137,18 @@ def test_bimodal_scores_use_the_midpoint_of_both_counts():
     disagrees[800:900] = True  # the model disputes half of the low mode
     t = choose_threshold(score, np.zeros(1000), disagrees)
     assert t.n_flagged == 150
+
+
+def test_flat_clean_mode_is_cut_at_the_density_valley():
+    # A broad, flat clean mode: the two-Gaussian fit spends its far component on half of it (upper count
+    # over 2x the truth) while the model disputes most of that component; the valley cut keeps the pile.
+    rng = np.random.default_rng(0)
+    clean_u = rng.uniform(-3.2, -1.0, 3200) + rng.normal(0, 0.2, 3200)
+    noisy_u = -0.3 - np.abs(rng.normal(0, 0.15, 800))
+    score = -np.exp(np.concatenate([clean_u, noisy_u]))
+    disagrees = np.zeros(4000, dtype=bool)
+    disagrees[3200:] = True
+    disagrees[np.argsort(-clean_u)[:300]] = True
+    t = choose_threshold(score, np.zeros(4000), disagrees)
+    assert t.counts[0] > 2 * 800 and t.counts[0] < 2 * t.counts[1]
+    assert abs(t.n_flagged - 800) < 0.15 * 800
