@@ -15,6 +15,7 @@ from noiseaudit.optim import (
     last_layer_gram,
     probability_margin,
     reference_alignment,
+    reference_dots,
     with_bias,
 )
 
@@ -72,6 +73,19 @@ def test_hypergradient_matches_autograd_through_one_sgd_step():
         meta = after[same].mean()
         (hyper,) = torch.autograd.grad(meta, eta, retain_graph=True)
         assert math.isclose(hyper[i].item(), -alpha / b * raw[i].item(), rel_tol=1e-4, abs_tol=1e-14)
+
+
+def test_reference_dots_equal_explicit_per_sample_gradients_for_every_class():
+    gen = torch.Generator().manual_seed(7)
+    err, feats1 = torch.randn(6, 4, generator=gen), torch.randn(6, 5, generator=gen)
+    reference = torch.randn(3, 4, 5, generator=gen)
+    explicit = torch.einsum("bk,bd,ckd->bc", err, feats1, reference)  # g_i = e_i (x) h_i, dotted with R_c
+    torch.testing.assert_close(reference_dots(err, feats1, reference), explicit)
+    classes = torch.tensor([2, 0, 1, 1, 0, 2])
+    cos = reference_alignment(err, feats1, reference, classes)
+    g = err[:, :, None] * feats1[:, None, :]
+    expected = F.cosine_similarity(g.flatten(1), reference[classes].flatten(1), dim=1)
+    torch.testing.assert_close(cos, expected)
 
 
 def test_reference_hypergradient_matches_autograd():

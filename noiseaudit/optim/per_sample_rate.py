@@ -127,19 +127,32 @@ def class_reference_update(err: torch.Tensor, feats1: torch.Tensor, labels: torc
     """Sum over the batch of w_j * g_j / |g_j| per given label: a (K, K, d+1) tensor."""
     e_hat = err / err.norm(dim=1, keepdim=True).clamp_min(1e-12)
     h_hat = feats1 / feats1.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    onehot = torch.nn.functional.one_hot(labels, num_classes).to(err.dtype)
-    return torch.einsum("bc,b,bk,bd->ckd", onehot, weights.to(err.dtype), e_hat, h_hat)
+    onehot = torch.nn.functional.one_hot(labels, num_classes).to(err.dtype) * weights.to(err.dtype)[:, None]
+    outer = (onehot[:, :, None] * e_hat[:, None, :]).flatten(1)  # (B, K*K): w_j [y_j = c] e_hat_jk
+    return (outer.T @ h_hat).view(num_classes, err.shape[1], feats1.shape[1])  # one matmul over the batch
+
+
+def reference_dots(err: torch.Tensor, feats1: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """g_i . R_c for every sample i and every class c, a (B, C) tensor, without forming g_i = e_i (x) h_i."""
+    c, k, d = reference.shape
+    proj = feats1 @ reference.permute(2, 0, 1).reshape(d, c * k)  # (B, C*K): sum_d h_id R_ckd
+    return torch.bmm(proj.view(-1, c, k), err.unsqueeze(2)).squeeze(2)
 
 
 def reference_alignment(err: torch.Tensor, feats1: torch.Tensor, reference: torch.Tensor,
-                        classes: torch.Tensor, *, normalize: bool = True) -> torch.Tensor:
-    """g_i . R_{classes_i} for every sample (cosines when ``normalize``), without forming g_i."""
-    ref = reference[classes]  # (B, K, d+1)
-    dots = torch.einsum("bk,bkd,bd->b", err, ref, feats1)
+                        classes: torch.Tensor, *, normalize: bool = True,
+                        dots: torch.Tensor | None = None) -> torch.Tensor:
+    """g_i . R_{classes_i} for every sample (cosines when ``normalize``), without forming g_i.
+
+    ``dots`` may pass :func:`reference_dots` of the same batch, to share it between calls.
+    """
+    all_dots = reference_dots(err, feats1, reference) if dots is None else dots
+    picked = all_dots.gather(1, classes[:, None]).squeeze(1)
     if not normalize:
-        return dots
-    norms = err.norm(dim=1) * feats1.norm(dim=1) * ref.flatten(1).norm(dim=1)
-    return dots / norms.clamp_min(1e-12)
+        return picked
+    ref_norms = reference.flatten(1).norm(dim=1)  # |g_i (x) R| factorises: |e_i| |h_i| |R_c|
+    norms = err.norm(dim=1) * feats1.norm(dim=1) * ref_norms[classes]
+    return picked / norms.clamp_min(1e-12)
 
 
 def probability_margin(probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -278,11 +291,12 @@ class PerSampleRate:
         if self.reference is None:
             zeros = err.new_zeros(err.shape[0])
             return zeros, zeros, zeros.bool()
-        given = reference_alignment(err, feats1, self.reference, targets)
+        dots = reference_dots(err, feats1, self.reference)
+        given = reference_alignment(err, feats1, self.reference, targets, dots=dots)
         alignment = given
         if self.meta != "given":
             predicted = probs.argmax(dim=1)
-            toward = reference_alignment(err, feats1, self.reference, predicted)
+            toward = reference_alignment(err, feats1, self.reference, predicted, dots=dots)
             alignment = torch.where(predicted != targets, 0.5 * (given + toward), given)
         return alignment, given, torch.ones_like(given, dtype=torch.bool)
 
