@@ -12,7 +12,7 @@ from noiseaudit import read_report, scan
 from noiseaudit.metrics import detection_metrics
 from noiseaudit.report.build import REPORT_COLUMNS
 from noiseaudit.report.io import atomic_write
-from noiseaudit.report.threshold import choose_threshold
+from noiseaudit.report.threshold import choose_threshold, density_valley
 
 REQUIRED = ["sample_id", "path", "given_label", "predicted_label", "pred_prob", "given_prob", "learned_lr",
             "learned_lr_mean", "loss", "margin", "rank", "suspicion", "is_suspect"]
@@ -152,3 +152,12 @@ def test_flat_clean_mode_is_cut_at_the_density_valley():
     t = choose_threshold(score, np.zeros(4000), disagrees)
     assert t.counts[0] > 2 * 800 and t.counts[0] < 2 * t.counts[1]
     assert abs(t.n_flagged - 800) < 0.15 * 800
+
+
+def test_density_valley_lies_between_two_modes_and_is_none_without_one():
+    rng = np.random.default_rng(1)
+    two = np.concatenate([rng.normal(0.0, 0.3, 3000), rng.normal(3.0, 0.3, 1000)])
+    assert 1.0 < density_valley(two, 0.0, 3.0) < 2.0
+    assert 1.0 < density_valley(two, 0.0, 2.5) < 2.0  # the far mode may peak past the far mean
+    one = rng.normal(0.0, 1.0, 4000)  # no dip between the mean and a point in its tail
+    assert density_valley(one, 0.0, 2.0) is None

@@ -26,7 +26,8 @@ memorised agree with it). Which one is used:
   already been cleaned (instance-dependent noise reaches 4.5x); the lower count;
 - the model disputes most of it (upper < 2 x lower: symmetric, pair-flip
   noise): it is wrong labels, all counted, but no further than the valley of a
-  kernel density estimate of u between the two component means: when clean
+  kernel density estimate of u between the near component's mean and the far
+  mode, if it has one: when clean
   scores spread wide rather than pile up at the top, the far Gaussian takes in
   part of that spread (Fashion-MNIST sample scan: 1,719 above 0.5, 940 beyond
   the valley, 800 wrong labels);
@@ -89,14 +90,17 @@ def _suspicion(score: np.ndarray, order: np.ndarray, seed: int) -> tuple[np.ndar
     # in the tail, an artefact that must not make the most suspect samples look less so
     out[order[::-1]] = np.maximum.accumulate(post[order[::-1]])
     mu, var = gmm.means_[:, 0], gmm.covariances_.ravel()
-    beyond = int((u > density_valley(u, float(mu.min()), float(mu.max()))).sum())
+    valley = density_valley(u, float(mu.min()), float(mu.max()))
+    beyond = score.size if valley is None else int((u > valley).sum())
     return out, float(np.sqrt(2.0) * abs(mu[0] - mu[1]) / np.sqrt(var.sum())), beyond
 
 
-def density_valley(u: np.ndarray, start: float, stop: float, bins: int = 1024) -> float:
-    """Where a Gaussian kernel density estimate of ``u`` is lowest between ``start`` and ``stop``.
+def density_valley(u: np.ndarray, near: float, far: float, bins: int = 1024) -> float | None:
+    """The lowest point of a Gaussian kernel density estimate of ``u`` between ``near`` and the far mode.
 
-    The density is binned (linear in the number of samples) and smoothed with Silverman's bandwidth.
+    The far mode is the density's highest point at or beyond ``far`` (the far component's mean; a pile
+    of wrong labels can peak past it). The density is binned (linear in the number of samples) and
+    smoothed with Silverman's bandwidth. None when there is no valley: the lowest point is at either end.
     """
     iqr = float(np.subtract(*np.percentile(u, [75, 25])))
     spread = min(float(u.std()), iqr / 1.34) or float(u.std())
@@ -104,14 +108,20 @@ def density_valley(u: np.ndarray, start: float, stop: float, bins: int = 1024) -
     counts, edges = np.histogram(u, bins=bins)
     centres, width = (edges[:-1] + edges[1:]) / 2, edges[1] - edges[0]
     if not (h > 0 and width > 0):
-        return (start + stop) / 2
+        return None
     half = min(int(np.ceil(4 * h / width)), (bins - 1) // 2)
     kernel = np.exp(-0.5 * (np.arange(-half, half + 1) * width / h) ** 2)
     density = np.convolve(counts, kernel, mode="same")
-    inside = (centres >= start) & (centres <= stop)
-    if not inside.any():
-        return (start + stop) / 2
-    return float(centres[inside][np.argmin(density[inside])])
+    beyond = np.flatnonzero(centres >= far)
+    if beyond.size == 0:
+        return None
+    mode = int(beyond[np.argmax(density[beyond])])
+    inside = np.flatnonzero(centres >= near)
+    inside = inside[inside <= mode]
+    lowest = int(np.argmin(density[inside])) if inside.size else 0
+    if not 0 < lowest < inside.size - 1:
+        return None
+    return float(centres[inside[lowest]])
 
 
 def choose_threshold(score: np.ndarray, loss: np.ndarray, disagrees: np.ndarray | None = None,
