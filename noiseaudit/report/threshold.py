@@ -27,10 +27,9 @@ memorised agree with it). Which one is used:
 - the model disputes most of it (upper < 2 x lower: symmetric, pair-flip
   noise): it is wrong labels, all counted, but no further than the valley of a
   kernel density estimate of u between the near component's mean and the far
-  mode, if it has one: when clean
-  scores spread wide rather than pile up at the top, the far Gaussian takes in
-  part of that spread (Fashion-MNIST sample scan: 1,720 above 0.5, 882 beyond
-  the valley, 800 wrong labels);
+  mode, if it has one: when clean scores spread wide rather than pile up at
+  the top, the far Gaussian takes in part of that spread (Fashion-MNIST sample
+  scan: 1,720 above 0.5, 882 beyond the valley, 800 wrong labels);
 - otherwise (instance-dependent noise): the midpoint of the two counts.
 
 That many samples from the top of the ranking are flagged, so the
@@ -78,7 +77,7 @@ def distance_below_top(score: np.ndarray) -> np.ndarray | None:
 
 def _suspicion(score: np.ndarray, order: np.ndarray, seed: int) -> tuple[np.ndarray, float, int]:
     """Posterior of the low component (non-increasing along ``order``), Ashman's D of the fit, and the
-    number of samples beyond the density valley between the two component means."""
+    number of samples beyond the density valley (all of them when there is none)."""
     u = distance_below_top(score) if score.size >= 4 and np.ptp(score) >= 1e-6 else None
     if u is None:
         return np.zeros_like(score, dtype=np.float64), 0.0, 0
