@@ -265,7 +265,8 @@ def main() -> None:
     if args.device.startswith("cuda") and "fmnist60k" not in datasets:
         datasets.append("fmnist60k")
     keep = args.resume or args.extra or args.rescore
-    done = json.loads(args.out.read_text())["cells"] if keep and args.out.exists() else []
+    saved = json.loads(args.out.read_text()) if keep and args.out.exists() else {"cells": []}
+    done = saved["cells"]
     key = lambda c: (c["dataset"], c["noise"], c["seed"])  # noqa: E731
     seen = {key(c) for c in done}
     meta = {"device": args.device, "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
@@ -274,11 +275,11 @@ def main() -> None:
         add_extras(args, done)
         return
     if args.rescore:
-        saved = json.loads(args.out.read_text())
         print(f"rescored {rescore(done)} of {len(done)} cells", flush=True)
-        args.out.write_text(json.dumps({"meta": saved["meta"], "cells": done}, indent=1))
-        args.out.with_suffix(".md").write_text(summarise(with_extras(done, args.out)))
-        print(summarise(with_extras(done, args.out)))
+        args.out.write_text(json.dumps({"meta": saved.get("meta", meta), "cells": done}, indent=1))
+        table = summarise(with_extras(done, args.out))
+        args.out.with_suffix(".md").write_text(table)
+        print(table)
         return
     earlier = None if args.reuse_cleanlab is None else json.loads(args.reuse_cleanlab.read_text())["cells"]
     warm_up(args.device)
