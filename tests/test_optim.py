@@ -13,8 +13,10 @@ from noiseaudit.optim import (
     class_conditional_alignment,
     class_reference_update,
     last_layer_gram,
+    per_sample_rate_step,
     probability_margin,
     reference_alignment,
+    reference_cosines,
     reference_dots,
     with_bias,
 )
@@ -86,6 +88,21 @@ def test_reference_dots_equal_explicit_per_sample_gradients_for_every_class():
     g = err[:, :, None] * feats1[:, None, :]
     expected = F.cosine_similarity(g.flatten(1), reference[classes].flatten(1), dim=1)
     torch.testing.assert_close(cos, expected)
+    every = F.cosine_similarity(g.flatten(1)[:, None, :], reference.flatten(1)[None, :, :], dim=2)
+    torch.testing.assert_close(reference_cosines(err, feats1, reference), every)
+
+
+def test_rate_kernel_without_mask_equals_all_valid_mask():
+    gen = torch.Generator().manual_seed(3)
+    alignment, index = torch.randn(5, generator=gen), torch.tensor([4, 0, 7, 2, 9])
+    a, b = torch.zeros(10), torch.zeros(10)
+    kernel = dict(hyper_lr=0.3, log_min=-0.2, log_max=0.2)
+    per_sample_rate_step(a, index, alignment, None, **kernel)
+    per_sample_rate_step(b, index, alignment, torch.ones(5, dtype=torch.bool), **kernel)
+    torch.testing.assert_close(a, b)
+    expected = (0.3 * (alignment - alignment.mean())).clamp(-0.2, 0.2)
+    torch.testing.assert_close(a[index], expected)
+    assert (a[[1, 3, 5, 6, 8]] == 0).all()  # absent samples never move
 
 
 def test_reference_hypergradient_matches_autograd():

@@ -139,6 +139,19 @@ def reference_dots(err: torch.Tensor, feats1: torch.Tensor, reference: torch.Ten
     return torch.bmm(proj.view(-1, c, k), err.unsqueeze(2)).squeeze(2)
 
 
+def reference_cosines(err: torch.Tensor, feats1: torch.Tensor, reference: torch.Tensor,
+                      dots: torch.Tensor | None = None) -> torch.Tensor:
+    """cos(g_i, R_c) for every sample i and every class c, a (B, C) tensor, without forming g_i.
+
+    ``dots`` may pass :func:`reference_dots` of the same batch. The norms factorise:
+    |e_i (x) h_i| = |e_i| |h_i|.
+    """
+    all_dots = reference_dots(err, feats1, reference) if dots is None else dots
+    sample_norms = err.norm(dim=1) * feats1.norm(dim=1)
+    ref_norms = reference.flatten(1).norm(dim=1)
+    return all_dots / (sample_norms[:, None] * ref_norms[None, :]).clamp_min(1e-12)
+
+
 def reference_alignment(err: torch.Tensor, feats1: torch.Tensor, reference: torch.Tensor,
                         classes: torch.Tensor, *, normalize: bool = True,
                         dots: torch.Tensor | None = None) -> torch.Tensor:
@@ -147,12 +160,9 @@ def reference_alignment(err: torch.Tensor, feats1: torch.Tensor, reference: torc
     ``dots`` may pass :func:`reference_dots` of the same batch, to share it between calls.
     """
     all_dots = reference_dots(err, feats1, reference) if dots is None else dots
-    picked = all_dots.gather(1, classes[:, None]).squeeze(1)
-    if not normalize:
-        return picked
-    ref_norms = reference.flatten(1).norm(dim=1)  # |g_i (x) R| factorises: |e_i| |h_i| |R_c|
-    norms = err.norm(dim=1) * feats1.norm(dim=1) * ref_norms[classes]
-    return picked / norms.clamp_min(1e-12)
+    if normalize:
+        all_dots = reference_cosines(err, feats1, reference, all_dots)
+    return all_dots.gather(1, classes[:, None]).squeeze(1)
 
 
 def probability_margin(probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -164,13 +174,18 @@ def probability_margin(probs: torch.Tensor, targets: torch.Tensor) -> torch.Tens
 
 
 def per_sample_rate_step(log_rates: torch.Tensor, index: torch.Tensor, alignment: torch.Tensor,
-                         valid: torch.Tensor, *, hyper_lr: float, log_min: float, log_max: float) -> None:
-    """Functional kernel: in-place sparse update of ``log_rates[index]`` by the centred alignments."""
-    mask = valid.to(alignment.dtype)
-    mean = (alignment * mask).sum() / mask.sum().clamp_min(1.0)
-    delta = hyper_lr * (alignment - mean) * mask
-    updated = (log_rates.index_select(0, index) + delta.to(log_rates.dtype)).clamp_(log_min, log_max)
-    log_rates.index_copy_(0, index, updated)
+                         valid: torch.Tensor | None, *, hyper_lr: float, log_min: float, log_max: float) -> None:
+    """Functional kernel: in-place sparse update of ``log_rates[index]`` by the centred alignments.
+
+    ``valid`` masks the samples that move (None: all of them); the centre is their mean.
+    """
+    if valid is None:
+        delta = alignment - alignment.mean()
+    else:
+        mask = valid.to(alignment.dtype)
+        delta = (alignment - (alignment * mask).sum() / mask.sum().clamp_min(1.0)) * mask
+    updated = log_rates.index_select(0, index).add_(delta.to(log_rates.dtype), alpha=hyper_lr)
+    log_rates.index_copy_(0, index, updated.clamp_(log_min, log_max))
 
 
 class PerSampleRate:
@@ -262,22 +277,22 @@ class PerSampleRate:
     def step(self, index: torch.Tensor, logits: torch.Tensor, feats: torch.Tensor, targets: torch.Tensor) -> None:
         """Update the rates of ``index`` from the batch's pre-step logits and head inputs."""
         probs = torch.softmax(logits.detach().float(), dim=1)
-        err = probs.clone()
-        err[torch.arange(err.shape[0], device=err.device), targets] -= 1.0
+        err = probs - torch.nn.functional.one_hot(targets, probs.shape[1]).to(probs.dtype)
         feats1 = with_bias(feats.detach().float())
         k = self.num_classes
-        given_alignment = None
+        given_alignment, valid = None, None
         if k * k * feats1.shape[1] > self.max_reference_size:
             alignment, valid = class_conditional_alignment(err, feats1[:, :-1], targets)
         else:
-            alignment, given_alignment, valid = self._reference_alignment(err, feats1, probs, targets)
+            aligned = self._reference_alignment(err, feats1, probs, targets)
             batch_ref = class_reference_update(err, feats1, targets, self.rates(index), k)
             if self.reduce_reference is not None:
                 self.reduce_reference(batch_ref)
             if self.reference is None:
                 self.reference = batch_ref
-            else:
-                self.reference.mul_(self.ema).add_(batch_ref, alpha=1.0 - self.ema)
+                return  # the first batch only builds the reference
+            self.reference.mul_(self.ema).add_(batch_ref, alpha=1.0 - self.ema)
+            alignment, given_alignment = aligned
         fit = self.margin_weight * probability_margin(probs, targets)
         kernel = dict(hyper_lr=self.hyper_lr, log_min=self.log_min, log_max=self.log_max)
         per_sample_rate_step(self.log_rates, index, alignment + fit, valid, **kernel)
@@ -286,19 +301,19 @@ class PerSampleRate:
             per_sample_rate_step(self.given_log_rates, index, given + fit, valid, **kernel)
 
     def _reference_alignment(self, err: torch.Tensor, feats1: torch.Tensor, probs: torch.Tensor,
-                             targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(alignment driving the rates, the "given" alignment, valid mask)."""
+                             targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(alignment driving the rates, the "given" alignment) against the current references
+        (before this batch enters them); zeros while there are none."""
         if self.reference is None:
             zeros = err.new_zeros(err.shape[0])
-            return zeros, zeros, zeros.bool()
-        dots = reference_dots(err, feats1, self.reference)
-        given = reference_alignment(err, feats1, self.reference, targets, dots=dots)
-        alignment = given
-        if self.meta != "given":
-            predicted = probs.argmax(dim=1)
-            toward = reference_alignment(err, feats1, self.reference, predicted, dots=dots)
-            alignment = torch.where(predicted != targets, 0.5 * (given + toward), given)
-        return alignment, given, torch.ones_like(given, dtype=torch.bool)
+            return zeros, zeros
+        cos = reference_cosines(err, feats1, self.reference)
+        given = cos.gather(1, targets[:, None]).squeeze(1)
+        if self.meta == "given":
+            return given, given
+        predicted = probs.argmax(dim=1)
+        toward = cos.gather(1, predicted[:, None]).squeeze(1)
+        return torch.where(predicted != targets, 0.5 * (given + toward), given), given
 
     def state_dict(self) -> dict[str, Any]:
         return {"log_rates": self.log_rates.detach().clone(),
