@@ -304,3 +304,26 @@ def test_auto_state_dict_keeps_the_given_rates():
 def test_hyperparameters_are_validated(kwargs):
     with pytest.raises(ValueError):
         PerSampleRate(**{"num_samples": 3, "num_classes": 2, **kwargs})
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_rate_updates_on_cuda_match_cpu():
+    """The same batches give the same rates and references on CUDA as on CPU (float rounding aside)."""
+    gen = torch.Generator().manual_seed(5)
+    n, k, d = 200, 4, 16
+    batches = [(torch.randperm(n, generator=gen)[:40], torch.randn(40, k, generator=gen) * 2,
+                torch.rand(40, d, generator=gen), torch.randint(0, k, (40,), generator=gen)) for _ in range(25)]
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        results = {}
+        for device in ("cpu", "cuda"):
+            rates = PerSampleRate(n, k, hyper_lr=0.5, device=device)
+            for batch in batches:
+                rates.step(*(t.to(device) for t in batch))
+            results[device] = (rates.log_rates.cpu(), rates.given_log_rates.cpu(), rates.reference.cpu())
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    for cpu, cuda in zip(results["cpu"], results["cuda"]):
+        torch.testing.assert_close(cuda, cpu, rtol=1e-5, atol=1e-5)
+    assert results["cpu"][0].std() > 0.01  # the rates did move
