@@ -29,7 +29,7 @@ memorised agree with it). Which one is used:
   kernel density estimate of u between the near component's mean and the far
   mode, if it has one: when clean scores spread wide rather than pile up at
   the top, the far Gaussian takes in part of that spread (Fashion-MNIST sample
-  scan: 1,720 above 0.5, 882 beyond the valley, 800 wrong labels);
+  scan: 1,729 above 0.5, 883 beyond the valley, 800 wrong labels);
 - otherwise (instance-dependent noise): the midpoint of the two counts.
 
 That many samples from the top of the ranking are flagged, so the
