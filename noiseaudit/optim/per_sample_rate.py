@@ -284,15 +284,14 @@ class PerSampleRate:
         if k * k * feats1.shape[1] > self.max_reference_size:
             alignment, valid = class_conditional_alignment(err, feats1[:, :-1], targets)
         else:
-            aligned = self._reference_alignment(err, feats1, probs, targets)
             batch_ref = class_reference_update(err, feats1, targets, self.rates(index), k)
             if self.reduce_reference is not None:
                 self.reduce_reference(batch_ref)
             if self.reference is None:
                 self.reference = batch_ref
                 return  # the first batch only builds the reference
+            alignment, given_alignment = self._reference_alignment(err, feats1, probs, targets, self.reference)
             self.reference.mul_(self.ema).add_(batch_ref, alpha=1.0 - self.ema)
-            alignment, given_alignment = aligned
         fit = self.margin_weight * probability_margin(probs, targets)
         kernel = dict(hyper_lr=self.hyper_lr, log_min=self.log_min, log_max=self.log_max)
         per_sample_rate_step(self.log_rates, index, alignment + fit, valid, **kernel)
@@ -301,13 +300,10 @@ class PerSampleRate:
             per_sample_rate_step(self.given_log_rates, index, given + fit, valid, **kernel)
 
     def _reference_alignment(self, err: torch.Tensor, feats1: torch.Tensor, probs: torch.Tensor,
-                             targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(alignment driving the rates, the "given" alignment) against the current references
-        (before this batch enters them); zeros while there are none."""
-        if self.reference is None:
-            zeros = err.new_zeros(err.shape[0])
-            return zeros, zeros
-        cos = reference_cosines(err, feats1, self.reference)
+                             targets: torch.Tensor, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(alignment driving the rates, the "given" alignment) against ``reference``, the class
+        references from before this batch."""
+        cos = reference_cosines(err, feats1, reference)
         given = cos.gather(1, targets[:, None]).squeeze(1)
         if self.meta == "given":
             return given, given
