@@ -75,12 +75,13 @@ def distance_below_top(score: np.ndarray) -> np.ndarray | None:
     return np.log(np.clip(top - score, 0.0, None) + DELTA_FRACTION * spread)
 
 
-def _suspicion(score: np.ndarray, order: np.ndarray, seed: int) -> tuple[np.ndarray, float, int]:
-    """Posterior of the low component (non-increasing along ``order``), Ashman's D of the fit, and the
-    number of samples beyond the density valley (all of them when there is none)."""
+def _suspicion(score: np.ndarray, order: np.ndarray,
+               seed: int) -> tuple[np.ndarray, float, np.ndarray | None, tuple[float, float]]:
+    """Posterior of the low component (non-increasing along ``order``), Ashman's D of the fit, the
+    fitted u (None when the scores have no spread) and the (near, far) component means in u."""
     u = distance_below_top(score) if score.size >= 4 and np.ptp(score) >= 1e-6 else None
     if u is None:
-        return np.zeros_like(score, dtype=np.float64), 0.0, 0
+        return np.zeros_like(score, dtype=np.float64), 0.0, None, (0.0, 0.0)
     gmm = GaussianMixture(n_components=2, random_state=seed, reg_covar=1e-6).fit(u[:, None])
     far = int(np.argmax(gmm.means_[:, 0]))  # far below the top: the low-score component
     post = gmm.predict_proba(u[:, None])[:, far]
@@ -89,9 +90,8 @@ def _suspicion(score: np.ndarray, order: np.ndarray, seed: int) -> tuple[np.ndar
     # in the tail, an artefact that must not make the most suspect samples look less so
     out[order[::-1]] = np.maximum.accumulate(post[order[::-1]])
     mu, var = gmm.means_[:, 0], gmm.covariances_.ravel()
-    valley = density_valley(u, float(mu.min()), float(mu.max()))
-    beyond = score.size if valley is None else int((u > valley).sum())
-    return out, float(np.sqrt(2.0) * abs(mu[0] - mu[1]) / np.sqrt(var.sum())), beyond
+    separation = float(np.sqrt(2.0) * abs(mu[0] - mu[1]) / np.sqrt(var.sum()))
+    return out, separation, u, (float(mu.min()), float(mu.max()))
 
 
 def density_valley(u: np.ndarray, near: float, far: float, bins: int = 1024) -> float | None:
@@ -134,7 +134,7 @@ def choose_threshold(score: np.ndarray, loss: np.ndarray, disagrees: np.ndarray 
     score = np.asarray(score, dtype=np.float64)
     n = score.size
     order = rank_order(score, loss)
-    suspicion, separation, beyond_valley = _suspicion(score, order, seed)
+    suspicion, separation, u, (near, far) = _suspicion(score, order, seed)
     upper = lower = 0
     if noise_rate is None:
         counted = np.ones(n, dtype=bool) if disagrees is None else np.asarray(disagrees, dtype=bool)
@@ -142,8 +142,9 @@ def choose_threshold(score: np.ndarray, loss: np.ndarray, disagrees: np.ndarray 
         lower = int(((suspicion > 0.5) & counted).sum())
         if separation < BIMODAL_D or upper >= MAX_UPPER_PER_LOWER * lower:
             n_flagged = lower  # one clean mode split in two, or a low mode of hard clean samples
-        elif upper < MOSTLY_DISPUTED * lower:
-            n_flagged = min(upper, beyond_valley)  # the model disputes most of the low component
+        elif upper < MOSTLY_DISPUTED * lower:  # the model disputes most of the low component
+            valley = None if u is None else density_valley(u, near, far)
+            n_flagged = upper if valley is None else min(upper, int((u > valley).sum()))
         else:
             n_flagged = (upper + lower + 1) // 2
         method = "gmm"
