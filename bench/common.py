@@ -30,7 +30,7 @@ EPOCHS = {"fmnist10k": 10, "fmnist60k": 10, "mnist5k": 10, "digits": 20}
 def load(name: str) -> tuple[np.ndarray, np.ndarray]:
     """uint8 images (N, 1, S, S) and int64 labels."""
     if name.startswith("fmnist"):
-        from noiseaudit.data.idx import load_fashion_mnist
+        from fashion_mnist import load_fashion_mnist
 
         x, y = load_fashion_mnist("train")
         if name == "fmnist10k":

@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
-from noiseaudit.data.idx import FASHION_MNIST_CLASSES, load_fashion_mnist
 from noiseaudit.noise import inject_symmetric
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist  # noqa: E402  (a bench-only loader)
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""Read IDX files (the MNIST / Fashion-MNIST format), gzipped or not."""
+"""Fashion-MNIST for the benchmarks: IDX files (the MNIST format, gzipped or not) from the Debian package
+``dataset-fashion-mnist`` (``apt-get install -y dataset-fashion-mnist``)."""
 
 from __future__ import annotations
 
