@@ -216,7 +216,7 @@ def test_empty_label_cell(ds):
     images, out, csv, _ = ds
     path = csv("path,label\nimg0.png,a\nimg1.png,\nimg2.png,a\nimg3.png,\n")
     line = assert_user_error(invoke(*scan_args(images, path, out)), out, "labels.csv:3", "empty label")
-    assert "(2 rows)" in line
+    assert "(2 rows)" in line and "for image 'img1.png'" in line
 
 
 def test_empty_path_cell(ds):

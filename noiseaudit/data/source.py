@@ -131,7 +131,9 @@ def read_labels_csv(
         empty = frame[col] == ""
         if empty.any():
             first = int(empty.to_numpy().nonzero()[0][0])
-            raise InputError(f"empty {kind} in column {col!r} ({int(empty.sum())} rows)", path=csv, line=lines[first])
+            image = f" for image {frame[pcol].iloc[first]!r}" if kind == "label" else ""
+            raise InputError(f"empty {kind} in column {col!r}{image} ({int(empty.sum())} rows)", path=csv,
+                             line=lines[first])
     for p, line in zip(frame[pcol], lines):
         resolve_inside(root, p, origin=str(csv), line=line)
     keys = [PurePosixPath(p.replace("\\", "/")) for p in frame[pcol]]  # "./a.png" and "a.png" are one path
