@@ -53,6 +53,7 @@ class TrainConfig:
     margin_weight: float = 0.5
     augment: bool = False
     schedule: str = "constant"
+    precision: str = "fp32"  # "bf16": forward passes under bfloat16 autocast (losses and rate updates in fp32)
 
 
 @dataclass
@@ -102,11 +103,42 @@ class RunState:
         self.epoch_losses, self.recoveries = list(state["epoch_losses"]), list(state["recoveries"])
 
 
-def normaliser(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def normaliser(images: torch.Tensor, model: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std that :func:`as_input` standardises with, shaped (1, C, 1, 1).
+
+    uint8 images (scaled to [0, 1]) get the model's own ``input_normalization`` (a
+    pretrained network's, as (mean, std) in [0, 1] units) or else the dataset's
+    per-channel statistics; float inputs (a frozen backbone's activations) are
+    taken as they are.
+    """
+    c = images.shape[1]
+    fixed = getattr(model, "input_normalization", None)
+    if images.is_floating_point() or fixed is not None:
+        mean, std = (0.0, 1.0) if fixed is None else fixed
+        return torch.full((1, c, 1, 1), float(mean)), torch.full((1, c, 1, 1), float(std))
     x = images.float().div_(255.0)
     mean = x.mean(dim=(0, 2, 3), keepdim=True)
     std = x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-3)
     return mean, std
+
+
+def as_input(chunk: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """A batch of stored inputs as the model's float input: uint8 scaled to [0, 1], then standardised."""
+    x = chunk.float()
+    if chunk.dtype == torch.uint8:
+        x.div_(255.0)
+    return (x - mean) / std
+
+
+def parameter_groups(model: nn.Module) -> list[dict[str, Any]]:
+    """The model's trainable parameters, each group with an ``lr_scale`` of the base rate.
+
+    A model may define ``parameter_groups()`` (a pretrained body trained slower than its new head);
+    otherwise every parameter that requires a gradient trains at the base rate.
+    """
+    groups = model.parameter_groups() if hasattr(model, "parameter_groups") else [
+        {"params": [p for p in model.parameters() if p.requires_grad]}]
+    return [{"lr_scale": 1.0, **g} for g in groups if g["params"]]
 
 
 def random_shift_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -139,9 +171,9 @@ def train(data: ImageDataset, model: nn.Module, cfg: TrainConfig, device: torch.
     """
     n = len(data)
     images, targets = data.images.to(device), data.targets.to(device)
-    mean, std = (t.to(device) for t in normaliser(data.images))
+    mean, std = (t.to(device) for t in normaliser(data.images, model))
     model.to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    opt = torch.optim.SGD(parameter_groups(model), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     rates = None
     if cfg.method == "learned-lr":
         rates = PerSampleRate(n, len(data.classes), hyper_lr=cfg.hyper_lr, meta=cfg.meta,
@@ -169,13 +201,15 @@ def train(data: ImageDataset, model: nn.Module, cfg: TrainConfig, device: torch.
             batches = torch.tensor_split((run.order if dist is None else dist.shard(run.order)).to(device), steps)
             for step in range(run.step, steps):
                 idx = batches[step]
-                x = (images[idx].float().div_(255.0) - mean) / std
+                x = as_input(images[idx], mean, std)
                 if cfg.augment:
                     x = random_shift_flip(x, gen)
                 y = targets[idx]
                 for group in opt.param_groups:
-                    group["lr"] = run.base_lr * schedule.factor(run.epoch, step)
-                feats, logits = net(x)
+                    group["lr"] = run.base_lr * schedule.factor(run.epoch, step) * group["lr_scale"]
+                with autocast(device, cfg.precision):
+                    feats, logits = net(x)
+                logits = logits.float()
                 losses = F.cross_entropy(logits, y, reduction="none")
                 selected = None
                 if rates is not None:
@@ -222,10 +256,18 @@ def train(data: ImageDataset, model: nn.Module, cfg: TrainConfig, device: torch.
         dba.remove()
     if dist is not None:
         dist.end_training(recorder.sums())
-    probs = predict(model, images, mean, std, batch_size=max(cfg.batch_size, 512))
+    with autocast(device, cfg.precision):
+        probs = predict(model, images, mean, std, batch_size=max(cfg.batch_size, 512))
     signals, choice = choose_rates(recorder.summary(), data.targets.numpy(), probs.argmax(axis=1), len(data.classes))
     return TrainResult(signals=signals, probs=probs, epoch_losses=run.epoch_losses, rate_choice=choice,
                        recoveries=run.recoveries, switch_epoch=schedule.switch_epoch)
+
+
+def autocast(device: torch.device, precision: str) -> Any:
+    """bfloat16 autocast for ``precision="bf16"``, otherwise nothing."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
 
 
 def recover(run: RunState, last_good: dict[str, Any], epoch_loss: float) -> None:
@@ -245,6 +287,6 @@ def predict(model: nn.Module, images: torch.Tensor, mean: torch.Tensor, std: tor
             batch_size: int = 512) -> np.ndarray:
     """Softmax probabilities of every sample under the model in eval mode."""
     model.eval()
-    out = [torch.softmax(model((chunk.float().div_(255.0) - mean) / std).float(), dim=1)
+    out = [torch.softmax(model(as_input(chunk, mean, std)).float(), dim=1)
            for chunk in images.split(batch_size)]
     return torch.cat(out).cpu().numpy()

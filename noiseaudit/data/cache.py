@@ -1,9 +1,11 @@
-"""Decode once: a memory-mapped uint8 cache of decoded images, reused by later scans.
+"""Decode once: a memory-mapped cache of decoded images, or of what a frozen backbone computes from
+them, reused by later scans.
 
 An entry is keyed by the dataset root, every file's relative path, size, modification and
 change times and inode (so any edit, replacement or rename makes a new key), plus the image
-size. It holds the decoded (N, S, S, 3) uint8 array as ``.npy`` (opened memory-mapped) and a
-JSON sidecar with the files that could not be decoded. The automatically chosen image size is
+size and, for a backbone's activations, the encoder's name (network, split point, precision).
+It holds the (N, S, S, 3) uint8 images or the (N, C, H, W) float16 activations as ``.npy``
+(opened memory-mapped) and a JSON sidecar with the files that could not be decoded. The automatically chosen image size is
 cached per file list too, so a warm scan opens no image at all. Entries are written to temp
 files and renamed, so a killed scan never leaves a half-written entry.
 
@@ -53,31 +55,49 @@ class DecodeCache:
         return self.directory / f"{key}{suffix}"
 
     def auto_size(self, key: str) -> int | None:
-        meta = self._read_json(self._path(key, ".size.json"))
+        meta = self.note(key, "size")
         return None if meta is None else int(meta["image_size"])
 
     def store_auto_size(self, key: str, image_size: int) -> None:
-        self._write_json(self._path(key, ".size.json"), {"image_size": image_size})
+        self.store_note(key, "size", {"image_size": image_size})
 
-    def load(self, key: str, image_size: int) -> tuple[np.ndarray, dict[str, Any]] | None:
-        """The cached array (memory-mapped, read-only) and its sidecar, or None on a miss."""
-        stem = f"{key}-{image_size}"
+    def note(self, key: str, name: str) -> dict[str, Any] | None:
+        """A small JSON value remembered for these files (the automatic image size, the backbone choice)."""
+        return self._read_json(self._path(key, f".{name}.json"))
+
+    def store_note(self, key: str, name: str, value: dict[str, Any]) -> None:
+        self._write_json(self._path(key, f".{name}.json"), value)
+
+    @staticmethod
+    def _stem(key: str, image_size: int, variant: str | None) -> str:
+        return f"{key}-{image_size}" if variant is None else f"{key}-{image_size}-{variant}"
+
+    def load(self, key: str, image_size: int, variant: str | None = None, shape: tuple[int, ...] | None = None,
+             dtype: str = "uint8") -> tuple[np.ndarray, dict[str, Any]] | None:
+        """The cached array (memory-mapped copy-on-write: the file is never changed) and its sidecar, or None on a miss.
+
+        ``variant`` names an encoder whose per-sample output has ``shape`` and ``dtype``;
+        without one the entry holds (image_size, image_size, 3) uint8 images.
+        """
+        stem = self._stem(key, image_size, variant)
         meta = self._read_json(self._path(stem, ".json"))
         array_path = self._path(stem, ".npy")
         if meta is None or not array_path.is_file():
             return None
         try:
-            array = np.load(array_path, mmap_mode="r")
+            array = np.load(array_path, mmap_mode="c")  # copy-on-write: never written, no warning
         except (OSError, ValueError):
             return None  # damaged entry: decode again
-        if array.shape != (meta["n"], image_size, image_size, 3) or array.dtype != np.uint8:
+        per_sample = (image_size, image_size, 3) if shape is None else tuple(shape)
+        if array.shape != (meta["n"], *per_sample) or array.dtype != np.dtype(dtype):
             return None
         return array, meta
 
-    def store(self, key: str, image_size: int, array: np.ndarray, meta: dict[str, Any]) -> None:
+    def store(self, key: str, image_size: int, array: np.ndarray, meta: dict[str, Any],
+              variant: str | None = None) -> None:
         """Write ``array`` and its sidecar (array first, so a sidecar always has its array)."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        stem = f"{key}-{image_size}"
+        stem = self._stem(key, image_size, variant)
         atomic_write(self._path(stem, ".npy"), lambda tmp: _save_npy(tmp, array))
         self._write_json(self._path(stem, ".json"), {**meta, "n": int(array.shape[0])})
 

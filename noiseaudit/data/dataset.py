@@ -1,4 +1,10 @@
-"""Decode a :class:`LabeledSource` into an in-memory uint8 tensor dataset."""
+"""Decode a :class:`LabeledSource` into an in-memory tensor dataset.
+
+The tensor holds either the decoded uint8 images or, with an :class:`Encoder`,
+what a frozen network computes from each of them (a pretrained backbone's
+activations): images are then decoded in batches at the encoder's input size and
+only its output is kept.
+"""
 
 from __future__ import annotations
 
@@ -30,12 +36,30 @@ class SkippedImage:
     reason: str
 
 
+@dataclass(frozen=True)
+class Encoder:
+    """What to store for each decoded image instead of its pixels.
+
+    ``encode`` maps a (B, S, S, 3) uint8 batch to a (B, *shape) array of
+    ``dtype``; ``name`` tells cache entries of different encoders apart (it
+    should name the network, where it was cut and the precision it ran at).
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    encode: Callable[[np.ndarray], np.ndarray]
+    batch_size: int = 256
+
+
 @dataclass
 class ImageDataset:
-    """Decoded images (N, C, S, S) uint8, integer targets and the class list.
+    """Decoded images (N, C, S, S) uint8, or an encoder's (N, C, H, W) outputs, with integer targets
+    and the class list.
 
-    ``rows`` maps each sample to its row in the source (all rows, in order,
-    unless some were skipped); ``skipped`` lists the rows left out.
+    ``image_size`` is the side images were decoded at. ``rows`` maps each
+    sample to its row in the source (all rows, in order, unless some were
+    skipped); ``skipped`` lists the rows left out.
     """
 
     images: torch.Tensor
@@ -115,9 +139,16 @@ def _each_file(fn: Callable, files: list[Path], rows: list[int], source: Labeled
     return results
 
 
+def source_key(source: LabeledSource) -> str:
+    """The cache key of the files of ``source`` that exist (their identity, not their pixels)."""
+    files = [resolve_inside(source.root, p, origin=source.origin, line=line)
+             for p, line in zip(source.paths, source.lines)]
+    return files_key(source.root, [f for f in files if _is_file(f)])
+
+
 def load_dataset(source: LabeledSource, *, image_size: int | None = None, workers: int = 2,
                  progress: Progress | None = None, on_bad_image: str = "fail",
-                 cache: DecodeCache | None = None) -> ImageDataset:
+                 cache: DecodeCache | None = None, encoder: Encoder | None = None) -> ImageDataset:
     """Check, size and decode every image of ``source``.
 
     With ``on_bad_image="fail"`` a missing or undecodable image raises
@@ -126,9 +157,13 @@ def load_dataset(source: LabeledSource, *, image_size: int | None = None, worker
     fewer than two classes among the usable samples is an InputError. With a
     ``cache`` the decoded images (and which files failed) are read from it when
     the same files were decoded at the same size before, and stored otherwise.
+    With an ``encoder`` (which needs ``image_size``) images are decoded in
+    batches and the dataset holds the encoder's outputs, cached the same way.
     """
     if on_bad_image not in BAD_IMAGE_POLICIES:
         raise ValueError(f"on_bad_image must be one of {BAD_IMAGE_POLICIES}, got {on_bad_image!r}")
+    if encoder is not None and image_size is None:
+        raise ValueError("an encoder needs the image_size it takes")
     _require_two_classes(source.labels, source)
     files = [resolve_inside(source.root, p, origin=source.origin, line=line)
              for p, line in zip(source.paths, source.lines)]
@@ -146,7 +181,7 @@ def load_dataset(source: LabeledSource, *, image_size: int | None = None, worker
     if image_size is None and key is not None:
         image_size = cache.auto_size(key)
         if image_size is not None:
-            return _decoded(source, files, keep, image_size, workers, progress, bad, cache, key)
+            return _decoded(source, files, keep, image_size, workers, progress, bad, cache, key, encoder)
     if image_size is None:
         headers = _each_file(lambda _, f: image_header(f), files, keep, source, workers, None, bad)
         good = [h for h in headers if not isinstance(h, DecodeError)]
@@ -157,14 +192,15 @@ def load_dataset(source: LabeledSource, *, image_size: int | None = None, worker
             cache.store_auto_size(key, image_size)
     elif image_size < 4:
         raise InputError(f"--image-size must be at least 4, got {image_size}")
-    return _decoded(source, files, keep, image_size, workers, progress, bad, cache, key)
+    return _decoded(source, files, keep, image_size, workers, progress, bad, cache, key, encoder)
 
 
 def _decoded(source: LabeledSource, files: list[Path], keep: list[int], image_size: int, workers: int,
              progress: Progress | None, bad: dict[int, SkippedImage] | None, cache: DecodeCache | None,
-             key: str | None) -> ImageDataset:
-    """Decode the ``keep`` files (or read them from the cache) and assemble the dataset."""
-    hit = None if cache is None or key is None else cache.load(key, image_size)
+             key: str | None, encoder: Encoder | None = None) -> ImageDataset:
+    """Decode the ``keep`` files (or read them from the cache), encode them if asked, and assemble the dataset."""
+    entry = {} if encoder is None else {"variant": encoder.name, "shape": encoder.shape, "dtype": encoder.dtype}
+    hit = None if cache is None or key is None else cache.load(key, image_size, **entry)
     if hit is not None:
         stacked, meta = hit
         for j, status, reason in meta["bad"]:
@@ -174,27 +210,52 @@ def _decoded(source: LabeledSource, files: list[Path], keep: list[int], image_si
         if progress is not None:
             progress(len(keep), len(keep))
     else:
+        stacked = _decode_all(source, files, keep, image_size, workers, progress, bad, encoder)
+        if cache is not None and key is not None:  # the failures of these files, header pass included
+            failed = [[j, bad[i].status, bad[i].reason] for j, i in enumerate(keep) if bad and i in bad]
+            cache.store(key, image_size, stacked, {"bad": failed}, variant=entry.get("variant"))
+    decoded = [j for j, i in enumerate(keep) if bad is None or i not in bad]
+    rows = np.asarray([keep[j] for j in decoded], dtype=np.int64)
+    stacked = stacked[decoded] if len(decoded) != len(keep) else np.asarray(stacked)
+    labels = [source.labels[i] for i in rows]
+    classes = _require_two_classes(labels, source, skipped=0 if bad is None else len(bad))
+    index = {c: k for k, c in enumerate(classes)}
+    targets = torch.tensor([index[v] for v in labels], dtype=torch.int64)
+    if encoder is None:
+        gray = bool((stacked[..., 0] == stacked[..., 1]).all() and (stacked[..., 1] == stacked[..., 2]).all())
+        stacked = np.ascontiguousarray((stacked[..., :1] if gray else stacked).transpose(0, 3, 1, 2))
+    return ImageDataset(images=torch.from_numpy(stacked), targets=targets, classes=classes, image_size=image_size,
+                        rows=rows, skipped=sorted((bad or {}).values(), key=lambda b: b.row))
+
+
+def _decode_all(source: LabeledSource, files: list[Path], keep: list[int], image_size: int, workers: int,
+                progress: Progress | None, bad: dict[int, SkippedImage] | None,
+                encoder: Encoder | None) -> np.ndarray:
+    """Decode the ``keep`` files into one (N, S, S, 3) uint8 array, or, with an ``encoder``, decode
+    them a batch at a time and return the encoder's (N, *shape) outputs (undecodable images are
+    recorded in ``bad``; their rows hold whatever the encoder made of a blank image)."""
+    if encoder is None:
         stacked = np.empty((len(keep), image_size, image_size, 3), dtype=np.uint8)
 
         def decode_into(j: int, file: Path) -> None:
             stacked[j] = decode_image(file, image_size)
 
         _each_file(decode_into, files, keep, source, workers, progress, bad)
-        if cache is not None and key is not None:  # the failures of these files, header pass included
-            failed = [[j, bad[i].status, bad[i].reason] for j, i in enumerate(keep) if bad and i in bad]
-            cache.store(key, image_size, stacked, {"bad": failed})
-    decoded = [j for j, i in enumerate(keep) if bad is None or i not in bad]
-    rows = np.asarray([keep[j] for j in decoded], dtype=np.int64)
-    stacked = stacked[decoded] if len(decoded) != len(keep) else np.asarray(stacked)
-    labels = [source.labels[i] for i in rows]
-    classes = _require_two_classes(labels, source, skipped=0 if bad is None else len(bad))
-    gray = bool((stacked[..., 0] == stacked[..., 1]).all() and (stacked[..., 1] == stacked[..., 2]).all())
-    images = stacked[..., :1] if gray else stacked
-    index = {c: k for k, c in enumerate(classes)}
-    targets = torch.tensor([index[v] for v in labels], dtype=torch.int64)
-    return ImageDataset(images=torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))),
-                        targets=targets, classes=classes, image_size=image_size, rows=rows,
-                        skipped=sorted((bad or {}).values(), key=lambda b: b.row))
+        return stacked
+    out = np.empty((len(keep), *encoder.shape), dtype=encoder.dtype)
+    batch = np.empty((encoder.batch_size, image_size, image_size, 3), dtype=np.uint8)
+    for start in range(0, len(keep), encoder.batch_size):
+        part = keep[start:start + encoder.batch_size]
+        batch[:len(part)] = 0
+
+        def decode_batch(j: int, file: Path) -> None:
+            batch[j] = decode_image(file, image_size)
+
+        _each_file(decode_batch, files, part, source, workers, None, bad)
+        out[start:start + len(part)] = encoder.encode(batch[:len(part)])
+        if progress is not None:
+            progress(start + len(part), len(keep))
+    return out
 
 
 def _is_file(path: Path) -> bool:
