@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from noiseaudit._version import __version__
+from noiseaudit.backbone import BACKBONES, FINETUNE, build_top, encoder, plan_backbone, training_defaults
 from noiseaudit.checkpoint import Checkpointer, dataset_fingerprint
 from noiseaudit.data.cache import DecodeCache
 from noiseaudit.data.dataset import BAD_IMAGE_POLICIES, ImageDataset, SkippedImage, load_dataset
@@ -43,11 +44,13 @@ class ScanConfig:
     path_col: str | None = None
     label_col: str | None = None
     model: str | None = None
+    backbone: str = "auto"
+    finetune: str = "top"
     image_size: int | None = None
     method: str = "learned-lr"
-    epochs: int = 10
+    epochs: int | None = None
     batch_size: int = 128
-    lr: float = 0.05
+    lr: float | None = None
     hyper_lr: float = 0.05
     margin_weight: float = 0.5
     meta: str = "auto"
@@ -69,10 +72,17 @@ class ScanConfig:
         if self.model is not None and self.model not in MODELS:
             raise UsageError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}")
         for name in ("epochs", "batch_size", "workers"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if not self.lr > 0:
+        if self.lr is not None and not self.lr > 0:
             raise UsageError(f"--lr must be positive, got {self.lr}")
+        if self.backbone not in BACKBONES:
+            raise UsageError(f"unknown backbone {self.backbone!r}; choose one of {', '.join(BACKBONES)}")
+        if self.finetune not in FINETUNE:
+            raise UsageError(f"unknown --finetune {self.finetune!r}; choose one of {', '.join(FINETUNE)}")
+        if self.model is not None and self.backbone not in ("auto", "none"):
+            raise UsageError(f"--model {self.model} trains from scratch; it cannot go with --backbone {self.backbone}")
+
         if self.meta not in META_OBJECTIVES:
             raise UsageError(f"unknown meta-objective {self.meta!r}; choose one of {', '.join(META_OBJECTIVES)}")
         if not self.hyper_lr >= 0:
@@ -152,14 +162,32 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     source = load_source(cfg.images_dir, cfg.labels_csv, path_col=cfg.path_col, label_col=cfg.label_col)
-    decode_cb = None if on_progress is None else (lambda done, total: on_progress("decode", done, total, {}))
-    data = load_dataset(source, image_size=cfg.image_size, workers=cfg.workers, progress=decode_cb,
-                        on_bad_image=cfg.on_bad_image, cache=DecodeCache(cfg.cache_dir) if cfg.cache else None)
+    cache = DecodeCache(cfg.cache_dir) if cfg.cache else None
+    t_choice = time.perf_counter()
+    plan = plan_backbone("none" if cfg.model else cfg.backbone, cfg.finetune, source, device, seed=cfg.seed,
+                         workers=cfg.workers, cache=cache)
+    timings["choose_backbone_s"] = time.perf_counter() - t_choice
+    if plan.name is not None and cfg.image_size is not None:
+        plan.image_size = cfg.image_size
+    if plan.name is not None and plan.finetune != "all" and cfg.augment:
+        raise UsageError(f"--augment needs the images themselves, but {plan.name} trains on its cached "
+                         f"activations with --finetune {plan.finetune}; use --finetune all or --backbone none")
+    frozen = encoder(plan, device) if plan.name is not None and plan.finetune != "all" else None
+    stage = "decode" if frozen is None else "embed"
+    decode_cb = None if on_progress is None else (lambda done, total: on_progress(stage, done, total, {}))
+    data = load_dataset(source, image_size=cfg.image_size if plan.name is None else plan.image_size,
+                        workers=cfg.workers, progress=decode_cb, on_bad_image=cfg.on_bad_image, cache=cache,
+                        encoder=frozen)
     timings["load_s"] = time.perf_counter() - t0
 
     gen = seed_everything(cfg.seed)
-    model_name = cfg.model or default_model(data.channels, data.image_size)
-    model = build_model(model_name, data.channels, data.image_size, len(data.classes))
+    if plan.name is None:
+        model_name = cfg.model or default_model(data.channels, data.image_size)
+        model = build_model(model_name, data.channels, data.image_size, len(data.classes))
+    else:
+        model_name = f"{plan.name} (finetune {plan.finetune})"
+        model = build_top(plan, len(data.classes))
+    cfg.epochs, cfg.lr = training_defaults(plan, cfg.epochs, cfg.lr)
     train_cfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, method=cfg.method,
                             hyper_lr=cfg.hyper_lr, margin_weight=cfg.margin_weight, meta=cfg.meta,
                             augment=cfg.augment, schedule=cfg.schedule)
@@ -198,8 +226,9 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
         "images_root": str(source.root),
         "seed": cfg.seed,
         "model": model_name,
+        "backbone": plan.metadata(),
         "image_size": data.image_size,
-        "channels": data.channels,
+        "channels": data.channels if plan.name is None else 3,
         "device": str(device),
         "world_size": 1 if dist is None else dist.world,
         "torch": torch.__version__,

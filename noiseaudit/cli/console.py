@@ -92,7 +92,7 @@ def progress_reporter(quiet: bool) -> Iterator[Callable[[str, int, int, dict[str
 
         def update(stage: str, done: int, total: int, info: dict[str, Any]) -> None:
             if stage not in tasks:
-                label = "decoding images" if stage == "decode" else "training"
+                label = {"decode": "decoding images", "embed": "embedding images"}.get(stage, "training")
                 tasks[stage] = bar.add_task(label, total=total, note="")
             note = f"epoch {info['epoch']}" if "epoch" in info else ""
             if info.get("loss") is not None:

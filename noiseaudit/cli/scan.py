@@ -55,15 +55,25 @@ def scan_command(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing report.")] = False,
     path_col: Annotated[Optional[str], typer.Option(help="Path column name (default: auto-detect).")] = None,
     label_col: Annotated[Optional[str], typer.Option(help="Label column name (default: auto-detect).")] = None,
-    model: Annotated[Optional[str], typer.Option(help="small-cnn, resnet18 or mlp (default: from the data).")] = None,
+    backbone: Annotated[str, typer.Option(help="auto: the pretrained efficientnet-lite0 for colour images when "
+                                              "the 'pretrained' extra is installed and a quick probe says it fits "
+                                              "(else from scratch); none: always from scratch; or "
+                                              "efficientnet-lite0.")] = "auto",
+    finetune: Annotated[str, typer.Option(help="With a backbone: none (a head on frozen embeddings), top (its "
+                                              "last stage and head, on cached activations; the default) or all "
+                                              "(the whole network; for GPUs).")] = "top",
+    model: Annotated[Optional[str], typer.Option(help="From-scratch model: small-cnn, resnet18 or mlp (default: "
+                                                      "from the data).")] = None,
     image_size: Annotated[Optional[int], typer.Option(help="Resize images to this square side "
                                                            "(default: from the data).")] = None,
     method: Annotated[str, typer.Option(help="learned-lr; plain (uniform rates, ranked by loss); or dba "
                                             "(Dynamic Batch Adaptation, ranked by how often a sample is "
                                             "selected).")] = "learned-lr",
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default: 10 from scratch, 6 with a "
+                                                       "backbone).")] = None,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
-    lr: Annotated[float, typer.Option(help="Base learning rate (SGD, momentum 0.9).")] = 0.05,
+    lr: Annotated[Optional[float], typer.Option(help="Base learning rate (SGD, momentum 0.9; default: 0.05 from "
+                                                     "scratch, 0.02 with a backbone).")] = None,
     hyper_lr: Annotated[float, typer.Option(help="Step size of the per-sample rate update.")] = 0.05,
     margin_weight: Annotated[float, typer.Option(help="Weight of the sample's own probability margin in the "
                                                       "rate update, beside its class alignment.")] = 0.5,
@@ -95,7 +105,8 @@ def scan_command(
     follower = int(os.environ.get("RANK", "0")) > 0  # under torchrun, rank 0 reports for everyone
     with progress_reporter(quiet or follower) as on_progress:
         report = scan(images_dir, labels_csv, output=output, overwrite=overwrite, on_progress=on_progress,
-                      path_col=path_col, label_col=label_col, model=model, image_size=image_size, method=method,
+                      path_col=path_col, label_col=label_col, model=model, backbone=backbone,
+                      finetune=finetune, image_size=image_size, method=method,
                       epochs=epochs, batch_size=batch_size, lr=lr, hyper_lr=hyper_lr, margin_weight=margin_weight,
                       meta=meta, schedule=schedule, augment=augment,
                       on_bad_image=on_bad_image, resume=resume, cache=cache,

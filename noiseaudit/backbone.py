@@ -1,0 +1,222 @@
+"""Which network a scan trains: one from scratch, or the top of a pretrained backbone.
+
+``--backbone auto`` (the default) uses EfficientNet-Lite0 for colour images when the
+``pretrained`` extra is installed, unless a quick measurement on a sample says that
+ImageNet features fit this data worse than a small network trained from scratch
+(graphics, icons, sketches, scans can be like that): the cross-validated accuracy of a
+linear probe on the sample's embeddings against the held-out accuracy of a short
+from-scratch run on the same sample (:func:`prefer_backbone`). Both figures and the
+choice go into the report's metadata.
+
+``--finetune`` says how much of the backbone trains: ``none`` (a linear head on the
+frozen, pooled embedding), ``top`` (the last stage, the conv head and the head, over
+cached activations of the frozen part below) or ``all`` (everything, from decoded
+images; for GPUs). With ``none`` and ``top`` the frozen part runs once per dataset and
+its output is cached (:class:`noiseaudit.data.dataset.Encoder`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from noiseaudit.data.cache import DecodeCache
+from noiseaudit.data.dataset import Encoder, ImageDataset, load_dataset, source_key
+from noiseaudit.data.images import GRAY_MODES, DecodeError, image_header
+from noiseaudit.data.source import LabeledSource
+from noiseaudit.errors import NoiseAuditWarning, UsageError
+from noiseaudit.models import efficientnet as lite0
+
+BACKBONES = ("auto", "none", lite0.NAME)
+FINETUNE = ("none", "top", "all")
+SPLIT = {"none": lite0.NUM_BLOCKS + 1, "top": lite0.NUM_BLOCKS - 1, "all": 0}  # first trained block
+IMAGE_SIZE = 128  # measured in bench/real.py: see bench/README.md
+PROBE_SAMPLE = 2000  # images the automatic choice measures on
+MIN_PROBE, MIN_PROBE_PER_CLASS = 100, 5  # below either there is nothing to measure: the backbone, as for photos
+PROBE_MARGIN = 0.0  # the backbone is chosen when its probe is at least the scratch run's accuracy minus this
+# (epochs, lr) when not given: from scratch as ever; with the backbone, as measured in bench/real.py
+SCRATCH_DEFAULTS = (10, 0.05)
+BACKBONE_DEFAULTS = {"none": (20, 0.05), "top": (6, 0.02), "all": (6, 0.02)}
+
+
+@dataclass
+class BackbonePlan:
+    """What a scan trains, and why (``evidence`` holds the automatic choice's measurements)."""
+
+    name: str | None  # None: a model from scratch
+    finetune: str = "top"
+    image_size: int = IMAGE_SIZE
+    precision: str = "fp32"
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def split(self) -> int:
+        return SPLIT[self.finetune]
+
+    def metadata(self) -> dict[str, Any]:
+        return {**asdict(self), "split": self.split if self.name else None}
+
+
+def training_defaults(plan: BackbonePlan, epochs: int | None, lr: float | None) -> tuple[int, float]:
+    """``epochs`` and ``lr``, each filled in from the defaults of what ``plan`` trains when not given."""
+    default_epochs, default_lr = SCRATCH_DEFAULTS if plan.name is None else BACKBONE_DEFAULTS[plan.finetune]
+    return (default_epochs if epochs is None else epochs), (default_lr if lr is None else lr)
+
+
+def prefer_backbone(probe_accuracy: float, scratch_accuracy: float) -> bool:
+    """The selection rule: the backbone unless the from-scratch run beat its linear probe."""
+    return probe_accuracy >= scratch_accuracy - PROBE_MARGIN
+
+
+def autocast_precision(device: torch.device) -> str:
+    """bf16 where the hardware runs it natively (CUDA with bf16, CPUs with AVX-512 BF16 / AMX), else fp32."""
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu":
+        try:
+            return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+        except (AttributeError, RuntimeError):
+            return "fp32"
+    return "fp32"
+
+
+def check_options(backbone: str, finetune: str) -> None:
+    if backbone not in BACKBONES:
+        raise UsageError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
+    if finetune not in FINETUNE:
+        raise UsageError(f"unknown --finetune {finetune!r}; choose one of {', '.join(FINETUNE)}")
+
+
+def encoder(plan: BackbonePlan, device: torch.device, batch_size: int = 256) -> Encoder:
+    """The frozen part of ``plan`` as an Encoder: (B, S, S, 3) uint8 -> float16 activations."""
+    bottom = lite0.Lite0Bottom(lite0.load_pretrained(plan.image_size), plan.split).to(device)
+    if device.type == "cpu":
+        bottom = bottom.to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        shape = tuple(bottom(torch.zeros(1, 3, plan.image_size, plan.image_size, device=device)).shape[1:])
+    mean, std = (255.0 * v for v in lite0.INPUT_NORMALIZATION)
+
+    @torch.no_grad()
+    def encode(batch: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float().sub_(mean).div_(std)
+        if device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=plan.precision == "bf16"):
+            out = bottom(x)
+        return out.float().half().contiguous().cpu().numpy()
+
+    return Encoder(name=f"{plan.name}-b{plan.split}-{plan.precision}", shape=shape, dtype="float16", encode=encode,
+                   batch_size=batch_size)
+
+
+def build_top(plan: BackbonePlan, num_classes: int) -> nn.Module:
+    """The trained part of ``plan`` with a new linear head, initialised from the ImageNet weights."""
+    return lite0.Lite0Top(lite0.load_pretrained(plan.image_size), plan.split, num_classes)
+
+
+def plan_backbone(backbone: str, finetune: str, source: LabeledSource, device: torch.device, *, seed: int,
+                  workers: int, cache: DecodeCache | None = None) -> BackbonePlan:
+    """Resolve ``--backbone``: an explicit name is used as asked (the extra must be installed);
+    ``auto`` measures on a sample of ``source`` (see the module docstring). With a ``cache`` the
+    measurement is remembered for these files and this seed, so a warm scan repeats none of it."""
+    check_options(backbone, finetune)
+    if backbone == "none":
+        return BackbonePlan(None, finetune)
+    if backbone == lite0.NAME:
+        lite0.weights_path()  # the one-line install hint when the extra is missing
+        return BackbonePlan(lite0.NAME, finetune, precision=autocast_precision(device))
+    installed = lite0.available()
+    plan = BackbonePlan(lite0.NAME, finetune, precision=autocast_precision(device))
+    key = None if cache is None else source_key(source)
+    note = f"choice-{seed}-{PROBE_SAMPLE}-{plan.image_size}-{plan.precision}-{int(installed)}"
+    evidence = None if key is None else cache.note(key, note)
+    if evidence is None:
+        evidence = measure_choice(plan, source, device, seed=seed, workers=workers, installed=installed)
+        if key is not None:
+            cache.store_note(key, note, evidence)
+    if evidence["reason"] == "no extra":
+        warnings.warn(f"colour images: a pretrained backbone usually finds wrong labels here better and faster; "
+                      f"install it with {lite0.INSTALL}", NoiseAuditWarning, stacklevel=2)
+    use = evidence.get("chosen") == lite0.NAME
+    return BackbonePlan(lite0.NAME if use else None, finetune, plan.image_size, plan.precision, evidence)
+
+
+def measure_choice(plan: BackbonePlan, source: LabeledSource, device: torch.device, *, seed: int, workers: int,
+                   installed: bool) -> dict[str, Any]:
+    """The automatic choice's evidence: grayscale, no extra, or the probe against the scratch run."""
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.permutation(len(source))[:PROBE_SAMPLE])
+    if all_gray_headers([source.root / source.paths[i] for i in rows]):
+        return {"reason": "grayscale", "chosen": "from scratch"}
+    sub = LabeledSource(source.root, [source.paths[i] for i in rows], [source.labels[i] for i in rows],
+                        [source.lines[i] for i in rows], source.origin)
+    data = load_dataset(sub, image_size=plan.image_size, workers=workers, on_bad_image="skip")
+    if data.channels == 1:
+        return {"reason": "grayscale", "chosen": "from scratch"}
+    if not installed:
+        return {"reason": "no extra", "chosen": "from scratch"}
+    images, targets = data.images.permute(0, 2, 3, 1).numpy(), data.targets.numpy()
+    if len(targets) < MIN_PROBE or np.bincount(targets).min() < MIN_PROBE_PER_CLASS:
+        return {"reason": "too few images to measure", "sample": int(len(targets)), "chosen": lite0.NAME}
+    probe = probe_accuracy(embed(plan, images, device), targets, seed)
+    scratch = scratch_accuracy(images, targets, seed)
+    return {"reason": "measured", "sample": int(len(targets)), "probe_accuracy": round(probe, 4),
+            "scratch_accuracy": round(scratch, 4), "margin": PROBE_MARGIN,
+            "chosen": lite0.NAME if prefer_backbone(probe, scratch) else "from scratch"}
+
+
+def all_gray_headers(files: list) -> bool:
+    """Whether every readable file among ``files`` declares a grayscale mode (no pixels decoded)."""
+    for f in files:
+        try:
+            if image_header(f)[2] not in GRAY_MODES:
+                return False
+        except (DecodeError, OSError):
+            continue
+    return True
+
+
+@torch.no_grad()
+def embed(plan: BackbonePlan, images: np.ndarray, device: torch.device) -> np.ndarray:
+    """Pooled 1280-d embeddings of (n, S, S, 3) uint8 images under the frozen backbone."""
+    frozen = encoder(BackbonePlan(plan.name, "none", plan.image_size, plan.precision), device)
+    return np.concatenate([frozen.encode(images[i:i + 256]) for i in range(0, len(images), 256)]).reshape(
+        len(images), -1).astype(np.float32)
+
+
+def probe_accuracy(features: np.ndarray, targets: np.ndarray, seed: int, folds: int = 5) -> float:
+    """Cross-validated accuracy of a linear probe (ridge regression on one-hot targets) on ``features``."""
+    from sklearn.linear_model import RidgeClassifierCV
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    folds = max(2, min(folds, int(np.bincount(targets).min())))
+    probe = make_pipeline(StandardScaler(), RidgeClassifierCV(alphas=np.logspace(-1, 4, 6)))
+    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    return float(cross_val_score(probe, features, targets, cv=cv).mean())
+
+
+def scratch_accuracy(images: np.ndarray, targets: np.ndarray, seed: int, size: int = 32, epochs: int = 8) -> float:
+    """Held-out accuracy (a fifth of the sample) of the small CNN trained from scratch for a few epochs."""
+    from noiseaudit.models import build_model
+    from noiseaudit.runtime import seed_everything
+    from noiseaudit.train import TrainConfig, normaliser, predict, train
+
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
+    x = F.interpolate(x, size=(size, size), mode="area").round().clamp(0, 255).to(torch.uint8)
+    order = np.random.default_rng(seed).permutation(len(targets))
+    test, fit = order[: len(order) // 5], order[len(order) // 5:]
+    k = int(targets.max()) + 1
+    data = ImageDataset(x[fit], torch.from_numpy(targets[fit]), list(range(k)), size)
+    gen = seed_everything(seed)
+    model = build_model("small-cnn", 3, size, k)
+    train(data, model, TrainConfig(epochs=epochs, method="plain"), torch.device("cpu"), gen)
+    mean, std = normaliser(data.images)
+    return float((predict(model, x[test], mean, std).argmax(axis=1) == targets[test]).mean())

