@@ -327,3 +327,25 @@ def test_rate_updates_on_cuda_match_cpu():
     for cpu, cuda in zip(results["cpu"], results["cuda"]):
         torch.testing.assert_close(cuda, cpu, rtol=1e-5, atol=1e-5)
     assert results["cpu"][0].std() > 0.01  # the rates did move
+
+
+def test_centred_features_equal_an_explicit_centring_of_the_head_inputs():
+    """center_features: the update is the uncentred one applied to h - (running mean of h), the mean kept
+    as an EMA (decay ema) over batches and restored by state_dict."""
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.randperm(20, generator=g)[:8], torch.randn(8, 3, generator=g),
+                torch.rand(8, 5, generator=g) + 2.0, torch.randint(0, 3, (8,), generator=g)) for _ in range(4)]
+    centred = PerSampleRate(20, 3, hyper_lr=0.5, ema=0.5, center_features=True)
+    manual = PerSampleRate(20, 3, hyper_lr=0.5, ema=0.5)
+    mean = None
+    for idx, logits, feats, y in batches:
+        centred.step(idx, logits, feats, y)
+        mean = feats.mean(0) if mean is None else 0.5 * mean + 0.5 * feats.mean(0)
+        manual.step(idx, logits, feats - mean, y)
+    torch.testing.assert_close(centred.log_rates, manual.log_rates)
+    torch.testing.assert_close(centred.feature_mean, mean)
+    assert not torch.equal(centred.log_rates, PerSampleRate(20, 3).log_rates)
+    restored = PerSampleRate(20, 3)
+    restored.load_state_dict(centred.state_dict())
+    assert restored.center_features
+    torch.testing.assert_close(restored.feature_mean, centred.feature_mean)

@@ -47,6 +47,14 @@ batches (decay ``ema``), updated after each step. When
 falls back to the other same-label samples of the batch, through the Gram
 matrix :math:`(EE^\top) \circ (\tilde H \tilde H^\top)`.
 
+**Centred features.** With ``center_features`` the head inputs are taken
+relative to their running mean (decay ``ema``) before the alignments are
+formed, i.e. the gradients of the same head reparametrised as
+:math:`W(h - \mu) + b'`. Post-ReLU features are all non-negative and share a
+large common component (a pretrained backbone's pooled embeddings in
+particular), which makes every pair of per-sample gradients look alike; the
+cosines then say little. Centred, they compare what is specific to each sample.
+
 **Own-fit term.** The meta-objective also holds a self-paced term, the
 rate-weighted bounded margin cost of the batch itself,
 :math:`\lambda \sum_{i \in B} \eta_i (1 - m_i)` with the probability margin
@@ -217,15 +225,17 @@ class PerSampleRate:
     device : torch.device or str, optional
         Where the rates live (keep them beside the model).
     reduce_reference : callable, optional
-        Called in place on each batch's class-reference update before it enters
-        the average (data-parallel training passes an all-reduce mean).
+        Called in place on each batch's class-reference update (and feature mean)
+        before it enters the average (data-parallel training passes an all-reduce mean).
+    center_features : bool
+        Take the head inputs relative to their running mean (see the module docstring).
     """
 
     def __init__(self, num_samples: int, num_classes: int, *, hyper_lr: float = 0.05, ema: float = 0.9,
                  meta: str = "auto", margin_weight: float = 0.5, init_rate: float = 1.0, min_rate: float = 1e-2,
                  max_rate: float = 1e2,
                  max_reference_size: int = 2**24, device: torch.device | str | None = None,
-                 reduce_reference: Callable[[torch.Tensor], Any] | None = None):
+                 reduce_reference: Callable[[torch.Tensor], Any] | None = None, center_features: bool = False):
         if num_samples < 1 or num_classes < 2:
             raise ValueError(f"need num_samples >= 1 and num_classes >= 2, got {num_samples}, {num_classes}")
         if not hyper_lr >= 0.0 or not math.isfinite(hyper_lr):
@@ -248,6 +258,8 @@ class PerSampleRate:
         # meta="auto": the "given" rates, learned beside the weighting ("given+predicted") ones
         self.given_log_rates = self.log_rates.clone() if meta == "auto" else None
         self.reference: torch.Tensor | None = None  # (K, K, d+1) once the first batch is seen
+        self.center_features = bool(center_features)
+        self.feature_mean: torch.Tensor | None = None  # (d,) running mean of the head inputs, when centring
 
     @property
     def num_samples(self) -> int:
@@ -278,7 +290,7 @@ class PerSampleRate:
         """Update the rates of ``index`` from the batch's pre-step logits and head inputs."""
         probs = torch.softmax(logits.detach().float(), dim=1)
         err = probs - torch.nn.functional.one_hot(targets, probs.shape[1]).to(probs.dtype)
-        feats1 = with_bias(feats.detach().float())
+        feats1 = with_bias(self._centred(feats.detach().float()))
         k = self.num_classes
         given_alignment, valid = None, None
         if k * k * feats1.shape[1] > self.max_reference_size:
@@ -299,6 +311,19 @@ class PerSampleRate:
             given = alignment if given_alignment is None else given_alignment
             per_sample_rate_step(self.given_log_rates, index, given + fit, valid, **kernel)
 
+    def _centred(self, feats: torch.Tensor) -> torch.Tensor:
+        """``feats`` minus the running mean of the head inputs (updated with this batch), if centring."""
+        if not self.center_features:
+            return feats
+        batch_mean = feats.mean(dim=0)
+        if self.reduce_reference is not None:
+            self.reduce_reference(batch_mean)
+        if self.feature_mean is None:
+            self.feature_mean = batch_mean
+        else:
+            self.feature_mean.mul_(self.ema).add_(batch_mean, alpha=1.0 - self.ema)
+        return feats - self.feature_mean
+
     def _reference_alignment(self, err: torch.Tensor, feats1: torch.Tensor, probs: torch.Tensor,
                              targets: torch.Tensor, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(alignment driving the rates, the "given" alignment) against ``reference``, the class
@@ -315,6 +340,8 @@ class PerSampleRate:
         return {"log_rates": self.log_rates.detach().clone(),
                 "given_log_rates": None if self.given_log_rates is None else self.given_log_rates.clone(),
                 "reference": None if self.reference is None else self.reference.clone(),
+                "center_features": self.center_features,
+                "feature_mean": None if self.feature_mean is None else self.feature_mean.clone(),
                 "hyper_lr": self.hyper_lr, "ema": self.ema, "meta": self.meta, "margin_weight": self.margin_weight,
                 "log_min": self.log_min, "log_max": self.log_max}
 
@@ -330,4 +357,7 @@ class PerSampleRate:
         self.reference = None if ref is None else ref.to(self.log_rates.device).clone()
         self.hyper_lr, self.ema, self.meta = float(state["hyper_lr"]), float(state["ema"]), state["meta"]
         self.margin_weight = float(state.get("margin_weight", 0.0))
+        self.center_features = bool(state.get("center_features", False))
+        mean = state.get("feature_mean")
+        self.feature_mean = None if mean is None else mean.to(self.log_rates.device).clone()
         self.log_min, self.log_max = float(state["log_min"]), float(state["log_max"])
