@@ -111,7 +111,7 @@ def normaliser(images: torch.Tensor, model: nn.Module | None = None) -> tuple[to
     per-channel statistics; float inputs (a frozen backbone's activations) are
     taken as they are.
     """
-    c = images.shape[1]
+    c = images.shape[-3]
     fixed = getattr(model, "input_normalization", None)
     if images.is_floating_point() or fixed is not None:
         mean, std = (0.0, 1.0) if fixed is None else fixed
@@ -120,6 +120,14 @@ def normaliser(images: torch.Tensor, model: nn.Module | None = None) -> tuple[to
     mean = x.mean(dim=(0, 2, 3), keepdim=True)
     std = x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-3)
     return mean, std
+
+
+def pick_views(chunk: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """One stored view per sample, uniformly at random, from a (B, V, C, H, W) batch; a 4-D batch as it is."""
+    if chunk.dim() != 5:
+        return chunk
+    view = torch.randint(0, chunk.shape[1], (chunk.shape[0],), generator=gen).to(chunk.device)
+    return chunk[torch.arange(chunk.shape[0], device=chunk.device), view]
 
 
 def as_input(chunk: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -178,7 +186,8 @@ def train(data: ImageDataset, model: nn.Module, cfg: TrainConfig, device: torch.
     if cfg.method == "learned-lr":
         rates = PerSampleRate(n, len(data.classes), hyper_lr=cfg.hyper_lr, meta=cfg.meta,
                               margin_weight=cfg.margin_weight, device=device,
-                              reduce_reference=None if dist is None else dist.mean_)
+                              reduce_reference=None if dist is None else dist.mean_,
+                              center_features=bool(getattr(model, "center_head_inputs", False)))
     rate_names = ("learned_lr", "learned_lr_given") if rates is not None and rates.meta == "auto" else ("learned_lr",)
     dba = DynamicBatchAdaptation(model) if cfg.method == "dba" else None
     recorder = SignalRecorder(n, device, rate_names, count_names=("dba_selected",) if dba is not None else ())
@@ -201,8 +210,8 @@ def train(data: ImageDataset, model: nn.Module, cfg: TrainConfig, device: torch.
             batches = torch.tensor_split((run.order if dist is None else dist.shard(run.order)).to(device), steps)
             for step in range(run.step, steps):
                 idx = batches[step]
-                x = as_input(images[idx], mean, std)
-                if cfg.augment:
+                x = as_input(pick_views(images[idx], gen), mean, std)
+                if cfg.augment and data.views == 1:
                     x = random_shift_flip(x, gen)
                 y = targets[idx]
                 for group in opt.param_groups:
@@ -285,8 +294,10 @@ def recover(run: RunState, last_good: dict[str, Any], epoch_loss: float) -> None
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
             batch_size: int = 512) -> np.ndarray:
-    """Softmax probabilities of every sample under the model in eval mode."""
+    """Softmax probabilities of every sample under the model in eval mode (averaged over stored views)."""
     model.eval()
-    out = [torch.softmax(model(as_input(chunk, mean, std)).float(), dim=1)
-           for chunk in images.split(batch_size)]
+    out = []
+    for chunk in images.split(batch_size):
+        views = chunk.unbind(1) if chunk.dim() == 5 else (chunk,)
+        out.append(torch.stack([torch.softmax(model(as_input(v, mean, std)).float(), dim=1) for v in views]).mean(0))
     return torch.cat(out).cpu().numpy()

@@ -43,6 +43,8 @@ class Encoder:
     ``encode`` maps a (B, S, S, 3) uint8 batch to a (B, *shape) array of
     ``dtype``; ``name`` tells cache entries of different encoders apart (it
     should name the network, where it was cut and the precision it ran at).
+    A ``shape`` of (V, C, H, W) stores V views of each image (e.g. it and its
+    mirror image), of which training sees one at random per visit.
     """
 
     name: str
@@ -54,8 +56,8 @@ class Encoder:
 
 @dataclass
 class ImageDataset:
-    """Decoded images (N, C, S, S) uint8, or an encoder's (N, C, H, W) outputs, with integer targets
-    and the class list.
+    """Decoded images (N, C, S, S) uint8, or an encoder's (N, C, H, W) outputs (N, V, C, H, W with
+    V views of each sample), with integer targets and the class list.
 
     ``image_size`` is the side images were decoded at. ``rows`` maps each
     sample to its row in the source (all rows, in order, unless some were
@@ -71,7 +73,12 @@ class ImageDataset:
 
     @property
     def channels(self) -> int:
-        return int(self.images.shape[1])
+        return int(self.images.shape[-3])
+
+    @property
+    def views(self) -> int:
+        """How many views of each sample are stored (1 unless an encoder stored several)."""
+        return int(self.images.shape[1]) if self.images.dim() == 5 else 1
 
     def __len__(self) -> int:
         return int(self.targets.shape[0])
