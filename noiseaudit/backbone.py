@@ -40,9 +40,9 @@ IMAGE_SIZE = 128  # measured in bench/real.py: see bench/README.md
 PROBE_SAMPLE = 2000  # images the automatic choice measures on
 MIN_PROBE, MIN_PROBE_PER_CLASS = 100, 5  # below either there is nothing to measure: the backbone, as for photos
 PROBE_MARGIN = 0.0  # the backbone is chosen when its probe is at least the scratch run's accuracy minus this
-# (epochs, lr) when not given: from scratch as ever; with the backbone, as measured in bench/real.py
-SCRATCH_DEFAULTS = (10, 0.05)
-BACKBONE_DEFAULTS = {"none": (20, 0.05), "top": (6, 0.02), "all": (6, 0.02)}
+# (epochs, lr, hyper_lr) when not given: from scratch as ever; with the backbone, as measured in bench/real.py
+SCRATCH_DEFAULTS = (10, 0.05, 0.05)
+BACKBONE_DEFAULTS = {"none": (20, 0.05, 0.2), "top": (6, 0.02, 0.2), "all": (6, 0.02, 0.2)}
 
 
 @dataclass
@@ -63,10 +63,12 @@ class BackbonePlan:
         return {**asdict(self), "split": self.split if self.name else None}
 
 
-def training_defaults(plan: BackbonePlan, epochs: int | None, lr: float | None) -> tuple[int, float]:
-    """``epochs`` and ``lr``, each filled in from the defaults of what ``plan`` trains when not given."""
-    default_epochs, default_lr = SCRATCH_DEFAULTS if plan.name is None else BACKBONE_DEFAULTS[plan.finetune]
-    return (default_epochs if epochs is None else epochs), (default_lr if lr is None else lr)
+def training_defaults(plan: BackbonePlan, epochs: int | None, lr: float | None,
+                      hyper_lr: float | None) -> tuple[int, float, float]:
+    """``epochs``, ``lr`` and ``hyper_lr``, each filled in from the defaults of what ``plan`` trains when not given."""
+    defaults = SCRATCH_DEFAULTS if plan.name is None else BACKBONE_DEFAULTS[plan.finetune]
+    given = (epochs, lr, hyper_lr)
+    return tuple(d if g is None else g for g, d in zip(given, defaults))  # type: ignore[return-value]
 
 
 def prefer_backbone(probe_accuracy: float, scratch_accuracy: float) -> bool:
@@ -93,8 +95,9 @@ def check_options(backbone: str, finetune: str) -> None:
         raise UsageError(f"unknown --finetune {finetune!r}; choose one of {', '.join(FINETUNE)}")
 
 
-def encoder(plan: BackbonePlan, device: torch.device, batch_size: int = 256) -> Encoder:
-    """The frozen part of ``plan`` as an Encoder: (B, S, S, 3) uint8 -> float16 activations."""
+def encoder(plan: BackbonePlan, device: torch.device, *, mirrored: bool = False, batch_size: int = 256) -> Encoder:
+    """The frozen part of ``plan`` as an Encoder: (B, S, S, 3) uint8 -> float16 activations, with
+    ``mirrored`` a second view of each image flipped left to right, as (B, 2, C, H, W)."""
     bottom = lite0.Lite0Bottom(lite0.load_pretrained(plan.image_size), plan.split).to(device)
     if device.type == "cpu":
         bottom = bottom.to(memory_format=torch.channels_last)
@@ -103,16 +106,20 @@ def encoder(plan: BackbonePlan, device: torch.device, batch_size: int = 256) -> 
     mean, std = (255.0 * v for v in lite0.INPUT_NORMALIZATION)
 
     @torch.no_grad()
-    def encode(batch: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float().sub_(mean).div_(std)
+    def run(x: torch.Tensor) -> torch.Tensor:
         if device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=plan.precision == "bf16"):
-            out = bottom(x)
-        return out.float().half().contiguous().cpu().numpy()
+            return bottom(x).float().half()
 
-    return Encoder(name=f"{plan.name}-b{plan.split}-{plan.precision}", shape=shape, dtype="float16", encode=encode,
-                   batch_size=batch_size)
+    def encode(batch: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(batch).to(device).permute(0, 3, 1, 2).float().sub_(mean).div_(std)
+        out = torch.stack([run(x), run(x.flip(3))], dim=1) if mirrored else run(x)
+        return out.contiguous().cpu().numpy()
+
+    views = "-mirrored" if mirrored else ""
+    return Encoder(name=f"{plan.name}-b{plan.split}-{plan.precision}{views}",
+                   shape=((2, *shape) if mirrored else shape), dtype="float16", encode=encode, batch_size=batch_size)
 
 
 def build_top(plan: BackbonePlan, num_classes: int) -> nn.Module:

@@ -51,11 +51,11 @@ class ScanConfig:
     epochs: int | None = None
     batch_size: int = 128
     lr: float | None = None
-    hyper_lr: float = 0.05
+    hyper_lr: float | None = None
     margin_weight: float = 0.5
     meta: str = "auto"
     schedule: str = "constant"
-    augment: bool = False
+    augment: bool | None = None
     device: str = "auto"
     seed: int = 0
     workers: int = field(default_factory=lambda: min(8, os.cpu_count() or 1))
@@ -85,7 +85,7 @@ class ScanConfig:
 
         if self.meta not in META_OBJECTIVES:
             raise UsageError(f"unknown meta-objective {self.meta!r}; choose one of {', '.join(META_OBJECTIVES)}")
-        if not self.hyper_lr >= 0:
+        if self.hyper_lr is not None and not self.hyper_lr >= 0:
             raise UsageError(f"--hyper-lr must be non-negative, got {self.hyper_lr}")
         if not self.margin_weight >= 0:
             raise UsageError(f"--margin-weight must be non-negative, got {self.margin_weight}")
@@ -169,10 +169,11 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
     timings["choose_backbone_s"] = time.perf_counter() - t_choice
     if plan.name is not None and cfg.image_size is not None:
         plan.image_size = cfg.image_size
-    if plan.name is not None and plan.finetune != "all" and cfg.augment:
-        raise UsageError(f"--augment needs the images themselves, but {plan.name} trains on its cached "
-                         f"activations with --finetune {plan.finetune}; use --finetune all or --backbone none")
-    frozen = encoder(plan, device) if plan.name is not None and plan.finetune != "all" else None
+    if cfg.augment is None:  # on with a backbone (measured in bench/real.py), off from scratch as ever
+        cfg.augment = plan.name is not None
+    frozen = None
+    if plan.name is not None and plan.finetune != "all":  # a cached mirror image stands in for augmentation
+        frozen = encoder(plan, device, mirrored=cfg.augment)
     stage = "decode" if frozen is None else "embed"
     decode_cb = None if on_progress is None else (lambda done, total: on_progress(stage, done, total, {}))
     data = load_dataset(source, image_size=cfg.image_size if plan.name is None else plan.image_size,
@@ -187,10 +188,11 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
     else:
         model_name = f"{plan.name} (finetune {plan.finetune})"
         model = build_top(plan, len(data.classes))
-    cfg.epochs, cfg.lr = training_defaults(plan, cfg.epochs, cfg.lr)
+    cfg.epochs, cfg.lr, cfg.hyper_lr = training_defaults(plan, cfg.epochs, cfg.lr, cfg.hyper_lr)
     train_cfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, method=cfg.method,
                             hyper_lr=cfg.hyper_lr, margin_weight=cfg.margin_weight, meta=cfg.meta,
-                            augment=cfg.augment, schedule=cfg.schedule)
+                            augment=cfg.augment and frozen is None, schedule=cfg.schedule,
+                            precision="fp32" if plan.name is None else plan.precision)
     step_cb: StepCallback | None = None
     if on_progress is not None:
         steps_total = cfg.epochs
@@ -214,7 +216,8 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
 
     disagrees = result.probs.argmax(axis=1) != data.targets.numpy()
     score = ranking_score(result.signals, cfg.method)
-    threshold = choose_threshold(score, result.signals["loss"], disagrees, noise_rate=cfg.noise_rate, seed=cfg.seed)
+    threshold = choose_threshold(score, result.signals["loss"], disagrees, noise_rate=cfg.noise_rate, seed=cfg.seed,
+                                 trust_disagreements=plan.name is not None)
     rows = data.rows if data.rows is not None else np.arange(len(data))
     report = build_report([source.paths[i] for i in rows], data.targets.numpy(), data.classes, result.signals,
                           result.probs, threshold, source.extra.iloc[rows].reset_index(drop=True), sample_ids=rows)

