@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from fashion_mnist import load_fashion_mnist
 from PIL import Image
 
 from noiseaudit.data.cache import DecodeCache
 from noiseaudit.data.dataset import load_dataset
-from fashion_mnist import load_fashion_mnist
 from noiseaudit.data.source import load_source
 from noiseaudit.models import build_model, default_model
 from noiseaudit.runtime import seed_everything

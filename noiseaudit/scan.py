@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from noiseaudit._version import __version__
-from noiseaudit.backbone import BACKBONES, FINETUNE, build_top, encoder, plan_backbone, training_defaults
+from noiseaudit.backbone import BACKBONES, FINETUNE, BackbonePlan, build_top, encoder, plan_backbone, training_defaults
 from noiseaudit.checkpoint import Checkpointer, dataset_fingerprint
 from noiseaudit.data.cache import DecodeCache
 from noiseaudit.data.dataset import BAD_IMAGE_POLICIES, ImageDataset, SkippedImage, load_dataset
@@ -162,36 +162,12 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     source = load_source(cfg.images_dir, cfg.labels_csv, path_col=cfg.path_col, label_col=cfg.label_col)
-    cache = DecodeCache(cfg.cache_dir) if cfg.cache else None
-    t_choice = time.perf_counter()
-    plan = plan_backbone("none" if cfg.model else cfg.backbone, cfg.finetune, source, device, seed=cfg.seed,
-                         workers=cfg.workers, cache=cache)
-    timings["choose_backbone_s"] = time.perf_counter() - t_choice
-    if plan.name is not None and cfg.image_size is not None:
-        plan.image_size = cfg.image_size
-    if cfg.augment is None:  # on with a backbone (measured in bench/real.py), off from scratch as ever
-        cfg.augment = plan.name is not None
-    frozen = None
-    if plan.name is not None and plan.finetune != "all":  # a cached mirror image stands in for augmentation
-        frozen = encoder(plan, device, mirrored=cfg.augment)
-    stage = "decode" if frozen is None else "embed"
-    decode_cb = None if on_progress is None else (lambda done, total: on_progress(stage, done, total, {}))
-    data = load_dataset(source, image_size=cfg.image_size if plan.name is None else plan.image_size,
-                        workers=cfg.workers, progress=decode_cb, on_bad_image=cfg.on_bad_image, cache=cache,
-                        encoder=frozen)
+    data, model, model_name, plan, gen = prepare(cfg, source, device, on_progress, timings)
     timings["load_s"] = time.perf_counter() - t0
-
-    gen = seed_everything(cfg.seed)
-    if plan.name is None:
-        model_name = cfg.model or default_model(data.channels, data.image_size)
-        model = build_model(model_name, data.channels, data.image_size, len(data.classes))
-    else:
-        model_name = f"{plan.name} (finetune {plan.finetune})"
-        model = build_top(plan, len(data.classes))
-    cfg.epochs, cfg.lr, cfg.hyper_lr = training_defaults(plan, cfg.epochs, cfg.lr, cfg.hyper_lr)
+    frozen = plan.name is not None and plan.finetune != "all"  # trained on the frozen part's cached outputs
     train_cfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, method=cfg.method,
                             hyper_lr=cfg.hyper_lr, margin_weight=cfg.margin_weight, meta=cfg.meta,
-                            augment=cfg.augment and frozen is None, schedule=cfg.schedule,
+                            augment=bool(cfg.augment) and not frozen, schedule=cfg.schedule,
                             precision="fp32" if plan.name is None else plan.precision)
     step_cb: StepCallback | None = None
     if on_progress is not None:
@@ -254,6 +230,42 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
     if checkpoints is not None:
         checkpoints.remove()  # the report is safe; a stale checkpoint would only confuse a later --resume
     return report
+
+
+def prepare(cfg: ScanConfig, source: LabeledSource, device: torch.device, on_progress: ProgressCallback | None,
+            timings: dict[str, float]) -> tuple[ImageDataset, torch.nn.Module, str, BackbonePlan, torch.Generator]:
+    """The dataset, the model to train, its name, the backbone plan and the training generator.
+
+    Decoded images and a model from scratch, or a backbone's cached activations and its top.
+    Fills in ``cfg``'s defaults that depend on which (epochs, lr, hyper-lr, augment); everything
+    is seeded just before the model is built.
+    """
+    cache = DecodeCache(cfg.cache_dir) if cfg.cache else None
+    t0 = time.perf_counter()
+    plan = plan_backbone("none" if cfg.model else cfg.backbone, cfg.finetune, source, device, seed=cfg.seed,
+                         workers=cfg.workers, cache=cache)
+    timings["choose_backbone_s"] = time.perf_counter() - t0
+    if plan.name is not None and cfg.image_size is not None:
+        plan.image_size = cfg.image_size
+    if cfg.augment is None:  # on with a backbone (measured in bench/real.py), off from scratch as ever
+        cfg.augment = plan.name is not None
+    frozen = None
+    if plan.name is not None and plan.finetune != "all":  # a cached mirror image stands in for augmentation
+        frozen = encoder(plan, device, mirrored=cfg.augment)
+    stage = "decode" if frozen is None else "embed"
+    decode_cb = None if on_progress is None else (lambda done, total: on_progress(stage, done, total, {}))
+    data = load_dataset(source, image_size=cfg.image_size if plan.name is None else plan.image_size,
+                        workers=cfg.workers, progress=decode_cb, on_bad_image=cfg.on_bad_image, cache=cache,
+                        encoder=frozen)
+    gen = seed_everything(cfg.seed)
+    if plan.name is None:
+        model_name = cfg.model or default_model(data.channels, data.image_size)
+        model = build_model(model_name, data.channels, data.image_size, len(data.classes))
+    else:
+        model_name = f"{plan.name} (finetune {plan.finetune})"
+        model = build_top(plan, len(data.classes))
+    cfg.epochs, cfg.lr, cfg.hyper_lr = training_defaults(plan, cfg.epochs, cfg.lr, cfg.hyper_lr)
+    return data, model, model_name, plan, gen
 
 
 # Options that change what training computes; any change makes a checkpoint unusable.

@@ -35,7 +35,8 @@ def write_textures(root: Path, per_class: int = 40, rate: float = 0.15, seed: in
     with ``rate`` of the labels flipped; returns the labels CSV (truth in original_label)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:32, :32]
-    patterns = {"stripes": lambda f, p: np.sin(xx * f + p), "rings": lambda f, p: np.sin(np.hypot(xx - 16, yy - 16) * f + p),
+    patterns = {"stripes": lambda f, p: np.sin(xx * f + p),
+                "rings": lambda f, p: np.sin(np.hypot(xx - 16, yy - 16) * f + p),
                 "checks": lambda f, p: np.sin(xx * f + p) * np.sin(yy * f + p)}
     images = root / "images"
     images.mkdir(parents=True)
@@ -51,7 +52,8 @@ def write_textures(root: Path, per_class: int = 40, rate: float = 0.15, seed: in
     noisy = inject_symmetric(np.asarray(targets), rate, 3, seed=seed)
     names = np.asarray(list(patterns))
     csv = root / "labels.csv"
-    pd.DataFrame({"path": rows, "label": names[noisy.labels], "original_label": names[targets]}).to_csv(csv, index=False)
+    table = pd.DataFrame({"path": rows, "label": names[noisy.labels], "original_label": names[targets]})
+    table.to_csv(csv, index=False)
     return csv
 
 

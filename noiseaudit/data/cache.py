@@ -5,9 +5,10 @@ An entry is keyed by the dataset root, every file's relative path, size, modific
 change times and inode (so any edit, replacement or rename makes a new key), plus the image
 size and, for a backbone's activations, the encoder's name (network, split point, precision).
 It holds the (N, S, S, 3) uint8 images or the (N, C, H, W) float16 activations as ``.npy``
-(opened memory-mapped) and a JSON sidecar with the files that could not be decoded. The automatically chosen image size is
-cached per file list too, so a warm scan opens no image at all. Entries are written to temp
-files and renamed, so a killed scan never leaves a half-written entry.
+(opened memory-mapped) and a JSON sidecar with the files that could not be decoded. Small notes
+per file list sit beside them (the automatically chosen image size, the automatic backbone choice),
+so a warm scan opens no image at all. Entries are written to temp files and renamed, so a killed
+scan never leaves a half-written entry.
 
 The cache lives in ``--cache-dir``, else ``$NOISEAUDIT_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/noiseaudit``, else ``~/.cache/noiseaudit``.
