@@ -59,6 +59,11 @@ class BackbonePlan:
     def split(self) -> int:
         return SPLIT[self.finetune]
 
+    @property
+    def frozen_bottom(self) -> bool:
+        """Whether part of the network runs once, frozen, and the rest trains on its cached outputs."""
+        return self.name is not None and self.finetune != "all"
+
     def metadata(self) -> dict[str, Any]:
         return {**asdict(self), "split": self.split if self.name else None}
 
@@ -128,10 +133,11 @@ def build_top(plan: BackbonePlan, num_classes: int) -> nn.Module:
 
 
 def plan_backbone(backbone: str, finetune: str, source: LabeledSource, device: torch.device, *, seed: int,
-                  workers: int, cache: DecodeCache | None = None) -> BackbonePlan:
+                  workers: int, cache: DecodeCache | None = None, key: str | None = None) -> BackbonePlan:
     """Resolve ``--backbone``: an explicit name is used as asked (the extra must be installed);
     ``auto`` measures on a sample of ``source`` (see the module docstring). With a ``cache`` the
-    measurement is remembered for these files and this seed, so a warm scan repeats none of it."""
+    measurement is remembered for these files and this seed, so a warm scan repeats none of it.
+    ``key`` is :func:`source_key` of ``source`` when the caller has it already."""
     check_options(backbone, finetune)
     if backbone == "none":
         return BackbonePlan(None, finetune)
@@ -140,7 +146,7 @@ def plan_backbone(backbone: str, finetune: str, source: LabeledSource, device: t
         return BackbonePlan(lite0.NAME, finetune, precision=autocast_precision(device))
     installed = lite0.available()
     plan = BackbonePlan(lite0.NAME, finetune, precision=autocast_precision(device))
-    key = None if cache is None else source_key(source)
+    key = None if cache is None else key or source_key(source)
     note = f"choice-{seed}-{PROBE_SAMPLE}-{plan.image_size}-{plan.precision}-{int(installed)}"
     evidence = None if key is None else cache.note(key, note)
     if evidence is None:

@@ -21,7 +21,7 @@ from noiseaudit._version import __version__
 from noiseaudit.backbone import BACKBONES, FINETUNE, BackbonePlan, build_top, encoder, plan_backbone, training_defaults
 from noiseaudit.checkpoint import Checkpointer, dataset_fingerprint
 from noiseaudit.data.cache import DecodeCache
-from noiseaudit.data.dataset import BAD_IMAGE_POLICIES, ImageDataset, SkippedImage, load_dataset
+from noiseaudit.data.dataset import BAD_IMAGE_POLICIES, ImageDataset, SkippedImage, load_dataset, source_key
 from noiseaudit.data.source import LabeledSource, load_source
 from noiseaudit.distributed import from_environment, local_device
 from noiseaudit.errors import NoiseAuditWarning, UsageError
@@ -164,10 +164,9 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
     source = load_source(cfg.images_dir, cfg.labels_csv, path_col=cfg.path_col, label_col=cfg.label_col)
     data, model, model_name, plan, gen = prepare(cfg, source, device, on_progress, timings)
     timings["load_s"] = time.perf_counter() - t0
-    frozen = plan.name is not None and plan.finetune != "all"  # trained on the frozen part's cached outputs
     train_cfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, method=cfg.method,
                             hyper_lr=cfg.hyper_lr, margin_weight=cfg.margin_weight, meta=cfg.meta,
-                            augment=bool(cfg.augment) and not frozen, schedule=cfg.schedule,
+                            augment=bool(cfg.augment) and not plan.frozen_bottom, schedule=cfg.schedule,
                             precision="fp32" if plan.name is None else plan.precision)
     step_cb: StepCallback | None = None
     if on_progress is not None:
@@ -241,22 +240,22 @@ def prepare(cfg: ScanConfig, source: LabeledSource, device: torch.device, on_pro
     is seeded just before the model is built.
     """
     cache = DecodeCache(cfg.cache_dir) if cfg.cache else None
+    key = None if cache is None else source_key(source)  # stat every file once, for both uses
     t0 = time.perf_counter()
     plan = plan_backbone("none" if cfg.model else cfg.backbone, cfg.finetune, source, device, seed=cfg.seed,
-                         workers=cfg.workers, cache=cache)
+                         workers=cfg.workers, cache=cache, key=key)
     timings["choose_backbone_s"] = time.perf_counter() - t0
     if plan.name is not None and cfg.image_size is not None:
         plan.image_size = cfg.image_size
     if cfg.augment is None:  # on with a backbone (measured in bench/real.py), off from scratch as ever
         cfg.augment = plan.name is not None
-    frozen = None
-    if plan.name is not None and plan.finetune != "all":  # a cached mirror image stands in for augmentation
-        frozen = encoder(plan, device, mirrored=cfg.augment)
+    # a cached mirror image stands in for augmentation
+    frozen = encoder(plan, device, mirrored=cfg.augment) if plan.frozen_bottom else None
     stage = "decode" if frozen is None else "embed"
     decode_cb = None if on_progress is None else (lambda done, total: on_progress(stage, done, total, {}))
     data = load_dataset(source, image_size=cfg.image_size if plan.name is None else plan.image_size,
                         workers=cfg.workers, progress=decode_cb, on_bad_image=cfg.on_bad_image, cache=cache,
-                        encoder=frozen)
+                        encoder=frozen, cache_key=key)
     gen = seed_everything(cfg.seed)
     if plan.name is None:
         model_name = cfg.model or default_model(data.channels, data.image_size)

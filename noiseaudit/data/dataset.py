@@ -155,7 +155,8 @@ def source_key(source: LabeledSource) -> str:
 
 def load_dataset(source: LabeledSource, *, image_size: int | None = None, workers: int = 2,
                  progress: Progress | None = None, on_bad_image: str = "fail",
-                 cache: DecodeCache | None = None, encoder: Encoder | None = None) -> ImageDataset:
+                 cache: DecodeCache | None = None, encoder: Encoder | None = None,
+                 cache_key: str | None = None) -> ImageDataset:
     """Check, size and decode every image of ``source``.
 
     With ``on_bad_image="fail"`` a missing or undecodable image raises
@@ -166,6 +167,8 @@ def load_dataset(source: LabeledSource, *, image_size: int | None = None, worker
     the same files were decoded at the same size before, and stored otherwise.
     With an ``encoder`` (which needs ``image_size``) images are decoded in
     batches and the dataset holds the encoder's outputs, cached the same way.
+    ``cache_key`` passes the cache key when the caller already has it
+    (:func:`source_key` of the same source), so the files are not stat-ed twice.
     """
     if on_bad_image not in BAD_IMAGE_POLICIES:
         raise ValueError(f"on_bad_image must be one of {BAD_IMAGE_POLICIES}, got {on_bad_image!r}")
@@ -184,7 +187,7 @@ def load_dataset(source: LabeledSource, *, image_size: int | None = None, worker
     for i in missing:
         bad[i] = SkippedImage(i, "missing", "file not found")
     keep = [i for i in range(len(files)) if bad is None or i not in bad]
-    key = None if cache is None else files_key(source.root, [files[i] for i in keep])
+    key = None if cache is None else cache_key or files_key(source.root, [files[i] for i in keep])
     if image_size is None and key is not None:
         image_size = cache.auto_size(key)
         if image_size is not None:

@@ -155,9 +155,10 @@ def choose_threshold(score: np.ndarray, loss: np.ndarray, disagrees: np.ndarray 
         counted = np.ones(n, dtype=bool) if disagrees is None else np.asarray(disagrees, dtype=bool)
         upper = int((suspicion > 0.5).sum())
         lower = int(((suspicion > 0.5) & counted).sum())
-        needs_valley = (trust_disagreements and disagrees is not None) or upper < MOSTLY_DISPUTED * lower
+        trust = trust_disagreements and disagrees is not None
+        needs_valley = trust or upper < MOSTLY_DISPUTED * lower
         valley = density_valley(u, near, far) if needs_valley and u is not None else None
-        if trust_disagreements and disagrees is not None and valley is None:
+        if trust and valley is None:
             n_flagged, method = int(counted.sum()), "disagreements"  # unimodal scores, a pretrained model
         elif separation < BIMODAL_D or upper >= MAX_UPPER_PER_LOWER * lower:
             n_flagged = lower  # one clean mode split in two, or a low mode of hard clean samples
