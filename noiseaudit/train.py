@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from noiseaudit.checkpoint import Checkpointer, Interrupted
-from noiseaudit.data.dataset import ImageDataset
+from noiseaudit.data.dataset import SampleData
 from noiseaudit.distributed import Distributed, FeaturesAndLogits
 from noiseaudit.errors import NoiseAuditError
 from noiseaudit.optim import PerSampleRate
@@ -109,13 +109,13 @@ def normaliser(images: torch.Tensor, model: nn.Module | None = None) -> tuple[to
     uint8 images (scaled to [0, 1]) get the model's own ``input_normalization`` (a
     pretrained network's, as (mean, std) in [0, 1] units) or else the dataset's
     per-channel statistics; float inputs (a frozen backbone's activations) are
-    taken as they are.
+    taken as they are (feature vectors arrive standardised).
     """
-    c = images.shape[-3]
     fixed = getattr(model, "input_normalization", None)
     if images.is_floating_point() or fixed is not None:
         mean, std = (0.0, 1.0) if fixed is None else fixed
-        return torch.full((1, c, 1, 1), float(mean)), torch.full((1, c, 1, 1), float(std))
+        shape = (1, images.shape[-3], 1, 1) if images.dim() >= 4 else (1, 1)  # feature vectors: (1, 1)
+        return torch.full(shape, float(mean)), torch.full(shape, float(std))
     x = images.float().div_(255.0)
     mean = x.mean(dim=(0, 2, 3), keepdim=True)
     std = x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-3)
@@ -165,7 +165,7 @@ def random_shift_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
 
 
-def train(data: ImageDataset, model: nn.Module, cfg: TrainConfig, device: torch.device, gen: torch.Generator,
+def train(data: SampleData, model: nn.Module, cfg: TrainConfig, device: torch.device, gen: torch.Generator,
           on_step: StepCallback | None = None, checkpoints: Checkpointer | None = None,
           resume: bool = False, dist: Distributed | None = None) -> TrainResult:
     """Train ``model`` on ``data`` and return per-sample signals and final probabilities.
@@ -178,8 +178,8 @@ def train(data: ImageDataset, model: nn.Module, cfg: TrainConfig, device: torch.
     on its shard of every epoch (see :mod:`noiseaudit.distributed`).
     """
     n = len(data)
-    images, targets = data.images.to(device), data.targets.to(device)
-    mean, std = (t.to(device) for t in normaliser(data.images, model))
+    inputs, targets = data.inputs.to(device), data.targets.to(device)
+    mean, std = (t.to(device) for t in normaliser(data.inputs, model))
     model.to(device)
     opt = torch.optim.SGD(parameter_groups(model), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     rates = None
@@ -210,8 +210,8 @@ def train(data: ImageDataset, model: nn.Module, cfg: TrainConfig, device: torch.
             batches = torch.tensor_split((run.order if dist is None else dist.shard(run.order)).to(device), steps)
             for step in range(run.step, steps):
                 idx = batches[step]
-                x = as_input(pick_views(images[idx], gen), mean, std)
-                if cfg.augment and data.views == 1:
+                x = as_input(pick_views(inputs[idx], gen), mean, std)
+                if cfg.augment and data.views == 1 and not data.is_features:
                     x = random_shift_flip(x, gen)
                 y = targets[idx]
                 for group in opt.param_groups:
@@ -266,7 +266,7 @@ def train(data: ImageDataset, model: nn.Module, cfg: TrainConfig, device: torch.
     if dist is not None:
         dist.end_training(recorder.sums())
     with autocast(device, cfg.precision):
-        probs = predict(model, images, mean, std, batch_size=max(cfg.batch_size, 512))
+        probs = predict(model, inputs, mean, std, batch_size=max(cfg.batch_size, 512))
     signals, choice = choose_rates(recorder.summary(), data.targets.numpy(), probs.argmax(axis=1), len(data.classes))
     return TrainResult(signals=signals, probs=probs, epoch_losses=run.epoch_losses, rate_choice=choice,
                        recoveries=run.recoveries, switch_epoch=schedule.switch_epoch)

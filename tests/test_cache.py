@@ -46,7 +46,7 @@ def test_warm_load_opens_no_image_and_gives_the_same_tensor(tmp_path, monkeypatc
     _forbid_decoding(monkeypatch)
     warm = load_dataset(load_source(root, csv), workers=1, cache=cache)
     assert warm.image_size == cold.image_size == 10
-    assert (warm.images == cold.images).all() and (warm.targets == cold.targets).all()
+    assert (warm.inputs == cold.inputs).all() and (warm.targets == cold.targets).all()
 
 
 def test_a_changed_file_is_a_miss(tmp_path):
@@ -56,7 +56,7 @@ def test_a_changed_file_is_a_miss(tmp_path):
     Image.fromarray(np.full((10, 10), 255, np.uint8), "L").save(root / "0.png")
     os.utime(root / "0.png", ns=(1, 1))  # even with an old modification time
     again = load_dataset(load_source(root, csv), workers=1, cache=cache)
-    assert int(again.images[0, 0, 0, 0]) == 255
+    assert int(again.inputs[0, 0, 0, 0]) == 255
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 2
 
 
@@ -68,7 +68,7 @@ def test_bad_images_are_remembered_for_both_policies(tmp_path, monkeypatch):
     second = load_dataset(load_source(root, csv), image_size=8, workers=1, on_bad_image="skip", cache=cache)
     assert [(s.row, s.status) for s in second.skipped] == [(s.row, s.status) for s in first.skipped] == \
         [(12, "not_image")]
-    assert (second.images == first.images).all()
+    assert (second.inputs == first.inputs).all()
     with pytest.raises(InputError, match=r"labels.csv:14: 'bad.png': not a recognised image"):
         load_dataset(load_source(root, csv), image_size=8, workers=1, cache=cache)
 

@@ -188,7 +188,7 @@ def test_csv_paths_in_subfolders_and_backslashes(tmp_path: Path):
     gray(root / "sub" / "deeper" / "b.png", 200)
     csv = write_csv(tmp_path / "labels.csv", "path,label\nsub/a.png,x\nsub\\deeper\\b.png,y\n")
     data = load_dataset(load_source(root, csv), image_size=8, workers=1)
-    assert data.images[:, 0, 0, 0].tolist() == [10, 200]
+    assert data.inputs[:, 0, 0, 0].tolist() == [10, 200]
 
 
 # ------------------------------------------------------------------------------------------ ImageFolder
@@ -216,7 +216,7 @@ def test_image_folder_layout_ignores_hidden_and_non_image_files(tmp_path: Path):
     data = load_dataset(src, image_size=8, workers=1)
     assert data.classes == ["cat", "dog"]
     assert data.targets.tolist() == [0, 0, 0, 1]
-    assert data.images.shape == (4, 1, 8, 8)
+    assert data.inputs.shape == (4, 1, 8, 8)
 
 
 def test_image_folder_ignores_hidden_folders_inside_classes(tmp_path: Path):
@@ -320,14 +320,14 @@ def test_every_mode_and_format_decodes_to_expected_pixels(tmp_path: Path, name, 
     # A second, white image of another class: the dataset stays grey unless the image under test is colourful.
     gray(root / "other.png", 255)
     data = load(root, [name, "other.png"], image_size=8)
-    assert data.images.dtype == torch.uint8
+    assert data.inputs.dtype == torch.uint8
     colourful = len(set(expected)) > 1
-    assert data.images.shape == (2, 3 if colourful else 1, 8, 8)
+    assert data.inputs.shape == (2, 3 if colourful else 1, 8, 8)
     assert data.channels == (3 if colourful else 1)
-    pixels = data.images[0].to(torch.int16)
+    pixels = data.inputs[0].to(torch.int16)
     want = torch.tensor(expected if colourful else expected[:1], dtype=torch.int16).view(-1, 1, 1)
     assert (pixels - want).abs().max().item() <= tol, pixels[:, 0, 0].tolist()
-    assert data.images[1].eq(255).all()
+    assert data.inputs[1].eq(255).all()
 
 
 def test_all_gray_dataset_has_one_channel_and_one_colour_image_makes_three(tmp_path: Path):
@@ -342,19 +342,19 @@ def test_all_gray_dataset_has_one_channel_and_one_colour_image_makes_three(tmp_p
     names = ["l.png", "l.jpg", "i16.png", "la.png", "gray_rgb.bmp", "p.png"]
 
     data = load(root, names, image_size=8)
-    assert data.images.shape == (6, 1, 8, 8)
-    assert data.images.dtype == torch.uint8
-    assert data.images[:, 0, 4, 4].tolist()[0] == 10
-    assert data.images[2].eq(255).all() and data.images[5].eq(255).all()
-    assert abs(int(data.images[1, 0, 4, 4]) - 60) <= 2
+    assert data.inputs.shape == (6, 1, 8, 8)
+    assert data.inputs.dtype == torch.uint8
+    assert data.inputs[:, 0, 4, 4].tolist()[0] == 10
+    assert data.inputs[2].eq(255).all() and data.inputs[5].eq(255).all()
+    assert abs(int(data.inputs[1, 0, 4, 4]) - 60) <= 2
 
     Image.new("RGB", (8, 8), (250, 0, 0)).save(root / "red.png")
     data = load(root, [*names, "red.png"], image_size=8)
-    assert data.images.shape == (7, 3, 8, 8)
-    assert data.images[6, :, 0, 0].tolist() == [250, 0, 0]
+    assert data.inputs.shape == (7, 3, 8, 8)
+    assert data.inputs[6, :, 0, 0].tolist() == [250, 0, 0]
     # Grey images are replicated across the three channels.
-    assert data.images[0, :, 0, 0].tolist() == [10, 10, 10]
-    assert data.images[2].eq(255).all()
+    assert data.inputs[0, :, 0, 0].tolist() == [10, 10, 10]
+    assert data.inputs[2].eq(255).all()
 
 
 def test_mixed_sizes_are_resized_to_image_size(tmp_path: Path):
@@ -366,9 +366,9 @@ def test_mixed_sizes_are_resized_to_image_size(tmp_path: Path):
         gray(root / names[-1], 20 * (i + 1), size)
     data = load(root, names, image_size=12)
     assert data.image_size == 12
-    assert data.images.shape == (5, 1, 12, 12)
+    assert data.inputs.shape == (5, 1, 12, 12)
     for i in range(len(sizes)):  # a uniform image stays uniform whatever the resize
-        assert data.images[i].eq(20 * (i + 1)).all()
+        assert data.inputs[i].eq(20 * (i + 1)).all()
 
 
 def test_image_size_below_four_is_refused(four_images: Path):
@@ -417,7 +417,7 @@ def test_default_image_size_comes_from_the_data(tmp_path: Path, mode, sizes, exp
         Image.new(mode, size, color).save(root / names[-1])
     data = load(root, names, image_size=None)
     assert data.image_size == expected
-    assert data.images.shape == (len(sizes), channels, expected, expected)
+    assert data.inputs.shape == (len(sizes), channels, expected, expected)
 
 
 def test_default_size_uses_colour_clip_for_rgb_files_with_grey_pixels(tmp_path: Path):
@@ -428,7 +428,7 @@ def test_default_size_uses_colour_clip_for_rgb_files_with_grey_pixels(tmp_path: 
         Image.new("RGB", (100, 100), (70, 70, 70)).save(root / name)
     data = load(root, ["a.png", "b.png"], image_size=None)
     assert data.image_size == 32
-    assert data.images.shape == (2, 1, 32, 32)
+    assert data.inputs.shape == (2, 1, 32, 32)
 
 
 # ------------------------------------------------------------------------------------------ path safety
@@ -541,7 +541,7 @@ def test_symlinks_that_stay_inside_the_root_are_allowed(tmp_path: Path):
     link_root.symlink_to(real, target_is_directory=True)  # the root itself may be a symlink
     csv = write_csv(tmp_path / "labels.csv", "path,label\na.png,x\nalias.png,y\n./sub/b.png,y\n")
     data = load_dataset(load_source(link_root, csv), image_size=8, workers=1)
-    assert data.images[:, 0, 0, 0].tolist() == [11, 22, 22]
+    assert data.inputs[:, 0, 0, 0].tolist() == [11, 22, 22]
 
 
 def test_missing_and_undecodable_images_name_path_and_line(four_images: Path):

@@ -153,11 +153,11 @@ class _Exploding(torch.nn.Module):
 def _digits_dataset():
     from sklearn.datasets import load_digits
 
-    from noiseaudit.data.dataset import ImageDataset
+    from noiseaudit.data.dataset import SampleData
 
     d = load_digits()
     images = torch.from_numpy((d.images * 255 / 16).round().astype(np.uint8)[:, None])
-    return ImageDataset(images, torch.from_numpy(d.target.astype(np.int64)), list(range(10)), 8)
+    return SampleData(images, torch.from_numpy(d.target.astype(np.int64)), list(range(10)), 8)
 
 
 def test_non_finite_epoch_rolls_back_and_lowers_the_rate():

