@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from noiseaudit.data.csvfile import read_text_table
-from noiseaudit.data.source import LABEL_COLUMN_NAMES, PATH_COLUMN_NAMES, pick_column
+from noiseaudit.data.source import LABEL_COLUMN_NAMES, find_key_column, pick_column
 from noiseaudit.errors import InputError
 from noiseaudit.report.export import VERDICTS
 
@@ -51,21 +51,22 @@ def apply_review(labels_csv: str | Path, reviewed_path: str | Path, *, path_col:
     ``new_label`` is empty; ``drop`` removes the row; ``keep`` or an empty
     verdict leaves it. Unknown paths, unknown verdicts, conflicting rows for one
     path and (unless ``allow_new_labels``) labels outside the known classes are
-    refused, naming the reviewed file and line.
+    refused, naming the reviewed file and line. Rows are matched on the table's path column; for the
+    labels of feature vectors, on its key (id) column, or on the 0-based row number when it has neither.
     """
     labels_csv, reviewed_path = Path(labels_csv), Path(reviewed_path)
     if not labels_csv.is_file():
         raise InputError("labels CSV not found", path=labels_csv)
     table, _ = read_text_table(labels_csv)
     columns = list(table.columns)
-    pcol = pick_column(columns, path_col, PATH_COLUMN_NAMES, "path", labels_csv)
     lcol = pick_column(columns, label_col, LABEL_COLUMN_NAMES, "label", labels_csv)
+    pcol = find_key_column(columns, path_col, lcol, labels_csv)  # None: keyed by row number (features)
     reviewed, lines = read_reviewed(reviewed_path)
     for needed in ("path", "verdict"):
         if needed not in reviewed.columns:
             raise InputError(f"reviewed file has no {needed!r} column", path=reviewed_path, line=1)
     known = set(table[lcol])
-    row_of = {p: i for i, p in enumerate(table[pcol])}
+    row_of = {p: i for i, p in enumerate(table[pcol] if pcol is not None else map(str, range(len(table))))}
     decisions: dict[str, tuple[str, str, int | None]] = {}
     for rec, line in zip(reviewed.to_dict("records"), lines):
         p, verdict = rec["path"], rec["verdict"].lower()

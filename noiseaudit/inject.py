@@ -2,8 +2,10 @@
 
 The output keeps every input column, replaces the label and adds
 ``original_label`` and ``is_noisy``. ``instance`` noise first trains a quick
-model (plain training, a few epochs) on the images to learn which wrong class
-is most plausible for each sample.
+model (plain training, a few epochs) on the images, or on feature vectors, to
+learn which wrong class is most plausible for each sample. A labels CSV without
+image paths (labels for feature vectors) takes symmetric and pair-flip noise as
+it is, and instance noise given its features.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from noiseaudit.data.dataset import SampleData, load_dataset, sorted_classes
-from noiseaudit.data.source import LabeledSource, load_source
+from noiseaudit.data.source import LabeledSource, has_path_column, load_source, read_label_table
 from noiseaudit.errors import InputError, UsageError
 from noiseaudit.noise import KINDS, inject_noise
 
@@ -58,19 +61,26 @@ def instance_probs(data: SampleData, seed: int = 0, device: str = "auto") -> np.
 
     ``instance`` noise flips each chosen sample to the wrong class this model finds most plausible.
     """
-    from noiseaudit.models import build_model, default_model
+    from noiseaudit.models import build_feature_model, build_model, default_model
     from noiseaudit.runtime import resolve_device, seed_everything
     from noiseaudit.train import TrainConfig, train
 
     gen = seed_everything(seed)
-    model = build_model(default_model(data.channels, data.image_size), data.channels, data.image_size,
-                        len(data.classes))
+    if data.is_features:
+        model = build_feature_model("mlp", data.channels, len(data.classes))
+    else:
+        model = build_model(default_model(data.channels, data.image_size), data.channels, data.image_size,
+                            len(data.classes))
     return train(data, model, TrainConfig(epochs=3, method="plain"), resolve_device(device), gen).probs
 
 
 def inject(source: LabeledSource, rate: float, kind: str = "symmetric", seed: int = 0,
-           pairs_file: str | Path | None = None, device: str = "auto") -> InjectionResult:
-    """Corrupt exactly round(rate * N) labels of ``source``, keeping its columns and their order."""
+           pairs_file: str | Path | None = None, device: str = "auto",
+           features: str | Path | None = None) -> InjectionResult:
+    """Corrupt exactly round(rate * N) labels of ``source``, keeping its columns and their order.
+
+    ``instance`` noise trains on the images of ``source``, or on ``features`` when given.
+    """
     if kind not in KINDS:
         raise UsageError(f"unknown noise kind {kind!r}; choose one of {', '.join(KINDS)}")
     classes = sorted_classes(source.labels)
@@ -81,11 +91,15 @@ def inject(source: LabeledSource, rate: float, kind: str = "symmetric", seed: in
     pairs = None if pairs_file is None else read_pairs(pairs_file, classes)
     if pairs is not None and kind != "asymmetric":
         raise UsageError("--pairs only applies to --kind asymmetric")
-    probs = instance_probs(load_dataset(source), seed, device) if kind == "instance" else None
+    probs = None
+    if kind == "instance":
+        data = load_dataset(source) if features is None else features_dataset(features, source)
+        probs = instance_probs(data, seed, device)
     noisy = inject_noise(original, rate, kind, len(classes), seed=seed, pairs=pairs, probs=probs)
     names = np.asarray(classes, dtype=object)
     table = source.extra.reset_index(drop=True).copy()
-    table[source.path_col] = source.paths
+    if source.path_col is not None:
+        table[source.path_col] = source.paths
     table[source.label_col] = names[noisy.labels]
     table = table[source.columns]
     table["original_label"] = names[original]
@@ -95,11 +109,17 @@ def inject(source: LabeledSource, rate: float, kind: str = "symmetric", seed: in
 
 def inject_file(input_path: str | Path, rate: float, kind: str = "symmetric", seed: int = 0, *,
                 images_dir: str | Path | None = None, pairs_file: str | Path | None = None,
-                path_col: str | None = None, label_col: str | None = None, device: str = "auto") -> InjectionResult:
-    """Inject noise into a labels CSV (paths relative to ``images_dir``) or an ImageFolder tree."""
+                path_col: str | None = None, label_col: str | None = None, device: str = "auto",
+                features: str | Path | None = None) -> InjectionResult:
+    """Inject noise into a labels CSV (paths relative to ``images_dir``), an ImageFolder tree, or the
+    labels of feature vectors (a CSV with ``features``, or one without a path column)."""
     input_path = Path(input_path)
     if input_path.is_dir():
         source = load_source(input_path)
+    elif features is not None or (images_dir is None and not has_path_column(input_path, path_col)):
+        if kind == "instance" and features is None:
+            raise UsageError("--kind instance trains a model: pass --features (or --images-dir for images)")
+        source = read_label_table(input_path, key_col=path_col, label_col=label_col)
     else:
         if images_dir is None:
             if kind == "instance":
@@ -110,4 +130,14 @@ def inject_file(input_path: str | Path, rate: float, kind: str = "symmetric", se
         if clash in source.extra.columns:
             raise InputError(f"input already has a {clash!r} column (was noise injected already?)",
                              path=source.origin, line=1)
-    return inject(source, rate, kind, seed, pairs_file, device)
+    return inject(source, rate, kind, seed, pairs_file, device, features)
+
+
+def features_dataset(features: str | Path, source: LabeledSource) -> SampleData:
+    """The feature vectors of ``source``'s samples as training data, with its labels as targets."""
+    from noiseaudit.data.features import load_features
+
+    classes = sorted_classes(source.labels)
+    index = {c: k for k, c in enumerate(classes)}
+    targets = torch.tensor([index[v] for v in source.labels], dtype=torch.int64)
+    return SampleData(torch.from_numpy(load_features(features, source).values), targets, classes, 0)

@@ -21,11 +21,13 @@ from noiseaudit._version import __version__
 from noiseaudit.backbone import BACKBONES, FINETUNE, BackbonePlan, build_top, encoder, plan_backbone, training_defaults
 from noiseaudit.checkpoint import Checkpointer, dataset_fingerprint
 from noiseaudit.data.cache import DecodeCache
-from noiseaudit.data.dataset import BAD_IMAGE_POLICIES, SampleData, SkippedImage, load_dataset, source_key
-from noiseaudit.data.source import LabeledSource, load_source
-from noiseaudit.distributed import from_environment, local_device
-from noiseaudit.errors import NoiseAuditWarning, UsageError
-from noiseaudit.models import MODELS, build_model, default_model
+from noiseaudit.data.dataset import (BAD_IMAGE_POLICIES, SampleData, SkippedImage, load_dataset, sorted_classes,
+                                     source_key)
+from noiseaudit.data.features import load_features
+from noiseaudit.data.source import LabeledSource, label_table, load_source, read_label_table
+from noiseaudit.distributed import Distributed, from_environment, local_device
+from noiseaudit.errors import InputError, NoiseAuditWarning, UsageError
+from noiseaudit.models import FEATURE_MODELS, MODELS, build_feature_model, build_model, default_model
 from noiseaudit.optim import META_OBJECTIVES
 from noiseaudit.optim.schedule import SCHEDULES
 from noiseaudit.report.build import add_skipped, build_report, carried_columns
@@ -39,8 +41,9 @@ from noiseaudit.train import METHODS, StepCallback, TrainConfig, train
 class ScanConfig:
     """Every option of a scan; stored whole in the report's metadata."""
 
-    images_dir: str
+    images_dir: str | None
     labels_csv: str | None = None
+    features: str | None = None  # a features file, or "<array>" / "<DataFrame>" from scan_features
     path_col: str | None = None
     label_col: str | None = None
     model: str | None = None
@@ -69,7 +72,7 @@ class ScanConfig:
     def validate(self) -> None:
         if self.method not in METHODS:
             raise UsageError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
-        if self.model is not None and self.model not in MODELS:
+        if self.model is not None and self.model not in MODELS + FEATURE_MODELS:
             raise UsageError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}")
         for name in ("epochs", "batch_size", "workers"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
@@ -80,6 +83,12 @@ class ScanConfig:
             raise UsageError(f"unknown backbone {self.backbone!r}; choose one of {', '.join(BACKBONES)}")
         if self.finetune not in FINETUNE:
             raise UsageError(f"unknown --finetune {self.finetune!r}; choose one of {', '.join(FINETUNE)}")
+        if self.features is not None:
+            if self.model is not None and self.model not in FEATURE_MODELS:
+                raise UsageError(f"--model {self.model} takes images; on feature vectors choose one of "
+                                 f"{', '.join(FEATURE_MODELS)}")
+            if self.backbone not in ("auto", "none"):
+                raise UsageError(f"--backbone {self.backbone} encodes images; feature vectors are used as given")
         if self.model is not None and self.backbone not in ("auto", "none"):
             raise UsageError(f"--model {self.model} trains from scratch; it cannot go with --backbone {self.backbone}")
 
@@ -98,6 +107,8 @@ class ScanConfig:
             raise UsageError(f"--noise-rate must be in [0, 1), got {self.noise_rate}")
 
 
+# epochs, lr, hyper-lr of a scan of feature vectors (chosen in bench/features.py)
+FEATURE_DEFAULTS = (10, 0.05, 0.05)
 RANKED_BY = {"learned-lr": "log learned_lr", "plain": "minus mean loss", "dba": "dba_selected_frac"}
 
 
@@ -151,6 +162,83 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
     cfg = ScanConfig(images_dir=str(images_dir), labels_csv=None if labels_csv is None else str(labels_csv),
                      **options)
     cfg.validate()
+    device, dist, output = _start(cfg, output, overwrite)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    source = load_source(cfg.images_dir, cfg.labels_csv, path_col=cfg.path_col, label_col=cfg.label_col)
+    data, model, model_name, plan, gen = prepare(cfg, source, device, on_progress, timings)
+    timings["load_s"] = time.perf_counter() - t0
+    return _train_and_report(cfg, source, data, model, model_name, plan, gen, device, dist, output, on_progress,
+                             timings, t0)
+
+
+def scan_features(features: str | Path | np.ndarray | pd.DataFrame, labels: Any, *,
+                  output: str | Path | None = None, overwrite: bool = False,
+                  on_progress: ProgressCallback | None = None, key_col: str | None = None,
+                  **options: Any) -> pd.DataFrame:
+    """:func:`scan` for samples given as feature vectors (embeddings of any modality, tabular columns).
+
+    Parameters
+    ----------
+    features : path, numpy.ndarray or pandas.DataFrame
+        (N, d) numbers: a ``.npy`` file or an array row-aligned with ``labels``; a Parquet
+        file with one list column of vectors or numeric columns, row-aligned or carrying
+        ``labels``' key column to join on; or a DataFrame of numeric columns.
+    labels : path, sequence or pandas.DataFrame
+        A labels CSV (a label column; a path or id column is optional and becomes the
+        report's ``path``), a DataFrame of the same, or one label per row.
+    key_col : str, optional
+        The key column of ``labels`` (default: a column named like a path or an id, if any;
+        else a sample's key is its 0-based row number).
+    **options
+        As for :func:`scan`; ``model`` is ``mlp`` (default) or ``linear``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The same report as :func:`scan`.
+    """
+    origin = features if isinstance(features, (str, Path)) else f"<{type(features).__name__}>"
+    cfg = ScanConfig(images_dir=None, labels_csv=str(labels) if isinstance(labels, (str, Path)) else None,
+                     features=str(origin), label_col=options.pop("label_col", None), path_col=key_col, **options)
+    cfg.validate()
+    device, dist, output = _start(cfg, output, overwrite)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    source = _label_source(labels, key_col, cfg.label_col)
+    table = load_features(features, source)
+    classes = sorted_classes(source.labels)
+    if len(classes) < 2:
+        raise InputError(f"need at least two classes to find wrong labels, found {len(classes)} ({classes})",
+                         path=source.origin)
+    index = {c: k for k, c in enumerate(classes)}
+    targets = torch.tensor([index[v] for v in source.labels], dtype=torch.int64)
+    data = SampleData(inputs=torch.from_numpy(table.values), targets=targets, classes=classes, image_size=0)
+    gen = seed_everything(cfg.seed)
+    model_name = cfg.model or "mlp"
+    model = build_feature_model(model_name, table.dim, len(classes))
+    cfg.epochs, cfg.lr, cfg.hyper_lr = (d if g is None else g for g, d in
+                                        zip((cfg.epochs, cfg.lr, cfg.hyper_lr), FEATURE_DEFAULTS))
+    cfg.augment = False
+    timings["load_s"] = time.perf_counter() - t0
+    return _train_and_report(cfg, source, data, model, model_name, BackbonePlan(None), gen, device, dist, output,
+                             on_progress, timings, t0, extra_meta={"features": {
+                                 "origin": table.origin, "dim": table.dim, "stored_as": str(table.values.dtype),
+                                 "key_col": source.path_col}})
+
+
+def _label_source(labels: Any, key_col: str | None, label_col: str | None) -> LabeledSource:
+    """The labels of a features scan: a CSV path, a DataFrame, or one label per row."""
+    if isinstance(labels, (str, Path)):
+        return read_label_table(labels, key_col=key_col, label_col=label_col)
+    frame = labels if isinstance(labels, pd.DataFrame) else pd.DataFrame({"label": list(labels)})
+    text = frame.astype(str).apply(lambda c: c.str.strip())
+    return label_table(text, [None] * len(text), "<labels>", Path.cwd(), key_col=key_col, label_col=label_col)
+
+
+def _start(cfg: ScanConfig, output: str | Path | None,
+           overwrite: bool) -> tuple[torch.device, Distributed | None, str | Path | None]:
+    """The device, the data-parallel group (under torchrun) and the output this process writes, checked."""
     device = local_device(resolve_device(cfg.device))
     dist = from_environment(device)
     if dist is not None and cfg.resume:
@@ -159,11 +247,15 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
         output = None  # rank 0 writes the report
     if output is not None:
         check_writable(output, overwrite)
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    source = load_source(cfg.images_dir, cfg.labels_csv, path_col=cfg.path_col, label_col=cfg.label_col)
-    data, model, model_name, plan, gen = prepare(cfg, source, device, on_progress, timings)
-    timings["load_s"] = time.perf_counter() - t0
+    return device, dist, output
+
+
+def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, model: torch.nn.Module,
+                      model_name: str, plan: BackbonePlan, gen: torch.Generator, device: torch.device,
+                      dist: Distributed | None, output: str | Path | None, on_progress: ProgressCallback | None,
+                      timings: dict[str, float], t0: float,
+                      extra_meta: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Train, rank, threshold, and assemble (and write) the report: the stages every scan shares."""
     train_cfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, method=cfg.method,
                             hyper_lr=cfg.hyper_lr, margin_weight=cfg.margin_weight, meta=cfg.meta,
                             augment=bool(cfg.augment) and not plan.frozen_bottom, schedule=cfg.schedule,
@@ -202,11 +294,12 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
         "version": __version__,
         "config": asdict(cfg),
         "images_root": str(source.root),
+        **(extra_meta or {}),
         "seed": cfg.seed,
         "model": model_name,
         "backbone": plan.metadata(),
-        "image_size": data.image_size,
-        "channels": data.channels if plan.name is None else 3,
+        "image_size": data.image_size or None,
+        "channels": None if data.is_features else data.channels if plan.name is None else 3,
         "device": str(device),
         "world_size": 1 if dist is None else dist.world,
         "torch": torch.__version__,

@@ -46,8 +46,12 @@ def inject_command(
     pairs: Annotated[Optional[Path], typer.Option(help="JSON class->class map for asymmetric "
                                                        "(default: class k -> class k+1).")] = None,
     images_dir: Annotated[Optional[Path], typer.Option(help="Image root for a CSV (default: the CSV's folder); "
-                                                            "needed by --kind instance.")] = None,
-    path_col: Annotated[Optional[str], typer.Option(help="Path column name (default: auto-detect).")] = None,
+                                                            "needed by --kind instance on images.")] = None,
+    features: Annotated[Optional[Path], typer.Option(help="Feature vectors of the CSV's rows (.npy or Parquet, "
+                                                          "as for scan --features); what --kind instance trains "
+                                                          "on when there are no images.")] = None,
+    path_col: Annotated[Optional[str], typer.Option("--path-col", "--key-col",
+                                                    help="Path (or key) column name (default: auto-detect).")] = None,
     label_col: Annotated[Optional[str], typer.Option(help="Label column name (default: auto-detect).")] = None,
     device: Annotated[str, typer.Option(help="Device for --kind instance.")] = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
@@ -58,7 +62,7 @@ def inject_command(
     if output.resolve() == labels.resolve():
         raise typer.BadParameter("output must differ from the input")
     result = inject_file(labels, rate, kind.value, seed, images_dir=images_dir, pairs_file=pairs,
-                         path_col=path_col, label_col=label_col, device=device)
+                         path_col=path_col, label_col=label_col, device=device, features=features)
     atomic_write(output, lambda tmp: result.table.to_csv(tmp, index=False))
     if json_out:
         echo_json({"n": len(result.table), "n_noisy": int(result.table["is_noisy"].sum()),

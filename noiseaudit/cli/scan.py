@@ -11,7 +11,7 @@ from rich.table import Table
 
 from noiseaudit.cli.console import echo_json, exits_on_errors, progress_reporter, stdout
 from noiseaudit.report.summary import summarize
-from noiseaudit.scan import scan
+from noiseaudit.scan import scan, scan_features
 
 
 def _fmt(value: Any) -> str:
@@ -49,11 +49,18 @@ def print_summary(summary: dict[str, Any], output: Path) -> None:
 
 @exits_on_errors
 def scan_command(
-    images_dir: Annotated[Path, typer.Argument(help="Image folder (one subfolder per class if no CSV is given).")],
+    images_dir: Annotated[Path, typer.Argument(help="Image folder (one subfolder per class if no CSV is given); "
+                                                    "with --features, the labels CSV.")],
     labels_csv: Annotated[Optional[Path], typer.Argument(help="CSV with a path column and a label column.")] = None,
+    features: Annotated[Optional[Path], typer.Option(help="Feature vectors instead of images (embeddings, tabular "
+                                                          "columns): a .npy row-aligned with the labels CSV, or a "
+                                                          "Parquet file (one list column or numeric columns; "
+                                                          "joined on the CSV's key column if it has it).")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Parquet report to write.")] = Path("report.parquet"),
     overwrite: Annotated[bool, typer.Option(help="Replace an existing report.")] = False,
-    path_col: Annotated[Optional[str], typer.Option(help="Path column name (default: auto-detect).")] = None,
+    path_col: Annotated[Optional[str], typer.Option("--path-col", "--key-col", help="Path column name; with "
+                                                    "--features, the key (path or id) column (default: "
+                                                    "auto-detect; for features, optional).")] = None,
     label_col: Annotated[Optional[str], typer.Option(help="Label column name (default: auto-detect).")] = None,
     backbone: Annotated[str, typer.Option(help="auto: the pretrained efficientnet-lite0 for colour images when "
                                               "the 'pretrained' extra is installed and a quick probe says it fits "
@@ -63,7 +70,8 @@ def scan_command(
                                               "last stage and head, on cached activations; the default) or all "
                                               "(the whole network; for GPUs).")] = "top",
     model: Annotated[Optional[str], typer.Option(help="From-scratch model: small-cnn, resnet18 or mlp (default: "
-                                                      "from the data).")] = None,
+                                                      "from the data); on --features, mlp (default) or "
+                                                      "linear.")] = None,
     image_size: Annotated[Optional[int], typer.Option(help="Resize images to this square side "
                                                            "(default: from the data).")] = None,
     method: Annotated[str, typer.Option(help="learned-lr; plain (uniform rates, ranked by loss); or dba "
@@ -109,15 +117,21 @@ def scan_command(
     """Train with per-sample learned rates and write a report ranking every sample by suspicion."""
     follower = int(os.environ.get("RANK", "0")) > 0  # under torchrun, rank 0 reports for everyone
     with progress_reporter(quiet or follower) as on_progress:
-        report = scan(images_dir, labels_csv, output=output, overwrite=overwrite, on_progress=on_progress,
-                      path_col=path_col, label_col=label_col, model=model, backbone=backbone,
-                      finetune=finetune, image_size=image_size, method=method,
-                      epochs=epochs, batch_size=batch_size, lr=lr, hyper_lr=hyper_lr, margin_weight=margin_weight,
-                      meta=meta, schedule=schedule, augment=augment,
-                      on_bad_image=on_bad_image, resume=resume, cache=cache,
-                      cache_dir=None if cache_dir is None else str(cache_dir),
-                      checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir), noise_rate=noise_rate,
-                      device=device, seed=seed, workers=workers)
+        options: dict[str, Any] = dict(
+            output=output, overwrite=overwrite, on_progress=on_progress, label_col=label_col, model=model,
+            backbone=backbone, method=method, epochs=epochs, batch_size=batch_size, lr=lr, hyper_lr=hyper_lr,
+            margin_weight=margin_weight, meta=meta, schedule=schedule, resume=resume,
+            checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir), noise_rate=noise_rate,
+            device=device, seed=seed)
+        if features is not None:
+            if labels_csv is not None:
+                raise typer.BadParameter("with --features give only the labels CSV: noiseaudit scan --features "
+                                         "FEATURES LABELS_CSV")
+            report = scan_features(features, images_dir, key_col=path_col, **options)
+        else:
+            report = scan(images_dir, labels_csv, path_col=path_col, finetune=finetune, image_size=image_size,
+                          augment=augment, on_bad_image=on_bad_image, cache=cache,
+                          cache_dir=None if cache_dir is None else str(cache_dir), workers=workers, **options)
     if follower:
         return
     summary = summarize(report, report.attrs["noiseaudit"])

@@ -1,7 +1,9 @@
-"""Where samples come from: a labels CSV beside an image folder, or an ImageFolder tree.
+"""Where samples come from: a labels CSV beside an image folder, an ImageFolder tree, or a
+labels table for feature vectors (:func:`read_label_table`).
 
 A :class:`LabeledSource` lists, for every sample, its path relative to the
-image root, its given label and the CSV line it came from, plus any extra CSV
+image root (or, for feature vectors, its key: a path or id column, else its row
+number), its given label and the CSV line it came from, plus any extra CSV
 columns, which are carried unchanged into the report.
 """
 
@@ -21,6 +23,7 @@ from noiseaudit.errors import InputError, NoiseAuditWarning
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
 PATH_COLUMN_NAMES = ("path", "file", "filename", "image", "image_path", "filepath")
 LABEL_COLUMN_NAMES = ("label", "class", "target", "category", "y")
+ID_COLUMN_NAMES = ("id", "key", "uid", "sample_id", "name")
 
 
 @dataclass
@@ -33,7 +36,7 @@ class LabeledSource:
     lines: list[int | None]
     origin: str
     extra: pd.DataFrame = field(default_factory=pd.DataFrame)
-    path_col: str = "path"
+    path_col: str | None = "path"  # None: a labels table without a key column (keys are row numbers)
     label_col: str = "label"
     columns: list[str] = field(default_factory=lambda: ["path", "label"])  # input column order
 
@@ -127,13 +130,7 @@ def read_labels_csv(
     lcol = pick_column(columns, label_col, LABEL_COLUMN_NAMES, "label", csv)
     if pcol == lcol:
         raise InputError(f"path and label columns are the same column {pcol!r}", path=csv, line=1)
-    for kind, col in (("path", pcol), ("label", lcol)):
-        empty = frame[col] == ""
-        if empty.any():
-            first = int(empty.to_numpy().nonzero()[0][0])
-            image = f" for image {frame[pcol].iloc[first]!r}" if kind == "label" else ""
-            raise InputError(f"empty {kind} in column {col!r}{image} ({int(empty.sum())} rows)", path=csv,
-                             line=lines[first])
+    _refuse_empty(frame, pcol, lcol, lines, csv)
     for p, line in zip(frame[pcol], lines):
         resolve_inside(root, p, origin=str(csv), line=line)
     keys = [PurePosixPath(p.replace("\\", "/")) for p in frame[pcol]]  # "./a.png" and "a.png" are one path
@@ -145,6 +142,78 @@ def read_labels_csv(
     extra = extra.apply(_infer_column)
     return LabeledSource(root=root, paths=paths, labels=_normalise_labels(frame[lcol]), lines=lines,
                          origin=str(csv), extra=extra, path_col=pcol, label_col=lcol, columns=columns)
+
+
+def _refuse_empty(frame: pd.DataFrame, pcol: str | None, lcol: str, lines: list[int], csv: Path,
+                  what: str = "image") -> None:
+    """An InputError at the first empty path (key) or label cell; ``what`` names what the path column holds."""
+    for kind, col in (("path", pcol), ("label", lcol)):
+        if col is None:
+            continue
+        empty = frame[col] == ""
+        if empty.any():
+            first = int(empty.to_numpy().nonzero()[0][0])
+            image = f" for {what} {frame[pcol].iloc[first]!r}" if kind == "label" and pcol is not None else ""
+            raise InputError(f"empty {kind} in column {col!r}{image} ({int(empty.sum())} rows)", path=csv,
+                             line=lines[first])
+
+
+def read_label_table(labels_csv: str | Path, *, key_col: str | None = None,
+                     label_col: str | None = None) -> LabeledSource:
+    """A labels CSV for feature vectors: a label column and, optionally, a key (a path or id column).
+
+    Nothing is looked up on disk. Without a key column a sample's key is its
+    0-based row number. A key listed twice is an InputError naming both lines.
+    """
+    csv = Path(labels_csv)
+    if not csv.is_file():
+        raise InputError("labels CSV not found", path=csv)
+    frame, lines = read_text_table(csv)
+    return label_table(frame, lines, str(csv), Path(os.path.realpath(csv.parent)), key_col=key_col,
+                       label_col=label_col)
+
+
+def find_key_column(columns: list[str], wanted: str | None, label_col: str, table: Path) -> str | None:
+    """The key column of a labels table for features: ``wanted``, else the first column named like a
+    path or an id, else None (a sample's key is then its 0-based row number)."""
+    if wanted is not None:
+        return pick_column(columns, wanted, (), "key", table)
+    lowered = {c.strip().lower(): c for c in columns if c != label_col}
+    return next((lowered[n] for n in PATH_COLUMN_NAMES + ID_COLUMN_NAMES if n in lowered), None)
+
+
+def has_path_column(labels_csv: str | Path, path_col: str | None = None) -> bool:
+    """Whether the CSV names image paths: ``path_col`` is given, or a column is named like a path."""
+    if path_col is not None:
+        return True
+    csv = Path(labels_csv)
+    if not csv.is_file():
+        raise InputError("labels CSV not found", path=csv)
+    frame, _ = read_text_table(csv)
+    return any(str(c).strip().lower() in PATH_COLUMN_NAMES for c in frame.columns)
+
+
+def label_table(frame: pd.DataFrame, lines: list[int | None], origin: str, root: Path, *,
+                key_col: str | None = None, label_col: str | None = None) -> LabeledSource:
+    """:func:`read_label_table` of a table already in memory (cells as stripped text; ``lines`` may be None)."""
+    columns = [str(c) for c in frame.columns]
+    lcol = pick_column(columns, label_col, LABEL_COLUMN_NAMES, "label", Path(origin))
+    kcol = find_key_column(columns, key_col, lcol, Path(origin))
+    if kcol == lcol:
+        raise InputError(f"key and label columns are the same column {kcol!r}", path=origin, line=1)
+    _refuse_empty(frame, kcol, lcol, lines, Path(origin), what="key")
+    keys = [str(i) for i in range(len(frame))] if kcol is None else list(frame[kcol])
+    first: dict[str, int] = {}
+    for i, key in enumerate(keys):
+        j = first.setdefault(key, i)
+        if j != i:
+            also = f"line {lines[j]}" if lines[j] is not None else f"row {j}"
+            raise InputError(f"key {key!r} in column {kcol!r} is listed twice (also {also})", path=origin,
+                             line=lines[i])
+    extra = frame.drop(columns=[c for c in (kcol, lcol) if c is not None]).reset_index(drop=True)
+    return LabeledSource(root=root, paths=keys, labels=_normalise_labels(frame[lcol]), lines=list(lines),
+                         origin=origin, extra=extra.apply(_infer_column), path_col=kcol, label_col=lcol,
+                         columns=columns)
 
 
 def _unique_rows(keys: list[PurePosixPath], paths: list[str], labels: list[str], lines: list[int],

@@ -9,11 +9,11 @@ from __future__ import annotations
 from torch import nn
 
 from noiseaudit.errors import UsageError
-from noiseaudit.models.mlp import MLP
-from noiseaudit.models.resnet import CifarResNet18
+from noiseaudit.models.mlp import MLP, LinearHead
 from noiseaudit.models.small_cnn import SmallCNN
 
 MODELS = ("small-cnn", "resnet18", "mlp")
+FEATURE_MODELS = ("mlp", "linear")  # what trains on feature vectors; mlp is the default
 
 
 def default_model(channels: int, image_size: int) -> str:
@@ -26,10 +26,22 @@ def build_model(name: str, channels: int, image_size: int, num_classes: int) -> 
     if name == "small-cnn":
         return SmallCNN(channels, image_size, num_classes)
     if name == "resnet18":
+        from noiseaudit.models.resnet import CifarResNet18  # torchvision is imported only when it is used
+
         return CifarResNet18(channels, num_classes)
     if name == "mlp":
         return MLP(channels * image_size * image_size, num_classes)
     raise UsageError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
 
 
-__all__ = ["MODELS", "build_model", "default_model", "SmallCNN", "CifarResNet18", "MLP"]
+def build_feature_model(name: str, dim: int, num_classes: int) -> nn.Module:
+    """A model of ``dim``-dimensional feature vectors: ``mlp`` (one hidden layer of 256) or ``linear``."""
+    if name == "mlp":
+        return MLP(dim, num_classes)
+    if name == "linear":
+        return LinearHead(dim, num_classes)
+    raise UsageError(f"model {name!r} does not take feature vectors; choose one of {', '.join(FEATURE_MODELS)}")
+
+
+__all__ = ["MODELS", "FEATURE_MODELS", "build_model", "build_feature_model", "default_model", "SmallCNN",
+           "MLP", "LinearHead"]

@@ -1,4 +1,4 @@
-"""A one-hidden-layer perceptron on flattened pixels."""
+"""Models of a flat input (pixels, or feature vectors): a one-hidden-layer perceptron and a linear head."""
 
 from __future__ import annotations
 
@@ -15,6 +15,21 @@ class MLP(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.hidden(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(x))
+
+
+class LinearHead(nn.Module):
+    """Logistic regression: the head reads the input itself (its features are the input, flattened)."""
+
+    def __init__(self, in_features: int, num_classes: int):
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.head = nn.Linear(in_features, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.flatten(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.forward_features(x))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,7 @@ import pandas as pd
 from PIL import Image
 
 from noiseaudit.data.images import DecodeError, decode_image
-from noiseaudit.data.source import resolve_inside
+from noiseaudit.data.source import IMAGE_EXTENSIONS, resolve_inside
 from noiseaudit.errors import InputError, UsageError
 from noiseaudit.evaluate import evaluate
 from noiseaudit.report.build import scored, truth_mask
@@ -124,11 +124,14 @@ def render_html(report: pd.DataFrame, metadata: dict[str, Any], images_root: str
     plots = "".join(f'<img alt="{e(t)}" src="data:image/png;base64,{b}">' for t, b in _plots(report).items())
     cards = []
     ordered = report.sort_values("rank").head(top)
+    # feature-vector reports keyed by ids or row numbers have nothing to show
+    pictures = any(PurePosixPath(str(p)).suffix.lower() in IMAGE_EXTENSIONS for p in ordered["path"])
     for pos, row in zip(ordered.index, ordered.itertuples(index=False)):
         wrong = truth is not None and bool(truth[pos])
+        picture = (f'<img alt="{e(row.path)}" src="data:image/png;base64,{_thumbnail(root, row.path)}">'
+                   if pictures else "")
         cards.append(
-            f'<div class="card{" noisy" if wrong else ""}"><img alt="{e(row.path)}" '
-            f'src="data:image/png;base64,{_thumbnail(root, row.path)}">'
+            f'<div class="card{" noisy" if wrong else ""}">{picture}'
             f"<div>#{row.rank} · η={row.learned_lr:.3g}</div>"
             f'<div class="given">given: {e(str(row.given_label))}</div>'
             f'<div class="sugg">suggested: {e(str(row.suggested_label))} ({row.suggested_prob:.0%})</div>'
