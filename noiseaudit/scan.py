@@ -21,8 +21,14 @@ from noiseaudit._version import __version__
 from noiseaudit.backbone import BACKBONES, FINETUNE, BackbonePlan, build_top, encoder, plan_backbone, training_defaults
 from noiseaudit.checkpoint import Checkpointer, dataset_fingerprint
 from noiseaudit.data.cache import DecodeCache
-from noiseaudit.data.dataset import (BAD_IMAGE_POLICIES, SampleData, SkippedImage, load_dataset, sorted_classes,
-                                     source_key)
+from noiseaudit.data.dataset import (
+    BAD_IMAGE_POLICIES,
+    SampleData,
+    SkippedImage,
+    load_dataset,
+    sorted_classes,
+    source_key,
+)
 from noiseaudit.data.features import load_features
 from noiseaudit.data.source import LabeledSource, label_table, load_source, read_label_table
 from noiseaudit.distributed import Distributed, from_environment, local_device

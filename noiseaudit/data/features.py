@@ -188,9 +188,9 @@ def _parquet(path: Path, source: LabeledSource) -> _Reader:
     rows = file.metadata.num_rows
     position = _join(file, key, path, source) if key is not None else None
     if position is None and rows != len(source):
+        key_hint = "" if source.path_col is None else f" {source.path_col!r}"
         raise InputError(f"features have {rows} rows but {source.origin} has {len(source)} samples; they must be "
-                         f"row-aligned, or carry the key column{'' if source.path_col is None else ' ' + repr(source.path_col)}",
-                         path=path)
+                         f"row-aligned, or carry the key column{key_hint}", path=path)
 
     def chunks() -> Iterator[tuple[int, np.ndarray]]:
         start = 0
@@ -262,6 +262,7 @@ def _standardise(reader: _Reader, n: int) -> Features:
     scale[scale <= 1e-12 * np.maximum(1.0, np.abs(mean))] = 1.0  # a constant column becomes all zeros
     values = np.empty((n, reader.dim), dtype=STORAGE_DTYPE)
     for start, chunk in reader.chunks():
-        rows = slice(start, start + len(chunk)) if reader.position is None else reader.position[start:start + len(chunk)]
+        end = start + len(chunk)
+        rows = slice(start, end) if reader.position is None else reader.position[start:end]
         values[rows] = ((chunk.astype(np.float64) - mean) / scale).astype(STORAGE_DTYPE)
     return Features(values=values, mean=mean, scale=scale, origin=reader.origin)
