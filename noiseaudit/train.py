@@ -78,15 +78,17 @@ class RunState:
         self.epoch_losses: list[float] = []
         self.recoveries: list[dict[str, Any]] = []
 
-    def state_dict(self) -> dict[str, Any]:
-        """A deep copy, safe to keep while training goes on."""
-        return copy.deepcopy({
+    def state_dict(self, keep: bool = True) -> dict[str, Any]:
+        """A deep copy, safe to keep while training goes on; ``keep=False``: the live tensors, to be
+        serialised at once (a checkpoint), without doubling the per-sample state in memory."""
+        state = {
             "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
             "rates": None if self.rates is None else self.rates.state_dict(),
             "recorder": self.recorder.state_dict(), "schedule": self.schedule.state_dict(),
             "base_lr": self.base_lr, "generator": self.gen.get_state(),
             "torch_rng": torch.get_rng_state(), "epoch": self.epoch, "step": self.step, "order": self.order,
-            "loss_total": self.loss_total, "epoch_losses": self.epoch_losses, "recoveries": self.recoveries})
+            "loss_total": self.loss_total, "epoch_losses": self.epoch_losses, "recoveries": self.recoveries}
+        return copy.deepcopy(state) if keep else state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
@@ -199,7 +201,11 @@ def train(data: SampleData, model: nn.Module, cfg: TrainConfig, device: torch.de
     net: nn.Module = FeaturesAndLogits(model)
     if dist is not None:
         net = DistributedDataParallel(net)
-    last_good = run.state_dict()
+    # The last good epoch end, to roll back to after a non-finite epoch: on disk when checkpointing (the
+    # per-sample state is then held once, not twice; bench/scale.py), else a copy in memory.
+    last_good = run.state_dict() if checkpoints is None else None
+    if checkpoints is not None and not resume:
+        checkpoints.save(run.state_dict(keep=False))
     with checkpoints.catching_signals() if checkpoints is not None else nullcontext():
         while run.epoch < cfg.epochs:
             model.train()
@@ -240,7 +246,7 @@ def train(data: SampleData, model: nn.Module, cfg: TrainConfig, device: torch.de
                 if on_step is not None:
                     on_step(run.epoch, step + 1, steps, None)
                 if checkpoints is not None and checkpoints.stop_requested:
-                    checkpoints.save(run.state_dict())
+                    checkpoints.save(run.state_dict(keep=False))
                     raise Interrupted(f"interrupted at epoch {run.epoch + 1}, step {step + 1}; checkpoint saved to "
                                       f"{checkpoints.path}; run again with --resume to continue",
                                       checkpoints.stop_requested)
@@ -250,15 +256,16 @@ def train(data: SampleData, model: nn.Module, cfg: TrainConfig, device: torch.de
                     recorder.set_last_rates(rates.named_rates(torch.arange(n, device=device)))
             epoch_loss = float(run.loss_total) / n
             if not (math.isfinite(epoch_loss) and (rates is None or bool(torch.isfinite(rates.log_rates).all()))):
-                recover(run, last_good, epoch_loss)
+                recover(run, last_good if last_good is not None else checkpoints.load(), epoch_loss)
                 continue
             run.epoch_losses.append(epoch_loss)
             run.epoch, run.step = run.epoch + 1, 0
             if schedule.end_epoch(run.epoch_losses):
                 recorder.mark_regime()
-            last_good = run.state_dict()
             if checkpoints is not None:
-                checkpoints.save(last_good)
+                checkpoints.save(run.state_dict(keep=False))
+            else:
+                last_good = run.state_dict()
             if on_step is not None:
                 on_step(run.epoch - 1, steps, steps, epoch_loss)
     if dba is not None:

@@ -92,6 +92,8 @@ def _check_array(x: np.ndarray, origin: str) -> np.ndarray:
                          f"{tuple(x.shape)}", path=origin)
     if x.dtype.kind not in "biuf":
         raise InputError(f"features must be numbers, got dtype {x.dtype}", path=origin)
+    if x.shape[1] == 0:
+        raise InputError(f"no feature columns (shape {tuple(x.shape)})", path=origin)
     return x
 
 
@@ -124,6 +126,8 @@ def _npy(path: Path, source: LabeledSource) -> _Reader:
     if len(shape) != 2:
         raise InputError(f"features must be a 2-D array (samples x dimensions), got {len(shape)}-D shape "
                          f"{tuple(shape)}", path=path)
+    if shape[1] == 0:
+        raise InputError(f"no feature columns (shape {tuple(shape)})", path=path)
     if fortran:
         return _aligned(np.load(path, mmap_mode="r"), str(path), source)
     rows, dim = shape
@@ -137,9 +141,10 @@ def _npy(path: Path, source: LabeledSource) -> _Reader:
             for start in range(0, rows, CHUNK_ROWS):
                 count = min(CHUNK_ROWS, rows - start)
                 buf = np.empty((count, dim), dtype=dtype)
-                if fh.readinto(memoryview(buf).cast("B")) != buf.nbytes:
-                    raise InputError(f"file ends inside row {start}; it holds fewer rows than its header says",
-                                     path=path)
+                got = fh.readinto(memoryview(buf).cast("B"))
+                if got != buf.nbytes:
+                    raise InputError(f"file ends inside row {start + got // buf[0].nbytes}; it holds fewer rows "
+                                     "than its header says", path=path)
                 yield start, buf
 
     return _Reader(rows, dim, chunks, str(path))
@@ -154,7 +159,10 @@ def _frame_matrix(frame: pd.DataFrame, origin: str, skip: tuple[str | None, ...]
                              path=origin)
     if not cols:
         raise InputError("no feature columns", path=origin)
-    return frame[cols].to_numpy()
+    x = frame[cols].to_numpy()
+    if x.dtype == object:  # mixed or nullable (pd.NA) columns: numbers, a missing value NaN (refused by row)
+        x = frame[cols].to_numpy(dtype=np.float64, na_value=np.nan)
+    return x
 
 
 def _parquet(path: Path, source: LabeledSource) -> _Reader:
@@ -192,6 +200,8 @@ def _parquet(path: Path, source: LabeledSource) -> _Reader:
         raise InputError(f"features have {rows} rows but {source.origin} has {len(source)} samples; they must be "
                          f"row-aligned, or carry the key column{key_hint}", path=path)
 
+    dim = _first_dim(file, lists[0], path) if lists else len(columns)
+
     def chunks() -> Iterator[tuple[int, np.ndarray]]:
         start = 0
         for batch in file.iter_batches(batch_size=CHUNK_ROWS, columns=columns):
@@ -202,8 +212,7 @@ def _parquet(path: Path, source: LabeledSource) -> _Reader:
                     raise InputError(f"row {start + bad}: empty vector in column {lists[0]!r}", path=path)
                 lengths = np.diff(col.offsets.to_numpy()) if hasattr(col, "offsets") else None
                 flat = col.flatten().to_numpy(zero_copy_only=False)
-                dim = flat.size // max(1, len(col))
-                if lengths is not None and (lengths != dim).any():
+                if lengths is not None and (lengths != dim).any():  # dim: row 0's, also in later chunks
                     bad = int(np.flatnonzero(lengths != dim)[0])
                     raise InputError(f"row {start + bad}: vector of length {lengths[bad]}, others have {dim}",
                                      path=path)
@@ -214,13 +223,17 @@ def _parquet(path: Path, source: LabeledSource) -> _Reader:
             yield start, values
             start += len(values)
 
-    dim = _first_dim(file, lists) if lists else len(columns)
     return _Reader(rows, dim, chunks, str(path), position)
 
 
-def _first_dim(file, lists: list[str]) -> int:
-    batch = next(file.iter_batches(batch_size=1, columns=lists))
-    return len(batch.column(0)[0])
+def _first_dim(file, column: str, path: Path) -> int:
+    """The length of the first vector, which every other must have."""
+    first = next(file.iter_batches(batch_size=1, columns=[column])).column(0)[0]
+    if not first.is_valid:
+        raise InputError(f"row 0: empty vector in column {column!r}", path=path)
+    if len(first) == 0:
+        raise InputError(f"row 0: vector of length 0 in column {column!r}", path=path)
+    return len(first)
 
 
 def _join(file, key: str, path: Path, source: LabeledSource) -> np.ndarray:

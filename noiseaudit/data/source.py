@@ -197,6 +197,7 @@ def label_table(frame: pd.DataFrame, lines: list[int | None], origin: str, root:
                 key_col: str | None = None, label_col: str | None = None) -> LabeledSource:
     """:func:`read_label_table` of a table already in memory (cells as stripped text; ``lines`` may be None)."""
     columns = [str(c) for c in frame.columns]
+    frame = frame.fillna("")  # a missing cell (None/NaN from Python) is an empty one, refused below
     lcol = pick_column(columns, label_col, LABEL_COLUMN_NAMES, "label", Path(origin))
     kcol = find_key_column(columns, key_col, lcol, Path(origin))
     if kcol == lcol:
