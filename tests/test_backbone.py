@@ -166,6 +166,36 @@ def test_top_keeps_batchnorm_statistics_frozen():
     assert all(p.grad is not None for p in top.parameters())
 
 
+def _module_forward(top: lite0.Lite0Top, x: torch.Tensor) -> torch.Tensor:
+    """The pooled embedding through the blocks' own forward (eval-mode BatchNorm): what the fast path must equal."""
+    if top.stem is not None:
+        x = top.stem(x)
+    for block in top.blocks:
+        x = block(x)
+    return top.conv_head(x).mean(dim=(2, 3))
+
+
+@needs_extra
+@pytest.mark.parametrize("size,split", [(128, lite0.NUM_BLOCKS - 1), (128, 12), (128, 11), (96, 8), (64, 0)])
+def test_fast_top_equals_the_blocks_own_forward(size, split):
+    """The channels-last forward with folded BatchNorm and dense 5x5 depthwise kernels (models/mbconv.py)
+    computes the same features and the same gradients as the blocks' own modules, 3x3 and 5x5 kernels,
+    stride 1 and 2, the stem included (in float64, where the two orders of summation agree to rounding)."""
+    torch.manual_seed(0)
+    net = lite0.load_pretrained(size).double()
+    x = torch.rand(6, 3, size, size, dtype=torch.float64) * 2 - 1
+    if split:
+        x = lite0.Lite0Bottom(net, split)(x)
+    top = lite0.Lite0Top(lite0.load_pretrained(size), split, 4).double().train()
+    params = list(top.parameters())[:-2]  # all but the new head, which neither path reaches
+    ref, fast = _module_forward(top, x), top.forward_features(x)
+    torch.testing.assert_close(fast, ref, rtol=1e-10, atol=1e-10)
+    grads_ref = torch.autograd.grad(ref.square().sum(), params)
+    grads_fast = torch.autograd.grad(fast.square().sum(), params)
+    for a, b in zip(grads_fast, grads_ref):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9 * float(b.abs().max()))
+
+
 @needs_extra
 @pytest.mark.skipif(not (CIFAR / "cifar10-jpeg.tar.gz").exists(), reason="../shared/data/cifar10 is not here")
 def test_real_photos_with_real_human_noise(tmp_path):

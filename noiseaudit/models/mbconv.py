@@ -1,0 +1,99 @@
+"""A faster forward for EfficientNet's MBConv blocks when their BatchNorm is frozen.
+
+The same function as the blocks' own ``forward`` in eval-mode BatchNorm, computed on
+channels-last (B, H, W, C) tensors with the modules' own parameters (so the state dict,
+the gradients and what trains are unchanged):
+
+- a 1x1 convolution is a matmul over the channel axis (``F.linear``);
+- a frozen BatchNorm is a per-channel affine map ``x * scale + shift``, kept in the
+  activations' dtype (under bfloat16 autocast an fp32 BatchNorm doubles the memory traffic,
+  and on a 2-core CPU these layers are memory-bound);
+- a depthwise convolution with a 5x5 kernel on a small map (at most ``DENSE_MAX_POSITIONS``
+  positions: the 4x4 maps of the top stages at 128 px) is a per-channel dense matrix
+  over the map's positions, built from the kernel: oneDNN's bfloat16 backward of that
+  convolution on CPU took 270 ms a batch, the matrix form 35 ms (3x3 kernels keep
+  ``F.conv2d``, which is fast there).
+
+Measured in ``bench/README.md`` ("Speed of the fine-tuned top").
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+DENSE_MAX_POSITIONS = 64  # input positions up to which a 5x5 depthwise convolution runs as a dense matrix
+
+
+def frozen_bn(x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
+    """Eval-mode BatchNorm over the last axis of ``x``, in ``x``'s dtype; its affine parameters get gradients."""
+    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    shift = bn.bias - bn.running_mean * scale
+    return torch.addcmul(shift.to(x.dtype), x, scale.to(x.dtype))
+
+
+def pointwise(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Tensor:
+    """1x1 convolution (no bias) then frozen BatchNorm, on (B, H, W, C)."""
+    return frozen_bn(F.linear(x, conv.weight.flatten(1)), bn)
+
+
+def _padding(conv: nn.Conv2d) -> tuple[int, int, int, int]:
+    """(left, right, top, bottom) of a TF-'SAME' convolution's static padding, plus its own padding."""
+    static = getattr(getattr(conv, "static_padding", None), "padding", (0, 0, 0, 0))
+    ph, pw = conv.padding if isinstance(conv.padding, tuple) else (0, 0)
+    left, right, top, bottom = static
+    return left + pw, right + pw, top + ph, bottom + ph
+
+
+@lru_cache(maxsize=64)
+def spatial_taps(k: int, h: int, w: int, stride: int, pad: tuple[int, int, int, int]) -> torch.Tensor:
+    """(k*k, out positions, in positions) 0/1 tensor: which input position each kernel tap reads for each output."""
+    left, right, top, bottom = pad
+    oh, ow = (h + top + bottom - k) // stride + 1, (w + left + right - k) // stride + 1
+    taps = torch.zeros(k * k, oh * ow, h * w)
+    oy, ox = torch.meshgrid(torch.arange(oh), torch.arange(ow), indexing="ij")
+    for i in range(k):
+        for j in range(k):
+            iy, ix = oy * stride + i - top, ox * stride + j - left
+            inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
+            out = (oy * ow + ox)[inside]
+            taps[i * k + j, out, (iy * w + ix)[inside]] = 1.0
+    return taps
+
+
+def depthwise(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Tensor:
+    """Depthwise k x k convolution with TF-'SAME' padding, then frozen BatchNorm, on (B, H, W, C)."""
+    b, h, w, c = x.shape
+    k, stride = conv.weight.shape[-1], conv.stride[0]
+    left, right, top, bottom = _padding(conv)
+    if k >= 5 and h * w <= DENSE_MAX_POSITIONS:
+        taps = spatial_taps(k, h, w, stride, (left, right, top, bottom)).to(x.device)
+        matrix = torch.einsum("tqp,ct->cqp", taps.to(conv.weight.dtype), conv.weight.flatten(1))  # (C, out, in)
+        y = torch.einsum("bpc,cqp->bqc", x.reshape(b, h * w, c), matrix.to(x.dtype))
+        oh, ow = (h + top + bottom - k) // stride + 1, (w + left + right - k) // stride + 1
+        return frozen_bn(y.reshape(b, oh, ow, c), bn)
+    xc = x.permute(0, 3, 1, 2)  # a channels-last NCHW view, no copy
+    if (left, top) == (right, bottom):
+        y = F.conv2d(xc, conv.weight, None, conv.stride, (top, left), conv.dilation, conv.groups)
+    else:
+        y = F.conv2d(F.pad(xc, (left, right, top, bottom)), conv.weight, None, conv.stride, 0, conv.dilation,
+                     conv.groups)
+    return frozen_bn(y.permute(0, 2, 3, 1), bn)
+
+
+def mbconv(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """An efficientnet-lite MBConv block (no squeeze-excitation, ReLU6, no drop-connect) on (B, H, W, C)."""
+    args = block._block_args
+    if getattr(block, "has_se", False):
+        raise ValueError("mbconv: blocks with squeeze-excitation are not supported")
+    out = x
+    if args.expand_ratio != 1:
+        out = F.relu6(pointwise(out, block._expand_conv, block._bn0))
+    out = F.relu6(depthwise(out, block._depthwise_conv, block._bn1))
+    out = pointwise(out, block._project_conv, block._bn2)
+    if block.id_skip and args.stride == 1 and args.input_filters == args.output_filters:
+        out = out + x
+    return out
