@@ -3,6 +3,7 @@
     python bench/real.py                                  # 10k images, worse / aggre / random1
     python bench/real.py --sizes 50000 --labels worse     # all 50k training images
     python bench/real.py --baselines-only ...             # skip the scans, recompute the baselines
+    python bench/real.py --sizes 50000 --labels worse --scan-args "--finetune deep" --tag deep --no-warm
 
 Reads ``../shared/data/cifar10/`` (never copied into this repository): the JPEG tarball is
 extracted to a temp dir, and each label set becomes a labels CSV of the first N training
@@ -181,21 +182,28 @@ def run_size(n: int, label_sets: list[str], images: Path, work: Path, args: argp
              results: dict) -> None:
     cache = work / f"cache_{n}"
     for i, label_set in enumerate(label_sets):
-        key = f"{n}/{label_set}"
-        cell = results.setdefault(key, {"n": n, "labels": label_set})
+        key = f"{n}/{label_set}" + (f"/{args.tag}" if args.tag else "")
+        cell = results.setdefault(key, {"n": n, "labels": label_set, "scan_args": args.scan_args})
         csv = write_labels(images, n, label_set, work)
         if not args.baselines_only:
-            out = work / f"report_{n}_{label_set}.parquet"
-            summary, wall = cli_scan(images, csv, out, cache)
+            suffix = f"_{args.tag}" if args.tag else ""
+            out = work / f"report_{n}_{label_set}{suffix}.parquet"
+            extra = args.scan_args.split()
+            summary, wall = cli_scan(images, csv, out, cache, *extra)
             cell["scan"] = {**report_metrics(out), "wall_s": wall}
-            if i == 0:  # the same files and the cache the first scan left: a warm rescan
+            if i == 0:  # the first scan of these files (with these options) fills the cache: cold
                 cell["scan"]["wall_cold_s"] = wall
-                _, cell["scan"]["wall_warm_s"] = cli_scan(images, csv, out, cache)
-            plain = work / f"plain_{n}_{label_set}.parquet"
-            _, wall_plain = cli_scan(images, csv, plain, cache, "--method", "plain")
+                if not args.no_warm:  # the same files and the cache the first scan left: a warm rescan
+                    _, cell["scan"]["wall_warm_s"] = cli_scan(images, csv, out, cache, *extra)
+            plain = work / f"plain_{n}_{label_set}{suffix}.parquet"
+            _, wall_plain = cli_scan(images, csv, plain, cache, "--method", "plain", *extra)
             cell["plain"] = {**report_metrics(plain), "wall_s": wall_plain}
-        cell["baselines"] = {**cell.get("baselines", {}), **baselines(images, csv, cache,
-                                                                         with_head_cv=not args.no_head_cv)}
+        untagged = results.get(f"{n}/{label_set}", {}).get("baselines")
+        if args.tag and untagged:  # the same frozen embeddings and labels: the default rows' baselines stand
+            cell["baselines"] = untagged
+        else:
+            cell["baselines"] = {**cell.get("baselines", {}), **baselines(images, csv, cache,
+                                                                             with_head_cv=not args.no_head_cv)}
         results[key] = cell
         save(results, args.out)
         print(json.dumps({key: summary_line(cell)}), flush=True)
@@ -242,7 +250,8 @@ def markdown(results: dict) -> str:
         cells = [f"{b[k]['average_precision']:.3f}" if k in b else "-" for k in EMBEDDING_BASELINES]
         pl, pm = p["signals"]["loss"]["average_precision"], p["signals"]["margin"]["average_precision"]
         sl, sm = s["signals"]["loss"]["average_precision"], s["signals"]["margin"]["average_precision"]
-        ap_lines.append(f"| {c['n']} | {c['labels']} | {ap:.3f} ({s['auroc']:.3f}) | " + " | ".join(cells) +
+        labels = c["labels"] + (f" (`{c['scan_args']}`)" if c.get("scan_args") else "")
+        ap_lines.append(f"| {c['n']} | {labels} | {ap:.3f} ({s['auroc']:.3f}) | " + " | ".join(cells) +
                         f" | {EMBEDDING_BASELINES[best]} {have[best]:.3f} | {ap - have[best]:+.3f} | "
                         f"{pl:.3f} / {pm:.3f} | {ap - pm:+.3f} | {sl:.3f} / {sm:.3f} |")
         ev = s["backbone"]["evidence"]
@@ -251,7 +260,7 @@ def markdown(results: dict) -> str:
         f1_cl = b.get("cleanlab_logreg", {}).get("f1", float("nan"))
         cold = f"{s['wall_cold_s']:.0f}" if "wall_cold_s" in s else "-"
         warm = f"{s['wall_warm_s']:.0f}" if "wall_warm_s" in s else f"{s['wall_s']:.0f}"
-        cost_lines.append(f"| {c['n']} | {c['labels']} | {s['true_noise_rate']:.3f} | {s['n_flagged']} "
+        cost_lines.append(f"| {c['n']} | {labels} | {s['true_noise_rate']:.3f} | {s['n_flagged']} "
                           f"({s['estimated_noise_rate']:.3f}) | {s['f1']:.3f} | {f1_cl:.3f} | "
                           f"{s['precision_at_k']:.3f} | {cold} | {warm} | {p['wall_s']:.0f} | {choice} |")
     return "\n".join(ap_lines) + "\n\n" + "\n".join(cost_lines) + "\n"
@@ -266,6 +275,9 @@ def main() -> None:
     ap.add_argument("--markdown", action="store_true", help="only rewrite real.md from real.json")
     ap.add_argument("--work", type=Path, help="keep the extracted photos, CSVs, caches and reports here")
     ap.add_argument("--out", type=Path, default=RESULTS / "real.json")
+    ap.add_argument("--scan-args", default="", help="more scan options for every scan, e.g. '--finetune deep'")
+    ap.add_argument("--tag", default="", help="a name for these rows (kept apart from the default rows)")
+    ap.add_argument("--no-warm", action="store_true", help="skip the warm rescan")
     args = ap.parse_args()
     results = json.loads(args.out.read_text())["cells"] if args.out.exists() else {}
     if args.markdown:

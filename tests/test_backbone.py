@@ -156,6 +156,22 @@ def test_backbone_scan_ranks_injected_noise_and_a_warm_scan_opens_no_image(textu
 
 
 @needs_extra
+def test_deep_finetune_trains_the_last_two_stages_over_their_cached_input(textures, tmp_path):
+    images, csv = textures
+    cache = tmp_path / "cache"
+    report = scan(images, csv, backbone=lite0.NAME, finetune="deep", device="cpu", seed=0, cache_dir=str(cache),
+                  workers=1)
+    meta = report.attrs["noiseaudit"]
+    assert meta["backbone"]["finetune"] == "deep" and meta["backbone"]["split"] == lite0.NUM_BLOCKS - 5
+    assert meta["model"] == f"{lite0.NAME} (finetune deep)"
+    cached = list(cache.glob(f"*-{lite0.NAME}-b{lite0.NUM_BLOCKS - 5}-*.npy"))
+    assert len(cached) == 1 and np.load(cached[0], mmap_mode="r").shape[1:] == (2, 112, 8, 8)
+    truth = (report["given_label"] != report["original_label"]).to_numpy()
+    m = ranking_metrics(truth, -report["rank"].to_numpy(float))
+    assert m["average_precision"] >= 0.9 and m["auroc"] >= 0.95, m
+
+
+@needs_extra
 def test_top_keeps_batchnorm_statistics_frozen():
     top = lite0.Lite0Top(lite0.load_pretrained(64), lite0.NUM_BLOCKS - 1, 5).train()
     norms = [m for m in top.modules() if isinstance(m, torch.nn.BatchNorm2d)]
