@@ -3,13 +3,56 @@
 >>> from noiseaudit import scan
 >>> report = scan("images/", "labels.csv", epochs=10, seed=0)   # doctest: +SKIP
 >>> report.sort_values("rank").head()                             # doctest: +SKIP
+
+The public names are imported on first use, so that ``import noiseaudit`` (and the
+command line's ``--help``, ``show``, ``export``...) does not pay for PyTorch.
 """
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import Any
 
 from noiseaudit._version import __version__
 from noiseaudit.errors import InputError, NoiseAuditError, UsageError
-from noiseaudit.metrics import detection_metrics, ranking_metrics
-from noiseaudit.report.io import read_report, write_report
-from noiseaudit.scan import ScanConfig, scan
 
-__all__ = ["__version__", "scan", "ScanConfig", "read_report", "write_report", "detection_metrics",
-           "ranking_metrics", "InputError", "NoiseAuditError", "UsageError"]
+# public name -> the module that defines it, imported when the name is first used
+_LAZY = {
+    "scan": "noiseaudit.scan",
+    "scan_features": "noiseaudit.scan",
+    "ScanConfig": "noiseaudit.scan",
+    "read_report": "noiseaudit.report.io",
+    "write_report": "noiseaudit.report.io",
+    "detection_metrics": "noiseaudit.metrics",
+    "ranking_metrics": "noiseaudit.metrics",
+}
+
+__all__ = ["__version__", "scan", "scan_features", "ScanConfig", "read_report", "write_report",
+           "detection_metrics", "ranking_metrics", "InputError", "NoiseAuditError", "UsageError"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """``noiseaudit.scan`` names the function, as it always has, even once the module of the same name is
+    imported (the import system then sets the package attribute to the module; this keeps the function)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "scan" and isinstance(value, types.ModuleType) and hasattr(value, "scan"):
+            value = value.scan
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

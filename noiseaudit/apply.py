@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from noiseaudit.data.csvfile import read_text_table
+from noiseaudit.data.pathmatch import PathIndex
 from noiseaudit.data.source import LABEL_COLUMN_NAMES, find_key_column, pick_column
 from noiseaudit.errors import InputError
 from noiseaudit.report.export import VERDICTS
@@ -51,7 +52,8 @@ def apply_review(labels_csv: str | Path, reviewed_path: str | Path, *, path_col:
     ``new_label`` is empty; ``drop`` removes the row; ``keep`` or an empty
     verdict leaves it. Unknown paths, unknown verdicts, conflicting rows for one
     path and (unless ``allow_new_labels``) labels outside the known classes are
-    refused, naming the reviewed file and line. Rows are matched on the table's path column; for the
+    refused, naming the reviewed file and line. Rows are matched on the table's path column (an absolute
+    path there matches the report's path relative to the image folder, :class:`PathIndex`); for the
     labels of feature vectors, on its key (id) column, or on the 0-based row number when it has neither.
     """
     labels_csv, reviewed_path = Path(labels_csv), Path(reviewed_path)
@@ -66,11 +68,13 @@ def apply_review(labels_csv: str | Path, reviewed_path: str | Path, *, path_col:
         if needed not in reviewed.columns:
             raise InputError(f"reviewed file has no {needed!r} column", path=reviewed_path, line=1)
     known = set(table[lcol])
-    row_of = {p: i for i, p in enumerate(table[pcol] if pcol is not None else map(str, range(len(table))))}
-    decisions: dict[str, tuple[str, str, int | None]] = {}
+    index = PathIndex(table[pcol] if pcol is not None else map(str, range(len(table))))
+    index.learn_root(reviewed["path"])
+    decisions: dict[int, tuple[str, str, int | None]] = {}
     for rec, line in zip(reviewed.to_dict("records"), lines):
         p, verdict = rec["path"], rec["verdict"].lower()
-        if p not in row_of:
+        i = index.row(p)
+        if i is None:
             raise InputError(f"path {p!r} is not in {labels_csv.name}", path=reviewed_path, line=line)
         if verdict not in VERDICTS and verdict != "":
             raise InputError(f"unknown verdict {rec['verdict']!r} (use keep, relabel or drop)",
@@ -84,15 +88,15 @@ def apply_review(labels_csv: str | Path, reviewed_path: str | Path, *, path_col:
             if target not in known and not allow_new_labels:
                 raise InputError(f"new label {target!r} for {p!r} is not a known class "
                                  "(pass --allow-new-labels to add one)", path=reviewed_path, line=line)
-        if p in decisions and decisions[p][:2] != (verdict, target):
-            raise InputError(f"conflicting verdicts for {p!r} (also on line {decisions[p][2]})",
+        if i in decisions and decisions[i][:2] != (verdict, target):
+            raise InputError(f"conflicting verdicts for {p!r} (also on line {decisions[i][2]})",
                              path=reviewed_path, line=line)
-        decisions[p] = (verdict, target, line)
+        decisions[i] = (verdict, target, line)
 
     result = ApplyResult(table=table)
     drop = []
-    for p, (verdict, target, _) in decisions.items():
-        i = row_of[p]
+    for i, (verdict, target, _) in decisions.items():
+        p = index.paths[i]
         if verdict == "drop":
             drop.append(i)
             result.dropped += 1

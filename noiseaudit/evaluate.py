@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from noiseaudit.data.pathmatch import PathIndex
 from noiseaudit.errors import InputError
 from noiseaudit.metrics import precision_recall_f1, ranking_metrics
 from noiseaudit.report.build import scored, signal_scores, truth_mask
@@ -28,12 +29,15 @@ def attach_truth(report: pd.DataFrame, truth_csv: str | Path) -> pd.DataFrame:
     truth = truth[[pcol, *cols]].rename(columns={pcol: "path"})
     if "is_noisy" in truth.columns:
         truth["is_noisy"] = truth["is_noisy"].str.strip().str.lower().isin({"true", "1"})
-    missing = ~report["path"].isin(truth["path"])
-    if missing.any():
-        raise InputError(f"{int(missing.sum())} report paths are not in the truth CSV, e.g. "
-                         f"{report['path'][missing].iloc[0]!r}", path=truth_csv)
-    base = report.drop(columns=[c for c in cols if c in report.columns])
-    return base.merge(truth.drop_duplicates("path"), on="path", how="left", validate="one_to_one")
+    index = PathIndex(truth["path"])  # absolute truth paths match the report's relative ones
+    index.learn_root(report["path"].astype(str))
+    rows = [index.row(p) for p in report["path"].astype(str)]
+    missing = [p for p, i in zip(report["path"], rows) if i is None]
+    if missing:
+        raise InputError(f"{len(missing)} report paths are not in the truth CSV, e.g. {missing[0]!r}", path=truth_csv)
+    base = report.drop(columns=[c for c in cols if c in report.columns]).reset_index(drop=True)
+    matched = truth.iloc[rows][cols].reset_index(drop=True)
+    return pd.concat([base, matched], axis=1)
 
 
 def evaluate(report: pd.DataFrame, k: int | None = None, truth_csv: str | Path | None = None) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 
 def precision_recall_f1(is_noisy: np.ndarray, flagged: np.ndarray) -> tuple[float, float, float]:
@@ -21,6 +20,8 @@ def ranking_metrics(is_noisy: np.ndarray, score: np.ndarray, k: int | None = Non
     ``score`` is higher for more suspect samples. AUROC and AP are nan when
     the truth has a single class.
     """
+    from sklearn.metrics import average_precision_score, roc_auc_score  # a second of start-up: only when scoring
+
     is_noisy = np.asarray(is_noisy, bool)
     score = np.asarray(score, dtype=np.float64)
     both = 0 < is_noisy.sum() < is_noisy.size

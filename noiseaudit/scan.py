@@ -21,6 +21,7 @@ from noiseaudit._version import __version__
 from noiseaudit.backbone import BACKBONES, FINETUNE, BackbonePlan, build_top, encoder, plan_backbone, training_defaults
 from noiseaudit.checkpoint import Checkpointer, dataset_fingerprint
 from noiseaudit.data.cache import DecodeCache
+from noiseaudit.data.checks import check_source
 from noiseaudit.data.dataset import (
     BAD_IMAGE_POLICIES,
     SampleData,
@@ -74,6 +75,7 @@ class ScanConfig:
     resume: bool = False
     cache_dir: str | None = None
     cache: bool = True
+    force: bool = False  # scan even when the data looks like the wrong folder level or label column
 
     def validate(self) -> None:
         if self.method not in METHODS:
@@ -137,7 +139,8 @@ def skipped_rows(source: LabeledSource, skipped: list[SkippedImage]) -> pd.DataF
     return pd.concat([frame, carried_columns(source.extra.iloc[rows])], axis=1)
 
 
-# on_progress(stage, done, total, info): stage is "decode" or "train"; info carries epoch and loss.
+# on_progress(stage, done, total, info): stage is "decode", "embed" or "train"; a train step's info carries epoch,
+# epochs and, at the end of an epoch, its mean loss.
 ProgressCallback = Callable[[str, int, int, dict[str, Any]], None]
 
 
@@ -173,6 +176,7 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     source = load_source(cfg.images_dir, cfg.labels_csv, path_col=cfg.path_col, label_col=cfg.label_col)
+    check_source(source, force=cfg.force)
     data, model, model_name, plan, gen = prepare(cfg, source, device, on_progress, timings)
     timings["load_s"] = time.perf_counter() - t0
     return _train_and_report(cfg, source, data, model, model_name, plan, gen, device, dist, output, on_progress,
@@ -213,6 +217,7 @@ def scan_features(features: str | Path | np.ndarray | pd.DataFrame, labels: Any,
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     source = _label_source(labels, key_col, cfg.label_col)
+    check_source(source, force=cfg.force)
     table = load_features(features, source)
     classes = sorted_classes(source.labels)
     if len(classes) < 2:
@@ -272,7 +277,8 @@ def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, 
         steps_total = cfg.epochs
 
         def step_cb(epoch: int, step: int, steps: int, loss: float | None) -> None:
-            on_progress("train", epoch * steps + step, steps_total * steps, {"epoch": epoch + 1, "loss": loss})
+            on_progress("train", epoch * steps + step, steps_total * steps,
+                        {"epoch": epoch + 1, "epochs": steps_total, "loss": loss})
 
     checkpoints = None
     ckpt_dir = cfg.checkpoint_dir or (None if output is None else str(Path(output)) + ".ckpt")
@@ -353,6 +359,8 @@ def prepare(cfg: ScanConfig, source: LabeledSource, device: torch.device, on_pro
     frozen = encoder(plan, device, mirrored=cfg.augment) if plan.frozen_bottom else None
     stage = "decode" if frozen is None else "embed"
     decode_cb = None if on_progress is None else (lambda done, total: on_progress(stage, done, total, {}))
+    if on_progress is not None:
+        on_progress(stage, 0, len(source), {})  # the stage starts now, after the backbone choice
     data = load_dataset(source, image_size=cfg.image_size if plan.name is None else plan.image_size,
                         workers=cfg.workers, progress=decode_cb, on_bad_image=cfg.on_bad_image, cache=cache,
                         encoder=frozen, cache_key=key)

@@ -56,3 +56,26 @@ def test_html_renders_with_thumbnails_in_headless_chromium(report_path, tmp_path
     assert pixels.shape == (1400, 1280)
     gallery = pixels[900:1400]  # thumbnails of dark digits on white cards
     assert pixels.std() > 20 and (gallery < 60).mean() > 0.02
+
+
+def test_gallery_shows_whole_file_names_and_marks_flagged_cards(tmp_path):
+    """Issue 18, item 11: names are not cut, the full path is a tooltip, flagged cards look flagged without truth."""
+    from test_cli_output import synthetic_report
+
+    from noiseaudit.report.html import render_html
+    from noiseaudit.report.io import read_report
+
+    frame, meta = read_report(synthetic_report(tmp_path / "r.parquet", n_flagged=3))
+    frame = frame.drop(columns="original_label")  # no known truth
+    long_name = "fmnist_test_04982_a_rather_long_file_name.png"
+    frame["path"] = [f"deep/folder/{i}_{long_name}" for i in range(len(frame))]
+    page = render_html(frame, meta, tmp_path, top=8)
+    cards = re.findall(r'<div class="(card[^"]*)" title="([^"]*)">(.*?)</div></div>', page)
+    assert len(cards) == 8
+    assert [kind for kind, _, _ in cards] == ["card flagged"] * 3 + ["card"] * 5
+    for i, (_, title, body) in enumerate(cards):
+        assert title == f"deep/folder/{i}_{long_name}"
+        assert f'<div class="name">{i}_{long_name}' in body
+    assert page.count('<span class="badge">flagged</span>') == 3
+    assert "are among the 3 samples the scan flags as likely wrong labels" in page
+    assert "overflow-wrap:anywhere" in page

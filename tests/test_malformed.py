@@ -295,7 +295,7 @@ CASES = [
     pytest.param(Case(lambda ctx: table([(p, "a") for p, _ in BASE]), ("need at least two classes",)),
                  id="only-one-class"),
     # Paths that leave the image folder.
-    pytest.param(Case(absolute, ("absolute path", "not allowed"), EXTRA_LINE), id="path-absolute"),
+    pytest.param(Case(absolute, ("absolute path", "is outside the image folder"), EXTRA_LINE), id="path-absolute"),
     pytest.param(Case(lambda ctx: with_rows(("C:\\data\\img0.png", "a")), ("absolute path",), EXTRA_LINE),
                  id="path-drive-letter"),
     pytest.param(Case(dotdot, ("'../outside/secret.png' escapes the image folder",), EXTRA_LINE), id="path-dotdot"),

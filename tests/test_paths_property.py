@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from noiseaudit.data.source import resolve_inside
+from noiseaudit.data.source import resolve_inside, root_relative
 from noiseaudit.errors import InputError
 
 ORIGIN = "labels.csv"
@@ -144,3 +144,64 @@ def test_any_path_through_a_symlink_pointing_outside_is_refused(tree, link, tail
 def test_symlinks_that_stay_inside_resolve_to_their_target(tree, path, target):
     root, _ = tree
     assert resolve_inside(root, path, origin=ORIGIN, line=2) == root / target
+
+
+# Absolute paths in a labels CSV (issue 18, item 5): accepted when they lie inside the image folder and stored
+# relative to it; the loader runs root_relative, then resolve_inside, on every path.
+
+
+def load_path(root: Path, path: str, given_root: str | None = None) -> tuple[str, Path]:
+    stored = root_relative(root, path, given_root=given_root, origin=ORIGIN, line=5)
+    return stored, resolve_inside(root, stored, origin=ORIGIN, line=5)
+
+
+@settings(max_examples=300, deadline=None)
+@given(path=relative_paths(), absolute=st.booleans(), via_link=st.booleans())
+def test_an_accepted_path_is_stored_relative_and_resolves_inside(tree, path, absolute, via_link):
+    root, outside = tree
+    link = root.parent / "root_link"
+    if via_link and not link.exists():
+        link.symlink_to(root, target_is_directory=True)
+    top = str(link if via_link else root)
+    text = f"{top}/{path}" if absolute else path
+    try:
+        stored, resolved = load_path(root, text, given_root=top)
+    except InputError as exc:
+        assert exc.line == 5 and str(exc).startswith(f"{ORIGIN}:5: ")
+        return
+    assert not is_absolute(stored)
+    assert inside(root, resolved) and not inside(outside, resolved)
+
+
+@settings(max_examples=200, deadline=None)
+@given(tail=st.lists(safe_segment, min_size=1, max_size=4), backslashes=st.booleans())
+def test_absolute_paths_outside_the_root_are_always_refused(tree, tail, backslashes):
+    root, outside = tree
+    for base in (outside, root.parent, Path("/etc")):
+        if base == root.parent and tail[0] in (root.name, "root_link"):
+            continue  # that is the root itself
+        text = "/".join([str(base), *tail])
+        text = text.replace("/", "\\") if backslashes else text
+        with pytest.raises(InputError, match="outside the image folder|escapes") as info:
+            load_path(root, text)
+        assert info.value.line == 5
+
+
+@settings(max_examples=200, deadline=None)
+@given(parts=st.lists(safe_segment, min_size=1, max_size=5), via_link=st.booleans())
+def test_absolute_path_inside_is_stored_as_the_relative_path(tree, parts, via_link):
+    root, _ = tree
+    if parts[0] in {"out_dir", "secret.png", "alias_dir", "alias.png", "loop", "inner"}:
+        parts = ["x" + parts[0], *parts[1:]]  # plain names: links have their own tests
+    link = root.parent / "root_link"
+    if via_link and not link.exists():
+        link.symlink_to(root, target_is_directory=True)
+    top = link if via_link else root
+    stored, resolved = load_path(root, "/".join([str(top), *parts]), given_root=str(top))
+    assert stored == "/".join(parts) and resolved == root.joinpath(*parts)
+
+
+def test_absolute_path_through_an_outside_link_below_the_root_is_refused(tree):
+    root, _ = tree
+    with pytest.raises(InputError, match="resolves outside the image folder"):
+        load_path(root, f"{root}/out_dir/sub")

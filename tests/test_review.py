@@ -91,7 +91,10 @@ def test_export_formats(hand_report, tmp_path, fmt):
     if fmt == "csv":
         sheet = pd.read_csv(out, keep_default_na=False)
         assert list(sheet.columns) == ["path", "given_label", "suggested_label", "confidence", "learned_lr", "rank",
-                                       "suspicion", "verdict", "new_label"]
+                                       "flagged", "suspicion", "verdict", "new_label"]
+        text = pd.read_csv(out, dtype=str, keep_default_na=False)  # one format per column: four decimals
+        for col in ("confidence", "learned_lr", "suspicion"):
+            assert text[col].str.fullmatch(r"\d+\.\d{4}").all(), text[col].tolist()
         assert sheet["rank"].tolist() == [1, 2, 3, 4, 5] and (sheet["verdict"] == "").all()
     elif fmt == "json":
         records = json.loads(out.read_text())

@@ -1,4 +1,4 @@
-"""Shared terminal plumbing: stdout/stderr consoles, progress, and error exits."""
+"""Shared terminal plumbing: stdout/stderr consoles, JSON output and error exits (progress: progress.py)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,11 @@ import json
 import math
 import sys
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from noiseaudit.errors import NoiseAuditError, NoiseAuditWarning
 
@@ -70,33 +68,3 @@ def exits_on_errors(fn: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-@contextmanager
-def progress_reporter(quiet: bool) -> Iterator[Callable[[str, int, int, dict[str, Any]], None] | None]:
-    """A scan progress callback: a Rich bar on a TTY, an epoch log line otherwise, nothing if quiet."""
-    if quiet:
-        yield None
-        return
-    err = stderr()
-    if not sys.stderr.isatty():
-        def log(stage: str, done: int, total: int, info: dict[str, Any]) -> None:
-            if stage == "train" and info.get("loss") is not None:
-                err.print(f"epoch {info['epoch']}: mean loss {info['loss']:.4f}", highlight=False)
-        yield log
-        return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
-               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
-    with Progress(*columns, console=err, transient=False) as bar:
-        tasks: dict[str, Any] = {}
-
-        def update(stage: str, done: int, total: int, info: dict[str, Any]) -> None:
-            if stage not in tasks:
-                label = {"decode": "decoding images", "embed": "embedding images"}.get(stage, "training")
-                tasks[stage] = bar.add_task(label, total=total, note="")
-            note = f"epoch {info['epoch']}" if "epoch" in info else ""
-            if info.get("loss") is not None:
-                note += f" loss {info['loss']:.3f}"
-            bar.update(tasks[stage], completed=done, total=total, **({"note": note} if note else {}))
-
-        yield update

@@ -8,31 +8,33 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
+from noiseaudit import formats
 from noiseaudit.cli.console import echo_json, exits_on_errors, stdout
-from noiseaudit.evaluate import evaluate
-from noiseaudit.report.io import read_report
+
+SIGNAL_METRICS = (("AUROC", "auroc"), ("AP", "average_precision"), ("precision@k", "precision_at_k"),
+                  ("recall@k", "recall_at_k"))
 
 
 def print_evaluation(result: dict[str, Any]) -> None:
     out = stdout()
-    out.print(f"{result['n']} samples, {result['n_noisy']} known wrong ({result['true_noise_rate']:.1%}); "
-              f"{result['n_flagged']} flagged (estimated noise rate {result['estimated_noise_rate']:.1%})",
+    out.print(f"{result['n']} samples, {result['n_noisy']} known wrong ({formats.percent(result['true_noise_rate'])}); "
+              f"{result['n_flagged']} flagged (estimated noise rate {formats.percent(result['estimated_noise_rate'])})",
               highlight=False)
-    out.print(f"Flagged set: precision {result['precision']:.3f}, recall {result['recall']:.3f}, "
-              f"F1 {result['f1']:.3f}", highlight=False)
-    table = Table(title=f"Rankings by signal (k = {result['k']})")
-    for col in ("signal", "AUROC", "AP", "precision@k", "recall@k"):
-        table.add_column(col, justify="left" if col == "signal" else "right")
+    out.print(f"Flagged set: precision {formats.score(result['precision'])}, recall {formats.score(result['recall'])}, "
+              f"F1 {formats.score(result['f1'])}", highlight=False)
+    table = Table(title=f"Rankings by signal (report column; k = {result['k']})")
+    table.add_column("signal")
+    for col, _ in SIGNAL_METRICS:
+        table.add_column(col, justify="right")
     for name, m in result["signals"].items():
-        table.add_row(name, *(f"{m[key]:.4f}" for key in ("auroc", "average_precision", "precision_at_k",
-                                                          "recall_at_k")))
+        table.add_row(name, *(formats.score(m[key]) for _, key in SIGNAL_METRICS))
     out.print(table)
     per_class = Table(title="Per class (by given label)")
     for col in ("class", "n", "wrong", "flagged", "precision", "recall", "F1"):
         per_class.add_column(col, justify="left" if col == "class" else "right")
     for row in result["per_class"]:
         per_class.add_row(str(row["class"]), str(row["n"]), str(row["n_noisy"]), str(row["n_flagged"]),
-                          f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}")
+                          *(formats.score(row[key]) for key in ("precision", "recall", "f1")))
     out.print(per_class)
 
 
@@ -45,6 +47,9 @@ def evaluate_command(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
 ) -> None:
     """Precision/recall/F1 of the flagged set and AUROC/AP/precision@k of every signal."""
+    from noiseaudit.evaluate import evaluate
+    from noiseaudit.report.io import read_report
+
     frame, _ = read_report(report)
     result = evaluate(frame, k=k, truth_csv=truth)
     if json_out:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.table import Table
 
+from noiseaudit import formats
 from noiseaudit.cli.console import echo_json, exits_on_errors, stdout
-from noiseaudit.inject import InjectionResult, inject_file
-from noiseaudit.report.io import atomic_write, check_writable
+
+if TYPE_CHECKING:
+    from noiseaudit.inject import InjectionResult
 
 
 class Kind(str, Enum):
@@ -31,7 +33,7 @@ def print_noise_matrix(result: InjectionResult) -> None:
     table.add_column("flipped", justify="right")
     for i, c in enumerate(result.classes):
         cells = [("." if i != j and v == 0 else str(v)) for j, v in enumerate(m[i])]
-        table.add_row(str(c), *cells, f"{result.per_class_rate[i]:.1%}")
+        table.add_row(str(c), *cells, formats.percent(result.per_class_rate[i]))
     out.print(table)
 
 
@@ -58,6 +60,9 @@ def inject_command(
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
 ) -> None:
     """Flip exactly round(rate*N) labels, never to the same class; keep the truth in original_label/is_noisy."""
+    from noiseaudit.inject import inject_file
+    from noiseaudit.report.io import atomic_write, check_writable
+
     check_writable(output, overwrite)
     if output.resolve() == labels.resolve():
         raise typer.BadParameter("output must differ from the input")
@@ -66,9 +71,8 @@ def inject_command(
     atomic_write(output, lambda tmp: result.table.to_csv(tmp, index=False))
     if json_out:
         echo_json({"n": len(result.table), "n_noisy": int(result.table["is_noisy"].sum()),
-                               "classes": [str(c) for c in result.classes],
-                               "noise_matrix": result.noise_matrix.tolist(),
-                               "per_class_rate": result.per_class_rate.round(6).tolist(), "output": str(output)})
+                   "classes": [str(c) for c in result.classes], "noise_matrix": result.noise_matrix.tolist(),
+                   "per_class_rate": result.per_class_rate.round(6).tolist(), "output": str(output)})
     else:
         print_noise_matrix(result)
-        stdout().print(f"Wrote {output}")
+        stdout().print(f"Wrote {output}", highlight=False)

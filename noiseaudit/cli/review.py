@@ -8,11 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from noiseaudit.apply import apply_review
 from noiseaudit.cli.console import echo_json, exits_on_errors, stdout
 from noiseaudit.errors import UsageError
-from noiseaudit.report.export import review_table, select_suspects, write_review
-from noiseaudit.report.io import atomic_write, check_writable, read_report
 
 
 class Format(str, Enum):
@@ -33,6 +30,9 @@ def export_command(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
 ) -> None:
     """Write a review sheet of suspects with empty verdict (keep/relabel/drop) and new_label columns."""
+    from noiseaudit.report.export import review_table, select_suspects, write_review
+    from noiseaudit.report.io import check_writable, read_report
+
     check_writable(output, overwrite)
     frame, _ = read_report(report)
     table = review_table(select_suspects(frame, top=top, min_suspicion=min_suspicion, flagged=flagged))
@@ -52,6 +52,9 @@ def apply_command(
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
 ) -> None:
     """Apply verdicts (relabel to new_label or the suggestion, drop, keep); the input is never edited."""
+    from noiseaudit.apply import apply_review
+    from noiseaudit.report.io import atomic_write, check_writable
+
     if output.resolve() == labels_csv.resolve():
         raise UsageError("output must differ from the input labels CSV (apply never edits in place)")
     check_writable(output, overwrite)

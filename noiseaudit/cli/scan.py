@@ -2,37 +2,52 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import shlex
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 from rich.table import Table
 
-from noiseaudit.cli.console import echo_json, exits_on_errors, progress_reporter, stdout
-from noiseaudit.report.summary import summarize
-from noiseaudit.scan import scan, scan_features
+from noiseaudit import formats
+from noiseaudit.cli.console import echo_json, exits_on_errors, stderr, stdout
+from noiseaudit.cli.progress import progress_reporter
+from noiseaudit.extras import install_hint
+
+METRIC_NAMES = (("precision", "precision"), ("recall", "recall"), ("F1", "f1"), ("AUROC", "auroc"),
+                ("AP", "average_precision"))
+SCORED_BY = {"log learned_lr": "the learned rates", "minus mean loss": "the training losses",
+             "dba_selected_frac": "the DBA selections"}
 
 
-def _fmt(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+def _how_counted(threshold: dict[str, Any]) -> str:
+    if threshold.get("method") == "noise-rate":
+        return "as --noise-rate asks"
+    if threshold.get("method") == "disagreements":
+        return "estimated from the model's disagreements"
+    return f"estimated from {SCORED_BY.get(threshold.get('ranked_by', ''), 'the scores')}"
 
 
 def print_summary(summary: dict[str, Any], output: Path) -> None:
+    """The human summary: counts, the top of the ranking with its flags, truth scores if known."""
     out = stdout()
-    t = summary["threshold"]
-    how = "given --noise-rate" if t.get("method") == "noise-rate" else "estimated from the learned rates"
-    out.print(f"[bold]{summary['n_samples']}[/] samples, {summary['n_classes']} classes, "
-              f"[bold]{summary['n_flagged']}[/] flagged as suspect "
-              f"({summary['estimated_noise_rate']:.1%}, {how}); "
-              f"model {summary['model']} on {summary['device']}, {summary['timings'].get('total_s', 0):.1f}s")
-    table = Table(title="Top suspects (lowest learned rate first)")
-    for col in ("rank", "path", "given label", "suggested label", "learned rate", "suspicion"):
-        table.add_column(col, justify="right" if col in ("rank", "learned rate", "suspicion") else "left")
+    n_flagged = summary["n_flagged"]
+    flagged = (f"[bold]{n_flagged}[/] flagged as likely wrong labels" if n_flagged else "[bold]none[/] flagged")
+    out.print(f"[bold]{summary['n_samples']}[/] samples, {summary['n_classes']} classes: {flagged} "
+              f"({formats.percent(summary['estimated_noise_rate'])}, {_how_counted(summary['threshold'])}); "
+              f"model {summary['model']} on {summary['device']}, "
+              f"{formats.duration(summary['timings'].get('total_s', 0))}", highlight=False)
+    title = ("Top suspects (lowest learned rate first)" if n_flagged else
+             "Lowest learned rates (none is flagged; for a look)")
+    table = Table(title=title)
+    for col in ("rank", "path", "given label", "suggested label", "learned rate", "flagged"):
+        table.add_column(col, justify="right" if col in ("rank", "learned rate") else "left")
     for row in summary["top_suspects"]:
         table.add_row(str(row["rank"]), str(row["path"]), str(row["given_label"]),
-                      f"{row['suggested_label']} ({row['suggested_prob']:.0%})",
-                      f"{row['learned_lr']:.3g}", f"{row['suspicion']:.2f}")
+                      f"{row['suggested_label']} ({formats.percent(row['suggested_prob'])})",
+                      formats.learned_rate(row["learned_lr"]), "yes" if row["is_suspect"] else "")
     out.print(table)
     if summary.get("n_skipped"):
         counts = ", ".join(f"{v} {k}" for k, v in summary["skipped_by_status"].items())
@@ -40,11 +55,33 @@ def print_summary(summary: dict[str, Any], output: Path) -> None:
                   highlight=False)
     truth = summary.get("truth")
     if truth:
-        out.print(f"Against the known wrong labels ({truth['n_noisy']}, {truth['true_noise_rate']:.1%}): "
-                  + ", ".join(f"{k} {_fmt(truth[k])}" for k in
-                              ("precision", "recall", "f1", "auroc", "average_precision")),
+        out.print(f"Against the known wrong labels ({truth['n_noisy']}, {formats.percent(truth['true_noise_rate'])}): "
+                  + ", ".join(f"{name} {formats.score(truth[key])}" for name, key in METRIC_NAMES),
                   highlight=False)
-    out.print(f"Report written to {output}")
+    out.print(f"Report written to {output}", highlight=False)
+
+
+def next_steps(output: Path, n_flagged: int) -> list[tuple[str, str]]:
+    """The commands that come after a scan, with the real report name: (command, what it gives)."""
+    report = shlex.quote(str(output))
+    review = output.parent / ("review.csv" if output.stem == "report" else f"{output.stem}-review.csv")
+    page = shlex.quote(str(output.with_suffix(".html")))
+    html_note = "" if importlib.util.find_spec("matplotlib") else f"; needs {install_hint('html')}"
+    return [
+        (f"noiseaudit show {report}", "the top suspects; --class C for one class"),
+        (f"noiseaudit export {report} -o {shlex.quote(str(review))} {'--flagged' if n_flagged else '--top 50'}",
+         "a sheet to review: fill in verdict, then noiseaudit apply"),
+        (f"noiseaudit html {report} -o {page}", "a page with thumbnails" + html_note),
+    ]
+
+
+def print_next_steps(output: Path, n_flagged: int) -> None:
+    steps = next_steps(output, n_flagged)
+    width = max(len(cmd) for cmd, _ in steps)
+    err = stderr()
+    err.print("Next:", highlight=False)
+    for cmd, what in steps:
+        err.print(f"  {cmd.ljust(width)}  # {what}", highlight=False, markup=False)
 
 
 @exits_on_errors
@@ -67,8 +104,9 @@ def scan_command(
                                               "(else from scratch); none: always from scratch; or "
                                               "efficientnet-lite0.")] = "auto",
     finetune: Annotated[str, typer.Option(help="With a backbone: none (a head on frozen embeddings), top (its "
-                                              "last stage and head, on cached activations; the default) or all "
-                                              "(the whole network; for GPUs).")] = "top",
+                                              "last stage and head, on cached activations; the default), deep "
+                                              "(its last two stages: ranks better, trains about 4x longer) or "
+                                              "all (the whole network; for GPUs).")] = "top",
     model: Annotated[Optional[str], typer.Option(help="From-scratch model: small-cnn, resnet18 or mlp (default: "
                                                       "from the data); on --features, mlp (default) or "
                                                       "linear.")] = None,
@@ -111,10 +149,16 @@ def scan_command(
     seed: Annotated[int, typer.Option(help="Seed for everything random.")] = 0,
     workers: Annotated[int, typer.Option(help="Threads decoding images.")] = 2,
     fail_above: Annotated[Optional[float], typer.Option(help="Exit 1 if the flagged fraction exceeds this.")] = None,
+    force: Annotated[bool, typer.Option(help="Scan even when the data looks like the wrong folder level or label "
+                                             "column (images in subfolders of the class folders, a class of "
+                                             "fewer than 5 samples beside a large one, classes 100x apart).")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or hints on stderr.")] = False,
 ) -> None:
     """Train with per-sample learned rates and write a report ranking every sample by suspicion."""
+    from noiseaudit.report.summary import summarize
+    from noiseaudit.scan import scan, scan_features
+
     follower = int(os.environ.get("RANK", "0")) > 0  # under torchrun, rank 0 reports for everyone
     with progress_reporter(quiet or follower) as on_progress:
         options: dict[str, Any] = dict(
@@ -122,7 +166,7 @@ def scan_command(
             backbone=backbone, method=method, epochs=epochs, batch_size=batch_size, lr=lr, hyper_lr=hyper_lr,
             margin_weight=margin_weight, meta=meta, schedule=schedule, resume=resume,
             checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir), noise_rate=noise_rate,
-            device=device, seed=seed)
+            device=device, seed=seed, force=force)
         if features is not None:
             if labels_csv is not None:
                 raise typer.BadParameter("with --features give only the labels CSV: noiseaudit scan --features "
@@ -140,5 +184,7 @@ def scan_command(
         echo_json(summary)
     else:
         print_summary(summary, output)
+        if not quiet:
+            print_next_steps(output, summary["n_flagged"])
     if fail_above is not None and summary["estimated_noise_rate"] > fail_above:
         raise typer.Exit(1)

@@ -39,6 +39,7 @@ class LabeledSource:
     path_col: str | None = "path"  # None: a labels table without a key column (keys are row numbers)
     label_col: str = "label"
     columns: list[str] = field(default_factory=lambda: ["path", "label"])  # input column order
+    from_folders: bool = False  # an ImageFolder tree: the label is each path's first folder
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -65,16 +66,22 @@ def pick_column(columns: list[str], wanted: str | None, candidates: tuple[str, .
     )
 
 
+def _is_absolute(path: str) -> bool:
+    """POSIX, UNC or drive-letter absolute, with either separator."""
+    return path.startswith("/") or (len(path) > 1 and path[1] == ":")
+
+
 def resolve_inside(root: Path, relative: str, *, origin: str, line: int | None) -> Path:
     """Resolve ``relative`` under ``root`` and refuse anything that escapes it.
 
     Absolute paths, ``..`` components and symlinks that point outside the root
-    are all refused before any file is opened.
+    are all refused before any file is opened (a labels CSV's absolute paths are
+    made relative first, by :func:`root_relative`).
     """
     if "\x00" in relative:
         raise InputError(f"path {relative!r} contains a NUL character", path=origin, line=line)
     rel = relative.replace("\\", "/")
-    if rel.startswith("/") or (len(rel) > 1 and rel[1] == ":"):
+    if _is_absolute(rel):
         raise InputError(f"absolute path {relative!r} is not allowed; paths must be relative to the image folder",
                          path=origin, line=line)
     if ".." in rel.split("/"):
@@ -86,6 +93,34 @@ def resolve_inside(root: Path, relative: str, *, origin: str, line: int | None) 
         raise InputError(f"path {relative!r} resolves outside the image folder (symlink?)",
                          path=origin, line=line)
     return Path(resolved)
+
+
+def root_relative(root: Path, path: str, *, given_root: str | Path | None = None, origin: str,
+                  line: int | None) -> str:
+    """``path`` as a labels CSV's path is stored: relative paths as written; an absolute one made relative.
+
+    An absolute path is accepted when it lies inside the image folder: under ``root`` (its
+    real path) or ``given_root`` (the folder as the user named it, links and all), or when
+    the file it names really resolves inside ``root``. Anything else is refused, as are
+    ``..`` components and NUL characters. :func:`resolve_inside` still checks the result
+    (a symlink below the root that leads out of it is refused there).
+    """
+    rel = path.replace("\\", "/")
+    if not _is_absolute(rel) or "\x00" in rel:
+        return path
+    if ".." in rel.split("/"):
+        raise InputError(f"path {path!r} escapes the image folder", path=origin, line=line)
+    outside = InputError(f"absolute path {path!r} is outside the image folder {root}", path=origin, line=line)
+    if rel[1:2] == ":":
+        raise outside  # a drive letter: never inside a POSIX folder
+    normal = os.path.normpath(rel)
+    for top in {str(root), os.path.abspath(given_root) if given_root is not None else str(root)}:
+        if normal.startswith(top.rstrip("/") + "/"):
+            return normal[len(top.rstrip("/")) + 1:]
+    real = os.path.realpath(normal)
+    if real.startswith(str(root).rstrip("/") + "/"):
+        return real[len(str(root).rstrip("/")) + 1:]
+    raise outside
 
 
 _INT64 = (-(2**63), 2**63 - 1)
@@ -131,8 +166,11 @@ def read_labels_csv(
     if pcol == lcol:
         raise InputError(f"path and label columns are the same column {pcol!r}", path=csv, line=1)
     _refuse_empty(frame, pcol, lcol, lines, csv)
+    stored = []  # checked row by row, so that the first bad line is the one named
     for p, line in zip(frame[pcol], lines):
-        resolve_inside(root, p, origin=str(csv), line=line)
+        stored.append(root_relative(root, p, given_root=images_dir, origin=str(csv), line=line))
+        resolve_inside(root, stored[-1], origin=str(csv), line=line)
+    frame[pcol] = stored
     keys = [PurePosixPath(p.replace("\\", "/")) for p in frame[pcol]]  # "./a.png" and "a.png" are one path
     keep = _unique_rows(keys, list(frame[pcol]), list(frame[lcol].str.strip()), lines, csv)
     if len(keep) != len(frame):
@@ -271,7 +309,8 @@ def read_image_folder(images_dir: str | Path) -> LabeledSource:
         raise InputError("no images found in class subfolders (expected IMAGES_DIR/<class>/<image>; "
                          "or pass a labels CSV)", path=root)
     return LabeledSource(root=root, paths=paths, labels=_normalise_labels(pd.Series(labels)),
-                         lines=[None] * len(paths), origin=str(root), extra=pd.DataFrame(index=range(len(paths))))
+                         lines=[None] * len(paths), origin=str(root), extra=pd.DataFrame(index=range(len(paths))),
+                         from_folders=True)
 
 
 def _check_dir(images_dir: str | Path) -> Path:

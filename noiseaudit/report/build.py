@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
-from noiseaudit.report.threshold import Threshold
+if TYPE_CHECKING:  # threshold.py imports scikit-learn; reading a report must not
+    from noiseaudit.report.threshold import Threshold
 
 REPORT_COLUMNS = (
     "sample_id", "path", "given_label", "predicted_label", "pred_prob", "given_prob",

@@ -14,8 +14,9 @@ from noiseaudit.report.io import atomic_write
 
 FORMATS = ("csv", "json", "labelstudio")
 VERDICTS = ("keep", "relabel", "drop")
-REVIEW_COLUMNS = ("path", "given_label", "suggested_label", "confidence", "learned_lr", "rank", "suspicion",
-                  "verdict", "new_label")
+REVIEW_COLUMNS = ("path", "given_label", "suggested_label", "confidence", "learned_lr", "rank", "flagged",
+                  "suspicion", "verdict", "new_label")
+DECIMALS = 4  # every number of the sheet, so that a column reads 0.5700, 0.5720, 0.6000
 
 
 def select_suspects(report: pd.DataFrame, *, top: int | None = None, min_suspicion: float | None = None,
@@ -35,15 +36,17 @@ def select_suspects(report: pd.DataFrame, *, top: int | None = None, min_suspici
 
 
 def review_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """The reviewer's sheet: suggestion and evidence, plus empty ``verdict`` and ``new_label`` to fill in."""
+    """The reviewer's sheet: suggestion and evidence, whether the scan flagged it, and empty ``verdict`` and
+    ``new_label`` to fill in. Numbers are rounded to :data:`DECIMALS` places."""
     return pd.DataFrame({
         "path": rows["path"].to_numpy(),
         "given_label": rows["given_label"].to_numpy(),
         "suggested_label": rows["suggested_label"].to_numpy(),
-        "confidence": rows["suggested_prob"].to_numpy().round(4),
-        "learned_lr": rows["learned_lr"].to_numpy(),
+        "confidence": rows["suggested_prob"].to_numpy().astype(float).round(DECIMALS),
+        "learned_lr": rows["learned_lr"].to_numpy().astype(float).round(DECIMALS),
         "rank": rows["rank"].to_numpy(),
-        "suspicion": rows["suspicion"].to_numpy().round(4),
+        "flagged": rows["is_suspect"].to_numpy(bool),
+        "suspicion": rows["suspicion"].to_numpy().astype(float).round(DECIMALS),
         "verdict": "",
         "new_label": "",
     })
@@ -59,7 +62,7 @@ def label_studio_tasks(table: pd.DataFrame, image_prefix: str = "") -> list[dict
     for row in table.itertuples(index=False):
         tasks.append({
             "data": {"image": f"{image_prefix}{row.path}", "path": row.path, "given_label": str(row.given_label),
-                     "rank": int(row.rank), "learned_lr": float(row.learned_lr)},
+                     "rank": int(row.rank), "learned_lr": float(row.learned_lr), "flagged": bool(row.flagged)},
             "predictions": [{
                 "model_version": f"noiseaudit-{__version__}",
                 "score": float(row.confidence),
@@ -74,7 +77,7 @@ def write_review(table: pd.DataFrame, path: str | Path, fmt: str = "csv", image_
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if fmt == "csv":
-        return atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
+        return atomic_write(path, lambda tmp: table.to_csv(tmp, index=False, float_format=f"%.{DECIMALS}f"))
     payload = label_studio_tasks(table, image_prefix) if fmt == "labelstudio" else json.loads(
         table.to_json(orient="records"))
     return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=1)))

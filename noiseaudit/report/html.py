@@ -1,7 +1,7 @@
 """One self-contained HTML page for a report: summary, plots and a gallery of top suspects.
 
-Plots need matplotlib (``pip install noiseaudit[html]``); thumbnails and plots
-are embedded as base64 PNGs, so the file can be mailed or archived alone.
+Plots need matplotlib (the ``html`` extra: ``pip install -e ".[html]"``); thumbnails
+and plots are embedded as base64 PNGs, so the file can be mailed or archived alone.
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from noiseaudit import formats
 from noiseaudit.data.images import DecodeError, decode_image
 from noiseaudit.data.source import IMAGE_EXTENSIONS, resolve_inside
 from noiseaudit.errors import InputError, UsageError
 from noiseaudit.evaluate import evaluate
+from noiseaudit.extras import install_hint
 from noiseaudit.report.build import scored, truth_mask
 
 CSS = """
@@ -29,9 +31,15 @@ table{border-collapse:collapse} td,th{padding:2px 10px;border-bottom:1px solid #
 td:first-child,th:first-child{text-align:left}
 .plots img{max-width:380px;margin-right:12px}
 .gallery{display:flex;flex-wrap:wrap;gap:10px}
-.card{width:120px;font-size:11px;border:1px solid #ccc;border-radius:4px;padding:4px;text-align:center}
+.card{width:120px;font-size:11px;border:1px solid #ccc;border-radius:4px;padding:4px;text-align:center;
+  position:relative}
 .card img{width:112px;height:112px;image-rendering:pixelated;display:block;margin:auto}
-.given{color:#b00} .sugg{color:#070} .noisy{border-color:#b00;border-width:2px}
+.given{color:#b00} .sugg{color:#070}
+.name{overflow-wrap:anywhere;color:#555}
+.card.flagged{background:#fff4e0;border-color:#e08a00}
+.badge{position:absolute;top:6px;left:6px;background:#e08a00;color:#fff;font-weight:bold;padding:0 4px;
+  border-radius:3px}
+.card.noisy{outline:2px solid #b00;outline-offset:1px}
 """
 
 
@@ -48,7 +56,7 @@ def _plots(report: pd.DataFrame) -> dict[str, str]:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise UsageError("noiseaudit html draws plots with matplotlib: pip install 'noiseaudit[html]'") from None
+        raise UsageError(f"noiseaudit html draws plots with matplotlib: {install_hint('html')}") from None
     from sklearn.metrics import precision_recall_curve
 
     truth = truth_mask(report)
@@ -111,15 +119,15 @@ def render_html(report: pd.DataFrame, metadata: dict[str, Any], images_root: str
     truth = truth_mask(report)
     n, flagged = len(report), int(report["is_suspect"].sum())
     rows = [("samples", n), ("classes", report["given_label"].nunique()), ("flagged", flagged),
-            ("estimated noise rate", f"{flagged / n:.1%}" if n else "-"),
+            ("estimated noise rate", formats.percent(flagged / n) if n else formats.MISSING),
             ("model", metadata.get("model", "?")), ("device", metadata.get("device", "?")),
             ("epochs", metadata.get("config", {}).get("epochs", "?")), ("seed", metadata.get("seed", "?")),
             ("noiseaudit", metadata.get("version", "?"))]
     if truth is not None:
         m = evaluate(report)
-        rows += [("known wrong labels", m["n_noisy"]), ("precision / recall / F1",
-                  f"{m['precision']:.3f} / {m['recall']:.3f} / {m['f1']:.3f}"),
-                 ("AUROC / AP", f"{m['auroc']:.4f} / {m['average_precision']:.4f}")]
+        rows += [("known wrong labels", m["n_noisy"]),
+                 ("precision / recall / F1", " / ".join(formats.score(m[k]) for k in ("precision", "recall", "f1"))),
+                 ("AUROC / AP", " / ".join(formats.score(m[k]) for k in ("auroc", "average_precision")))]
     summary = "".join(f"<tr><td>{e(str(k))}</td><td>{e(str(v))}</td></tr>" for k, v in rows)
     plots = "".join(f'<img alt="{e(t)}" src="data:image/png;base64,{b}">' for t, b in _plots(report).items())
     cards = []
@@ -128,18 +136,23 @@ def render_html(report: pd.DataFrame, metadata: dict[str, Any], images_root: str
     pictures = any(PurePosixPath(str(p)).suffix.lower() in IMAGE_EXTENSIONS for p in ordered["path"])
     for pos, row in zip(ordered.index, ordered.itertuples(index=False)):
         wrong = truth is not None and bool(truth[pos])
-        picture = (f'<img alt="{e(row.path)}" src="data:image/png;base64,{_thumbnail(root, row.path)}">'
+        picture = (f'<img alt="{e(str(row.path))}" src="data:image/png;base64,{_thumbnail(root, row.path)}">'
                    if pictures else "")
+        kind = "card" + (" flagged" if row.is_suspect else "") + (" noisy" if wrong else "")
+        badge = '<span class="badge">flagged</span>' if row.is_suspect else ""
         cards.append(
-            f'<div class="card{" noisy" if wrong else ""}">{picture}'
-            f"<div>#{row.rank} · η={row.learned_lr:.3g}</div>"
+            f'<div class="{kind}" title="{e(str(row.path))}">{badge}{picture}'
+            f"<div>#{row.rank} · η={formats.learned_rate(row.learned_lr)}</div>"
             f'<div class="given">given: {e(str(row.given_label))}</div>'
-            f'<div class="sugg">suggested: {e(str(row.suggested_label))} ({row.suggested_prob:.0%})</div>'
-            f'<div title="{e(row.path)}">{e(Path(row.path).name[:18])}</div></div>')
-    legend = " Red border: a known wrong label." if truth is not None else ""
+            f'<div class="sugg">suggested: {e(str(row.suggested_label))} ({formats.percent(row.suggested_prob)})</div>'
+            f'<div class="name">{e(PurePosixPath(str(row.path)).name)}</div></div>')
+    legend = (f" Orange cards marked <b>flagged</b> are among the {flagged} samples the scan flags as likely wrong "
+              "labels" if flagged else " None is flagged: these are the lowest learned rates, for a look")
+    legend += "; red outline: a known wrong label." if truth is not None else "."
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>noiseaudit report</title>"
             f"<style>{CSS}</style></head><body><h1>noiseaudit report</h1>"
             f"<h2>Summary</h2><table>{summary}</table>"
             f'<h2>Plots</h2><div class="plots">{plots}</div>'
-            f"<h2>Top {len(cards)} suspects</h2><p>Lowest learned rate first.{legend}</p>"
+            f"<h2>Top {len(cards)} suspects</h2>"
+            f"<p>Lowest learned rate first.{legend} Hover a card for its full path.</p>"
             f'<div class="gallery">{"".join(cards)}</div></body></html>')

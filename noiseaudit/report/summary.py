@@ -36,7 +36,7 @@ def summarize(report: pd.DataFrame, metadata: dict[str, Any], top: int = 10) -> 
         "timings": metadata.get("timings", {}),
         "top_suspects": [
             {k: _plain(row[k]) for k in ("rank", "path", "given_label", "suggested_label", "suggested_prob",
-                                          "learned_lr", "suspicion")}
+                                          "learned_lr", "suspicion", "is_suspect")}
             for _, row in suspects.iterrows()
         ],
     }

@@ -1,0 +1,116 @@
+"""Is this the dataset the user meant? Checks of a :class:`LabeledSource` before anything is decoded.
+
+A scan of the wrong folder level or the wrong label column trains happily on nonsense: a folder
+one level too high gives "classes" named after its subfolders, one holding nearly every image;
+a near-constant column gives one label for almost every row; a typo gives a class of one. Each
+is refused with a line saying what was found and what was probably meant, unless the user
+passes ``force`` (then it is a warning):
+
+- an ImageFolder whose class folders hold images in subfolders;
+- classes :data:`MAX_IMBALANCE` times apart or more (the largest holds almost everything);
+- a class of fewer than :data:`MIN_CLASS` samples where the largest holds at least
+  :data:`TINY_AGAINST` times as many (a typo; a small dataset of small classes is fine).
+"""
+
+from __future__ import annotations
+
+import shlex
+import warnings
+from collections import Counter
+from pathlib import PurePosixPath
+
+from noiseaudit.data.source import LabeledSource
+from noiseaudit.errors import InputError, NoiseAuditWarning
+from noiseaudit import formats
+
+MIN_CLASS = 5
+TINY_AGAINST = 10
+MAX_IMBALANCE = 100
+FORCE_HINT = "pass --force to scan anyway"
+
+
+def check_source(source: LabeledSource, force: bool = False) -> None:
+    """Raise an :class:`InputError` for the first problem found (a warning for each with ``force``)."""
+    if not source.labels:
+        return
+    problems = ([nested_folders(source)] if source.from_folders else []) + [imbalance(source), tiny_class(source)]
+    problems = [p for p in problems if p is not None]
+    if not problems:
+        return
+    if not force:
+        raise InputError(f"{problems[0]}; {FORCE_HINT}", path=source.origin)
+    for problem in problems:
+        warnings.warn(f"{source.origin}: {problem} (going on: --force)", NoiseAuditWarning, stacklevel=2)
+
+
+def _names(items: list[str], most: int = 4) -> str:
+    return ", ".join(items) if len(items) <= most else ", ".join(items[:most - 1]) + f", … {items[-1]}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _what(source: LabeledSource) -> tuple[str, str]:
+    """How to name a class and a sample of ``source``: ('class folder', 'image') or ('label', 'row')."""
+    return ("class folder", "image") if source.from_folders else ("label", "row")
+
+
+def nested_folders(source: LabeledSource) -> str | None:
+    """Class folders with images in subfolders of their own: a folder one level too high, or stray folders."""
+    counts = Counter(PurePosixPath(p).parts[0] for p in source.paths)
+    nested: Counter = Counter()
+    below: dict[str, set[str]] = {}
+    for path in source.paths:
+        parts = PurePosixPath(path).parts
+        if len(parts) > 2:
+            nested[parts[0]] += 1
+            below.setdefault(parts[0], set()).add(parts[1])
+    if not nested:
+        return None
+    found = ", ".join(f"'{c}' ({_plural(n, 'image')}{', in subfolders' if c in nested else ''})"
+                      for c, n in sorted(counts.items()))
+    top = counts.most_common(1)[0][0]
+    worst = top if top in nested else nested.most_common(1)[0][0]
+    subs = sorted(below[worst])
+    all_below = nested[worst] == counts[worst]
+    what = (f"found {_plural(len(counts), 'class folder')}, {found}; the images of '{worst}' sit in "
+            f"{'its' if all_below else 'some of its'} subfolders ({_names(subs)})")
+    if all_below and len(subs) > 1:
+        return f"{what}, so the classes are probably one level down: noiseaudit scan " + \
+            shlex.quote(f"{source.origin}/{worst}")
+    return f"{what}; move those images into the class folder, or make each subfolder a class"
+
+
+def _lines_of(source: LabeledSource, label: object, most: int = 3) -> str:
+    lines = [str(line) for line, v in zip(source.lines, source.labels) if v == label and line is not None]
+    return f" ({'line' if len(lines) == 1 else 'lines'} {_names(lines, most)})" if lines else ""
+
+
+def tiny_class(source: LabeledSource) -> str | None:
+    """Classes of fewer than MIN_CLASS samples beside one at least TINY_AGAINST times larger (a typo?)."""
+    counts = Counter(source.labels).most_common()
+    big, n_big = counts[0]
+    tiny = [(c, n) for c, n in counts[1:] if n < MIN_CLASS and n_big >= TINY_AGAINST * n]
+    if not tiny:
+        return None
+    kind, unit = _what(source)
+    c, n = tiny[-1]
+    more = f" (and {_plural(len(tiny) - 1, 'other')} under {MIN_CLASS})" if len(tiny) > 1 else ""
+    typo = "" if source.from_folders else " (a typo?)"
+    return (f"{kind} '{c}' has {_plural(n, unit)}{_lines_of(source, c)} against {n_big} for '{big}'{more}: too few "
+            f"to learn what the class looks like{typo}")
+
+
+def imbalance(source: LabeledSource) -> str | None:
+    """The largest class MAX_IMBALANCE times the smallest or more: one label holds almost everything."""
+    counts = Counter(source.labels).most_common()
+    (big, n_big), (small, n_small) = counts[0], counts[-1]
+    if len(counts) < 2 or n_big < MAX_IMBALANCE * n_small:
+        return None
+    kind, unit = _what(source)
+    n = len(source.labels)
+    mistake = ("the wrong folder level" if source.from_folders else
+               f"the wrong label column (this is '{source.label_col}'; name another with --label-col)")
+    return (f"{kind} '{big}' holds {n_big} of {_plural(n, unit)} ({formats.percent(n_big / n)}) and '{small}' only "
+            f"{n_small}: classes {n_big // n_small}x apart usually mean {mistake}")

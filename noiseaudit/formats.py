@@ -1,0 +1,76 @@
+"""One text format per quantity, shared by every command's output and the HTML page.
+
+=====================  ==========================================  ==================
+quantity               format                                      examples
+=====================  ==========================================  ==================
+score in [0, 1]        three decimals (precision, recall, F1,      ``0.838``, ``>0.999``
+                       AUROC, AP, precision@k, suspicion)
+fraction, probability  a percentage with one decimal (noise         ``22.1%``, ``>99.9%``
+                       rates, shares, a model's probabilities)
+learned rate           three significant digits, zeros kept        ``0.570``, ``1.00``, ``12.3``
+loss                   three decimals                              ``1.857``
+duration               seconds, then minutes and seconds            ``4.2 s``, ``7 min 35 s``
+=====================  ==========================================  ==================
+
+A value strictly between 0 and 1 is never shown as one of the ends (``1.000``, ``100.0%``):
+it reads ``>0.999`` or ``<0.1%`` instead. Missing values (None, NaN) read ``n/a``.
+"""
+
+from __future__ import annotations
+
+import math
+
+MISSING = "n/a"
+
+
+def _missing(value: float | None) -> bool:
+    return value is None or not math.isfinite(float(value))
+
+
+def _bounded(value: float, scale: float, decimals: int, suffix: str) -> str:
+    """``value`` in [0, 1] times ``scale`` at ``decimals``; an inside value that would round to an end says so."""
+    text = f"{value * scale:.{decimals}f}"
+    step = 10.0 ** -decimals
+    if 0.0 < value < 1.0:
+        if float(text) >= scale:
+            return f">{scale - step:.{decimals}f}{suffix}"
+        if float(text) <= 0.0:
+            return f"<{step:.{decimals}f}{suffix}"
+    return text + suffix
+
+
+def score(value: float | None) -> str:
+    """A score in [0, 1] (precision, recall, F1, AUROC, AP, precision@k, suspicion): ``0.838``."""
+    return MISSING if _missing(value) else _bounded(float(value), 1.0, 3, "")
+
+
+def percent(value: float | None) -> str:
+    """A fraction of samples or a probability: ``22.1%``."""
+    return MISSING if _missing(value) else _bounded(float(value), 100.0, 1, "%")
+
+
+def learned_rate(value: float | None) -> str:
+    """A learned rate (relative to the base rate, in [0.01, 100]): ``0.570``, ``1.00``, ``12.3``, ``100``."""
+    if _missing(value):
+        return MISSING
+    return f"{float(value):#.3g}".rstrip(".")
+
+
+def loss(value: float | None) -> str:
+    """A training loss: ``1.857``."""
+    return MISSING if _missing(value) else f"{float(value):.3f}"
+
+
+def duration(seconds: float | None) -> str:
+    """Elapsed or remaining time: ``4.2 s``, ``41 s``, ``7 min 35 s``, ``1 h 02 min``."""
+    if _missing(seconds):
+        return MISSING
+    s = max(0.0, float(seconds))
+    if s < 9.95:
+        return f"{s:.1f} s"
+    whole = int(round(s))
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"

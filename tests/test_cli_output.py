@@ -1,0 +1,277 @@
+"""What a new user reads: the scan summary and its next steps, piped progress, one number format per
+quantity, ``show --class`` and the install hints (issue 18, items 3, 6-10)."""
+
+from __future__ import annotations
+
+import builtins
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from test_errors import invoke, write_images
+
+from noiseaudit import formats
+from noiseaudit.cli.progress import PipedProgress
+from noiseaudit.extras import install_hint
+from noiseaudit.report.io import write_report
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def synthetic_report(path: Path, *, n: int = 40, n_flagged: int = 6, classes=("Shirt", "T-shirt", "Bag")) -> Path:
+    """A report whose top samples have a suspicion near 1, flagged or not as ``n_flagged`` says."""
+    rank = np.arange(1, n + 1)
+    frame = pd.DataFrame({
+        "sample_id": np.arange(n), "path": [f"img_{i:03d}.png" for i in range(n)],
+        "given_label": [classes[i % len(classes)] for i in range(n)],
+        "predicted_label": [classes[(i + 1) % len(classes)] for i in range(n)],
+        "pred_prob": np.full(n, 0.6, np.float32), "given_prob": np.full(n, 0.2, np.float32),
+        "suggested_label": [classes[(i + 1) % len(classes)] for i in range(n)],
+        "suggested_prob": np.linspace(0.9989, 0.4, n).astype(np.float32),
+        "learned_lr": np.linspace(0.57, 1.6, n).astype(np.float32), "learned_lr_mean": np.ones(n, np.float32),
+        "loss": np.linspace(2.5, 0.1, n).astype(np.float32), "margin": np.zeros(n, np.float32), "rank": rank,
+        "suspicion": np.linspace(0.9989, 0.0, n).astype(np.float32), "is_suspect": rank <= n_flagged,
+        "status": "ok", "original_label": [classes[i % len(classes)] for i in range(n)]})
+    frame.loc[:3, "original_label"] = "Bag"  # four known wrong labels
+    write_report(frame, {"classes": list(classes), "model": "small-cnn", "device": "cpu",
+                         "threshold": {"method": "gmm", "ranked_by": "log learned_lr"},
+                         "timings": {"total_s": 12.34}}, path)
+    return path
+
+
+# --- item 3: the flag is the decision; the displays show it, not a posterior that reads as a probability
+
+
+def test_summary_with_nothing_flagged_says_so_and_shows_no_suspicion(tmp_path, monkeypatch):
+    from rich.console import Console
+
+    from noiseaudit.cli import scan as scan_cli
+    from noiseaudit.report.io import read_report
+    from noiseaudit.report.summary import summarize
+
+    frame, meta = read_report(synthetic_report(tmp_path / "r.parquet", n_flagged=0))
+    buffer = io.StringIO()
+    monkeypatch.setattr(scan_cli, "stdout", lambda: Console(file=buffer, width=160, soft_wrap=True))
+    scan_cli.print_summary(summarize(frame, meta), tmp_path / "r.parquet")
+    text = buffer.getvalue()
+    assert "40 samples, 3 classes: none flagged (0.0%, estimated from the learned rates); model small-cnn on cpu, " \
+           "12 s" in text
+    assert "Lowest learned rates (none is flagged; for a look)" in text
+    assert "suspicion" not in text and "0.999" not in text and "Top suspects" not in text
+    assert not re.search(r"│ yes", text)
+
+
+def test_show_marks_the_flagged_rows_and_says_how_many(tmp_path):
+    result = invoke("show", synthetic_report(tmp_path / "r.parquet", n_flagged=6), "--top", "8")
+    assert result.exit_code == 0, result.output
+    assert "40 samples, 6 flagged" in result.stdout and "suspicion" not in result.stdout
+    assert len(re.findall(r"│ yes\s+│", result.stdout)) == 6
+
+
+def test_show_with_nothing_flagged(tmp_path):
+    result = invoke("show", synthetic_report(tmp_path / "r.parquet", n_flagged=0))
+    assert result.exit_code == 0 and "40 samples, none flagged (lowest learned rates first)" in result.stdout
+
+
+def test_review_sheet_carries_the_flag_beside_the_suspicion(tmp_path):
+    report = synthetic_report(tmp_path / "r.parquet", n_flagged=2)
+    result = invoke("export", report, "-o", tmp_path / "review.csv", "--top", "4")
+    assert result.exit_code == 0, result.output
+    sheet = pd.read_csv(tmp_path / "review.csv")
+    assert sheet["flagged"].tolist() == [True, True, False, False]
+    assert sheet["suspicion"].iloc[2] > 0.9  # a high posterior, not flagged: the sheet shows both
+
+
+# --- item 6: next steps
+
+
+@pytest.fixture()
+def tiny(tmp_path) -> Path:
+    """An ImageFolder of 8 tiny grayscale images in two classes."""
+    root = tmp_path / "tree"
+    write_images(root / "cats", n=4)
+    write_images(root / "dogs", n=4)
+    return root
+
+
+def scan_cmd(root: Path, out: Path, *extra: str) -> list[str]:
+    """A scan as a user types it, without --quiet (these tests read what goes to stderr)."""
+    return ["scan", str(root), "-o", str(out), "--epochs", "1", "--device", "cpu", "--workers", "1", *extra]
+
+
+def test_scan_prints_the_next_commands_with_the_real_file_names(tiny, tmp_path):
+    folder = tmp_path / "out dir"
+    folder.mkdir()
+    out = folder / "hands.parquet"
+    result = invoke(*scan_cmd(tiny, out))
+    assert result.exit_code == 0, result.output
+    err = result.stderr
+    assert "Next:" in err
+    quoted = f"'{out}'"  # the folder has a space: the commands are quoted for a shell
+    assert f"noiseaudit show {quoted}" in err
+    assert re.search(rf"noiseaudit export {re.escape(quoted)} -o '{re.escape(str(folder))}/hands-review.csv' "
+                     r"--(flagged|top 50)", err)
+    assert f"noiseaudit html {quoted} -o '{folder}/hands.html'" in err
+    assert "Next:" not in result.stdout  # results on stdout, hints on stderr
+
+
+@pytest.mark.parametrize("flag", ["--json", "--quiet"])
+def test_no_next_steps_with_json_or_quiet(tiny, tmp_path, flag):
+    result = invoke(*scan_cmd(tiny, tmp_path / "r.parquet", flag))
+    assert result.exit_code == 0, result.output
+    assert "Next:" not in result.stderr and "noiseaudit show" not in result.output
+
+
+def test_next_steps_name_the_html_extra_when_matplotlib_is_missing(monkeypatch):
+    import importlib.util
+
+    from noiseaudit.cli.scan import next_steps
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    steps = dict(next_steps(Path("report.parquet"), 0))
+    assert steps["noiseaudit export report.parquet -o review.csv --top 50"]
+    assert steps["noiseaudit html report.parquet -o report.html"].endswith(f"needs {install_hint('html')}")
+
+
+# --- item 7: piped progress
+
+
+def test_piped_scan_progress_has_epoch_of_total_elapsed_and_eta(tiny, tmp_path):
+    result = invoke(*scan_cmd(tiny, tmp_path / "r.parquet", "--epochs", "2"))
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert any(re.fullmatch(r"decoding images: 8/8 \(100\.0%\); elapsed [\d.]+ s, eta [\d.]+ s", x) for x in lines)
+    epochs = [x for x in lines if x.startswith("epoch ")]
+    assert [x.split(":")[0] for x in epochs] == ["epoch 1/2", "epoch 2/2"]
+    assert all(re.search(r": mean loss \d+\.\d{3}; elapsed .+, eta .+$", x) for x in epochs)
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_piped_progress_prints_every_tenth_and_when_slow(tmp_path):
+    stream, clock = io.StringIO(), FakeClock()
+    progress = PipedProgress(stream, clock)
+    for done in range(0, 1001, 50):  # 2 s per 50 images
+        progress("embed", done, 1000, {})
+        clock.now += 2.0
+    lines = stream.getvalue().splitlines()
+    assert [int(re.match(r"embedding images: (\d+)/1000", x).group(1)) for x in lines] == list(range(100, 1001, 100))
+    assert lines[0] == "embedding images: 100/1000 (10.0%); elapsed 4.0 s, eta 36 s"
+    slow = io.StringIO()
+    progress = PipedProgress(slow, clock)
+    for done in (0, 1, 2, 3):  # a tenth would take minutes: a line every 30 s instead
+        progress("decode", done, 100, {})
+        clock.now += 31.0
+    assert len(slow.getvalue().splitlines()) == 3
+    assert slow.getvalue().splitlines()[-1].startswith("decoding images: 3/100 (3.0%); elapsed 1 min 33 s, eta")
+
+
+def test_piped_progress_eta_counts_from_where_a_resumed_run_started():
+    stream, clock = io.StringIO(), FakeClock()
+    progress = PipedProgress(stream, clock)
+    progress("train", 51, 100, {"epoch": 6, "epochs": 10, "loss": None})  # resumed after 5 of 10 epochs
+    clock.now = 10.0
+    progress("train", 60, 100, {"epoch": 6, "epochs": 10, "loss": 0.51234})
+    assert stream.getvalue() == "epoch 6/10: mean loss 0.512; elapsed 10 s, eta 40 s\n"
+
+
+# --- item 8: one format per quantity
+
+
+def test_evaluate_text_uses_one_format_and_no_raw_key_names(tmp_path):
+    result = invoke("evaluate", synthetic_report(tmp_path / "r.parquet"))
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "average_precision" not in out and "precision_at_k" not in out
+    assert re.search(r"Flagged set: precision \d\.\d{3}, recall \d\.\d{3}, F1 \d\.\d{3}", out)
+    table = [re.findall(r"[<>]?\d\.\d+", line) for line in out.splitlines() if line.startswith("│ rank ")]
+    assert table and all(re.fullmatch(r"[<>]?\d\.\d{3}", v) for v in table[0])
+
+
+def test_show_rates_and_probabilities_have_one_width(tmp_path):
+    result = invoke("show", synthetic_report(tmp_path / "r.parquet"), "--top", "40")
+    rows = [line for line in result.stdout.splitlines() if line.startswith("│ ")]
+    rates = [line.split("│")[5].strip() for line in rows]
+    assert all(re.fullmatch(r"\d\.\d{3}|\d\.\d{2}", r) for r in rates), rates  # 0.570, 1.00: 3 significant digits
+    probs = [re.search(r"\(([^)]*)\)", line.split("│")[4]).group(1) for line in rows]
+    assert probs[0] == "99.9%" and all(re.fullmatch(r"\d{1,2}\.\d%", p) for p in probs), probs
+
+
+@given(st.floats(min_value=0, max_value=1, exclude_min=True, exclude_max=True))
+def test_inside_values_never_print_as_an_end(x):
+    assert formats.score(x) not in ("1.000", "0.000") and formats.percent(x) not in ("100.0%", "0.0%")
+
+
+@given(st.floats(min_value=0.01, max_value=100))
+def test_learned_rates_keep_three_significant_digits(x):
+    text = formats.learned_rate(x)
+    assert len(text.replace(".", "").lstrip("0")) == 3, text
+    assert abs(float(text) - x) <= 0.005 * x + 1e-12
+
+
+def test_formats_at_the_ends_and_for_missing_values():
+    assert [formats.score(v) for v in (0.0, 1.0, 0.8381, 0.925, float("nan"), None)] == \
+        ["0.000", "1.000", "0.838", "0.925", "n/a", "n/a"]
+    assert formats.percent(0.9989) == "99.9%" and formats.percent(0.99996) == ">99.9%"
+    assert [formats.duration(s) for s in (4.23, 59.6, 455, 3725)] == ["4.2 s", "1 min 00 s", "7 min 35 s",
+                                                                     "1 h 02 min"]
+
+
+# --- item 9: show --class
+
+
+@pytest.mark.parametrize(("wanted", "title"), [("Shirt", "14 samples labelled Shirt"),
+                                               ("shirt", "14 samples labelled Shirt"),
+                                               ("BAG", "13 samples labelled Bag")])
+def test_show_class_matches_case_insensitively_when_unambiguous(tmp_path, wanted, title):
+    result = invoke("show", synthetic_report(tmp_path / "r.parquet"), "--class", wanted)
+    assert result.exit_code == 0, result.output
+    assert title in result.stdout
+
+
+def test_show_unknown_class_exits_2_listing_the_classes(tmp_path):
+    report = synthetic_report(tmp_path / "r.parquet")
+    result = invoke("show", report, "--class", "shrt")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.strip() == (f"error: {report}: no class 'shrt' in this report; its classes are 'Shirt', "
+                                     "'T-shirt', 'Bag'")
+
+
+def test_show_class_differing_only_by_case_must_be_named_exactly(tmp_path):
+    report = synthetic_report(tmp_path / "r.parquet", classes=("cat", "Cat", "dog"))
+    assert invoke("show", report, "--class", "Cat").exit_code == 0
+    result = invoke("show", report, "--class", "CAT")
+    assert result.exit_code == 2 and "matches 'cat' and 'Cat' but for case" in result.stderr
+
+
+# --- item 10: one install hint
+
+
+def test_html_without_matplotlib_names_the_install_the_readme_names(tmp_path, monkeypatch):
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    page = tmp_path / "r.html"
+    result = invoke("html", synthetic_report(tmp_path / "r.parquet"), "-o", page)
+    assert result.exit_code == 2 and not page.exists()
+    hint = install_hint("html")
+    assert result.stderr.strip() == f"error: noiseaudit html draws plots with matplotlib: {hint}"
+    assert hint == 'pip install -e ".[html]"' and hint in README.read_text()
+    assert "noiseaudit[html]'" not in README.read_text()

@@ -1,0 +1,104 @@
+"""A scan of the wrong folder level or label column is refused before training (issue 18, item 4).
+
+Exit 2 with one line saying what was found and what was probably meant, nothing written; ``--force``
+goes on with the same words as a warning.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from test_errors import assert_user_error, invoke, scan_args, write_images
+
+from noiseaudit.data.checks import check_source
+from noiseaudit.data.source import load_source
+
+
+def one_level_too_high(tmp_path: Path) -> Path:
+    """DIR/Dataset/<3 classes>/... and DIR/Examples/*: the layout a new user scanned for 7 minutes."""
+    top = tmp_path / "hands"
+    for c in ("0", "1", "2"):
+        write_images(top / "Dataset" / c, n=4)
+    write_images(top / "Examples", n=2)
+    return top
+
+
+def test_class_folders_holding_class_subfolders_point_one_level_down(tmp_path):
+    top = one_level_too_high(tmp_path)
+    out = tmp_path / "r.parquet"
+    line = assert_user_error(invoke(*scan_args(top, None, out)), out)
+    assert line == (f"error: {top}: found 2 class folders, 'Dataset' (12 images, in subfolders), 'Examples' "
+                    f"(2 images); the images of 'Dataset' sit in its subfolders (0, 1, 2), so the classes are "
+                    f"probably one level down: noiseaudit scan {top}/Dataset; pass --force to scan anyway")
+
+
+def test_the_suggested_folder_scans(tmp_path):
+    top = one_level_too_high(tmp_path)
+    out = tmp_path / "r.parquet"
+    result = invoke(*scan_args(top / "Dataset", None, out))
+    assert result.exit_code == 0, result.output
+    assert "12 samples, 3 classes" in result.stdout
+
+
+def test_stray_subfolder_in_one_class(tmp_path):
+    root = tmp_path / "tree"
+    write_images(root / "cats", n=4)
+    write_images(root / "dogs", n=4)
+    write_images(root / "dogs" / "old", n=2)
+    out = tmp_path / "r.parquet"
+    assert_user_error(invoke(*scan_args(root, None, out)), out,
+                      "the images of 'dogs' sit in some of its subfolders (old); move those images into the class "
+                      "folder, or make each subfolder a class; pass --force")
+
+
+def test_force_goes_on_and_warns_with_the_same_words(tmp_path):
+    top = one_level_too_high(tmp_path)
+    out = tmp_path / "r.parquet"
+    result = invoke(*scan_args(top, None, out, "--force"))
+    assert result.exit_code == 0, result.output
+    warnings = [x for x in result.stderr.splitlines() if x.startswith("warning: ")]
+    assert len(warnings) == 1 and "probably one level down" in warnings[0]
+    assert warnings[0].endswith("(going on: --force)")
+    assert "14 samples, 2 classes" in result.stdout and out.exists()
+
+
+def test_a_label_typo_of_one_row_is_named_by_its_line(tmp_path):
+    images = tmp_path / "images"
+    names = write_images(images, n=24)
+    labels = ["a", "b"] * 12
+    labels[6] = "bb"
+    csv = tmp_path / "labels.csv"
+    csv.write_text("path,label\n" + "".join(f"{n},{lab}\n" for n, lab in zip(names, labels)))
+    out = tmp_path / "r.parquet"
+    assert_user_error(invoke(*scan_args(images, csv, out)), out,
+                      f"{csv}: label 'bb' has 1 row (line 8) against 12 for 'b': too few to learn what the class "
+                      "looks like (a typo?); pass --force to scan anyway")
+
+
+def test_a_small_dataset_of_small_classes_is_fine(tmp_path):
+    root = tmp_path / "tree"
+    for c, n in (("a", 3), ("b", 4), ("c", 2)):
+        write_images(root / c, n=n)
+    check_source(load_source(root))  # no error: nothing here is ten times another class
+
+
+def test_a_label_column_holding_almost_everything(tmp_path):
+    images = tmp_path / "images"
+    names = write_images(images, n=202)
+    labels = ["photo"] * 200 + ["cat", "dog"]
+    csv = tmp_path / "labels.csv"
+    csv.write_text("path,label,category\n" + "".join(f"{n},{lab},x\n" for n, lab in zip(names, labels)))
+    out = tmp_path / "r.parquet"
+    assert_user_error(invoke(*scan_args(images, csv, out)), out,
+                      "label 'photo' holds 200 of 202 rows (99.0%) and 'dog' only 1: classes 200x apart usually "
+                      "mean the wrong label column (this is 'label'; name another with --label-col)")
+
+
+def test_wildly_unbalanced_class_folders(tmp_path):
+    root = tmp_path / "tree"
+    write_images(root / "many", n=200)
+    write_images(root / "few", n=2)
+    out = tmp_path / "r.parquet"
+    assert_user_error(invoke(*scan_args(root, None, out)), out,
+                      "class folder 'many' holds 200 of 202 images (99.0%) and 'few' only 2: classes 100x apart "
+                      "usually mean the wrong folder level")

@@ -1,0 +1,69 @@
+"""Commands that train nothing start without PyTorch (issue 18, item 1).
+
+The start-up time itself is measured by bench/startup.py, not here: these tests check the cause,
+which heavy libraries each command imports, in a fresh interpreter.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_cli_output import synthetic_report
+
+HEAVY = ("torch", "torchvision", "sklearn", "scipy", "matplotlib")
+RUN_CLI = """
+import sys
+from typer.testing import CliRunner
+from noiseaudit.cli import app
+result = CliRunner().invoke(app, sys.argv[1:])
+assert result.exit_code == 0, result.output
+print(",".join(m for m in {heavy!r} if m in sys.modules))
+"""
+
+
+def heavy_imports(*args: str) -> set[str]:
+    """The heavy libraries a fresh interpreter holds after running ``noiseaudit ARGS``."""
+    proc = subprocess.run([sys.executable, "-c", RUN_CLI.format(heavy=HEAVY), *map(str, args)],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return set(filter(None, proc.stdout.strip().split(",")))
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("startup")
+    report = synthetic_report(tmp / "r.parquet")
+    pd.DataFrame({"path": [f"img_{i:03d}.png" for i in range(40)], "label": ["Bag"] * 40}).to_csv(
+        tmp / "labels.csv", index=False)
+    pd.DataFrame({"path": ["img_000.png"], "verdict": ["drop"]}).to_csv(tmp / "review.csv", index=False)
+    return {"report": report, "labels": tmp / "labels.csv", "review": tmp / "review.csv", "dir": tmp}
+
+
+def test_help_imports_nothing_heavy():
+    assert heavy_imports("--help") == set()
+    assert heavy_imports("scan", "--help") == set()
+
+
+def test_show_export_apply_import_neither_torch_nor_sklearn(files):
+    assert heavy_imports("show", files["report"]) == set()
+    assert heavy_imports("export", files["report"], "-o", files["dir"] / "sheet.csv", "--top", "5") == set()
+    assert heavy_imports("apply", files["labels"], files["review"], "-o", files["dir"] / "fixed.csv") == set()
+
+
+def test_evaluate_needs_sklearn_for_its_metrics_but_not_torch(files):
+    assert heavy_imports("evaluate", files["report"]) == {"sklearn", "scipy"}
+
+
+def test_the_public_names_still_import_and_scan_is_the_function():
+    code = ("import sys, noiseaudit; assert 'torch' not in sys.modules; "
+            "from noiseaudit import (scan, scan_features, ScanConfig, read_report, write_report, "
+            "detection_metrics, ranking_metrics, InputError, __version__); "
+            "import noiseaudit.scan; assert callable(noiseaudit.scan) and noiseaudit.scan is scan; "
+            "from noiseaudit.scan import scan_features as f; assert f is scan_features; "
+            "assert set(noiseaudit.__all__) <= set(dir(noiseaudit)); print('ok')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.stdout.strip() == "ok", proc.stderr
