@@ -54,6 +54,8 @@ class TrainConfig:
     augment: bool = False
     schedule: str = "constant"
     precision: str = "fp32"  # "bf16": forward passes under bfloat16 autocast (losses and rate updates in fp32)
+    trusted_weight: float = 0.5  # with trusted samples (data.trusted): weight of their class references
+    trusted_rate: float = 1.0  # with trusted samples: their fixed rate
 
 
 @dataclass
@@ -189,7 +191,8 @@ def train(data: SampleData, model: nn.Module, cfg: TrainConfig, device: torch.de
         rates = PerSampleRate(n, len(data.classes), hyper_lr=cfg.hyper_lr, meta=cfg.meta,
                               margin_weight=cfg.margin_weight, device=device,
                               reduce_reference=None if dist is None else dist.mean_,
-                              center_features=bool(getattr(model, "center_head_inputs", False)))
+                              center_features=bool(getattr(model, "center_head_inputs", False)),
+                              trusted=data.trusted, trusted_weight=cfg.trusted_weight, trusted_rate=cfg.trusted_rate)
     rate_names = ("learned_lr", "learned_lr_given") if rates is not None and rates.meta == "auto" else ("learned_lr",)
     dba = DynamicBatchAdaptation(model) if cfg.method == "dba" else None
     recorder = SignalRecorder(n, device, rate_names, count_names=("dba_selected",) if dba is not None else ())

@@ -300,7 +300,9 @@ def test_auto_state_dict_keeps_the_given_rates():
 @pytest.mark.parametrize("kwargs", [dict(num_samples=0), dict(num_classes=1), dict(hyper_lr=-1.0),
                                     dict(min_rate=0.0), dict(min_rate=2.0), dict(max_rate=float("inf")),
                                     dict(hyper_lr=float("nan")), dict(ema=1.0), dict(meta="everything"),
-                                    dict(margin_weight=-0.1), dict(margin_weight=float("inf"))])
+                                    dict(margin_weight=-0.1), dict(margin_weight=float("inf")),
+                                    dict(trusted_weight=1.5), dict(trusted_ema=1.0), dict(trusted_rate=1e3),
+                                    dict(trusted=torch.zeros(4, dtype=torch.bool))])
 def test_hyperparameters_are_validated(kwargs):
     with pytest.raises(ValueError):
         PerSampleRate(**{"num_samples": 3, "num_classes": 2, **kwargs})
@@ -349,3 +351,52 @@ def test_centred_features_equal_an_explicit_centring_of_the_head_inputs():
     restored.load_state_dict(centred.state_dict())
     assert restored.center_features
     torch.testing.assert_close(restored.feature_mean, centred.feature_mean)
+
+
+def _majority_flipped_class(trusted_weight: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, PerSampleRate]:
+    """Label 0 is carried by 40 samples that look like class 0 and by 60 that look like class 1 (a wrong
+    label that outnumbers the right one, as pair-flip noise above 50% or instance noise can make locally);
+    label 1 by 50 samples of class 1. Ten of the true class-0 samples are trusted (verified). The head
+    is held at zero, so every sample's gradient differs only by its input. Returns the wrong-label mask,
+    the trusted mask and the optimizer after 20 passes over the data."""
+    g = torch.Generator().manual_seed(seed)
+    looks = torch.cat([torch.zeros(40), torch.ones(60), torch.ones(50)]).long()  # the true class
+    labels = torch.cat([torch.zeros(100), torch.ones(50)]).long()
+    feats = F.one_hot(looks, 2).double() + 0.3 * torch.rand(150, 2, generator=g, dtype=torch.float64)
+    trusted = torch.zeros(150, dtype=torch.bool)
+    trusted[:10] = True
+    rates = PerSampleRate(150, 2, hyper_lr=0.1, meta="given", margin_weight=0.0, trusted=trusted,
+                          trusted_weight=trusted_weight)
+    for _ in range(20):
+        for idx in torch.randperm(150, generator=g).split(30):
+            rates.step(idx, torch.zeros(len(idx), 2, dtype=torch.float64), feats[idx], labels[idx])
+    return looks != labels, trusted, rates
+
+
+def test_a_trusted_set_turns_the_rates_against_the_labels_it_contradicts():
+    wrong, trusted, own = _majority_flipped_class(trusted_weight=0.0)
+    log_own = own.log_rates
+    label0 = torch.arange(150) < 100
+    # Without trusted references the majority sets what label 0 looks like: its true members lose rate.
+    assert log_own[label0 & wrong].mean() > log_own[label0 & ~wrong & ~trusted].mean()
+    wrong, trusted, guided = _majority_flipped_class(trusted_weight=1.0)
+    log_guided = guided.log_rates
+    # Against what the verified class-0 samples look like, the 60 that look like class 1 lose rate instead.
+    assert log_guided[label0 & wrong].mean() < log_guided[label0 & ~wrong & ~trusted].mean() - 0.5
+    assert log_guided[wrong].mean() < log_own[wrong].mean() - 0.3
+    # Trusted rates never move, and the state round-trips.
+    assert torch.equal(log_guided[trusted], torch.zeros(10))
+    again = PerSampleRate(150, 2, trusted=trusted)
+    again.load_state_dict(guided.state_dict())
+    torch.testing.assert_close(again.trusted_reference, guided.trusted_reference)
+    assert again.trusted_weight == 1.0
+
+
+def test_trusted_rows_stay_out_of_the_batch_centring():
+    trusted = torch.tensor([True, False, False, False])
+    rates = PerSampleRate(4, 2, hyper_lr=1.0, meta="given", margin_weight=0.0, trusted=trusted, trusted_rate=2.0)
+    feats, labels = torch.rand(4, 3, dtype=torch.float64), torch.tensor([0, 0, 1, 1])
+    for _ in range(3):
+        rates.step(torch.arange(4), torch.randn(4, 2, dtype=torch.float64), feats, labels)
+    assert rates.rates()[0].item() == pytest.approx(2.0)
+    assert abs(float(rates.log_rates[1:].sum())) < 1e-6  # the untrusted rows alone are centred

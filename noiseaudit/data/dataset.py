@@ -62,7 +62,8 @@ class SampleData:
     outputs (N, V, C, H, W with V views of each sample); or feature vectors (N, d)
     (:mod:`noiseaudit.data.features`). ``image_size`` is the side images were decoded
     at (0 for feature vectors). ``rows`` maps each sample to its row in the source
-    (all rows, in order, unless some were skipped); ``skipped`` lists the rows left out.
+    (all rows, in order, unless some were skipped); ``skipped`` lists the rows left out;
+    ``trusted`` marks samples whose labels were verified (see ``--trusted``).
     """
 
     inputs: torch.Tensor
@@ -71,6 +72,7 @@ class SampleData:
     image_size: int
     rows: np.ndarray | None = None
     skipped: list[SkippedImage] = field(default_factory=list)
+    trusted: torch.Tensor | None = None  # (N,) bool: samples whose labels were verified (a trusted set)
 
     @property
     def is_features(self) -> bool:

@@ -78,6 +78,17 @@ loss, so a sample whose rate falls is fit less and falls further. A large
 :math:`\beta` locks early guesses in (measured worse on instance and
 symmetric noise), a small one lets the evidence accumulate over the epochs.
 
+**Trusted samples.** With ``trusted`` (a mask of samples whose labels were
+verified) a second set of class references is kept from the trusted samples
+alone, :math:`T_c`, and the alignment is taken against the per-class mix
+:math:`(1 - w)\,R_c/\|R_c\| + w\,T_c/\|T_c\|` (``trusted_weight`` w): the
+rates then learn toward what verified data of each class looks like, which
+the data's own references cannot show where wrong labels cluster (pair-flip
+and instance-dependent noise). Trusted samples keep a fixed rate
+(``trusted_rate``) and do not enter the batch centring. Their references are a
+slower moving average (``trusted_ema``), since only a few of them are in each
+batch; a class without trusted samples yet uses :math:`R_c` alone.
+
 Only the batch's rows move (and only once a reference exists), so nothing
 learned is erased by momentum or decay acting on absent samples. The state is
 4 bytes per sample (8 with ``meta="auto"``) plus the class references.
@@ -229,13 +240,23 @@ class PerSampleRate:
         before it enters the average (data-parallel training passes an all-reduce mean).
     center_features : bool
         Take the head inputs relative to their running mean (see the module docstring).
+    trusted : torch.Tensor, optional
+        (N,) bool mask of samples with verified labels (see the module docstring).
+    trusted_weight : float
+        Weight w in [0, 1] of the trusted references in the mix the alignments are taken against.
+    trusted_ema : float
+        Decay of the trusted references, in [0, 1).
+    trusted_rate : float
+        The fixed rate of trusted samples, within [min_rate, max_rate].
     """
 
     def __init__(self, num_samples: int, num_classes: int, *, hyper_lr: float = 0.05, ema: float = 0.9,
                  meta: str = "auto", margin_weight: float = 0.5, init_rate: float = 1.0, min_rate: float = 1e-2,
                  max_rate: float = 1e2,
                  max_reference_size: int = 2**24, device: torch.device | str | None = None,
-                 reduce_reference: Callable[[torch.Tensor], Any] | None = None, center_features: bool = False):
+                 reduce_reference: Callable[[torch.Tensor], Any] | None = None, center_features: bool = False,
+                 trusted: torch.Tensor | None = None, trusted_weight: float = 0.5, trusted_ema: float = 0.97,
+                 trusted_rate: float = 1.0):
         if num_samples < 1 or num_classes < 2:
             raise ValueError(f"need num_samples >= 1 and num_classes >= 2, got {num_samples}, {num_classes}")
         if not hyper_lr >= 0.0 or not math.isfinite(hyper_lr):
@@ -249,6 +270,14 @@ class PerSampleRate:
         if not 0.0 < min_rate <= init_rate <= max_rate or not math.isfinite(max_rate):
             raise ValueError(f"need 0 < min_rate <= init_rate <= max_rate < inf, got "
                              f"{min_rate}, {init_rate}, {max_rate}")
+        if not 0.0 <= trusted_weight <= 1.0:
+            raise ValueError(f"trusted_weight must be in [0, 1], got {trusted_weight}")
+        if not 0.0 <= trusted_ema < 1.0:
+            raise ValueError(f"trusted_ema must be in [0, 1), got {trusted_ema}")
+        if not min_rate <= trusted_rate <= max_rate:
+            raise ValueError(f"trusted_rate must be within [min_rate, max_rate], got {trusted_rate}")
+        if trusted is not None and tuple(trusted.shape) != (num_samples,):
+            raise ValueError(f"trusted must be a ({num_samples},) mask, got shape {tuple(trusted.shape)}")
         self.num_classes, self.hyper_lr, self.ema, self.meta = num_classes, float(hyper_lr), float(ema), meta
         self.margin_weight = float(margin_weight)
         self.log_min, self.log_max = math.log(min_rate), math.log(max_rate)
@@ -260,6 +289,12 @@ class PerSampleRate:
         self.reference: torch.Tensor | None = None  # (K, K, d+1) once the first batch is seen
         self.center_features = bool(center_features)
         self.feature_mean: torch.Tensor | None = None  # (d,) running mean of the head inputs, when centring
+        self.trusted = None if trusted is None or not bool(trusted.any()) else trusted.to(device, torch.bool)
+        self.trusted_weight, self.trusted_ema = float(trusted_weight), float(trusted_ema)
+        self.trusted_reference: torch.Tensor | None = None  # (K, K, d+1), from trusted samples only
+        if self.trusted is not None:
+            for vector in self.log_rate_vectors():
+                vector[self.trusted] = math.log(trusted_rate)
 
     @property
     def num_samples(self) -> int:
@@ -299,17 +334,41 @@ class PerSampleRate:
             batch_ref = class_reference_update(err, feats1, targets, self.rates(index), k)
             if self.reduce_reference is not None:
                 self.reduce_reference(batch_ref)
+            trusted_ref = None
+            if self.trusted is not None:
+                in_batch = self.trusted.index_select(0, index).to(err.dtype)
+                trusted_ref = class_reference_update(err, feats1, targets, in_batch, k)
+                if self.reduce_reference is not None:
+                    self.reduce_reference(trusted_ref)
             if self.reference is None:
-                self.reference = batch_ref
+                self.reference, self.trusted_reference = batch_ref, trusted_ref
                 return  # the first batch only builds the reference
-            alignment, given_alignment = self._reference_alignment(err, feats1, probs, targets, self.reference)
+            alignment, given_alignment = self._reference_alignment(err, feats1, probs, targets, self._mixed_reference())
             self.reference.mul_(self.ema).add_(batch_ref, alpha=1.0 - self.ema)
+            if trusted_ref is not None:
+                self.trusted_reference.mul_(self.trusted_ema).add_(trusted_ref, alpha=1.0 - self.trusted_ema)
+        if self.trusted is not None:  # trusted rates stay fixed, and out of the batch centring
+            untrusted = ~self.trusted.index_select(0, index)
+            valid = untrusted if valid is None else valid & untrusted
         fit = self.margin_weight * probability_margin(probs, targets)
         kernel = dict(hyper_lr=self.hyper_lr, log_min=self.log_min, log_max=self.log_max)
         per_sample_rate_step(self.log_rates, index, alignment + fit, valid, **kernel)
         if self.given_log_rates is not None:
             given = alignment if given_alignment is None else given_alignment
             per_sample_rate_step(self.given_log_rates, index, given + fit, valid, **kernel)
+
+    def _mixed_reference(self) -> torch.Tensor:
+        """The references the alignments are taken against: the data's own, or (with trusted samples) the
+        per-class mix of the data's and the trusted ones, each scaled to unit norm first."""
+        if self.trusted_reference is None:
+            return self.reference
+        def unit(ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            norm = ref.flatten(1).norm(dim=1)
+            return ref / norm.clamp_min(1e-12)[:, None, None], norm > 1e-12
+        own, _ = unit(self.reference)
+        trusted, seen = unit(self.trusted_reference)
+        weight = (self.trusted_weight * seen.to(own.dtype))[:, None, None]  # a class without trusted samples: own
+        return (1.0 - weight) * own + weight * trusted
 
     def _centred(self, feats: torch.Tensor) -> torch.Tensor:
         """``feats`` minus the running mean of the head inputs (updated with this batch), if centring."""
@@ -342,6 +401,8 @@ class PerSampleRate:
                 "reference": None if self.reference is None else self.reference.clone(),
                 "center_features": self.center_features,
                 "feature_mean": None if self.feature_mean is None else self.feature_mean.clone(),
+                "trusted_reference": None if self.trusted_reference is None else self.trusted_reference.clone(),
+                "trusted_weight": self.trusted_weight, "trusted_ema": self.trusted_ema,
                 "hyper_lr": self.hyper_lr, "ema": self.ema, "meta": self.meta, "margin_weight": self.margin_weight,
                 "log_min": self.log_min, "log_max": self.log_max}
 
@@ -360,4 +421,8 @@ class PerSampleRate:
         self.center_features = bool(state.get("center_features", False))
         mean = state.get("feature_mean")
         self.feature_mean = None if mean is None else mean.to(self.log_rates.device).clone()
+        tref = state.get("trusted_reference")
+        self.trusted_reference = None if tref is None else tref.to(self.log_rates.device).clone()
+        self.trusted_weight = float(state.get("trusted_weight", self.trusted_weight))
+        self.trusted_ema = float(state.get("trusted_ema", self.trusted_ema))
         self.log_min, self.log_max = float(state["log_min"]), float(state["log_max"])
