@@ -5,6 +5,7 @@ source -> dataset -> trainer -> per-sample records -> report (-> Parquet).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 import warnings
@@ -32,6 +33,7 @@ from noiseaudit.data.dataset import (
 )
 from noiseaudit.data.features import load_features
 from noiseaudit.data.source import LabeledSource, label_table, load_source, read_label_table
+from noiseaudit.data.trusted import merge_trusted
 from noiseaudit.distributed import Distributed, from_environment, local_device
 from noiseaudit.errors import InputError, NoiseAuditWarning, UsageError
 from noiseaudit.models import FEATURE_MODELS, MODELS, build_feature_model, build_model, default_model
@@ -39,9 +41,12 @@ from noiseaudit.optim import META_OBJECTIVES
 from noiseaudit.optim.schedule import SCHEDULES
 from noiseaudit.report.build import add_skipped, build_report, carried_columns
 from noiseaudit.report.io import check_writable, write_report
-from noiseaudit.report.threshold import choose_threshold
+from noiseaudit.report.threshold import Threshold, choose_threshold, unranked
 from noiseaudit.runtime import resolve_device, seed_everything
 from noiseaudit.train import METHODS, StepCallback, TrainConfig, train
+
+
+TRUSTED_WEIGHT = 0.5  # weight of the trusted samples' class references (measured in bench/detect.py --trusted)
 
 
 @dataclass
@@ -76,6 +81,8 @@ class ScanConfig:
     cache_dir: str | None = None
     cache: bool = True
     force: bool = False  # scan even when the data looks like the wrong folder level or label column
+    trusted: str | None = None  # a CSV of verified labels (see noiseaudit.data.trusted)
+    trusted_weight: float = TRUSTED_WEIGHT
 
     def validate(self) -> None:
         if self.method not in METHODS:
@@ -111,6 +118,8 @@ class ScanConfig:
         if self.on_bad_image not in BAD_IMAGE_POLICIES:
             raise UsageError(f"--on-bad-image must be one of {', '.join(BAD_IMAGE_POLICIES)}, "
                              f"got {self.on_bad_image!r}")
+        if not 0.0 <= self.trusted_weight <= 1.0:
+            raise UsageError(f"--trusted-weight must be in [0, 1], got {self.trusted_weight}")
         if self.noise_rate is not None and not 0.0 <= self.noise_rate < 1.0:
             raise UsageError(f"--noise-rate must be in [0, 1), got {self.noise_rate}")
 
@@ -177,7 +186,11 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
     t0 = time.perf_counter()
     source = load_source(cfg.images_dir, cfg.labels_csv, path_col=cfg.path_col, label_col=cfg.label_col)
     check_source(source, force=cfg.force)
+    trusted = None
+    if cfg.trusted is not None:
+        source, trusted = merge_trusted(source, cfg.trusted, images=True, images_dir=cfg.images_dir)
     data, model, model_name, plan, gen = prepare(cfg, source, device, on_progress, timings)
+    data.trusted = _rows_mask(trusted, data)
     timings["load_s"] = time.perf_counter() - t0
     return _train_and_report(cfg, source, data, model, model_name, plan, gen, device, dist, output, on_progress,
                              timings, t0)
@@ -218,6 +231,9 @@ def scan_features(features: str | Path | np.ndarray | pd.DataFrame, labels: Any,
     t0 = time.perf_counter()
     source = _label_source(labels, key_col, cfg.label_col)
     check_source(source, force=cfg.force)
+    trusted = None
+    if cfg.trusted is not None:
+        source, trusted = merge_trusted(source, cfg.trusted, images=False)
     table = load_features(features, source)
     classes = sorted_classes(source.labels)
     if len(classes) < 2:
@@ -225,7 +241,8 @@ def scan_features(features: str | Path | np.ndarray | pd.DataFrame, labels: Any,
                          path=source.origin)
     index = {c: k for k, c in enumerate(classes)}
     targets = torch.tensor([index[v] for v in source.labels], dtype=torch.int64)
-    data = SampleData(inputs=torch.from_numpy(table.values), targets=targets, classes=classes, image_size=0)
+    data = SampleData(inputs=torch.from_numpy(table.values), targets=targets, classes=classes, image_size=0,
+                      trusted=None if trusted is None else torch.from_numpy(trusted))
     gen = seed_everything(cfg.seed)
     model_name = cfg.model or "mlp"
     model = build_feature_model(model_name, table.dim, len(classes))
@@ -237,6 +254,13 @@ def scan_features(features: str | Path | np.ndarray | pd.DataFrame, labels: Any,
                              on_progress, timings, t0, extra_meta={"features": {
                                  "origin": table.origin, "dim": table.dim, "stored_as": str(table.values.dtype),
                                  "key_col": source.path_col}})
+
+
+def _rows_mask(mask: np.ndarray | None, data: SampleData) -> torch.Tensor | None:
+    """A per-source-row mask as a per-sample one (skipped images dropped)."""
+    if mask is None:
+        return None
+    return torch.from_numpy(mask if data.rows is None else mask[data.rows])
 
 
 def _label_source(labels: Any, key_col: str | None, label_col: str | None) -> LabeledSource:
@@ -271,7 +295,8 @@ def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, 
     train_cfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, method=cfg.method,
                             hyper_lr=cfg.hyper_lr, margin_weight=cfg.margin_weight, meta=cfg.meta,
                             augment=bool(cfg.augment) and not plan.frozen_bottom, schedule=cfg.schedule,
-                            precision="fp32" if plan.name is None else plan.precision)
+                            precision="fp32" if plan.name is None else plan.precision,
+                            trusted_weight=cfg.trusted_weight)
     step_cb: StepCallback | None = None
     if on_progress is not None:
         steps_total = cfg.epochs
@@ -294,14 +319,26 @@ def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, 
                    dist=dist)
     timings["train_s"] = time.perf_counter() - t1
 
+    trusted = np.zeros(len(data), dtype=bool) if data.trusted is None else data.trusted.numpy()
+    ranked = np.flatnonzero(~trusted)  # trusted samples are kept out of the ranking and the threshold
     disagrees = result.probs.argmax(axis=1) != data.targets.numpy()
     score = ranking_score(result.signals, cfg.method)
-    threshold = choose_threshold(score, result.signals["loss"], disagrees, noise_rate=cfg.noise_rate, seed=cfg.seed,
-                                 trust_disagreements=plan.name is not None)
+    threshold = choose_threshold(score[ranked], result.signals["loss"][ranked], disagrees[ranked],
+                                 noise_rate=cfg.noise_rate, seed=cfg.seed, trust_disagreements=plan.name is not None)
     rows = data.rows if data.rows is not None else np.arange(len(data))
-    report = build_report([source.paths[i] for i in rows], data.targets.numpy(), data.classes, result.signals,
-                          result.probs, threshold, source.extra.iloc[rows].reset_index(drop=True), sample_ids=rows)
+
+    def part(keep: np.ndarray, thr: Threshold) -> pd.DataFrame:
+        return build_report([source.paths[rows[i]] for i in keep], data.targets.numpy()[keep], data.classes,
+                            {k: v[keep] for k, v in result.signals.items()}, result.probs[keep], thr,
+                            source.extra.iloc[rows[keep]].reset_index(drop=True), sample_ids=rows[keep])
+
+    report = part(ranked, threshold)
+    if trusted.any():
+        verified = part(np.flatnonzero(trusted), unranked(int(trusted.sum())))
+        report = add_skipped(report, verified.drop(columns=["rank", "suspicion"]).assign(status="trusted"))
     report = add_skipped(report, skipped_rows(source, data.skipped))
+    if data.trusted is not None:
+        report["trusted"] = (report["status"] == "trusted").to_numpy()
     timings["total_s"] = time.perf_counter() - t0
     report.attrs["noiseaudit"] = {
         "version": __version__,
@@ -318,6 +355,7 @@ def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, 
         "torch": torch.__version__,
         "classes": list(data.classes),
         "n_samples": len(data),
+        "n_trusted": int(trusted.sum()),
         "threshold": {"method": threshold.method, "n_flagged": threshold.n_flagged,
                       "estimated_noise_rate": threshold.estimated_noise_rate,
                       "ranked_by": RANKED_BY[cfg.method],
@@ -377,10 +415,12 @@ def prepare(cfg: ScanConfig, source: LabeledSource, device: torch.device, on_pro
 
 # Options that change what training computes; any change makes a checkpoint unusable.
 TRAINING_OPTIONS = ("method", "epochs", "batch_size", "lr", "hyper_lr", "margin_weight", "meta", "schedule", "augment",
-                    "seed")
+                    "seed", "trusted_weight")
 
 
 def training_fingerprint(cfg: ScanConfig, model_name: str, data: SampleData, source: LabeledSource) -> dict[str, Any]:
     rows = data.rows if data.rows is not None else range(len(data))
+    trusted = [] if data.trusted is None else np.flatnonzero(data.trusted.numpy()).tolist()
     return {"dataset": dataset_fingerprint(data.inputs, data.targets, [source.paths[i] for i in rows]),
+            "trusted": hashlib.sha256(repr(trusted).encode()).hexdigest(),
             "model": model_name, **{k: getattr(cfg, k) for k in TRAINING_OPTIONS}}

@@ -49,6 +49,9 @@ def print_summary(summary: dict[str, Any], output: Path) -> None:
                       f"{row['suggested_label']} ({formats.percent(row['suggested_prob'])})",
                       formats.learned_rate(row["learned_lr"]), "yes" if row["is_suspect"] else "")
     out.print(table)
+    if summary.get("n_trusted"):
+        out.print(f"{summary['n_trusted']} trusted samples trained with their verified labels and steered the "
+                  "rates; they are in the report, not ranked (status trusted).", highlight=False)
     if summary.get("n_skipped"):
         counts = ", ".join(f"{v} {k}" for k, v in summary["skipped_by_status"].items())
         out.print(f"Skipped {summary['n_skipped']} bad images ({counts}); they are in the report with that status.",
@@ -149,6 +152,12 @@ def scan_command(
     seed: Annotated[int, typer.Option(help="Seed for everything random.")] = 0,
     workers: Annotated[int, typer.Option(help="Threads decoding images.")] = 2,
     fail_above: Annotated[Optional[float], typer.Option(help="Exit 1 if the flagged fraction exceeds this.")] = None,
+    trusted: Annotated[Optional[Path], typer.Option(help="A CSV of verified labels (same path and label columns "
+                                                   "as the labels CSV): those samples steer the per-sample rates "
+                                                   "and are kept out of the ranking; paths not in the labels CSV "
+                                                   "are extra samples.")] = None,
+    trusted_weight: Annotated[float, typer.Option(help="With --trusted: weight in [0, 1] of the trusted samples' "
+                                                       "class references against the whole data's.")] = 0.5,
     force: Annotated[bool, typer.Option(help="Scan even when the data looks like the wrong folder level or label "
                                              "column (images in subfolders of the class folders, a class of "
                                              "fewer than 5 samples beside a large one, classes 100x apart).")] = False,
@@ -166,7 +175,8 @@ def scan_command(
             backbone=backbone, method=method, epochs=epochs, batch_size=batch_size, lr=lr, hyper_lr=hyper_lr,
             margin_weight=margin_weight, meta=meta, schedule=schedule, resume=resume,
             checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir), noise_rate=noise_rate,
-            device=device, seed=seed, force=force)
+            device=device, seed=seed, force=force, trusted=None if trusted is None else str(trusted),
+            trusted_weight=trusted_weight)
         if features is not None:
             if labels_csv is not None:
                 raise typer.BadParameter("with --features give only the labels CSV: noiseaudit scan --features "

@@ -26,7 +26,7 @@ def _sniff_delimiter(sample: str) -> str:
         return ","
 
 
-def read_text_table(path: Path) -> tuple[pd.DataFrame, list[int]]:
+def read_text_table(path: Path, what: str = "labels CSV") -> tuple[pd.DataFrame, list[int]]:
     """All cells as stripped strings, and the file line on which each data record starts."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
@@ -34,7 +34,7 @@ def read_text_table(path: Path) -> tuple[pd.DataFrame, list[int]]:
     except UnicodeDecodeError as exc:
         raise InputError(f"not UTF-8 text (byte {exc.start})", path=path) from None
     if not text.strip():
-        raise InputError("labels CSV is empty", path=path)
+        raise InputError(f"{what} is empty", path=path)
     lines_in = text.splitlines(keepends=True)
     exhausted = False
 
@@ -69,9 +69,9 @@ def read_text_table(path: Path) -> tuple[pd.DataFrame, list[int]]:
     except csv.Error as exc:
         raise InputError(f"cannot parse CSV ({exc})", path=path, line=reader.line_num) from None
     if header is None:
-        raise InputError("labels CSV is empty", path=path)
+        raise InputError(f"{what} is empty", path=path)
     if not rows:
-        raise InputError("labels CSV has a header but no rows", path=path, line=1)
+        raise InputError(f"{what} has a header but no rows", path=path, line=1)
     return pd.DataFrame(rows, columns=header, dtype=object), lines
 
 

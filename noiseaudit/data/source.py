@@ -40,13 +40,14 @@ class LabeledSource:
     label_col: str = "label"
     columns: list[str] = field(default_factory=lambda: ["path", "label"])  # input column order
     from_folders: bool = False  # an ImageFolder tree: the label is each path's first folder
+    row_origins: dict[int, str] = field(default_factory=dict)  # rows read from another file (a trusted CSV)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def where(self, i: int) -> tuple[str, int | None]:
         """The file and line to name in an error about sample ``i``."""
-        return self.origin, self.lines[i]
+        return self.row_origins.get(i, self.origin), self.lines[i]
 
 
 def pick_column(columns: list[str], wanted: str | None, candidates: tuple[str, ...], kind: str, csv: Path) -> str:

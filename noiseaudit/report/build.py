@@ -76,11 +76,13 @@ def carried_columns(extra: pd.DataFrame) -> pd.DataFrame:
 
 
 def add_skipped(report: pd.DataFrame, skipped: pd.DataFrame) -> pd.DataFrame:
-    """Append the samples that were not scored and restore input order.
+    """Append the samples kept out of the ranking and restore input order.
 
     ``skipped`` holds ``sample_id``, ``path``, ``given_label`` and ``status``
-    (why the sample was left out) plus any carried columns; their predictions,
-    signals and rank are missing and they are never suspects.
+    (why the sample was left out: an unreadable image's status, or ``trusted``)
+    plus any carried columns and, for trusted samples, their predictions and
+    signals; their rank (and any column they lack) is missing and they are
+    never suspects.
     """
     if not len(skipped):
         return report

@@ -18,12 +18,16 @@ def _plain(value: Any) -> Any:
 
 
 def summarize(report: pd.DataFrame, metadata: dict[str, Any], top: int = 10) -> dict[str, Any]:
-    """Counts over the scored samples, the skipped ones by status, the top suspects and truth metrics."""
-    skipped = report[report["status"] != "ok"] if "status" in report.columns else report.iloc[:0]
+    """Counts over the scored samples (trusted ones apart: they are not ranked), the skipped ones by status, the
+    top suspects and truth metrics."""
+    status = report["status"] if "status" in report.columns else pd.Series("ok", index=report.index)
+    skipped = report[~status.isin(["ok", "trusted"])]
+    n_trusted = int((status == "trusted").sum())
     report = scored(report)
     suspects = report.sort_values("rank").head(top)
     summary: dict[str, Any] = {
         "n_samples": len(report),
+        "n_trusted": n_trusted,
         "n_skipped": len(skipped),
         "skipped_by_status": {str(k): int(v) for k, v in skipped["status"].value_counts().items()}
         if len(skipped) else {},

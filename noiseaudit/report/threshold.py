@@ -56,13 +56,18 @@ from sklearn.mixture import GaussianMixture
 
 @dataclass
 class Threshold:
-    method: str  # "noise-rate", "gmm" or "disagreements"
+    method: str  # "noise-rate", "gmm" or "disagreements" ("none": see unranked)
     n_flagged: int
     estimated_noise_rate: float
     cutoff: float  # the score of the last flagged sample in rank order; nan if none
     suspicion: np.ndarray
     order: np.ndarray  # sample indices, most suspect first
     counts: tuple[int, int] = (0, 0)  # (upper, lower) bracketing counts of the automatic threshold
+
+
+def unranked(n: int) -> Threshold:
+    """A placeholder for ``n`` samples kept out of the ranking (trusted ones): none flagged, no suspicion."""
+    return Threshold("none", 0, 0.0, float("nan"), np.zeros(n), np.arange(n))
 
 
 def rank_order(score: np.ndarray, loss: np.ndarray) -> np.ndarray:

@@ -1,0 +1,116 @@
+"""A trusted set: labels the user has verified, merged into the samples to scan (``--trusted``).
+
+The trusted CSV has the same path (or key) and label columns as the labels CSV. A
+sample listed in both takes the trusted label and is marked trusted; a path listed only
+in the trusted file is an extra sample (images only: a feature scan has no vector for
+it). Trusted samples train like any other, steer the per-sample rates
+(:class:`noiseaudit.optim.PerSampleRate` ``trusted=``) and are kept out of the
+ranking and the threshold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import pandas as pd
+
+from noiseaudit.data.csvfile import read_text_table
+from noiseaudit.data.source import (
+    LABEL_COLUMN_NAMES,
+    PATH_COLUMN_NAMES,
+    LabeledSource,
+    _normalise_labels,
+    _refuse_empty,
+    _unique_rows,
+    pick_column,
+    resolve_inside,
+    root_relative,
+)
+from noiseaudit.errors import InputError
+
+
+def merge_trusted(source: LabeledSource, trusted_csv: str | Path, *, images: bool,
+                  images_dir: str | Path | None = None) -> tuple[LabeledSource, np.ndarray]:
+    """``source`` with the trusted file's labels applied (and its new samples appended), and the trusted mask.
+
+    Parameters
+    ----------
+    source : LabeledSource
+        The samples of the scan: a labels CSV or an ImageFolder (``images``), or a labels table of
+        feature vectors.
+    trusted_csv : path
+        A CSV with the source's path (key) and label columns; for an ImageFolder, a path and a label column.
+    images : bool
+        Paths name images under ``source.root`` (checked as the labels CSV's are; a path absent from
+        ``source`` becomes an extra sample). Otherwise they are keys of a features table, and every one
+        must be among ``source``'s.
+    images_dir : path, optional
+        The image folder as the user named it, for absolute paths in the trusted file.
+
+    Returns
+    -------
+    (LabeledSource, numpy.ndarray)
+        The merged samples (extra ones last, named by the trusted file's lines in errors) and a bool
+        mask of the trusted ones.
+    """
+    csv = Path(trusted_csv)
+    if not csv.is_file():
+        raise InputError("trusted labels CSV not found", path=csv)
+    frame, lines = read_text_table(csv, what="trusted labels CSV")
+    columns = [str(c) for c in frame.columns]
+    by_name = not source.from_folders  # the labels CSV's own column names; an ImageFolder has none
+    pcol = pick_column(columns, source.path_col if by_name and source.path_col else None, PATH_COLUMN_NAMES,
+                       "path", csv)
+    lcol = pick_column(columns, source.label_col if by_name else None, LABEL_COLUMN_NAMES, "label", csv)
+    _refuse_empty(frame, pcol, lcol, lines, csv)
+    paths = list(frame[pcol])
+    if images:
+        paths = [root_relative(source.root, p, given_root=images_dir, origin=str(csv), line=line)
+                 for p, line in zip(paths, lines)]
+        for p, line in zip(paths, lines):
+            resolve_inside(source.root, p, origin=str(csv), line=line)
+    keys = [_key(p, images) for p in paths]
+    keep = _unique_rows(keys, paths, list(frame[lcol].str.strip()), lines, csv)  # a path that contradicts itself
+    labels = _normalise_labels(frame[lcol])
+    known = {str(v): v for v in source.labels}
+    index = {_key(p, images): i for i, p in enumerate(source.paths)}
+    merged = list(source.labels)
+    trusted_rows: list[int] = []
+    new_paths: list[str] = []
+    new_labels: list = []
+    new_lines: list[int] = []
+    for i in keep:
+        label = known.get(str(labels[i]))
+        if label is None:
+            shown = ", ".join(sorted(known)[:12]) + (", ..." if len(known) > 12 else "")
+            raise InputError(f"class {labels[i]!r} of {paths[i]!r} is not a class of {source.origin} ({shown})",
+                             path=csv, line=lines[i])
+        row = index.get(keys[i])
+        if row is not None:
+            merged[row] = label
+            trusted_rows.append(row)
+        elif not images:
+            raise InputError(f"key {paths[i]!r} is not in {source.origin}; a trusted sample of a feature scan "
+                             "must be one of its rows", path=csv, line=lines[i])
+        else:
+            new_paths.append(paths[i])
+            new_labels.append(label)
+            new_lines.append(lines[i])
+    n = len(source)
+    extra = source.extra
+    if new_paths:
+        extra = pd.concat([source.extra, pd.DataFrame(index=range(len(new_paths)))], ignore_index=True)
+    out = replace(source, paths=list(source.paths) + new_paths, labels=merged + new_labels,
+                  lines=list(source.lines) + new_lines, extra=extra,
+                  row_origins={**source.row_origins, **{n + k: str(csv) for k in range(len(new_paths))}})
+    mask = np.zeros(len(out), dtype=bool)
+    mask[trusted_rows] = True
+    mask[n:] = True
+    return out, mask
+
+
+def _key(path: str, images: bool) -> PurePosixPath | str:
+    """How two spellings of one sample compare: image paths as POSIX paths ("./a.png" is "a.png"), keys as text."""
+    return PurePosixPath(path.replace("\\", "/")) if images else path

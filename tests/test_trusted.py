@@ -1,0 +1,116 @@
+"""A trusted set (``--trusted``): verified labels override, extra samples join, they are kept out of the
+ranking, and bad trusted files are one-line exit-2 errors naming the file and line.
+
+The effect on the rates themselves is tested on the optimizer (tests/test_optim.py,
+``test_a_trusted_set_turns_the_rates_against_the_labels_it_contradicts``).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from noiseaudit.cli import app
+from noiseaudit.evaluate import evaluate
+from noiseaudit.scan import scan, scan_features
+
+OPTIONS = dict(epochs=2, device="cpu", seed=0, workers=1)
+
+
+@pytest.fixture(scope="module")
+def digits_with_trusted(noisy_digits, tmp_path_factory):
+    """The digits fixture, a trusted CSV of 60 of its rows (their true labels) plus one image the labels
+    CSV does not list, and that image."""
+    images, csv = noisy_digits
+    root = tmp_path_factory.mktemp("trusted")
+    shutil.copytree(images, root / "images")
+    table = pd.read_csv(csv)
+    shutil.copy(root / "images" / table["file"][0], root / "images" / "extra.png")
+    picked = table.sample(60, random_state=0)
+    trusted = pd.concat([picked[["file", "original_label"]].rename(columns={"original_label": "digit"}),
+                         pd.DataFrame({"file": ["extra.png"], "digit": [int(table["original_label"][0])]})])
+    trusted.to_csv(root / "trusted.csv", index=False)
+    return root / "images", csv, root / "trusted.csv", picked
+
+
+def test_trusted_labels_override_join_and_stay_out_of_the_ranking(digits_with_trusted):
+    images, csv, trusted_csv, picked = digits_with_trusted
+    report = scan(images, csv, label_col="digit", trusted=str(trusted_csv), **OPTIONS)
+    assert len(report) == 1798 and report.attrs["noiseaudit"]["n_trusted"] == 61
+    trusted = report[report["trusted"]]
+    assert set(trusted["path"]) == set(picked["file"]) | {"extra.png"}
+    assert (trusted["status"] == "trusted").all() and trusted["rank"].isna().all()
+    assert not trusted["is_suspect"].any() and trusted["learned_lr"].eq(1.0).all()
+    by_path = trusted.set_index("path")
+    for _, row in picked.iterrows():  # the verified label replaces the (possibly noisy) given one
+        assert by_path.loc[row["file"], "given_label"] == row["original_label"]
+    ranked = report[~report["trusted"]]
+    assert sorted(ranked["rank"].astype(int)) == list(range(1, 1738))  # ranks 1..M over the untrusted rows
+    ev = evaluate(report)
+    assert ev["n"] == 1737  # scored without the trusted rows
+
+
+def test_trusted_from_the_cli_prints_the_count(digits_with_trusted, tmp_path):
+    images, csv, trusted_csv, _ = digits_with_trusted
+    out = tmp_path / "r.parquet"
+    result = CliRunner().invoke(app, ["scan", str(images), str(csv), "--label-col", "digit", "--trusted",
+                                      str(trusted_csv), "--epochs", "1", "--device", "cpu", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "61 trusted samples" in result.stdout
+    assert pd.read_parquet(out)["trusted"].sum() == 61
+
+
+def _bad(root: Path, name: str, text: str) -> Path:
+    path = root / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(("text", "line", "fragments"), [
+    ("file,digit\nd0001.png,3\nd0002.png,eleven\n", 3, ["class 'eleven' of 'd0002.png' is not a class of"]),
+    ("file,digit\nd0001.png,3\nd0005.png,4\nd0001.png,5\n", 4, ["'d0001.png' is listed twice with different labels",
+                                                              "'3' on line 2"]),
+    ("file,digit\n", 1, ["trusted labels CSV has a header but no rows"]),
+    ("file,digit\n../outside.png,3\n", 2, ["escapes the image folder"]),
+    ("name,digit\nd0001.png,3\n", 1, ["no path column 'file'"]),
+])
+def test_trusted_file_errors_are_one_line_exit_2(noisy_digits, tmp_path, text, line, fragments):
+    images, csv = noisy_digits
+    trusted = _bad(tmp_path, "trusted.csv", text)
+    out = tmp_path / "r.parquet"
+    result = CliRunner().invoke(app, ["scan", str(images), str(csv), "--label-col", "digit", "--trusted",
+                                      str(trusted), "--epochs", "1", "--device", "cpu", "-o", str(out), "--quiet"])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {trusted}:{line}: "), lines
+    assert all(f in lines[0] for f in fragments), lines[0]
+    assert result.stdout == "" and not out.exists()
+
+
+@pytest.mark.parametrize(("name", "message"), [("nope.csv", "trusted labels CSV not found"),
+                                               ("empty.csv", "trusted labels CSV is empty")])
+def test_missing_or_empty_trusted_file_is_an_error(noisy_digits, tmp_path, name, message):
+    images, csv = noisy_digits
+    (tmp_path / "empty.csv").write_text("")
+    result = CliRunner().invoke(app, ["scan", str(images), str(csv), "--label-col", "digit", "--trusted",
+                                      str(tmp_path / name), "--device", "cpu", "--quiet"])
+    assert result.exit_code == 2 and result.stderr.strip() == f"error: {tmp_path / name}: {message}"
+
+
+def test_trusted_keys_of_a_features_scan(tmp_path):
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 1, (40, 4)), rng.normal(3, 1, (40, 4))])
+    labels = pd.DataFrame({"id": [f"s{i}" for i in range(80)], "label": [0] * 40 + [1] * 40})
+    labels.loc[3, "label"] = 1  # a wrong label, verified back in the trusted file
+    pd.DataFrame({"id": ["s3", "s50"], "label": [0, 1]}).to_csv(tmp_path / "t.csv", index=False)
+    report = scan_features(x, labels, key_col="id", trusted=str(tmp_path / "t.csv"), epochs=2, device="cpu")
+    assert report.loc[report["path"] == "s3", "given_label"].item() == 0
+    assert report["trusted"].sum() == 2 and report.loc[report["trusted"], "rank"].isna().all()
+    pd.DataFrame({"id": ["s999"], "label": [0]}).to_csv(tmp_path / "u.csv", index=False)
+    with pytest.raises(Exception, match=r"u\.csv:2: key 's999' is not in"):
+        scan_features(x, labels, key_col="id", trusted=str(tmp_path / "u.csv"), epochs=1, device="cpu")
