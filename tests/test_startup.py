@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from test_cli_output import synthetic_report
 
-HEAVY = ("torch", "torchvision", "sklearn", "scipy", "matplotlib")
+HEAVY = ("torch", "torchvision", "sklearn", "scipy", "matplotlib", "pandas")
 RUN_CLI = """
 import sys
 from typer.testing import CliRunner
@@ -48,14 +48,18 @@ def test_help_imports_nothing_heavy():
     assert heavy_imports("scan", "--help") == set()
 
 
-def test_show_export_apply_import_neither_torch_nor_sklearn(files):
+def test_show_reads_the_report_without_pandas(files):
     assert heavy_imports("show", files["report"]) == set()
-    assert heavy_imports("export", files["report"], "-o", files["dir"] / "sheet.csv", "--top", "5") == set()
-    assert heavy_imports("apply", files["labels"], files["review"], "-o", files["dir"] / "fixed.csv") == set()
+    assert heavy_imports("show", files["report"], "--class", "bag") == set()
+
+
+def test_export_and_apply_import_neither_torch_nor_sklearn(files):
+    assert heavy_imports("export", files["report"], "-o", files["dir"] / "sheet.csv", "--top", "5") == {"pandas"}
+    assert heavy_imports("apply", files["labels"], files["review"], "-o", files["dir"] / "fixed.csv") == {"pandas"}
 
 
 def test_evaluate_needs_sklearn_for_its_metrics_but_not_torch(files):
-    assert heavy_imports("evaluate", files["report"]) == {"sklearn", "scipy"}
+    assert heavy_imports("evaluate", files["report"]) == {"sklearn", "scipy", "pandas"}
 
 
 def test_the_public_names_still_import_and_scan_is_the_function():

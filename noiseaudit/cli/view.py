@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -31,6 +32,10 @@ def match_class(wanted: str, classes: list, report: Path) -> object:
     raise InputError(f"no class {wanted!r} in this report; its classes are {listed}", path=report)
 
 
+SHOWN = ["rank", "path", "given_label", "suggested_label", "suggested_prob", "learned_lr", "loss", "is_suspect",
+         "status"]
+
+
 @exits_on_errors
 def show_command(
     report: Annotated[Path, typer.Argument(help="Parquet report from noiseaudit scan.")],
@@ -39,26 +44,28 @@ def show_command(
                                                                   "(case-insensitive if unambiguous).")] = None,
 ) -> None:
     """The most suspect samples as a table, with the ones the scan flagged marked."""
-    from noiseaudit.report.build import scored
-    from noiseaudit.report.io import read_report
+    from noiseaudit.report.io import read_report_table
 
-    frame, meta = read_report(report)
-    frame = scored(frame)
+    # plain lists from pyarrow: pandas (or even .to_numpy()) would cost show most of a second of start-up
+    table, meta = read_report_table(report, SHOWN)
+    col = table.to_pydict()
+    rows = [i for i, status in enumerate(col.get("status") or ["ok"] * table.num_rows) if status == "ok"]
     label = None
     if class_ is not None:
-        classes = meta.get("classes") or sorted(frame["given_label"].unique(), key=str)
+        classes = meta.get("classes") or sorted({str(col["given_label"][i]) for i in rows})
         label = match_class(class_, classes, report)
-        frame = frame[frame["given_label"].astype(str) == str(label)]
-    n_flagged = int(frame["is_suspect"].sum())
-    table = Table(title=f"{len(frame)} samples" + (f" labelled {label}" if label is not None else "") +
-                  f", {n_flagged or 'none'} flagged" + ("" if n_flagged else " (lowest learned rates first)"))
-    for col in ("rank", "path", "given", "suggested", "learned rate", "loss", "flagged"):
-        table.add_column(col, justify="left" if col in ("path", "given", "suggested", "flagged") else "right")
-    for row in frame.sort_values("rank").head(top).itertuples(index=False):
-        table.add_row(str(row.rank), str(row.path), str(row.given_label),
-                      f"{row.suggested_label} ({formats.percent(row.suggested_prob)})",
-                      formats.learned_rate(row.learned_lr), formats.loss(row.loss), "yes" if row.is_suspect else "")
-    stdout().print(table)
+        rows = [i for i in rows if str(col["given_label"][i]) == str(label)]
+    n_flagged = sum(bool(col["is_suspect"][i]) for i in rows)
+    out = Table(title=f"{len(rows)} samples" + (f" labelled {label}" if label is not None else "") +
+                f", {n_flagged or 'none'} flagged" + ("" if n_flagged else " (lowest learned rates first)"))
+    for name in ("rank", "path", "given", "suggested", "learned rate", "loss", "flagged"):
+        out.add_column(name, justify="left" if name in ("path", "given", "suggested", "flagged") else "right")
+    for i in heapq.nsmallest(max(top, 0), rows, key=lambda i: col["rank"][i]):
+        out.add_row(str(col["rank"][i]), str(col["path"][i]), str(col["given_label"][i]),
+                    f"{col['suggested_label'][i]} ({formats.percent(col['suggested_prob'][i])})",
+                    formats.learned_rate(col["learned_lr"][i]), formats.loss(col["loss"][i]),
+                    "yes" if col["is_suspect"][i] else "")
+    stdout().print(out)
 
 
 @exits_on_errors

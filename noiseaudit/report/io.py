@@ -1,4 +1,8 @@
-"""Parquet reports with run metadata, written atomically."""
+"""Parquet reports with run metadata, written atomically.
+
+Reading needs no pandas when the caller takes a pyarrow Table (:func:`read_report_table`, which
+``noiseaudit show`` uses to start quickly); :func:`read_report` gives a DataFrame.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,15 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from noiseaudit.errors import InputError, UsageError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 METADATA_KEY = b"noiseaudit"
 
@@ -67,14 +73,23 @@ def write_report(report: pd.DataFrame, metadata: dict[str, Any], path: str | Pat
     return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
-def read_report(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """A report and its run metadata."""
+def read_report_table(path: str | Path, columns: list[str] | None = None) -> tuple[pa.Table, dict[str, Any]]:
+    """A report as a pyarrow Table (only those of ``columns`` it has, if given) and its run metadata."""
     path = Path(path)
     if not path.is_file():
         raise InputError("report not found", path=path)
     try:
-        table = pq.read_table(path)
+        file = pq.ParquetFile(path)  # not pq.read_table: its dataset layer imports pandas
+        if columns is not None:
+            columns = [c for c in columns if c in set(file.schema_arrow.names)]
+        table = file.read(columns=columns)
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"not a Parquet report ({str(exc).splitlines()[0]})", path=path) from None
     raw = (table.schema.metadata or {}).get(METADATA_KEY)
-    return table.to_pandas(), json.loads(raw) if raw else {}
+    return table, json.loads(raw) if raw else {}
+
+
+def read_report(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A report and its run metadata."""
+    table, metadata = read_report_table(path)
+    return table.to_pandas(), metadata
