@@ -54,6 +54,7 @@ class TrainConfig:
     augment: bool = False
     schedule: str = "constant"
     precision: str = "fp32"  # "bf16": forward passes under bfloat16 autocast (losses and rate updates in fp32)
+    optimizer: str = "sgd"  # the base optimizer: "sgd" (momentum, weight decay) or "adam" (lr, weight decay)
     trusted_weight: float = 0.5  # with trusted samples (data.trusted): weight of their class references
     trusted_rate: float = 1.0  # with trusted samples: their fixed rate
 
@@ -153,6 +154,18 @@ def parameter_groups(model: nn.Module) -> list[dict[str, Any]]:
     return [{"lr_scale": 1.0, **g} for g in groups if g["params"]]
 
 
+OPTIMIZERS = ("sgd", "adam")
+
+
+def base_optimizer(cfg: TrainConfig, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
+    """SGD with momentum (the default) or Adam, at ``cfg.lr`` and ``cfg.weight_decay``."""
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+
+
 def random_shift_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Random translation by up to 1/8 of the side (edge padding) and horizontal flip."""
     b, c, h, w = x.shape
@@ -185,7 +198,7 @@ def train(data: SampleData, model: nn.Module, cfg: TrainConfig, device: torch.de
     inputs, targets = data.inputs.to(device), data.targets.to(device)
     mean, std = (t.to(device) for t in normaliser(data.inputs, model))
     model.to(device)
-    opt = torch.optim.SGD(parameter_groups(model), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    opt = base_optimizer(cfg, parameter_groups(model))
     rates = None
     if cfg.method == "learned-lr":
         rates = PerSampleRate(n, len(data.classes), hyper_lr=cfg.hyper_lr, meta=cfg.meta,
