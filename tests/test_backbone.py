@@ -84,7 +84,7 @@ def test_automatic_choice_is_measured_recorded_and_remembered(textures, tmp_path
     assert meta["evidence"] == {"reason": "measured", "sample": 120, "probe_accuracy": probe,
                                 "scratch_accuracy": scratch, "margin": 0.0,
                                 "chosen": chosen or "from scratch"}
-    assert report.attrs["noiseaudit"]["model"] == (f"{lite0.NAME} (finetune top)" if chosen else "resnet18")
+    assert report.attrs["noiseaudit"]["model"] == (f"{lite0.NAME} (finetune top)" if chosen else "small-cnn")
     assert calls == ["probe", "scratch"]
     again = scan(images, csv, epochs=1, device="cpu", cache_dir=str(cache), workers=1)  # the choice is cached
     assert calls == ["probe", "scratch"] and again.attrs["noiseaudit"]["backbone"] == meta
@@ -131,7 +131,7 @@ def test_colour_scan_without_the_extra_hints_once_and_trains_from_scratch(textur
     assert result.exit_code == 0, result.output
     hints = [line for line in result.stderr.splitlines() if "pretrained" in line]
     assert len(hints) == 1 and hints[0].startswith("warning: colour images") and "pip install" in hints[0]
-    assert json.loads(result.stdout)["model"] == "resnet18"
+    assert json.loads(result.stdout)["model"] == "small-cnn"  # the from-scratch colour default (issue 18, item 2)
 
 
 @needs_extra

@@ -275,3 +275,23 @@ def test_html_without_matplotlib_names_the_install_the_readme_names(tmp_path, mo
     assert result.stderr.strip() == f"error: noiseaudit html draws plots with matplotlib: {hint}"
     assert hint == 'pip install -e ".[html]"' and hint in README.read_text()
     assert "noiseaudit[html]'" not in README.read_text()
+
+
+# --- item 2: the from-scratch colour default and what each model costs
+
+
+@pytest.mark.parametrize(("channels", "size", "model"), [(3, 32, "small-cnn"), (3, 16, "small-cnn"),
+                                                         (3, 33, "resnet18"), (1, 64, "small-cnn"),
+                                                         (1, 65, "resnet18")])
+def test_default_model_by_channels_and_size(channels, size, model):
+    from noiseaudit.models import default_model
+
+    assert default_model(channels, size) == model
+
+
+def test_scan_help_says_what_each_model_costs():
+    result = invoke("scan", "--help")
+    text = " ".join(result.stdout.replace("│", " ").split())
+    assert "small-cnn (the default for grayscale up to 64 px and colour up to 32 px; about 4 s an epoch per 1,000" \
+        in text
+    assert "resnet18 (the default above; about 20x that time" in text

@@ -23,7 +23,8 @@ def export_command(
     report: Annotated[Path, typer.Argument(help="Parquet report from noiseaudit scan.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="File to write.")],
     top: Annotated[Optional[int], typer.Option(help="The N most suspect samples.")] = None,
-    min_suspicion: Annotated[Optional[float], typer.Option(help="Samples with suspicion >= X.")] = None,
+    min_suspicion: Annotated[Optional[float], typer.Option(help="Samples with suspicion >= X (a ranking score "
+                                                                "in [0, 1], not the flag).")] = None,
     flagged: Annotated[bool, typer.Option("--flagged", help="The flagged samples (the default).")] = False,
     fmt: Annotated[Format, typer.Option("--format", help="csv, json, or labelstudio tasks.")] = Format.csv,
     image_prefix: Annotated[str, typer.Option(help="Prefix for image URLs in Label Studio tasks.")] = "",
