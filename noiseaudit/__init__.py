@@ -27,9 +27,10 @@ _LAZY = {
     "write_report": "noiseaudit.report.io",
     "detection_metrics": "noiseaudit.metrics",
     "ranking_metrics": "noiseaudit.metrics",
+    "load_model": "noiseaudit.model_io",
 }
 
-__all__ = ["__version__", "scan", "scan_features", "ScanConfig", "read_report", "write_report",
+__all__ = ["__version__", "scan", "scan_features", "ScanConfig", "load_model", "read_report", "write_report",
            "detection_metrics", "ranking_metrics", "InputError", "NoiseAuditError", "UsageError"]
 
 

@@ -36,6 +36,7 @@ from noiseaudit.data.source import LabeledSource, label_table, load_source, read
 from noiseaudit.data.trusted import merge_trusted
 from noiseaudit.distributed import Distributed, from_environment, local_device
 from noiseaudit.errors import InputError, NoiseAuditWarning, UsageError
+from noiseaudit.model_io import save_model
 from noiseaudit.models import FEATURE_MODELS, MODELS, build_feature_model, build_model, default_model
 from noiseaudit.optim import META_OBJECTIVES
 from noiseaudit.optim.schedule import SCHEDULES
@@ -83,6 +84,7 @@ class ScanConfig:
     force: bool = False  # scan even when the data looks like the wrong folder level or label column
     trusted: str | None = None  # a CSV of verified labels (see noiseaudit.data.trusted)
     trusted_weight: float = TRUSTED_WEIGHT
+    save_model: str | None = None  # write the trained classifier here (noiseaudit.model_io; noiseaudit predict)
 
     def validate(self) -> None:
         if self.method not in METHODS:
@@ -253,7 +255,7 @@ def scan_features(features: str | Path | np.ndarray | pd.DataFrame, labels: Any,
     return _train_and_report(cfg, source, data, model, model_name, BackbonePlan(None), gen, device, dist, output,
                              on_progress, timings, t0, extra_meta={"features": {
                                  "origin": table.origin, "dim": table.dim, "stored_as": str(table.values.dtype),
-                                 "key_col": source.path_col}})
+                                 "key_col": source.path_col}}, standardisation=(table.mean, table.scale))
 
 
 def _rows_mask(mask: np.ndarray | None, data: SampleData) -> torch.Tensor | None:
@@ -283,14 +285,18 @@ def _start(cfg: ScanConfig, output: str | Path | None,
         output = None  # rank 0 writes the report
     if output is not None:
         check_writable(output, overwrite)
+    if cfg.save_model is not None and (dist is None or dist.is_main):
+        if output is not None and Path(cfg.save_model).resolve() == Path(output).resolve():
+            raise UsageError(f"{cfg.save_model}: --save-model and --output name the same file")
+        check_writable(cfg.save_model, overwrite)
     return device, dist, output
 
 
 def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, model: torch.nn.Module,
                       model_name: str, plan: BackbonePlan, gen: torch.Generator, device: torch.device,
                       dist: Distributed | None, output: str | Path | None, on_progress: ProgressCallback | None,
-                      timings: dict[str, float], t0: float,
-                      extra_meta: dict[str, Any] | None = None) -> pd.DataFrame:
+                      timings: dict[str, float], t0: float, extra_meta: dict[str, Any] | None = None,
+                      standardisation: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
     """Train, rank, threshold, and assemble (and write) the report: the stages every scan shares."""
     train_cfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, method=cfg.method,
                             hyper_lr=cfg.hyper_lr, margin_weight=cfg.margin_weight, meta=cfg.meta,
@@ -318,6 +324,9 @@ def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, 
     result = train(data, model, train_cfg, device, gen, on_step=step_cb, checkpoints=checkpoints, resume=cfg.resume,
                    dist=dist)
     timings["train_s"] = time.perf_counter() - t1
+    if cfg.save_model is not None and (dist is None or dist.is_main):
+        save_model(cfg.save_model, model, data, plan, model_name, precision=train_cfg.precision,
+                   batch_size=max(cfg.batch_size, 512), standardisation=standardisation)
 
     trusted = np.zeros(len(data), dtype=bool) if data.trusted is None else data.trusted.numpy()
     ranked = np.flatnonzero(~trusted)  # trusted samples are kept out of the ranking and the threshold

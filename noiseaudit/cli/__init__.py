@@ -9,6 +9,7 @@ import typer
 from noiseaudit._version import __version__
 from noiseaudit.cli import evaluate as _evaluate
 from noiseaudit.cli import inject as _inject
+from noiseaudit.cli import predict as _predict
 from noiseaudit.cli import review as _review
 from noiseaudit.cli import scan as _scan
 from noiseaudit.cli import view as _view
@@ -27,6 +28,7 @@ app.command("export")(_review.export_command)
 app.command("apply")(_review.apply_command)
 app.command("show")(_view.show_command)
 app.command("html")(_view.html_command)
+app.command("predict")(_predict.predict_command)
 
 
 def _version(value: bool) -> None:

@@ -62,6 +62,9 @@ def print_summary(summary: dict[str, Any], output: Path) -> None:
                   + ", ".join(f"{name} {formats.score(truth[key])}" for name, key in METRIC_NAMES),
                   highlight=False)
     out.print(f"Report written to {output}", highlight=False)
+    if summary.get("model_file"):
+        out.print(f"Model written to {summary['model_file']} (noiseaudit predict {summary['model_file']} IMAGES_DIR)",
+                  highlight=False)
 
 
 def next_steps(output: Path, n_flagged: int) -> list[tuple[str, str]]:
@@ -97,7 +100,9 @@ def scan_command(
                                                           "Parquet file (one list column or numeric columns; "
                                                           "joined on the CSV's key column if it has it).")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Parquet report to write.")] = Path("report.parquet"),
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing report.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing report (and --save-model file).")] = False,
+    save_model: Annotated[Optional[Path], typer.Option(help="Also write the trained classifier here (e.g. "
+                                                       "model.pt), for noiseaudit predict.")] = None,
     path_col: Annotated[Optional[str], typer.Option("--path-col", "--key-col", help="Path column name; with "
                                                     "--features, the key (path or id) column (default: "
                                                     "auto-detect; for features, optional).")] = None,
@@ -180,7 +185,7 @@ def scan_command(
             margin_weight=margin_weight, meta=meta, schedule=schedule, resume=resume,
             checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir), noise_rate=noise_rate,
             device=device, seed=seed, force=force, trusted=None if trusted is None else str(trusted),
-            trusted_weight=trusted_weight)
+            trusted_weight=trusted_weight, save_model=None if save_model is None else str(save_model))
         if features is not None:
             if labels_csv is not None:
                 raise typer.BadParameter("with --features give only the labels CSV: noiseaudit scan --features "
@@ -194,6 +199,8 @@ def scan_command(
         return
     summary = summarize(report, report.attrs["noiseaudit"])
     summary["output"] = str(output)
+    if save_model is not None:
+        summary["model_file"] = str(save_model)
     if json_out:
         echo_json(summary)
     else:

@@ -165,7 +165,7 @@ def source_key(source: LabeledSource) -> str:
 def load_dataset(source: LabeledSource, *, image_size: int | None = None, workers: int = 2,
                  progress: Progress | None = None, on_bad_image: str = "fail",
                  cache: DecodeCache | None = None, encoder: Encoder | None = None,
-                 cache_key: str | None = None) -> SampleData:
+                 cache_key: str | None = None, min_classes: int = 2) -> SampleData:
     """Check, size and decode every image of ``source``.
 
     With ``on_bad_image="fail"`` a missing or undecodable image raises
@@ -178,12 +178,13 @@ def load_dataset(source: LabeledSource, *, image_size: int | None = None, worker
     batches and the dataset holds the encoder's outputs, cached the same way.
     ``cache_key`` passes the cache key when the caller already has it
     (:func:`source_key` of the same source), so the files are not stat-ed twice.
+    ``min_classes`` is how many classes the usable samples need (prediction asks for none).
     """
     if on_bad_image not in BAD_IMAGE_POLICIES:
         raise ValueError(f"on_bad_image must be one of {BAD_IMAGE_POLICIES}, got {on_bad_image!r}")
     if encoder is not None and image_size is None:
         raise ValueError("an encoder needs the image_size it takes")
-    _require_two_classes(source.labels, source)
+    _require_two_classes(source.labels, source, minimum=min_classes)
     files = [resolve_inside(source.root, p, origin=source.origin, line=line)
              for p, line in zip(source.paths, source.lines)]
     bad: dict[int, SkippedImage] | None = {} if on_bad_image == "skip" else None
@@ -200,7 +201,8 @@ def load_dataset(source: LabeledSource, *, image_size: int | None = None, worker
     if image_size is None and key is not None:
         image_size = cache.auto_size(key)
         if image_size is not None:
-            return _decoded(source, files, keep, image_size, workers, progress, bad, cache, key, encoder)
+            return _decoded(source, files, keep, image_size, workers, progress, bad, cache, key, encoder,
+                            min_classes)
     if image_size is None:
         headers = _each_file(lambda _, f: image_header(f), files, keep, source, workers, None, bad)
         good = [h for h in headers if not isinstance(h, DecodeError)]
@@ -211,12 +213,12 @@ def load_dataset(source: LabeledSource, *, image_size: int | None = None, worker
             cache.store_auto_size(key, image_size)
     elif image_size < 4:
         raise InputError(f"--image-size must be at least 4, got {image_size}")
-    return _decoded(source, files, keep, image_size, workers, progress, bad, cache, key, encoder)
+    return _decoded(source, files, keep, image_size, workers, progress, bad, cache, key, encoder, min_classes)
 
 
 def _decoded(source: LabeledSource, files: list[Path], keep: list[int], image_size: int, workers: int,
              progress: Progress | None, bad: dict[int, SkippedImage] | None, cache: DecodeCache | None,
-             key: str | None, encoder: Encoder | None = None) -> SampleData:
+             key: str | None, encoder: Encoder | None = None, min_classes: int = 2) -> SampleData:
     """Decode the ``keep`` files (or read them from the cache), encode them if asked, and assemble the dataset."""
     entry = {} if encoder is None else {"variant": encoder.name, "shape": encoder.shape, "dtype": encoder.dtype}
     hit = None if cache is None or key is None else cache.load(key, image_size, **entry)
@@ -237,7 +239,7 @@ def _decoded(source: LabeledSource, files: list[Path], keep: list[int], image_si
     rows = np.asarray([keep[j] for j in decoded], dtype=np.int64)
     stacked = stacked[decoded] if len(decoded) != len(keep) else np.asarray(stacked)
     labels = [source.labels[i] for i in rows]
-    classes = _require_two_classes(labels, source, skipped=0 if bad is None else len(bad))
+    classes = _require_two_classes(labels, source, skipped=0 if bad is None else len(bad), minimum=min_classes)
     index = {c: k for k, c in enumerate(classes)}
     targets = torch.tensor([index[v] for v in labels], dtype=torch.int64)
     if encoder is None:
@@ -285,9 +287,9 @@ def _is_file(path: Path) -> bool:
         return False
 
 
-def _require_two_classes(labels: list, source: LabeledSource, skipped: int = 0) -> list:
+def _require_two_classes(labels: list, source: LabeledSource, skipped: int = 0, minimum: int = 2) -> list:
     classes = sorted_classes(labels)
-    if len(classes) < 2:
+    if len(classes) < minimum:
         after = f" after skipping {skipped} bad images" if skipped else ""
         raise InputError(f"need at least two classes to find wrong labels, found {len(classes)} ({classes}){after}",
                          path=source.origin)

@@ -57,8 +57,13 @@ class _Reader:
     position: np.ndarray | None = None  # input row -> labels-table row (a key join); None: the same row
 
 
-def load_features(features: str | Path | np.ndarray | pd.DataFrame, source: LabeledSource) -> Features:
+def load_features(features: str | Path | np.ndarray | pd.DataFrame, source: LabeledSource | None,
+                  standardisation: tuple[np.ndarray, np.ndarray] | None = None) -> Features:
     """Read, check, align and standardise ``features`` for the samples of ``source``.
+
+    ``source`` None (prediction without a labels table): the rows as they come. ``standardisation``
+    (per-column mean and scale, as a saved model keeps them): standardise with these instead of the
+    data's own statistics, so that new vectors are scaled as the training ones were.
 
     Raises :class:`InputError` (one line, naming the file) for a file that is
     missing or of an unknown kind, a 1-D or 3-D array, a non-numeric column or
@@ -67,10 +72,14 @@ def load_features(features: str | Path | np.ndarray | pd.DataFrame, source: Labe
     absent from the Parquet file).
     """
     reader = _open(features, source)
-    return _standardise(reader, len(source))
+    if standardisation is not None and len(standardisation[0]) != reader.dim:
+        raise InputError(f"features have {reader.dim} columns; the model was trained on {len(standardisation[0])}",
+                         path=reader.origin)
+    n = reader.rows if source is None else len(source)
+    return _standardise(reader, n) if standardisation is None else _standardise(reader, n, standardisation)
 
 
-def _open(features: str | Path | np.ndarray | pd.DataFrame, source: LabeledSource) -> _Reader:
+def _open(features: str | Path | np.ndarray | pd.DataFrame, source: LabeledSource | None) -> _Reader:
     if isinstance(features, pd.DataFrame):
         return _aligned(_frame_matrix(features, "<DataFrame>", ()), "<DataFrame>", source)
     if isinstance(features, np.ndarray):
@@ -97,9 +106,9 @@ def _check_array(x: np.ndarray, origin: str) -> np.ndarray:
     return x
 
 
-def _aligned(x: np.ndarray, origin: str, source: LabeledSource) -> _Reader:
+def _aligned(x: np.ndarray, origin: str, source: LabeledSource | None) -> _Reader:
     """A row-aligned in-memory or memory-mapped matrix."""
-    if x.shape[0] != len(source):
+    if source is not None and x.shape[0] != len(source):
         raise InputError(f"features have {x.shape[0]} rows but {source.origin} has {len(source)} samples; "
                          "they must be row-aligned", path=origin)
 
@@ -110,7 +119,7 @@ def _aligned(x: np.ndarray, origin: str, source: LabeledSource) -> _Reader:
     return _Reader(x.shape[0], x.shape[1], chunks, origin)
 
 
-def _npy(path: Path, source: LabeledSource) -> _Reader:
+def _npy(path: Path, source: LabeledSource | None) -> _Reader:
     """A .npy file, read a chunk at a time with plain reads (a memory map would count every page touched)."""
     with open(path, "rb") as fh:
         try:
@@ -131,7 +140,7 @@ def _npy(path: Path, source: LabeledSource) -> _Reader:
     if fortran:
         return _aligned(np.load(path, mmap_mode="r"), str(path), source)
     rows, dim = shape
-    if rows != len(source):
+    if source is not None and rows != len(source):
         raise InputError(f"features have {rows} rows but {source.origin} has {len(source)} samples; "
                          "they must be row-aligned", path=path)
 
@@ -165,7 +174,7 @@ def _frame_matrix(frame: pd.DataFrame, origin: str, skip: tuple[str | None, ...]
     return x
 
 
-def _parquet(path: Path, source: LabeledSource) -> _Reader:
+def _parquet(path: Path, source: LabeledSource | None) -> _Reader:
     """One list column of vectors, or numeric columns; joined by the table's key column when it has it."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -175,7 +184,7 @@ def _parquet(path: Path, source: LabeledSource) -> _Reader:
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"not a Parquet file ({str(exc).splitlines()[0]})", path=path) from None
     schema = file.schema_arrow
-    key = source.path_col if source.path_col in schema.names else None
+    key = source.path_col if source is not None and source.path_col in schema.names else None
     lists = [f.name for f in schema if pa.types.is_list(f.type) or pa.types.is_large_list(f.type)
              or pa.types.is_fixed_size_list(f.type)]
     if len(lists) > 1:
@@ -186,7 +195,7 @@ def _parquet(path: Path, source: LabeledSource) -> _Reader:
             raise InputError(f"column {lists[0]!r} holds {value_type}, not numbers", path=path)
         columns = [lists[0]]
     else:
-        columns = [n for n in schema.names if n not in (key, source.label_col)]
+        columns = [n for n in schema.names if n not in (key, None if source is None else source.label_col)]
         for name in columns:
             t = schema.field(name).type
             if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
@@ -195,7 +204,7 @@ def _parquet(path: Path, source: LabeledSource) -> _Reader:
             raise InputError("no feature columns", path=path)
     rows = file.metadata.num_rows
     position = _join(file, key, path, source) if key is not None else None
-    if position is None and rows != len(source):
+    if position is None and source is not None and rows != len(source):
         key_hint = "" if source.path_col is None else f" {source.path_col!r}"
         raise InputError(f"features have {rows} rows but {source.origin} has {len(source)} samples; they must be "
                          f"row-aligned, or carry the key column{key_hint}", path=path)
@@ -256,9 +265,10 @@ def _join(file, key: str, path: Path, source: LabeledSource) -> np.ndarray:
     return position
 
 
-def _standardise(reader: _Reader, n: int) -> Features:
+def _standardise(reader: _Reader, n: int, given: tuple[np.ndarray, np.ndarray] | None = None) -> Features:
     """Pass 1: finiteness, and per-column mean and variance (float64, chunks merged as in Chan et al.);
-    pass 2: the standardised rows, as float16, in the labels table's order."""
+    pass 2: the standardised rows, as float16, in the labels table's order. ``given`` (mean, scale)
+    replaces the statistics of pass 1."""
     count, mean, m2 = 0, np.zeros(reader.dim), np.zeros(reader.dim)
     for start, chunk in reader.chunks():
         x = chunk.astype(np.float64)
@@ -273,6 +283,8 @@ def _standardise(reader: _Reader, n: int) -> Features:
         count += k
     scale = np.sqrt(m2 / max(count, 1))
     scale[scale <= 1e-12 * np.maximum(1.0, np.abs(mean))] = 1.0  # a constant column becomes all zeros
+    if given is not None:
+        mean, scale = (np.asarray(v, dtype=np.float64) for v in given)
     values = np.empty((n, reader.dim), dtype=STORAGE_DTYPE)
     for start, chunk in reader.chunks():
         end = start + len(chunk)

@@ -37,7 +37,7 @@ class LabeledSource:
     origin: str
     extra: pd.DataFrame = field(default_factory=pd.DataFrame)
     path_col: str | None = "path"  # None: a labels table without a key column (keys are row numbers)
-    label_col: str = "label"
+    label_col: str | None = "label"  # None: unlabelled samples (labels all None), only for prediction
     columns: list[str] = field(default_factory=lambda: ["path", "label"])  # input column order
     from_folders: bool = False  # an ImageFolder tree: the label is each path's first folder
     row_origins: dict[int, str] = field(default_factory=dict)  # rows read from another file (a trusted CSV)
@@ -65,6 +65,13 @@ def pick_column(columns: list[str], wanted: str | None, candidates: tuple[str, .
         path=csv,
         line=1,
     )
+
+
+def _label_column(columns: list[str], wanted: str | None, csv: Path, optional: bool) -> str | None:
+    """The label column (:func:`pick_column`); with ``optional``, None when none is named or found."""
+    if optional and wanted is None and not any(c.strip().lower() in LABEL_COLUMN_NAMES for c in columns):
+        return None
+    return pick_column(columns, wanted, LABEL_COLUMN_NAMES, "label", csv)
 
 
 def _is_absolute(path: str) -> bool:
@@ -154,8 +161,13 @@ def read_labels_csv(
     *,
     path_col: str | None = None,
     label_col: str | None = None,
+    optional_label: bool = False,
 ) -> LabeledSource:
-    """Read a labels CSV whose path column is relative to ``images_dir``."""
+    """Read a labels CSV whose path column is relative to ``images_dir``.
+
+    With ``optional_label`` (prediction) a CSV without a label column is a list of paths: every
+    label is None and ``label_col`` is None.
+    """
     root = _check_dir(images_dir)
     csv = Path(labels_csv)
     if not csv.is_file():
@@ -163,7 +175,7 @@ def read_labels_csv(
     frame, lines = read_text_table(csv)
     columns = [str(c) for c in frame.columns]
     pcol = pick_column(columns, path_col, PATH_COLUMN_NAMES, "path", csv)
-    lcol = pick_column(columns, label_col, LABEL_COLUMN_NAMES, "label", csv)
+    lcol = _label_column(columns, label_col, csv, optional_label)
     if pcol == lcol:
         raise InputError(f"path and label columns are the same column {pcol!r}", path=csv, line=1)
     _refuse_empty(frame, pcol, lcol, lines, csv)
@@ -173,17 +185,19 @@ def read_labels_csv(
         resolve_inside(root, stored[-1], origin=str(csv), line=line)
     frame[pcol] = stored
     keys = [PurePosixPath(p.replace("\\", "/")) for p in frame[pcol]]  # "./a.png" and "a.png" are one path
-    keep = _unique_rows(keys, list(frame[pcol]), list(frame[lcol].str.strip()), lines, csv)
+    given = list(frame[lcol].str.strip()) if lcol is not None else [""] * len(frame)
+    keep = _unique_rows(keys, list(frame[pcol]), given, lines, csv)
     if len(keep) != len(frame):
         frame, lines = frame.iloc[keep].reset_index(drop=True), [lines[i] for i in keep]
     paths = list(frame[pcol])
-    extra = frame.drop(columns=[pcol, lcol]).reset_index(drop=True)
+    extra = frame.drop(columns=[c for c in (pcol, lcol) if c is not None]).reset_index(drop=True)
     extra = extra.apply(_infer_column)
-    return LabeledSource(root=root, paths=paths, labels=_normalise_labels(frame[lcol]), lines=lines,
+    labels = _normalise_labels(frame[lcol]) if lcol is not None else [None] * len(paths)
+    return LabeledSource(root=root, paths=paths, labels=labels, lines=lines,
                          origin=str(csv), extra=extra, path_col=pcol, label_col=lcol, columns=columns)
 
 
-def _refuse_empty(frame: pd.DataFrame, pcol: str | None, lcol: str, lines: list[int], csv: Path,
+def _refuse_empty(frame: pd.DataFrame, pcol: str | None, lcol: str | None, lines: list[int], csv: Path,
                   what: str = "image") -> None:
     """An InputError at the first empty path (key) or label cell; ``what`` names what the path column holds."""
     for kind, col in (("path", pcol), ("label", lcol)):
@@ -198,21 +212,22 @@ def _refuse_empty(frame: pd.DataFrame, pcol: str | None, lcol: str, lines: list[
 
 
 def read_label_table(labels_csv: str | Path, *, key_col: str | None = None,
-                     label_col: str | None = None) -> LabeledSource:
+                     label_col: str | None = None, optional_label: bool = False) -> LabeledSource:
     """A labels CSV for feature vectors: a label column and, optionally, a key (a path or id column).
 
     Nothing is looked up on disk. Without a key column a sample's key is its
     0-based row number. A key listed twice is an InputError naming both lines.
+    ``optional_label`` as for :func:`read_labels_csv`.
     """
     csv = Path(labels_csv)
     if not csv.is_file():
         raise InputError("labels CSV not found", path=csv)
     frame, lines = read_text_table(csv)
     return label_table(frame, lines, str(csv), Path(os.path.realpath(csv.parent)), key_col=key_col,
-                       label_col=label_col)
+                       label_col=label_col, optional_label=optional_label)
 
 
-def find_key_column(columns: list[str], wanted: str | None, label_col: str, table: Path) -> str | None:
+def find_key_column(columns: list[str], wanted: str | None, label_col: str | None, table: Path) -> str | None:
     """The key column of a labels table for features: ``wanted``, else the first column named like a
     path or an id, else None (a sample's key is then its 0-based row number)."""
     if wanted is not None:
@@ -233,13 +248,14 @@ def has_path_column(labels_csv: str | Path, path_col: str | None = None) -> bool
 
 
 def label_table(frame: pd.DataFrame, lines: list[int | None], origin: str, root: Path, *,
-                key_col: str | None = None, label_col: str | None = None) -> LabeledSource:
+                key_col: str | None = None, label_col: str | None = None,
+                optional_label: bool = False) -> LabeledSource:
     """:func:`read_label_table` of a table already in memory (cells as stripped text; ``lines`` may be None)."""
     columns = [str(c) for c in frame.columns]
     frame = frame.fillna("")  # a missing cell (None/NaN from Python) is an empty one, refused below
-    lcol = pick_column(columns, label_col, LABEL_COLUMN_NAMES, "label", Path(origin))
+    lcol = _label_column(columns, label_col, Path(origin), optional_label)
     kcol = find_key_column(columns, key_col, lcol, Path(origin))
-    if kcol == lcol:
+    if kcol is not None and kcol == lcol:
         raise InputError(f"key and label columns are the same column {kcol!r}", path=origin, line=1)
     _refuse_empty(frame, kcol, lcol, lines, Path(origin), what="key")
     keys = [str(i) for i in range(len(frame))] if kcol is None else list(frame[kcol])
@@ -251,7 +267,8 @@ def label_table(frame: pd.DataFrame, lines: list[int | None], origin: str, root:
             raise InputError(f"key {key!r} in column {kcol!r} is listed twice (also {also})", path=origin,
                              line=lines[i])
     extra = frame.drop(columns=[c for c in (kcol, lcol) if c is not None]).reset_index(drop=True)
-    return LabeledSource(root=root, paths=keys, labels=_normalise_labels(frame[lcol]), lines=list(lines),
+    labels = _normalise_labels(frame[lcol]) if lcol is not None else [None] * len(keys)
+    return LabeledSource(root=root, paths=keys, labels=labels, lines=list(lines),
                          origin=origin, extra=extra.apply(_infer_column), path_col=kcol, label_col=lcol,
                          columns=columns)
 
@@ -293,19 +310,37 @@ def _infer_column(col: pd.Series) -> pd.Series:
     return col
 
 
+def _images_under(root: Path, folder: Path) -> list[str]:
+    """The image files below ``folder`` (any depth, hidden ones left out), sorted, relative to ``root``."""
+    paths = []
+    for file in sorted(folder.rglob("*")):
+        rel = file.relative_to(root).as_posix()
+        hidden = any(part.startswith(".") for part in PurePosixPath(rel).parts)
+        if file.suffix.lower() in IMAGE_EXTENSIONS and not hidden and file.is_file():
+            resolve_inside(root, rel, origin=str(root), line=None)
+            paths.append(rel)
+    return paths
+
+
+def read_image_files(images_dir: str | Path) -> LabeledSource:
+    """Every image file under ``images_dir``, at any depth, unlabelled (labels None): what to predict."""
+    root = _check_dir(images_dir)
+    paths = _images_under(root, root)
+    if not paths:
+        raise InputError("no images found", path=root)
+    return LabeledSource(root=root, paths=paths, labels=[None] * len(paths), lines=[None] * len(paths),
+                         origin=str(root), extra=pd.DataFrame(index=range(len(paths))), label_col=None)
+
+
 def read_image_folder(images_dir: str | Path) -> LabeledSource:
     """One subfolder per class; every image file under it is a sample of that class."""
     root = _check_dir(images_dir)
     paths: list[str] = []
     labels: list = []
     for class_dir in sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")):
-        for file in sorted(class_dir.rglob("*")):
-            rel = file.relative_to(root).as_posix()
-            hidden = any(part.startswith(".") for part in PurePosixPath(rel).parts)
-            if file.suffix.lower() in IMAGE_EXTENSIONS and not hidden and file.is_file():
-                resolve_inside(root, rel, origin=str(root), line=None)
-                paths.append(rel)
-                labels.append(class_dir.name)
+        found = _images_under(root, class_dir)
+        paths += found
+        labels += [class_dir.name] * len(found)
     if not paths:
         raise InputError("no images found in class subfolders (expected IMAGES_DIR/<class>/<image>; "
                          "or pass a labels CSV)", path=root)
@@ -322,8 +357,14 @@ def _check_dir(images_dir: str | Path) -> Path:
 
 
 def load_source(images_dir: str | Path, labels_csv: str | Path | None = None, *,
-                path_col: str | None = None, label_col: str | None = None) -> LabeledSource:
-    """A labels CSV if one is given, else the ImageFolder layout."""
+                path_col: str | None = None, label_col: str | None = None,
+                for_prediction: bool = False) -> LabeledSource:
+    """A labels CSV if one is given, else the ImageFolder layout.
+
+    ``for_prediction``: labels are optional (a CSV may list paths only), and without a CSV every
+    image under ``images_dir`` is a sample, unlabelled.
+    """
     if labels_csv is None:
-        return read_image_folder(images_dir)
-    return read_labels_csv(images_dir, labels_csv, path_col=path_col, label_col=label_col)
+        return read_image_files(images_dir) if for_prediction else read_image_folder(images_dir)
+    return read_labels_csv(images_dir, labels_csv, path_col=path_col, label_col=label_col,
+                           optional_label=for_prediction)

@@ -1,0 +1,83 @@
+"""``noiseaudit predict``: a model saved by ``scan --save-model`` labels new images or feature vectors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.table import Table
+
+from noiseaudit import formats
+from noiseaudit.cli.console import echo_json, exits_on_errors, stdout
+from noiseaudit.cli.progress import progress_reporter
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    """Counts per predicted class, the accuracy against given labels if any, where the file went."""
+    out = stdout()
+    accuracy = summary.get("accuracy")
+    against = "" if accuracy is None else f"; accuracy against the given labels {formats.percent(accuracy)}"
+    out.print(f"[bold]{summary['n_samples']}[/] samples predicted by {summary['model']}{against}", highlight=False)
+    table = Table(title="Predicted classes")
+    table.add_column("class")
+    table.add_column("samples", justify="right")
+    for name, count in summary["predicted_counts"].items():
+        table.add_row(name, str(count))
+    out.print(table)
+    out.print(f"Predictions written to {summary['output']}", highlight=False)
+
+
+@exits_on_errors
+def predict_command(
+    model: Annotated[Path, typer.Argument(help="Model file written by noiseaudit scan --save-model.")],
+    images_dir: Annotated[Optional[Path], typer.Argument(help="Image folder: every image under it, or those "
+                                                              "LABELS_CSV lists. With --features: the labels "
+                                                              "or keys CSV, optional.")] = None,
+    labels_csv: Annotated[Optional[Path], typer.Argument(help="CSV with a path column (relative to IMAGES_DIR) "
+                                                              "and, optionally, a label column.")] = None,
+    features: Annotated[Optional[Path], typer.Option(help="Feature vectors for a model trained on them (.npy or "
+                                                          "Parquet, as for scan --features).")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Parquet file to write.")] = Path(
+        "predictions.parquet"),
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+    path_col: Annotated[Optional[str], typer.Option("--path-col", "--key-col", help="Path column name; with "
+                                                    "--features, the key column (default: auto-detect).")] = None,
+    label_col: Annotated[Optional[str], typer.Option(help="Label column name (default: auto-detect; "
+                                                          "labels are optional).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    workers: Annotated[int, typer.Option(help="Threads decoding images.")] = 2,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Decoded-image cache (default: $NOISEAUDIT_CACHE_DIR, "
+                                                       "else ~/.cache/noiseaudit).")] = None,
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse images decoded (or embedded) by an "
+                                                                  "earlier scan of the same files.")] = True,
+    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+) -> None:
+    """Predict the class of every image (or feature vector) with a model saved by scan --save-model."""
+    from noiseaudit.model_io import load_model
+    from noiseaudit.report.io import check_writable, write_report
+
+    check_writable(output, overwrite)
+    saved = load_model(model)
+    if features is not None:
+        if labels_csv is not None:
+            raise typer.BadParameter("with --features give at most one CSV: noiseaudit predict MODEL --features "
+                                     "FEATURES [LABELS_CSV]")
+        inputs, table = features, images_dir
+    elif images_dir is None:
+        raise typer.BadParameter("give the image folder (or --features FEATURES for a features model)")
+    else:
+        inputs, table = images_dir, labels_csv
+    with progress_reporter(quiet) as on_progress:
+        frame = saved.predict(inputs, table, path_col=path_col, label_col=label_col, device=device,
+                              workers=workers, cache=cache, cache_dir=None if cache_dir is None else str(cache_dir),
+                              on_progress=on_progress)
+    meta = frame.attrs["noiseaudit"]
+    write_report(frame, meta, output)
+    summary = {**{k: meta[k] for k in ("model_file", "model", "kind", "n_samples", "accuracy", "predicted_counts",
+                                       "device")}, "output": str(output)}
+    if json_out:
+        echo_json(summary)
+    else:
+        print_summary(summary)

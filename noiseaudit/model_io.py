@@ -1,0 +1,316 @@
+"""The trained classifier as a product: what ``scan --save-model`` writes, and :func:`load_model` reads back.
+
+A model file is one ``torch.save`` of plain tensors, numbers, strings, lists and dicts, read with
+``weights_only=True`` (opening a file runs no code from it). It holds:
+
+- ``format``, ``version``, ``noiseaudit``: what the file is, its layout version, the writer's version;
+- ``kind``: ``images`` or ``features``; ``classes`` (ints or strings, in the report's order);
+- ``model``: the from-scratch network's name (``small-cnn``, ``resnet18``, ``mlp``; on features ``mlp`` or
+  ``linear``), or None with a backbone; ``description``: the report's ``model`` (e.g.
+  ``efficientnet-lite0 (finetune top)``);
+- ``backbone``: None, or the plan ``{name, finetune, split, image_size, precision}`` and ``views``. The
+  frozen bottom of the backbone is not in the file: it is rebuilt from the ``pretrained`` extra's
+  ImageNet weights and run over the images, at predict time, as a scan runs it (``views`` 2: each
+  image and its mirror image, their probabilities averaged, as the scan's report was computed);
+- ``channels`` and ``image_size`` (images) or ``dim`` (features);
+- ``input``: the per-channel ``mean`` and ``std`` the model's inputs are standardised with (the training
+  images' own statistics from scratch, the backbone's fixed scaling, 0 and 1 for activations and features);
+- ``standardisation``: for features, the per-column ``mean`` and ``scale`` of the training vectors
+  (float64), so new vectors are standardised exactly as the training ones were;
+- ``precision`` and ``batch_size`` of the forward passes, and the ``state_dict`` of the trained part.
+
+Predictions (:meth:`SavedModel.predict`) are a DataFrame with one row per input: ``sample_id`` (the input
+row), ``path`` (the image path, or a feature row's key), ``given_label`` (when the input has labels),
+``predicted_label``, ``pred_prob`` and ``prob_<class>`` for every class. On the images or vectors a scan
+trained on, ``predicted_label`` and the probabilities are the scan report's own.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from noiseaudit._version import __version__
+from noiseaudit.backbone import BackbonePlan, build_top, encoder
+from noiseaudit.data.cache import DecodeCache
+from noiseaudit.data.dataset import SampleData, load_dataset
+from noiseaudit.data.features import load_features
+from noiseaudit.data.source import LabeledSource, load_source, read_label_table
+from noiseaudit.errors import InputError, UsageError
+from noiseaudit.models import build_feature_model, build_model
+from noiseaudit.report.io import atomic_write
+from noiseaudit.runtime import resolve_device
+from noiseaudit.train import autocast, normaliser, predict
+
+FORMAT = "noiseaudit-model"
+VERSION = 1
+LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as Pillow converts RGB to L
+# on_progress(stage, done, total, info), as for scan: "decode" or "embed"
+ProgressCallback = Callable[[str, int, int, dict[str, Any]], None]
+
+
+def save_model(path: str | Path, model: nn.Module, data: SampleData, plan: BackbonePlan, description: str, *,
+               precision: str = "fp32", batch_size: int = 512,
+               standardisation: tuple[np.ndarray, np.ndarray] | None = None) -> Path:
+    """Write a trained classifier to ``path`` atomically (temp file, then rename).
+
+    Parameters
+    ----------
+    path : path
+        The model file (by convention ``.pt``).
+    model : torch.nn.Module
+        The trained network (from scratch, a feature head, or a backbone's trained top).
+    data : SampleData
+        What it was trained on: gives the kind, channels, image size and input standardisation.
+    plan : BackbonePlan
+        The backbone plan of the scan (``BackbonePlan(None)`` from scratch and for features).
+    description : str
+        The model's name as the report's metadata gives it.
+    precision, batch_size
+        How the scan's final forward pass ran (``bf16`` autocast or ``fp32``; the chunk size).
+    standardisation : (mean, scale), optional
+        For feature vectors: the per-column statistics they were standardised with.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    mean, std = normaliser(data.inputs, model)
+    backbone = None
+    if plan.name is not None:
+        backbone = {"name": plan.name, "finetune": plan.finetune, "split": plan.split, "image_size": plan.image_size,
+                    "precision": plan.precision, "views": data.views if plan.frozen_bottom else 1}
+    classes = [c if isinstance(c, str) else int(c) for c in data.classes]
+    features = data.is_features
+    state = {
+        "format": FORMAT, "version": VERSION, "noiseaudit": __version__,
+        "kind": "features" if features else "images",
+        "model": None if plan.name is not None else description, "description": description,
+        "backbone": backbone, "classes": classes, "num_classes": len(classes),
+        "channels": None if features else data.channels if plan.name is None else 3,
+        "image_size": None if features else data.image_size if plan.name is None else plan.image_size,
+        "dim": data.channels if features else None,
+        "input": {"mean": mean.cpu().clone(), "std": std.cpu().clone()},
+        "standardisation": None if standardisation is None else {
+            "mean": torch.from_numpy(np.asarray(standardisation[0], dtype=np.float64).copy()),
+            "scale": torch.from_numpy(np.asarray(standardisation[1], dtype=np.float64).copy())},
+        "precision": precision, "batch_size": int(batch_size),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+    }
+    return atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+@dataclass
+class SavedModel:
+    """A classifier read back from a model file; :meth:`predict` labels new images or feature vectors."""
+
+    path: str
+    info: dict[str, Any]  # the file's header: everything but the weights
+    network: nn.Module
+
+    @property
+    def kind(self) -> str:
+        """``images`` or ``features``."""
+        return str(self.info["kind"])
+
+    @property
+    def classes(self) -> list:
+        return list(self.info["classes"])
+
+    @property
+    def plan(self) -> BackbonePlan:
+        b = self.info["backbone"]
+        return BackbonePlan(None) if b is None else BackbonePlan(b["name"], b["finetune"], b["image_size"],
+                                                                  b["precision"])
+
+    def predict(self, inputs: str | Path | np.ndarray | pd.DataFrame, labels_csv: str | Path | None = None, *,
+                path_col: str | None = None, label_col: str | None = None, device: str = "auto",
+                workers: int = 2, cache: bool = True, cache_dir: str | None = None,
+                on_progress: ProgressCallback | None = None) -> pd.DataFrame:
+        """Predict the class of every input.
+
+        Parameters
+        ----------
+        inputs : path, numpy.ndarray or pandas.DataFrame
+            For an images model, an image folder: with ``labels_csv`` the images that CSV lists
+            (paths relative to the folder, as for ``scan``), else every image under it at any depth.
+            For a features model, the vectors: a ``.npy`` or Parquet file, an array or a DataFrame
+            (as for ``scan_features``), standardised with the training vectors' statistics.
+        labels_csv : path, optional
+            Images: a CSV with a path column and optionally a label column. Features: a labels table
+            with a key column (or row order) and optionally labels. Given labels must be classes of the
+            model; they become ``given_label``, and the accuracy against them goes into the metadata.
+        path_col, label_col : str, optional
+            Column names (default: detected as for ``scan``); ``path_col`` is the key column for features.
+        device : str
+            ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        workers : int
+            Threads decoding images.
+        cache, cache_dir
+            Use the decoded-image cache (a scan's own cache entry is reused for the same files).
+        on_progress : callable, optional
+            Called as ``on_progress(stage, done, total, info)`` while decoding or embedding.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``sample_id, path, [given_label], predicted_label, pred_prob, prob_<class>...``; run
+            metadata in ``.attrs["noiseaudit"]``.
+        """
+        t0 = time.perf_counter()
+        dev = resolve_device(device)
+        if self.kind == "features":
+            source, x = self._features(inputs, labels_csv, path_col, label_col)
+            rows = np.arange(len(x))
+        else:
+            if isinstance(inputs, (np.ndarray, pd.DataFrame)) or Path(inputs).is_file():
+                raise UsageError(f"{self.path}: a model trained on images predicts from an image folder, "
+                                 "not from feature vectors")
+            source, data = self._images(inputs, labels_csv, path_col, label_col, dev, workers,
+                                        DecodeCache(cache_dir) if cache else None, on_progress)
+            x, rows = data.inputs, data.rows if data.rows is not None else np.arange(len(data))
+        probs = self.probabilities(x, dev)
+        frame = self._frame(source, rows, probs)
+        frame.attrs["noiseaudit"] = self._metadata(frame, source, dev, time.perf_counter() - t0)
+        return frame
+
+    @torch.no_grad()
+    def probabilities(self, x: torch.Tensor, device: torch.device | str = "cpu") -> np.ndarray:
+        """Softmax probabilities (N, K) of stored inputs: uint8 images at the model's size and channels,
+        the backbone's activations, or standardised feature vectors (what a scan's SampleData holds)."""
+        device = torch.device(device)
+        mean, std = (self.info["input"][k].to(device) for k in ("mean", "std"))
+        self.network.to(device)
+        with autocast(device, self.info["precision"]):
+            return predict(self.network, x.to(device), mean, std, batch_size=int(self.info["batch_size"]))
+
+    def _images(self, images_dir: str | Path, labels_csv: str | Path | None, path_col: str | None,
+                label_col: str | None, device: torch.device, workers: int, cache: DecodeCache | None,
+                on_progress: ProgressCallback | None) -> tuple[LabeledSource, SampleData]:
+        source = load_source(images_dir, labels_csv, path_col=path_col, label_col=label_col, for_prediction=True)
+        self._check_labels(source)
+        plan = self.plan
+        frozen = encoder(plan, device, mirrored=self.info["backbone"]["views"] == 2) if plan.frozen_bottom else None
+        stage = "decode" if frozen is None else "embed"
+        progress = None if on_progress is None else (lambda done, total: on_progress(stage, done, total, {}))
+        data = load_dataset(source, image_size=self.info["image_size"], workers=workers, progress=progress,
+                            cache=cache, encoder=frozen, min_classes=0)
+        if frozen is None:
+            data.inputs = match_channels(data.inputs, int(self.info["channels"]))
+        return source, data
+
+    def _features(self, features: str | Path | np.ndarray | pd.DataFrame, labels_csv: str | Path | None,
+                  key_col: str | None, label_col: str | None) -> tuple[LabeledSource | None, torch.Tensor]:
+        if isinstance(features, (str, Path)) and Path(features).is_dir():
+            raise UsageError(f"{self.path}: a features model predicts from feature vectors (--features), "
+                             f"not an image folder")
+        source = None
+        if labels_csv is not None:
+            source = read_label_table(labels_csv, key_col=key_col, label_col=label_col, optional_label=True)
+            self._check_labels(source)
+        stats = self.info["standardisation"]
+        table = load_features(features, source, standardisation=(stats["mean"].numpy(), stats["scale"].numpy()))
+        return source, torch.from_numpy(table.values)
+
+    def _check_labels(self, source: LabeledSource) -> None:
+        """Every given label must be a class of the model (compared as text: "3" is the class 3)."""
+        known = {str(c) for c in self.classes}
+        for i, label in enumerate(source.labels):
+            if label is not None and str(label) not in known:
+                origin, line = source.where(i)
+                shown = ", ".join(map(str, self.classes[:12])) + (", ..." if len(self.classes) > 12 else "")
+                raise InputError(f"label {label!r} is not a class of the model {self.path} (its classes: {shown})",
+                                 path=origin, line=line)
+
+    def _frame(self, source: LabeledSource | None, rows: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
+        names = np.asarray(self.classes, dtype=object)
+        predicted = probs.argmax(axis=1)
+        frame = pd.DataFrame({"sample_id": rows.astype(np.int64),
+                              "path": [str(r) for r in rows] if source is None else [source.paths[r] for r in rows]})
+        if source is not None and source.label_col is not None:
+            by_text = {str(c): c for c in self.classes}
+            frame["given_label"] = [by_text[str(source.labels[r])] for r in rows]
+        frame["predicted_label"] = names[predicted]
+        frame["pred_prob"] = probs[np.arange(len(rows)), predicted].astype(np.float32)
+        for k, c in enumerate(self.classes):
+            frame[f"prob_{c}"] = probs[:, k].astype(np.float32)
+        if all(isinstance(c, int) for c in self.classes):
+            for col in ("given_label", "predicted_label"):
+                if col in frame:
+                    frame[col] = frame[col].astype(np.int64)
+        return frame
+
+    def _metadata(self, frame: pd.DataFrame, source: LabeledSource | None, device: torch.device,
+                  seconds: float) -> dict[str, Any]:
+        labelled = "given_label" in frame
+        accuracy = float((frame["given_label"] == frame["predicted_label"]).mean()) if labelled else None
+        counts = frame["predicted_label"].value_counts()
+        return {"version": __version__, "model_file": self.path, "model": self.info["description"],
+                "kind": self.kind, "classes": self.classes, "input": None if source is None else source.origin,
+                "n_samples": len(frame), "accuracy": accuracy,
+                "predicted_counts": {str(c): int(counts.get(c, 0)) for c in self.classes},
+                "device": str(device), "timings": {"total_s": seconds}}
+
+
+def match_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
+    """uint8 images (N, C, S, S) with the model's channel count: gray repeated to RGB, or RGB to gray (luma)."""
+    have = int(images.shape[1])
+    if have == channels:
+        return images
+    if have == 1 and channels == 3:
+        return images.expand(-1, 3, -1, -1).contiguous()
+    weights = torch.tensor(LUMA).view(1, 3, 1, 1)
+    return (images.float() * weights).sum(dim=1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+
+
+def load_model(path: str | Path) -> SavedModel:
+    """Read a model file written by ``scan --save-model`` (or :func:`save_model`).
+
+    Raises :class:`InputError` naming the file when it is missing, not a model file, from a newer
+    noiseaudit, or inconsistent with itself; :class:`UsageError` when a backbone model needs the
+    ``pretrained`` extra and it is missing.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("model file not found", path=path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on pickle protocols of files that are not ours
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # any failure to parse (pickle, zip, truncation, foreign objects) means one thing here
+        raise InputError("not a noiseaudit model file (not a PyTorch file of tensors and plain values, or "
+                         "truncated)", path=path) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise InputError("not a noiseaudit model file (written by scan --save-model)", path=path)
+    if int(state.get("version", 0)) > VERSION:
+        raise InputError(f"model file format {state['version']} is newer than this noiseaudit "
+                         f"({__version__}) reads; upgrade noiseaudit", path=path)
+    try:
+        weights = state.pop("state_dict")
+        network = _build(state)
+        network.load_state_dict(weights)
+    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"model file is damaged: its weights or settings do not fit together "
+                         f"({(str(exc).splitlines() or [type(exc).__name__])[0][:160]})", path=path) from None
+    return SavedModel(str(path), state, network.eval())
+
+
+def _build(info: dict[str, Any]) -> nn.Module:
+    """The untrained network a model file's header describes."""
+    k = int(info["num_classes"])
+    if info["backbone"] is not None:
+        b = info["backbone"]
+        return build_top(BackbonePlan(b["name"], b["finetune"], b["image_size"], b["precision"]), k)
+    if info["kind"] == "features":
+        return build_feature_model(info["model"], int(info["dim"]), k)
+    return build_model(info["model"], int(info["channels"]), int(info["image_size"]), k)

@@ -1,0 +1,229 @@
+"""The trained model as a product: ``scan --save-model``, ``noiseaudit predict`` and ``noiseaudit.load_model``.
+
+On the images (or vectors) a scan trained on, the saved model predicts exactly the scan report's own
+``predicted_label`` and probabilities: from scratch (sklearn digits), through the pretrained backbone (its
+frozen bottom recomputed from the images, not read from a cache) and on feature vectors (standardised with
+the training statistics). Bad input is one ``error:`` line naming the file, exit 2, nothing written.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from sklearn.datasets import load_digits
+from test_backbone import needs_extra, write_textures
+from typer.testing import CliRunner
+
+from noiseaudit import load_model, scan, scan_features
+from noiseaudit.cli import app
+from noiseaudit.errors import InputError, UsageError
+from noiseaudit.model_io import match_channels
+from noiseaudit.models import efficientnet as lite0
+from noiseaudit.report.io import read_report
+
+SCAN = dict(epochs=2, seed=0, device="cpu", workers=1)
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def assert_same_predictions(report: pd.DataFrame, predictions: pd.DataFrame) -> None:
+    """Every scored sample of the report has the same predicted label and probability in the predictions."""
+    joined = report.merge(predictions, on="path", suffixes=("", "_pred"), validate="one_to_one")
+    assert len(joined) == len(report) == len(predictions)
+    assert (joined["predicted_label"] == joined["predicted_label_pred"]).all()
+    np.testing.assert_array_equal(joined["pred_prob"].to_numpy(), joined["pred_prob_pred"].to_numpy())
+
+
+@pytest.fixture(scope="module")
+def digits_model(noisy_digits, tmp_path_factory) -> tuple[Path, Path, Path, Path]:
+    """A from-scratch scan of the noisy digits through the CLI, with its saved model: (images, csv, report, model)."""
+    images, csv = noisy_digits
+    tmp = tmp_path_factory.mktemp("digits-model")
+    report, model = tmp / "report.parquet", tmp / "model.pt"
+    result = invoke("scan", images, csv, "--label-col", "digit", "-o", report, "--save-model", model, "--epochs", 2,
+                    "--device", "cpu", "--workers", 1, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert f"Model written to {model}" in result.stdout
+    return images, csv, report, model
+
+
+def test_scratch_model_predicts_the_scans_own_labels(digits_model, tmp_path):
+    images, csv, report_path, model = digits_model
+    out = tmp_path / "predictions.parquet"
+    result = invoke("predict", model, images, csv, "--label-col", "digit", "-o", out, "--device", "cpu", "--json",
+                    "--quiet")
+    assert result.exit_code == 0, result.output
+    report, _ = read_report(report_path)
+    predictions, meta = read_report(out)
+    assert_same_predictions(report, predictions)
+    assert (predictions["given_label"].to_numpy() == report["given_label"].to_numpy()).all()
+    summary = json.loads(result.stdout)
+    agree = float((report["predicted_label"] == report["given_label"]).mean())
+    assert summary["accuracy"] == pytest.approx(agree) and meta["accuracy"] == pytest.approx(agree)
+    assert summary["n_samples"] == len(report) and summary["output"] == str(out)
+    assert sum(summary["predicted_counts"].values()) == len(report)
+    probs = predictions[[f"prob_{k}" for k in range(10)]].to_numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert (probs.argmax(axis=1) == predictions["predicted_label"].to_numpy()).all()
+
+
+def test_load_model_round_trip_and_unlabelled_inputs(digits_model, tmp_path):
+    images, csv, report_path, model = digits_model
+    report, meta = read_report(report_path)
+    saved = load_model(model)
+    assert saved.kind == "images" and saved.classes == list(range(10)) == meta["classes"]
+    assert saved.info["model"] == "small-cnn" and saved.info["backbone"] is None
+    assert (saved.info["channels"], saved.info["image_size"]) == (1, 8)
+    everything = saved.predict(images, device="cpu", cache=False)  # no CSV: every image under the folder
+    assert "given_label" not in everything and everything.attrs["noiseaudit"]["accuracy"] is None
+    assert_same_predictions(report, everything)
+    listed = tmp_path / "paths.csv"  # a CSV of paths only, in another order, one class or none
+    pd.DataFrame({"file": report["path"].iloc[::-7]}).to_csv(listed, index=False)
+    some = saved.predict(images, listed, device="cpu")
+    assert list(some["path"]) == list(report["path"].iloc[::-7])
+    assert_same_predictions(report[report["path"].isin(some["path"])], some)
+    one_class = tmp_path / "sevens.csv"
+    sevens = report[report["given_label"] == 7]
+    sevens[["path", "given_label"]].rename(columns={"given_label": "label"}).to_csv(one_class, index=False)
+    seven = saved.predict(images, one_class, device="cpu")
+    assert seven.attrs["noiseaudit"]["accuracy"] == pytest.approx(float((sevens["predicted_label"] == 7).mean()))
+
+
+def test_a_gray_model_takes_colour_images_and_the_other_way_round():
+    rgb = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (5, 3, 6, 6), dtype=np.uint8))
+    gray = match_channels(rgb, 1)
+    pillow = [np.asarray(Image.fromarray(img.permute(1, 2, 0).numpy(), "RGB").convert("L")) for img in rgb]
+    assert gray.shape == (5, 1, 6, 6) and np.abs(gray[:, 0].numpy().astype(int) - np.stack(pillow)).max() <= 1
+    assert torch.equal(match_channels(gray, 3), gray.expand(-1, 3, -1, -1))
+    assert match_channels(rgb, 3) is rgb
+
+
+@needs_extra
+def test_backbone_model_recomputes_the_frozen_bottom_and_predicts_the_scans_labels(tmp_path):
+    csv = write_textures(tmp_path / "textures")
+    images, model = tmp_path / "textures" / "images", tmp_path / "backbone.pt"
+    report = scan(images, csv, backbone=lite0.NAME, cache_dir=str(tmp_path / "cache"), save_model=str(model),
+                  **SCAN)
+    saved = load_model(model)
+    plan = saved.info["backbone"]
+    assert plan["name"] == lite0.NAME and plan["finetune"] == "top" and plan["views"] == 2
+    assert saved.info["description"] == report.attrs["noiseaudit"]["model"]
+    trained = set(saved.network.state_dict())
+    assert not any(k.startswith("stem") for k in trained)  # the frozen bottom is rebuilt, not stored
+    predictions = saved.predict(images, csv, device="cpu", cache=False, workers=1)  # decoded and encoded afresh
+    assert_same_predictions(report, predictions)
+    assert (predictions["given_label"] == report["given_label"]).all()
+
+
+@pytest.fixture(scope="module")
+def digits_features(tmp_path_factory) -> tuple[Path, Path]:
+    """sklearn digits' 64 pixels as raw (unstandardised) features in a .npy, and a labels CSV keyed by id."""
+    tmp = tmp_path_factory.mktemp("digits-features")
+    d = load_digits()
+    np.save(tmp / "x.npy", d.data * 3.0 + 7.0)
+    pd.DataFrame({"id": [f"s{i}" for i in range(len(d.target))], "label": d.target}).to_csv(tmp / "labels.csv",
+                                                                                           index=False)
+    return tmp / "x.npy", tmp / "labels.csv"
+
+
+def test_features_model_predicts_the_scans_labels_with_the_training_standardisation(digits_features, tmp_path):
+    x, csv = digits_features
+    model = tmp_path / "features.pt"
+    report = scan_features(x, csv, save_model=str(model), **{k: v for k, v in SCAN.items() if k != "workers"})
+    out = tmp_path / "predictions.parquet"
+    result = invoke("predict", model, "--features", x, csv, "-o", out, "--device", "cpu", "--quiet")
+    assert result.exit_code == 0, result.output
+    predictions, _ = read_report(out)
+    assert_same_predictions(report, predictions)
+    saved = load_model(model)
+    assert saved.kind == "features" and saved.info["dim"] == 64 and saved.info["model"] == "mlp"
+    first = saved.predict(np.load(x)[:25], device="cpu")  # 25 rows: their own statistics would differ
+    assert list(first["path"]) == [str(i) for i in range(25)]
+    assert (first["predicted_label"].to_numpy() == report["predicted_label"].to_numpy()[:25]).all()
+
+
+# ------------------------------------------------------------------------------------------------ errors
+
+
+def assert_user_error(result, written: Path, *fragments: str) -> None:
+    """Exit 2, one ``error: ...`` line on stderr naming what was wrong, nothing on stdout, nothing written."""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert all(f in lines[0] for f in fragments), (fragments, lines[0])
+    assert result.stdout == "" and not written.exists()
+    assert not list(written.parent.glob(f".{written.name}.*")), "temp file left behind"
+
+
+@pytest.fixture(scope="module")
+def bad_models(digits_model, digits_features, tmp_path_factory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("bad-models")
+    model = digits_model[3]
+    files = {"text": tmp / "text.pt", "truncated": tmp / "truncated.pt", "foreign": tmp / "foreign.pt",
+             "features": tmp / "features.pt"}
+    files["text"].write_text("not a model\n")
+    files["truncated"].write_bytes(model.read_bytes()[:4000])
+    torch.save({"weights": torch.zeros(3)}, files["foreign"])
+    scan_features(digits_features[0], digits_features[1], save_model=str(files["features"]), epochs=1,
+                  device="cpu")
+    return files
+
+
+@pytest.mark.parametrize("kind", ["missing", "text", "truncated", "foreign"])
+def test_a_missing_or_corrupt_model_file_is_named(kind, digits_model, bad_models, tmp_path):
+    images = digits_model[0]
+    model = tmp_path / "missing.pt" if kind == "missing" else bad_models[kind]
+    out = tmp_path / "p.parquet"
+    expected = "model file not found" if kind == "missing" else "not a noiseaudit model file"
+    assert_user_error(invoke("predict", model, images, "-o", out, "--device", "cpu"), out, str(model), expected)
+
+
+def test_inputs_that_do_not_fit_the_model_are_refused(digits_model, digits_features, bad_models, tmp_path):
+    images, csv, _, model = digits_model
+    out = tmp_path / "p.parquet"
+    x, labels = digits_features
+    assert_user_error(invoke("predict", model, "--features", x, "-o", out), out, str(model), "image folder")
+    assert_user_error(invoke("predict", bad_models["features"], images, "-o", out), out, "feature vectors")
+    narrow = tmp_path / "narrow.npy"
+    np.save(narrow, np.load(x)[:, :10])
+    assert_user_error(invoke("predict", bad_models["features"], "--features", narrow, "-o", out), out, str(narrow),
+                      "10 columns", "64")
+    unknown = tmp_path / "zebra.csv"
+    table = pd.read_csv(csv, dtype=str).head(5)
+    table.loc[3, "digit"] = "zebra"
+    table.to_csv(unknown, index=False)
+    assert_user_error(invoke("predict", model, images, unknown, "--label-col", "digit", "-o", out), out,
+                      f"{unknown}:5", "'zebra' is not a class of the model")
+    with pytest.raises(UsageError, match="image folder"):
+        load_model(model).predict(np.zeros((3, 64)))
+    with pytest.raises(InputError, match="not found"):
+        load_model(tmp_path / "nothing.pt")
+
+
+def test_existing_outputs_are_kept_without_overwrite(digits_model, tmp_path):
+    images, csv, _, model = digits_model
+    out = tmp_path / "p.parquet"
+    out.write_text("keep me")
+    result = invoke("predict", model, images, "-o", out)
+    assert result.exit_code == 2 and "--overwrite" in result.stderr and out.read_text() == "keep me"
+    taken = tmp_path / "taken.pt"
+    taken.write_text("keep me too")
+    report = tmp_path / "r.parquet"
+    result = invoke("scan", images, csv, "--label-col", "digit", "-o", report, "--save-model", taken, "--epochs", 1,
+                    "--device", "cpu", "--quiet")
+    assert result.exit_code == 2 and str(taken) in result.stderr and "--overwrite" in result.stderr
+    assert taken.read_text() == "keep me too" and not report.exists()  # refused before training
+
+
+def test_predict_help_starts_without_torch():
+    from test_startup import heavy_imports
+
+    assert heavy_imports("predict", "--help") == set()
