@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from sklearn.datasets import load_digits
+from test_errors import assert_user_error as assert_one_error_line
 from typer.testing import CliRunner
 
 import noiseaudit.data.features as features_module
@@ -53,19 +54,8 @@ def run(*args) -> str:
 
 
 def assert_user_error(result, out: Path, *fragments: str) -> str:
-    """Exit 2, one ``error: ...`` line on stderr holding every fragment, nothing on stdout, nothing written."""
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    line = lines[0]
-    assert line.startswith("error: "), line
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in line, (fragment, line)
-    assert result.stdout == ""
-    assert not out.exists()
-    assert not list(out.parent.glob(f".{out.name}.*")), "temp file left behind"
+    """As for images (one ``error: ...`` line, exit 2, nothing written), and no checkpoint left either."""
+    line = assert_one_error_line(result, out, *fragments)
     assert not Path(f"{out}.ckpt").exists()
     return line
 
