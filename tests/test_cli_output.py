@@ -66,6 +66,28 @@ def test_summary_with_nothing_flagged_says_so_and_shows_no_suspicion(tmp_path, m
     assert not re.search(r"│ yes", text)
 
 
+@pytest.mark.parametrize("n_flagged, method, hint", [(16, "gmm", True), (12, "gmm", False), (16, "noise-rate", False)])
+def test_heavy_flagging_asks_for_a_review_naming_the_models_agreement(tmp_path, monkeypatch, n_flagged, method, hint):
+    """Over 30% flagged by an estimate (not by --noise-rate): one line says the count may hold hard samples."""
+    from rich.console import Console
+
+    from noiseaudit.cli import scan as scan_cli
+    from noiseaudit.report.io import read_report
+    from noiseaudit.report.summary import summarize
+
+    frame, meta = read_report(synthetic_report(tmp_path / "r.parquet", n_flagged=n_flagged))
+    meta["threshold"]["method"] = method
+    frame.loc[:9, "predicted_label"] = frame.loc[:9, "given_label"]  # the model agrees with 10 of 40
+    buffer = io.StringIO()
+    monkeypatch.setattr(scan_cli, "stdout", lambda: Console(file=buffer, width=400, soft_wrap=True))
+    summary = summarize(frame, meta)
+    assert summary["model_agreement"] == 0.25
+    scan_cli.print_summary(summary, tmp_path / "r.parquet")
+    text = buffer.getvalue()
+    assert ("it agrees with 25.0% of the given labels" in text) is hint, text
+    assert ("review a sample of the flags" in text) is hint
+
+
 def test_show_marks_the_flagged_rows_and_says_how_many(tmp_path):
     result = invoke("show", synthetic_report(tmp_path / "r.parquet", n_flagged=6), "--top", "8")
     assert result.exit_code == 0, result.output

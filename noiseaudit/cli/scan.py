@@ -30,6 +30,9 @@ def _how_counted(threshold: dict[str, Any]) -> str:
     return f"estimated from {SCORED_BY.get(threshold.get('ranked_by', ''), 'the scores')}"
 
 
+HEAVY_FLAGGING = 0.3  # above this estimated share of wrong labels, the summary asks for a review of a sample
+
+
 def print_summary(summary: dict[str, Any], output: Path) -> None:
     """The human summary: counts, the top of the ranking with its flags, truth scores if known."""
     out = stdout()
@@ -39,6 +42,11 @@ def print_summary(summary: dict[str, Any], output: Path) -> None:
               f"({formats.percent(summary['estimated_noise_rate'])}, {_how_counted(summary['threshold'])}); "
               f"model {summary['model']} on {summary['device']}, "
               f"{formats.duration(summary['timings'].get('total_s', 0))}", highlight=False)
+    if summary["estimated_noise_rate"] > HEAVY_FLAGGING and summary["threshold"].get("method") != "noise-rate":
+        out.print(f"That is a lot. Either many labels are wrong, or the model is too weak for this data (it agrees "
+                  f"with {formats.percent(summary['model_agreement'])} of the given labels) and hard samples are "
+                  "flagged beside wrong ones: review a sample of the flags before acting on the count.",
+                  highlight=False)
     title = ("Top suspects (lowest learned rate first)" if n_flagged else
              "Lowest learned rates (none is flagged; for a look)")
     table = Table(title=title)

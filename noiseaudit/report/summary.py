@@ -34,6 +34,7 @@ def summarize(report: pd.DataFrame, metadata: dict[str, Any], top: int = 10) -> 
         "n_classes": len(metadata.get("classes", [])) or int(report["given_label"].nunique()),
         "n_flagged": int(report["is_suspect"].sum()),
         "estimated_noise_rate": float(report["is_suspect"].mean()) if len(report) else 0.0,
+        "model_agreement": float((report["predicted_label"] == report["given_label"]).mean()) if len(report) else 0.0,
         "threshold": metadata.get("threshold", {}),
         "model": metadata.get("model"),
         "device": metadata.get("device"),
