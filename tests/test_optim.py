@@ -353,10 +353,12 @@ def test_centred_features_equal_an_explicit_centring_of_the_head_inputs():
     torch.testing.assert_close(restored.feature_mean, centred.feature_mean)
 
 
-def _majority_flipped_class(trusted_weight: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, PerSampleRate]:
+def _majority_flipped_class(trusted_weight: float, seed: int = 0, trusted_all_weight: float = 0.0,
+                            trusted_count: tuple[int, int] = (10, 0)) -> tuple[torch.Tensor, torch.Tensor, PerSampleRate]:
     """Label 0 is carried by 40 samples that look like class 0 and by 60 that look like class 1 (a wrong
     label that outnumbers the right one, as pair-flip noise above 50% or instance noise can make locally);
-    label 1 by 50 samples of class 1. Ten of the true class-0 samples are trusted (verified). The head
+    label 1 by 50 samples of class 1. Ten of the true class-0 samples are trusted (verified; ``trusted_count``:
+how many of class 0 and of class 1). The head
     is held at zero, so every sample's gradient differs only by its input. Returns the wrong-label mask,
     the trusted mask and the optimizer after 20 passes over the data."""
     g = torch.Generator().manual_seed(seed)
@@ -364,9 +366,10 @@ def _majority_flipped_class(trusted_weight: float, seed: int = 0) -> tuple[torch
     labels = torch.cat([torch.zeros(100), torch.ones(50)]).long()
     feats = F.one_hot(looks, 2).double() + 0.3 * torch.rand(150, 2, generator=g, dtype=torch.float64)
     trusted = torch.zeros(150, dtype=torch.bool)
-    trusted[:10] = True
+    trusted[:trusted_count[0]] = True
+    trusted[100:100 + trusted_count[1]] = True
     rates = PerSampleRate(150, 2, hyper_lr=0.1, meta="given", margin_weight=0.0, trusted=trusted,
-                          trusted_weight=trusted_weight)
+                          trusted_weight=trusted_weight, trusted_all_weight=trusted_all_weight)
     for _ in range(20):
         for idx in torch.randperm(150, generator=g).split(30):
             rates.step(idx, torch.zeros(len(idx), 2, dtype=torch.float64), feats[idx], labels[idx])
@@ -390,6 +393,21 @@ def test_a_trusted_set_turns_the_rates_against_the_labels_it_contradicts():
     again.load_state_dict(guided.state_dict())
     torch.testing.assert_close(again.trusted_reference, guided.trusted_reference)
     assert again.trusted_weight == 1.0
+
+
+def test_all_classes_trusted_reference_turns_the_rates_against_the_contradicted_labels():
+    """With trusted samples of both classes, the alignment with all trusted references at once (no per-class
+    mix) turns the rates against the wrong labels; with trusted samples of one class only it stays off."""
+    label0 = torch.arange(150) < 100
+    wrong, trusted, rates = _majority_flipped_class(0.0, trusted_all_weight=1.0, trusted_count=(10, 10))
+    log = rates.log_rates
+    assert log[label0 & wrong].mean() < log[label0 & ~wrong & ~trusted].mean() - 1.0
+    assert log[label0 & wrong].mean() < log[~label0 & ~trusted].mean() - 1.0
+    _, _, one_class = _majority_flipped_class(0.0, trusted_all_weight=1.0, trusted_count=(10, 0))
+    _, _, off = _majority_flipped_class(0.0, trusted_all_weight=0.0, trusted_count=(10, 0))
+    torch.testing.assert_close(one_class.log_rates, off.log_rates)
+    with pytest.raises(ValueError, match="trusted_all_weight"):
+        PerSampleRate(4, 2, trusted_all_weight=-1.0)
 
 
 def test_trusted_rows_stay_out_of_the_batch_centring():

@@ -87,7 +87,14 @@ the data's own references cannot show where wrong labels cluster (pair-flip
 and instance-dependent noise). Trusted samples keep a fixed rate
 (``trusted_rate``) and do not enter the batch centring. Their references are a
 slower moving average (``trusted_ema``), since only a few of them are in each
-batch; a class without trusted samples yet uses :math:`R_c` alone.
+batch; a class without trusted samples yet uses :math:`R_c` alone. To the
+alignment is added ``trusted_all_weight`` times :math:`\cos(g_i, \sum_c
+T_c/\|T_c\|)`: the per-class mix compares a sample only with the trusted
+samples of its given label, which a wrong label that looks like that label
+resembles too (instance-dependent noise); against all classes at once it also
+meets the trusted samples of the class it really shows, whose gradients
+oppose its own, the direction in which L2RW (Ren et al. 2018) reweights.
+That term waits until every class has trusted samples.
 
 Only the batch's rows move (and only once a reference exists), so nothing
 learned is erased by momentum or decay acting on absent samples. The state is
@@ -149,6 +156,12 @@ def class_reference_update(err: torch.Tensor, feats1: torch.Tensor, labels: torc
     onehot = torch.nn.functional.one_hot(labels, num_classes).to(err.dtype) * weights.to(err.dtype)[:, None]
     outer = (onehot[:, :, None] * e_hat[:, None, :]).flatten(1)  # (B, K*K): w_j [y_j = c] e_hat_jk
     return (outer.T @ h_hat).view(num_classes, err.shape[1], feats1.shape[1])  # one matmul over the batch
+
+
+def unit_references(reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each class's (K, d+1) reference scaled to unit norm, and which classes have a nonzero one."""
+    norm = reference.flatten(1).norm(dim=1)
+    return reference / norm.clamp_min(1e-12)[:, None, None], norm > 1e-12
 
 
 def reference_dots(err: torch.Tensor, feats1: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -248,6 +261,9 @@ class PerSampleRate:
         Decay of the trusted references, in [0, 1).
     trusted_rate : float
         The fixed rate of trusted samples, within [min_rate, max_rate].
+    trusted_all_weight : float
+        Weight (>= 0) of the alignment with all classes' trusted references together, added to the
+        per-class one (see the module docstring); 0 turns it off.
     """
 
     def __init__(self, num_samples: int, num_classes: int, *, hyper_lr: float = 0.05, ema: float = 0.9,
@@ -256,7 +272,7 @@ class PerSampleRate:
                  max_reference_size: int = 2**24, device: torch.device | str | None = None,
                  reduce_reference: Callable[[torch.Tensor], Any] | None = None, center_features: bool = False,
                  trusted: torch.Tensor | None = None, trusted_weight: float = 0.5, trusted_ema: float = 0.97,
-                 trusted_rate: float = 1.0):
+                 trusted_rate: float = 1.0, trusted_all_weight: float = 1.0):
         if num_samples < 1 or num_classes < 2:
             raise ValueError(f"need num_samples >= 1 and num_classes >= 2, got {num_samples}, {num_classes}")
         if not hyper_lr >= 0.0 or not math.isfinite(hyper_lr):
@@ -272,6 +288,8 @@ class PerSampleRate:
                              f"{min_rate}, {init_rate}, {max_rate}")
         if not 0.0 <= trusted_weight <= 1.0:
             raise ValueError(f"trusted_weight must be in [0, 1], got {trusted_weight}")
+        if not trusted_all_weight >= 0.0 or not math.isfinite(trusted_all_weight):
+            raise ValueError(f"trusted_all_weight must be a finite non-negative number, got {trusted_all_weight}")
         if not 0.0 <= trusted_ema < 1.0:
             raise ValueError(f"trusted_ema must be in [0, 1), got {trusted_ema}")
         if not min_rate <= trusted_rate <= max_rate:
@@ -291,6 +309,7 @@ class PerSampleRate:
         self.feature_mean: torch.Tensor | None = None  # (d,) running mean of the head inputs, when centring
         self.trusted = None if trusted is None or not bool(trusted.any()) else trusted.to(device, torch.bool)
         self.trusted_weight, self.trusted_ema = float(trusted_weight), float(trusted_ema)
+        self.trusted_all_weight = float(trusted_all_weight)
         self.trusted_reference: torch.Tensor | None = None  # (K, K, d+1), from trusted samples only
         if self.trusted is not None:
             for vector in self.log_rate_vectors():
@@ -344,6 +363,9 @@ class PerSampleRate:
                 self.reference, self.trusted_reference = batch_ref, trusted_ref
                 return  # the first batch only builds the reference
             alignment, given_alignment = self._reference_alignment(err, feats1, probs, targets, self._mixed_reference())
+            toward_trusted = self._trusted_alignment(err, feats1)
+            if toward_trusted is not None:
+                alignment, given_alignment = alignment + toward_trusted, given_alignment + toward_trusted
             self.reference.mul_(self.ema).add_(batch_ref, alpha=1.0 - self.ema)
             if trusted_ref is not None:
                 self.trusted_reference.mul_(self.trusted_ema).add_(trusted_ref, alpha=1.0 - self.trusted_ema)
@@ -362,13 +384,24 @@ class PerSampleRate:
         per-class mix of the data's and the trusted ones, each scaled to unit norm first."""
         if self.trusted_reference is None:
             return self.reference
-        def unit(ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            norm = ref.flatten(1).norm(dim=1)
-            return ref / norm.clamp_min(1e-12)[:, None, None], norm > 1e-12
-        own, _ = unit(self.reference)
-        trusted, seen = unit(self.trusted_reference)
+        own, _ = unit_references(self.reference)
+        trusted, seen = unit_references(self.trusted_reference)
         weight = (self.trusted_weight * seen.to(own.dtype))[:, None, None]  # a class without trusted samples: own
         return (1.0 - weight) * own + weight * trusted
+
+    def _trusted_alignment(self, err: torch.Tensor, feats1: torch.Tensor) -> torch.Tensor | None:
+        """``trusted_all_weight`` * cos(g_i, sum_c T_c/|T_c|): each sample against every class's trusted
+        reference at once. A wrong label of a sample that looks like class a meets the trusted samples of a,
+        whose gradients oppose its own (the direction in which Ren et al.'s L2RW reweights against a clean
+        set). None without trusted samples, or until every class has some: against a sum missing a class,
+        that class's samples would all lose rate."""
+        if self.trusted_reference is None or self.trusted_all_weight == 0.0:
+            return None
+        trusted, seen = unit_references(self.trusted_reference)
+        if not bool(seen.all()):
+            return None
+        total = trusted.sum(dim=0, keepdim=True)
+        return self.trusted_all_weight * reference_cosines(err, feats1, total).squeeze(1)
 
     def _centred(self, feats: torch.Tensor) -> torch.Tensor:
         """``feats`` minus the running mean of the head inputs (updated with this batch), if centring."""
@@ -403,6 +436,7 @@ class PerSampleRate:
                 "feature_mean": None if self.feature_mean is None else self.feature_mean.clone(),
                 "trusted_reference": None if self.trusted_reference is None else self.trusted_reference.clone(),
                 "trusted_weight": self.trusted_weight, "trusted_ema": self.trusted_ema,
+                "trusted_all_weight": self.trusted_all_weight,
                 "hyper_lr": self.hyper_lr, "ema": self.ema, "meta": self.meta, "margin_weight": self.margin_weight,
                 "log_min": self.log_min, "log_max": self.log_max}
 
@@ -425,4 +459,5 @@ class PerSampleRate:
         self.trusted_reference = None if tref is None else tref.to(self.log_rates.device).clone()
         self.trusted_weight = float(state.get("trusted_weight", self.trusted_weight))
         self.trusted_ema = float(state.get("trusted_ema", self.trusted_ema))
+        self.trusted_all_weight = float(state.get("trusted_all_weight", self.trusted_all_weight))
         self.log_min, self.log_max = float(state["log_min"]), float(state["log_max"])
