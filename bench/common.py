@@ -97,8 +97,10 @@ class Run:
     seconds: float
 
 
-def run(x: np.ndarray, labels: np.ndarray, cfg: TrainConfig, seed: int, device: str = "cpu") -> Run:
+def run(x: np.ndarray, labels: np.ndarray, cfg: TrainConfig, seed: int, device: str = "cpu",
+        trusted: torch.Tensor | None = None) -> Run:
     data = as_dataset(x, labels)
+    data.trusted = trusted
     gen = seed_everything(seed)
     model = build_model(default_model(data.channels, data.image_size), data.channels, data.image_size,
                         len(data.classes))

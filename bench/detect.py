@@ -3,6 +3,7 @@
     python bench/detect.py                       # CPU matrix: fmnist10k, mnist5k, digits x 5 noises x 3 seeds
     python bench/detect.py --datasets digits --seeds 0 --no-cleanlab   # a quick look
     python bench/detect.py --datasets cifar10-lite0 --out bench/results/detect_features.json   # feature vectors
+    python bench/detect.py --trusted 0.01,0.02,0.05   # learned rates with a trusted set (bench/trusted_cells.py)
 
 For every (dataset, noise, seed) cell it trains, at the same epoch budget:
 - learned-lr: the scan's trainer with per-sample rates; signal = learned_lr;
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 from common import EPOCHS, FEATURE_SETS, NOISE_CELLS, as_dataset, load, make_noise, run
 from features_cells import run_features_cell, summarise_features
+from trusted_cells import add_trusted
 from sklearn.model_selection import StratifiedKFold
 
 from noiseaudit.metrics import precision_recall_f1, ranking_metrics
@@ -259,6 +261,9 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--rescore", action="store_true", help="recompute the metrics of our signals (threshold "
                     "included) from the per-sample scores saved by an earlier run; no training")
+    ap.add_argument("--trusted", default="", help="instead: learned rates with these trusted fractions, drawn from "
+                    "the truth (bench/trusted_cells.py; results in detect_trusted.json)")
+    ap.add_argument("--trusted-weight", type=float, default=None, help="with --trusted: the references' weight")
     ap.add_argument("--extra", default="", help="add these rows to cells already in the JSON instead: "
                     f"comma-separated from {', '.join(EXTRAS)}")
     ap.add_argument("--out", type=Path, default=RESULTS / "detect.json")
@@ -273,6 +278,12 @@ def main() -> None:
     seen = {key(c) for c in done}
     meta = {"device": args.device, "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
             "threads": torch.get_num_threads(), "meta_objective": args.meta}
+    if args.trusted:
+        extra = {} if args.trusted_weight is None else {"weight": args.trusted_weight}
+        add_trusted(args.datasets.split(","), args.noise.split(","), list(map(int, args.seeds.split(","))),
+                    list(map(float, args.trusted.split(","))), EPOCHS, load, args.device,
+                    RESULTS / "detect_trusted.json", **extra)
+        return
     if args.extra:
         add_extras(args, done)
         return
