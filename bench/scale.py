@@ -7,7 +7,7 @@ Synthetic features with class structure (10 Gaussian classes whose means lie 0.3
 dimension, so that they overlap) are written to a .npy and a labels CSV (``label`` and the truth
 in ``original_label``) under bench/.data/, then scanned as a user would:
 ``noiseaudit scan --features x.npy labels.csv -o report.parquet --json --quiet``, in a subprocess
-whose wall time and peak RSS (``ru_maxrss``) are measured. For reference, the same interpreter
+whose wall time and own peak RSS (``ru_maxrss``, through a small launcher) are measured. For reference, the same interpreter
 importing noiseaudit and nothing else gives the import-only RSS. The trainer's per-sample state is
 counted from the same objects the scan allocates: the learned rates, the signal recorder, the
 targets and the epoch order. Results: bench/results/scale.json.
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -59,18 +58,22 @@ def make_data(rows: int, dim: int, classes: int, noise: float, seed: int, dest: 
     return x_path, csv_path
 
 
+# A small launcher between this process and the measured one: Linux carries the peak RSS of the address space a
+# child leaves at exec (a copy of its parent's) into the child's ru_maxrss, so a child spawned straight from this
+# process, which has held the generated features, would report at least this process's own peak.
+LAUNCHER = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(r.returncode)")
+
+
 def child_run(cmd: list[str]) -> tuple[subprocess.CompletedProcess, float, float]:
-    """Run ``cmd``; its result, wall seconds and peak RSS in MB (this must be the only child so far)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Run ``cmd`` through the launcher; its result, wall seconds and its own peak RSS in MB."""
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    proc = subprocess.run([sys.executable, "-c", LAUNCHER, *cmd], capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    *rest, peak_kb = proc.stderr.strip().splitlines() or ["0"]
     if proc.returncode not in (0, 1):
-        raise SystemExit(f"{cmd[:4]} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
-    if peak <= before:
-        print("warning: ru_maxrss of children did not grow; the peak below is an earlier child's", file=sys.stderr)
-    return proc, wall, peak / 1024
+        raise SystemExit(f"{cmd[:4]} failed ({proc.returncode}): {chr(10).join(rest)[-2000:]}")
+    return proc, wall, int(peak_kb) / 1024
 
 
 def per_sample_state(rows: int, classes: int) -> dict[str, float]:
