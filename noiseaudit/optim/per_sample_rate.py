@@ -362,8 +362,10 @@ class PerSampleRate:
             if self.reference is None:
                 self.reference, self.trusted_reference = batch_ref, trusted_ref
                 return  # the first batch only builds the reference
-            alignment, given_alignment = self._reference_alignment(err, feats1, probs, targets, self._mixed_reference())
-            toward_trusted = self._trusted_alignment(err, feats1)
+            trusted_units = None if self.trusted_reference is None else unit_references(self.trusted_reference)
+            alignment, given_alignment = self._reference_alignment(err, feats1, probs, targets,
+                                                                   self._mixed_reference(trusted_units))
+            toward_trusted = self._trusted_alignment(err, feats1, trusted_units)
             if toward_trusted is not None:
                 alignment, given_alignment = alignment + toward_trusted, given_alignment + toward_trusted
             self.reference.mul_(self.ema).add_(batch_ref, alpha=1.0 - self.ema)
@@ -379,25 +381,27 @@ class PerSampleRate:
             given = alignment if given_alignment is None else given_alignment
             per_sample_rate_step(self.given_log_rates, index, given + fit, valid, **kernel)
 
-    def _mixed_reference(self) -> torch.Tensor:
-        """The references the alignments are taken against: the data's own, or (with trusted samples) the
-        per-class mix of the data's and the trusted ones, each scaled to unit norm first."""
-        if self.trusted_reference is None:
+    def _mixed_reference(self, trusted_units: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+        """The references the alignments are taken against: the data's own, or (with trusted samples,
+        ``trusted_units`` = :func:`unit_references` of theirs) the per-class mix of the data's and the
+        trusted ones, each scaled to unit norm first."""
+        if trusted_units is None:
             return self.reference
         own, _ = unit_references(self.reference)
-        trusted, seen = unit_references(self.trusted_reference)
+        trusted, seen = trusted_units
         weight = (self.trusted_weight * seen.to(own.dtype))[:, None, None]  # a class without trusted samples: own
         return (1.0 - weight) * own + weight * trusted
 
-    def _trusted_alignment(self, err: torch.Tensor, feats1: torch.Tensor) -> torch.Tensor | None:
+    def _trusted_alignment(self, err: torch.Tensor, feats1: torch.Tensor,
+                           trusted_units: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor | None:
         """``trusted_all_weight`` * cos(g_i, sum_c T_c/|T_c|): each sample against every class's trusted
         reference at once. A wrong label of a sample that looks like class a meets the trusted samples of a,
         whose gradients oppose its own (the direction in which Ren et al.'s L2RW reweights against a clean
         set). None without trusted samples, or until every class has some: against a sum missing a class,
         that class's samples would all lose rate."""
-        if self.trusted_reference is None or self.trusted_all_weight == 0.0:
+        if trusted_units is None or self.trusted_all_weight == 0.0:
             return None
-        trusted, seen = unit_references(self.trusted_reference)
+        trusted, seen = trusted_units
         if not bool(seen.all()):
             return None
         total = trusted.sum(dim=0, keepdim=True)
