@@ -97,9 +97,11 @@ def test_trusted_file_errors_are_one_line_exit_2(noisy_digits, tmp_path, text, l
 def test_missing_or_empty_trusted_file_is_an_error(noisy_digits, tmp_path, name, message):
     images, csv = noisy_digits
     (tmp_path / "empty.csv").write_text("")
+    out = tmp_path / "report.parquet"  # not the default ./report.parquet, which the quick start leaves behind
     result = CliRunner().invoke(app, ["scan", str(images), str(csv), "--label-col", "digit", "--trusted",
-                                      str(tmp_path / name), "--device", "cpu", "--quiet"])
+                                      str(tmp_path / name), "-o", str(out), "--device", "cpu", "--quiet"])
     assert result.exit_code == 2 and result.stderr.strip() == f"error: {tmp_path / name}: {message}"
+    assert not out.exists()
 
 
 def test_trusted_keys_of_a_features_scan(tmp_path):
