@@ -144,17 +144,19 @@ def run_cell(name: str, x: np.ndarray, y: np.ndarray, cell: str, seed: int, epoc
     return out
 
 
-# Extra rows (issue: two-regime and DBA): name -> (method, schedule, signals scored as name[_suffix]).
-EXTRAS = {"two-regime": ("learned-lr", "two-regime"), "cosine": ("learned-lr", "cosine"),
-          "step": ("learned-lr", "step"), "dba": ("dba", "constant")}
+# Extra rows (two-regime and DBA; MLR-SNet and layer-wise): name -> (method, TrainConfig fields); signals are
+# scored as name[_suffix].
+EXTRAS = {"two-regime": ("learned-lr", {"schedule": "two-regime"}), "cosine": ("learned-lr", {"schedule": "cosine"}),
+          "step": ("learned-lr", {"schedule": "step"}), "dba": ("dba", {}),
+          "mlr-snet": ("learned-lr", {"schedule": "mlr-snet"}), "layerwise": ("learned-lr", {"layerwise": True})}
 
 
 def run_extra(cell: dict, x: np.ndarray, y: np.ndarray, extra: str, device: str) -> None:
     """Add one extra method's signals to an existing cell (same noise, seed and epochs)."""
     noisy = make_noise(x, y, cell["noise"], cell["seed"], device)
     truth, labels = noisy.is_noisy, noisy.labels
-    method, schedule = EXTRAS[extra]
-    r = run(x, labels, TrainConfig(epochs=cell["epochs"], method=method, schedule=schedule), cell["seed"], device)
+    method, options = EXTRAS[extra]
+    r = run(x, labels, TrainConfig(epochs=cell["epochs"], method=method, **options), cell["seed"], device)
     s, disagrees = r.result.signals, r.result.probs.argmax(1) != labels
     cell["signals"][extra] = score_signal(truth, ranking_score(s, method), s["loss"], disagrees, cell["seed"])
     for part in ("large", "small"):
@@ -221,7 +223,8 @@ def _fmt(v: float) -> str:
 
 def summarise_extras(groups: dict[tuple[str, str], list[dict]], baselines: tuple[str, ...]) -> str:
     """AP of each extra row beside learned-lr (constant schedule) and the best baseline, per cell."""
-    names = [e for e in ("two-regime", "two-regime_large", "two-regime_small", "cosine", "step", "dba")
+    names = [e for e in ("two-regime", "two-regime_large", "two-regime_small", "cosine", "step", "dba", "mlr-snet",
+                         "layerwise")
              if any(e in c["signals"] for cs in groups.values() for c in cs)]
     if not names:
         return ""

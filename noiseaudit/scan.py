@@ -39,6 +39,7 @@ from noiseaudit.errors import InputError, NoiseAuditWarning, UsageError
 from noiseaudit.model_io import save_model
 from noiseaudit.models import FEATURE_MODELS, MODELS, build_feature_model, build_model, default_model
 from noiseaudit.optim import META_OBJECTIVES
+from noiseaudit.optim.layerwise import RULES as LAYERWISE_RULES
 from noiseaudit.optim.schedule import SCHEDULES
 from noiseaudit.report.build import add_skipped, build_report, carried_columns
 from noiseaudit.report.io import check_writable, write_report
@@ -71,6 +72,8 @@ class ScanConfig:
     margin_weight: float = 0.5
     meta: str = "auto"
     schedule: str = "constant"
+    layerwise: bool = False  # per-layer rate multipliers (noiseaudit.optim.layerwise)
+    layerwise_rule: str = "grad-norm"
     augment: bool | None = None
     device: str = "auto"
     seed: int = 0
@@ -117,6 +120,9 @@ class ScanConfig:
             raise UsageError(f"--margin-weight must be non-negative, got {self.margin_weight}")
         if self.schedule not in SCHEDULES:
             raise UsageError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        if self.layerwise_rule not in LAYERWISE_RULES:
+            raise UsageError(f"unknown --layerwise-rule {self.layerwise_rule!r}; choose one of "
+                             f"{', '.join(LAYERWISE_RULES)}")
         if self.on_bad_image not in BAD_IMAGE_POLICIES:
             raise UsageError(f"--on-bad-image must be one of {', '.join(BAD_IMAGE_POLICIES)}, "
                              f"got {self.on_bad_image!r}")
@@ -302,7 +308,8 @@ def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, 
                             hyper_lr=cfg.hyper_lr, margin_weight=cfg.margin_weight, meta=cfg.meta,
                             augment=bool(cfg.augment) and not plan.frozen_bottom, schedule=cfg.schedule,
                             precision="fp32" if plan.name is None else plan.precision,
-                            trusted_weight=cfg.trusted_weight)
+                            trusted_weight=cfg.trusted_weight, layerwise=cfg.layerwise,
+                            layerwise_rule=cfg.layerwise_rule)
     step_cb: StepCallback | None = None
     if on_progress is not None:
         steps_total = cfg.epochs
@@ -374,6 +381,7 @@ def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, 
                      "reason": b.reason} for b in data.skipped],
         "epoch_losses": result.epoch_losses,
         "two_regime_switch_epoch": result.switch_epoch,
+        "layer_multipliers": result.layer_multipliers,
         "recoveries": result.recoveries,
         "timings": timings,
     }
@@ -424,7 +432,7 @@ def prepare(cfg: ScanConfig, source: LabeledSource, device: torch.device, on_pro
 
 # Options that change what training computes; any change makes a checkpoint unusable.
 TRAINING_OPTIONS = ("method", "epochs", "batch_size", "lr", "hyper_lr", "margin_weight", "meta", "schedule", "augment",
-                    "seed", "trusted_weight")
+                    "seed", "trusted_weight", "layerwise", "layerwise_rule")
 
 
 def training_fingerprint(cfg: ScanConfig, model_name: str, data: SampleData, source: LabeledSource) -> dict[str, Any]:

@@ -7,7 +7,9 @@ rates, which are then updated from the same forward pass (see
 rates and records the same loss and margin signals; ``dba`` updates each step
 with the subset of the batch chosen by Dynamic Batch Adaptation
 (:mod:`noiseaudit.optim.dba`) and records how often each sample is chosen.
-The base learning rate follows ``schedule`` (:mod:`noiseaudit.optim.schedule`).
+The base learning rate follows ``schedule`` (:mod:`noiseaudit.optim.schedule`), and with
+``layerwise`` each layer's rate is scaled by a multiplier from its own gradients
+(:mod:`noiseaudit.optim.layerwise`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from noiseaudit.distributed import Distributed, FeaturesAndLogits
 from noiseaudit.errors import NoiseAuditError
 from noiseaudit.optim import PerSampleRate
 from noiseaudit.optim.dba import DynamicBatchAdaptation
+from noiseaudit.optim.layerwise import LayerwiseRates, layer_groups
 from noiseaudit.optim.schedule import LRSchedule
 from noiseaudit.signals import SignalRecorder, choose_rates
 
@@ -57,6 +60,8 @@ class TrainConfig:
     optimizer: str = "sgd"  # the base optimizer: "sgd" (momentum, weight decay) or "adam" (lr, weight decay)
     trusted_weight: float = 0.5  # with trusted samples (data.trusted): weight of their class references
     trusted_rate: float = 1.0  # with trusted samples: their fixed rate
+    layerwise: bool = False  # scale each layer's rate by a multiplier from its gradients (optim.layerwise)
+    layerwise_rule: str = "grad-norm"  # the multiplier's curvature estimate: "grad-norm" or "secant"
 
 
 @dataclass
@@ -67,6 +72,7 @@ class TrainResult:
     rate_choice: dict[str, object]  # meta="auto": which rates rank, and why (empty otherwise)
     recoveries: list[dict[str, Any]] = field(default_factory=list)  # non-finite epochs rolled back
     switch_epoch: int | None = None  # two-regime: epochs trained at the large step
+    layer_multipliers: dict[str, float] = field(default_factory=dict)  # layerwise: each layer's mean multiplier
 
 
 class RunState:
@@ -74,8 +80,9 @@ class RunState:
 
     def __init__(self, model: nn.Module, opt: torch.optim.Optimizer, rates: PerSampleRate | None,
                  recorder: SignalRecorder, schedule: LRSchedule, gen: torch.Generator, base_lr: float,
-                 loss_total: torch.Tensor):
+                 loss_total: torch.Tensor, layerwise: LayerwiseRates | None = None):
         self.model, self.opt, self.rates, self.recorder, self.gen = model, opt, rates, recorder, gen
+        self.layerwise = layerwise
         self.schedule, self.base_lr = schedule, base_lr
         self.epoch, self.step, self.order, self.loss_total = 0, 0, torch.zeros(0, dtype=torch.int64), loss_total
         self.epoch_losses: list[float] = []
@@ -88,6 +95,7 @@ class RunState:
             "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
             "rates": None if self.rates is None else self.rates.state_dict(),
             "recorder": self.recorder.state_dict(), "schedule": self.schedule.state_dict(),
+            "layerwise": None if self.layerwise is None else self.layerwise.state_dict(),
             "base_lr": self.base_lr, "generator": self.gen.get_state(),
             "torch_rng": torch.get_rng_state(), "epoch": self.epoch, "step": self.step, "order": self.order,
             "loss_total": self.loss_total, "epoch_losses": self.epoch_losses, "recoveries": self.recoveries}
@@ -100,6 +108,8 @@ class RunState:
             self.rates.load_state_dict(state["rates"])
         self.recorder.load_state_dict(state["recorder"])
         self.schedule.load_state_dict(state["schedule"])
+        if self.layerwise is not None:
+            self.layerwise.load_state_dict(state["layerwise"])
         self.base_lr = float(state["base_lr"])
         self.gen.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
@@ -198,7 +208,9 @@ def train(data: SampleData, model: nn.Module, cfg: TrainConfig, device: torch.de
     inputs, targets = data.inputs.to(device), data.targets.to(device)
     mean, std = (t.to(device) for t in normaliser(data.inputs, model))
     model.to(device)
-    opt = base_optimizer(cfg, parameter_groups(model))
+    groups = parameter_groups(model)
+    opt = base_optimizer(cfg, layer_groups(model, groups) if cfg.layerwise else groups)
+    layerwise = LayerwiseRates(opt.param_groups, cfg.layerwise_rule) if cfg.layerwise else None
     rates = None
     if cfg.method == "learned-lr":
         rates = PerSampleRate(n, len(data.classes), hyper_lr=cfg.hyper_lr, meta=cfg.meta,
@@ -210,8 +222,9 @@ def train(data: SampleData, model: nn.Module, cfg: TrainConfig, device: torch.de
     dba = DynamicBatchAdaptation(model) if cfg.method == "dba" else None
     recorder = SignalRecorder(n, device, rate_names, count_names=("dba_selected",) if dba is not None else ())
     steps = max(1, -(-n // cfg.batch_size))
-    schedule = LRSchedule(cfg.schedule, cfg.epochs, steps)
-    run = RunState(model, opt, rates, recorder, schedule, gen, cfg.lr, loss_total=torch.zeros((), device=device))
+    schedule = LRSchedule(cfg.schedule, cfg.epochs, steps, base_lr=cfg.lr, num_classes=len(data.classes))
+    run = RunState(model, opt, rates, recorder, schedule, gen, cfg.lr, loss_total=torch.zeros((), device=device),
+                   layerwise=layerwise)
     if resume and checkpoints is not None:
         run.load_state_dict(checkpoints.load())
     net: nn.Module = FeaturesAndLogits(model)
@@ -236,12 +249,14 @@ def train(data: SampleData, model: nn.Module, cfg: TrainConfig, device: torch.de
                 if cfg.augment and data.views == 1 and not data.is_features:
                     x = random_shift_flip(x, gen)
                 y = targets[idx]
-                for group in opt.param_groups:
-                    group["lr"] = run.base_lr * schedule.factor(run.epoch, step) * group["lr_scale"]
                 with autocast(device, cfg.precision):
                     feats, logits = net(x)
                 logits = logits.float()
                 losses = F.cross_entropy(logits, y, reduction="none")
+                mean_loss = batch_loss(losses, dist) if schedule.needs_loss else None
+                base = run.base_lr * schedule.factor(run.epoch, step, mean_loss)
+                for group in opt.param_groups:
+                    group["lr"] = base * group["lr_scale"]
                 selected = None
                 if rates is not None:
                     loss = rates.weighted_loss(losses, idx)
@@ -252,6 +267,9 @@ def train(data: SampleData, model: nn.Module, cfg: TrainConfig, device: torch.de
                     loss = losses.mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                if layerwise is not None:
+                    for group, m in zip(opt.param_groups, layerwise.multipliers([g["lr"] for g in opt.param_groups])):
+                        group["lr"] *= float(m)
                 opt.step()
                 if rates is not None:
                     rates.step(idx, logits, feats, y)
@@ -292,7 +310,14 @@ def train(data: SampleData, model: nn.Module, cfg: TrainConfig, device: torch.de
         probs = predict(model, inputs, mean, std, batch_size=max(cfg.batch_size, 512))
     signals, choice = choose_rates(recorder.summary(), data.targets.numpy(), probs.argmax(axis=1), len(data.classes))
     return TrainResult(signals=signals, probs=probs, epoch_losses=run.epoch_losses, rate_choice=choice,
-                       recoveries=run.recoveries, switch_epoch=schedule.switch_epoch)
+                       recoveries=run.recoveries, switch_epoch=schedule.switch_epoch,
+                       layer_multipliers={} if layerwise is None else layerwise.summary())
+
+
+def batch_loss(losses: torch.Tensor, dist: Distributed | None) -> float:
+    """The batch's mean training loss, averaged over the ranks under torchrun (so that all step alike)."""
+    mean = losses.detach().mean()
+    return float(mean if dist is None else dist.mean_(mean.clone()))
 
 
 def autocast(device: torch.device, precision: str) -> Any:

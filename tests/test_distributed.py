@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from scipy.stats import spearmanr
 
 from noiseaudit import read_report, scan
@@ -28,3 +29,23 @@ def test_two_process_torchrun_matches_one_process(noisy_digits, tmp_path):
     assert rho >= 0.95, rho
     truth = ddp["given_label"] != ddp["original_label"]
     assert (ddp["is_suspect"] & truth).sum() >= 0.9 * truth.sum()
+
+
+def test_two_process_torchrun_with_mlr_snet_and_layerwise_rates(noisy_digits, tmp_path):
+    """Both ranks must step alike: the schedule net reads the loss averaged over the ranks, and the
+    layer multipliers come from the all-reduced gradients; the result then matches one process."""
+    images, csv = noisy_digits
+    out = tmp_path / "ddp.parquet"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    options = ["--epochs", "6", "--device", "cpu", "--seed", "1", "--schedule", "mlr-snet", "--layerwise"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "noiseaudit.cli", "scan", str(images), str(csv), "--label-col", "digit", "-o", str(out),
+           "--quiet", *options]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ddp, meta = read_report(out)
+    assert meta["world_size"] == 2 and meta["config"]["schedule"] == "mlr-snet" and meta["layer_multipliers"]
+    single = scan(images, csv, label_col="digit", epochs=6, device="cpu", seed=1, schedule="mlr-snet", layerwise=True)
+    multipliers = single.attrs["noiseaudit"]["layer_multipliers"]
+    assert meta["layer_multipliers"] == pytest.approx(multipliers, rel=0.05)
+    assert spearmanr(single["learned_lr"], ddp["learned_lr"]).statistic >= 0.95

@@ -147,8 +147,16 @@ def scan_command(
     meta: Annotated[str, typer.Option(help="Meta-objective of the rate update: given, given+predicted "
                                           "(better on class-pair confusions), or auto (learn both, rank by "
                                           "the one the disagreement structure favours).")] = "auto",
-    schedule: Annotated[str, typer.Option(help="Base LR schedule: constant, cosine, step, or two-regime "
-                                              "(large step until the loss plateaus, then a tenth).")] = "constant",
+    schedule: Annotated[str, typer.Option(help="Base LR schedule: constant, cosine, step, two-regime "
+                                              "(large step until the loss plateaus, then a tenth), or mlr-snet "
+                                              "(a shipped schedule network sets each step's rate from the "
+                                              "batch loss; --lr is then not used).")] = "constant",
+    layerwise: Annotated[bool, typer.Option(help="Scale each layer's rate by 1 + ln(1 + 1/(|g_l| + eps)) of its "
+                                                 "gradient g_l (a small gradient, a flat region: a larger "
+                                                 "step).")] = False,
+    layerwise_rule: Annotated[str, typer.Option(help="With --layerwise: grad-norm (the formula above) or secant "
+                                                     "(a running curvature estimate, gradient change over "
+                                                     "parameter change).")] = "grad-norm",
     augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="From scratch or with "
                                                     "--finetune all: random shifts and flips; with --finetune "
                                                     "top or none: a cached mirror image of each photo, one of the "
@@ -190,7 +198,8 @@ def scan_command(
         options: dict[str, Any] = dict(
             output=output, overwrite=overwrite, on_progress=on_progress, label_col=label_col, model=model,
             backbone=backbone, method=method, epochs=epochs, batch_size=batch_size, lr=lr, hyper_lr=hyper_lr,
-            margin_weight=margin_weight, meta=meta, schedule=schedule, resume=resume,
+            margin_weight=margin_weight, meta=meta, schedule=schedule, layerwise=layerwise,
+            layerwise_rule=layerwise_rule, resume=resume,
             checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir), noise_rate=noise_rate,
             device=device, seed=seed, force=force, trusted=None if trusted is None else str(trusted),
             trusted_weight=trusted_weight, save_model=None if save_model is None else str(save_model))

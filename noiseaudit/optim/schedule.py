@@ -7,6 +7,11 @@ at the large step (at least ``min_large`` of them) the relative drop of the mean
 is compared with ``plateau``; once it falls below, the next epoch starts the small regime. So
 that a small regime always exists, the switch happens at the latest after ``max_large`` of the
 epochs.
+
+``mlr-snet`` sets the rate of every step from the batch's mean training loss through the frozen,
+meta-trained schedule network shipped with the package (:mod:`noiseaudit.optim.mlr_snet`). It
+replaces the base rate: the factor is the net's rate over the nominal ``base_lr``, so that only a
+divergence recovery (which halves the run's base rate) still scales it.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-SCHEDULES = ("constant", "cosine", "step", "two-regime")
+SCHEDULES = ("constant", "cosine", "step", "two-regime", "mlr-snet")
 
 
 class LRSchedule:
@@ -22,7 +27,7 @@ class LRSchedule:
 
     Parameters
     ----------
-    name : {"constant", "cosine", "step", "two-regime"}
+    name : {"constant", "cosine", "step", "two-regime", "mlr-snet"}
     epochs, steps_per_epoch : int
     small : float
         two-regime: the small step as a fraction of the large one; step: the decay factor.
@@ -32,10 +37,15 @@ class LRSchedule:
         two-regime: epochs at the large step before a plateau is looked for.
     max_large : float
         two-regime: fraction of the epochs after which the switch is forced.
+    base_lr : float
+        mlr-snet: the nominal base rate the net's rate is divided by (the factor times it is the rate).
+    num_classes : int
+        mlr-snet: the class count in the net's bound gamma.
     """
 
     def __init__(self, name: str, epochs: int, steps_per_epoch: int, *, small: float = 0.1,
-                 plateau: float = 0.05, min_large: int = 2, max_large: float = 0.7):
+                 plateau: float = 0.05, min_large: int = 2, max_large: float = 0.7, base_lr: float = 1.0,
+                 num_classes: int = 10):
         if name not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {name!r}")
         if not 0.0 < small <= 1.0 or not 0.0 <= plateau < 1.0 or not 0.0 < max_large <= 1.0:
@@ -45,8 +55,24 @@ class LRSchedule:
         self.small, self.plateau, self.min_large = small, plateau, min_large
         self.max_large_epochs = max(1, math.ceil(max_large * epochs))
         self.switch_epoch: int | None = None  # two-regime: epochs trained at the large step
+        self.base_lr = base_lr
+        self.mlr_snet = None
+        if name == "mlr-snet":
+            from noiseaudit.optim.mlr_snet import MLRSNetSchedule
 
-    def factor(self, epoch: int, step: int) -> float:
+            self.mlr_snet = MLRSNetSchedule(num_classes)
+
+    @property
+    def needs_loss(self) -> bool:
+        """True when :meth:`factor` needs the batch's mean loss (mlr-snet)."""
+        return self.mlr_snet is not None
+
+    def factor(self, epoch: int, step: int, loss: float | None = None) -> float:
+        """The multiplier of the base rate at this step; ``loss``: the batch's mean loss (mlr-snet only)."""
+        if self.mlr_snet is not None:
+            if loss is None:
+                raise ValueError("the mlr-snet schedule needs the batch's mean loss")
+            return self.mlr_snet.rate(loss) / self.base_lr
         if self.name == "cosine":
             t = (epoch * self.steps + step) / (self.epochs * self.steps)
             return 0.5 * (1.0 + math.cos(math.pi * t))
@@ -69,9 +95,12 @@ class LRSchedule:
         return False
 
     def state_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "switch_epoch": self.switch_epoch}
+        return {"name": self.name, "switch_epoch": self.switch_epoch,
+                "mlr_snet": None if self.mlr_snet is None else self.mlr_snet.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["name"] != self.name:
             raise ValueError(f"schedule state is for {state['name']!r}, this schedule is {self.name!r}")
         self.switch_epoch = state["switch_epoch"]
+        if self.mlr_snet is not None:
+            self.mlr_snet.load_state_dict(state["mlr_snet"])
