@@ -41,7 +41,7 @@ from fashion_mnist import load_fashion_mnist
 
 from noiseaudit.models import build_model
 from noiseaudit.noise import inject_noise
-from noiseaudit.optim.mlr_snet import SHIPPED, MLRSNet, gamma, meta_objective, save_weights
+from noiseaudit.optim.mlr_snet import SHIPPED, MLRSNet, MLRSNetSchedule, gamma, meta_objective, save_weights
 from noiseaudit.runtime import seed_everything
 from noiseaudit.train import as_input, normaliser, predict
 
@@ -64,12 +64,12 @@ class Learner:
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, seed: int, net: MLRSNet, constant: float | None = None):
         self.gen = seed_everything(seed)
-        self.x, self.y, self.net, self.constant = x, y, net, constant
+        self.x, self.y, self.constant = x, y, constant
+        self.schedule = MLRSNetSchedule(10, net)  # the shared net, live: its LSTM state and gamma per learner
         self.model = build_model("small-cnn", 1, 28, 10)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=START_RATE, momentum=MOMENTUM,
                                    weight_decay=WEIGHT_DECAY)
         self.mean, self.std = normaliser(x, self.model)
-        self.state, self.gamma = net.initial_state(), None
         self.epoch, self.batches, self.steps = 0, [], 0
         self.rates: list[list[float]] = []
 
@@ -91,22 +91,19 @@ class Learner:
         self.opt.zero_grad(set_to_none=True)
         losses.mean().backward()
         loss = losses.detach().mean()
-        if self.gamma is None:
-            self.gamma = gamma(float(loss), 10)
+        bound = self.schedule.bound(float(loss))
         meta_loss = None
         if meta is not None and net_opt is not None:
             ahead = [torch.randint(0, len(self.y), (BATCH,), generator=self.gen) for _ in range(lookahead)]
-            value = meta_objective(self.net, self.state, loss, self.gamma, self.model, self.opt, meta[0], meta[1],
-                                   MOMENTUM, WEIGHT_DECAY,
+            value = meta_objective(self.schedule.net, self.schedule.state, loss, bound, self.model, self.opt,
+                                   meta[0], meta[1], MOMENTUM, WEIGHT_DECAY,
                                    [(as_input(self.x[a], self.mean, self.std), self.y[a]) for a in ahead])
             net_opt.zero_grad(set_to_none=True)
             value.backward()
             net_opt.step()
             meta_loss = float(value.detach())
-        with torch.no_grad():
-            fraction, state = self.net(loss, self.state)
-        self.state = (state[0].detach(), state[1].detach())
-        rate = self.constant if self.constant is not None else self.gamma * float(fraction)
+        rate = self.schedule.rate(float(loss))  # the state advances under the constant rate too
+        rate = self.constant if self.constant is not None else rate
         for group in self.opt.param_groups:
             group["lr"] = rate
         self.opt.step()
@@ -118,7 +115,7 @@ class Learner:
         return round(float((predict(self.model, x, self.mean, self.std).argmax(1) == y).mean()), 4)
 
     def summary(self) -> dict:
-        return {"gamma": self.gamma, "rate_per_epoch": [round(float(np.mean(r)), 5) for r in self.rates]}
+        return {"gamma": self.schedule.gamma, "rate_per_epoch": [round(float(np.mean(r)), 5) for r in self.rates]}
 
 
 def main() -> None:

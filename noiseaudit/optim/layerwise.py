@@ -18,7 +18,7 @@ included) and a multiplier from one of two curvature estimates:
     could take a larger step, near or above it the rate stays at :math:`t`. The first step (no
     history yet) uses :math:`m_l = 1`.
 
-Which one ships as the default, and why, is in ``bench/README.md`` ("Layer-wise rates").
+Which one ships as the default, and why, is in ``bench/README.md`` ("MLR-SNet and layer-wise rates").
 :class:`LayerwiseRates` multiplies the learning rate of each parameter group after
 ``backward()`` and before the base optimizer's ``step()``; its statistics (the secant rule's
 previous gradients and parameters and its averages, and every layer's running mean multiplier)
@@ -51,14 +51,10 @@ def layer_groups(model: nn.Module, groups: list[dict[str, Any]]) -> list[dict[st
     return out
 
 
-def grad_norm_multipliers(grad_norms: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """1 + ln(1 + 1/(||g_l|| + eps)) for a vector of per-layer gradient norms."""
-    return 1.0 + torch.log1p(1.0 / (grad_norms + eps))
-
-
-def secant_multipliers(step_curvature: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """1 + ln(1 + 1/(t kappa_l + eps)) for a vector of t * kappa_l."""
-    return 1.0 + torch.log1p(1.0 / (step_curvature + eps))
+def log_multipliers(curvature: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """1 + ln(1 + 1/(c_l + eps)) for a vector of per-layer curvature stand-ins c_l: the gradient
+    norms ||g_l|| (grad-norm) or t * kappa_l (secant)."""
+    return 1.0 + torch.log1p(1.0 / (curvature + eps))
 
 
 def _norms(tensors: list[list[torch.Tensor]]) -> torch.Tensor:
@@ -107,7 +103,7 @@ class LayerwiseRates:
         """
         grads = [[p.grad for p in self._params(i)] or [torch.zeros(1)] for i in range(len(self.groups))]
         if self.rule == "grad-norm":
-            mult = grad_norm_multipliers(_norms(grads).double().cpu(), self.eps)
+            mult = log_multipliers(_norms(grads).double().cpu(), self.eps)
         else:
             mult = self._secant(base_rates)
         self.steps += 1
@@ -122,12 +118,11 @@ class LayerwiseRates:
                          for cur, old in zip(now, self.previous)]).double().cpu()
             dp = _norms([[p - p0 for (p, _), (p0, _) in zip(cur, old)] or [torch.zeros(1)]
                          for cur, old in zip(now, self.previous)]).double().cpu()
-            first = self.steps == 1
-            a = 0.0 if first else self.ema
+            a = self.ema if self.steps > 1 else 0.0  # the first pair of steps starts the averages
             self.grad_change = a * self.grad_change + (1 - a) * dg
             self.param_change = a * self.param_change + (1 - a) * dp
             kappa = self.grad_change / self.param_change.clamp_min(1e-30)
-            mult = secant_multipliers(torch.tensor(base_rates, dtype=torch.float64) * kappa, self.eps)
+            mult = log_multipliers(torch.tensor(base_rates, dtype=torch.float64) * kappa, self.eps)
         self.previous = now
         return mult
 

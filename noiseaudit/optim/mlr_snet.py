@@ -139,18 +139,24 @@ class MLRSNetSchedule:
     """
 
     def __init__(self, num_classes: int, net: MLRSNet | None = None):
-        self.net = (load_shipped() if net is None else net).requires_grad_(False)
+        self.net = load_shipped() if net is None else net  # a given net is used as it is (meta-training)
         self.num_classes = num_classes
         self.state = self.net.initial_state()
         self.initial_loss: float | None = None
         self.gamma: float | None = None
 
-    @torch.no_grad()
-    def rate(self, loss: float) -> float:
+    def bound(self, loss: float) -> float:
+        """gamma, fixed by the first loss it is given."""
         if self.gamma is None:
             self.initial_loss, self.gamma = float(loss), gamma(loss, self.num_classes)
+        return self.gamma
+
+    @torch.no_grad()
+    def rate(self, loss: float) -> float:
+        """The rate for a batch of this mean loss; advances the LSTM state."""
+        bound = self.bound(loss)
         fraction, self.state = self.net(torch.tensor(float(loss)), self.state)
-        return self.gamma * float(fraction)
+        return bound * float(fraction)
 
     def state_dict(self) -> dict[str, Any]:
         return {"hx": self.state[0].clone(), "cx": self.state[1].clone(), "initial_loss": self.initial_loss,
