@@ -148,7 +148,10 @@ def run_cell(name: str, x: np.ndarray, y: np.ndarray, cell: str, seed: int, epoc
 # scored as name[_suffix].
 EXTRAS = {"two-regime": ("learned-lr", {"schedule": "two-regime"}), "cosine": ("learned-lr", {"schedule": "cosine"}),
           "step": ("learned-lr", {"schedule": "step"}), "dba": ("dba", {}),
-          "mlr-snet": ("learned-lr", {"schedule": "mlr-snet"}), "layerwise": ("learned-lr", {"layerwise": True})}
+          "mlr-snet": ("learned-lr", {"schedule": "mlr-snet"}), "layerwise": ("learned-lr", {"layerwise": True}),
+          # a diagnostic: the constant schedule at the level the frozen MLR-SNet settles to (0.034-0.035 whatever the
+          # loss it reads), to tell its level from its shape
+          "mlr-snet-level": ("learned-lr", {"lr": 0.0345})}
 
 
 def run_extra(cell: dict, x: np.ndarray, y: np.ndarray, extra: str, device: str) -> None:
@@ -224,7 +227,7 @@ def _fmt(v: float) -> str:
 def summarise_extras(groups: dict[tuple[str, str], list[dict]], baselines: tuple[str, ...]) -> str:
     """AP of each extra row beside learned-lr (constant schedule) and the best baseline, per cell."""
     names = [e for e in ("two-regime", "two-regime_large", "two-regime_small", "cosine", "step", "dba", "mlr-snet",
-                         "layerwise")
+                         "mlr-snet-level", "layerwise")
              if any(e in c["signals"] for cs in groups.values() for c in cs)]
     if not names:
         return ""

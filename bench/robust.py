@@ -44,6 +44,7 @@ from noiseaudit.backbone import BackbonePlan, autocast_precision, build_top, enc
 from noiseaudit.data.cache import DecodeCache
 from noiseaudit.data.dataset import SampleData, load_dataset
 from noiseaudit.data.source import load_source
+from noiseaudit.errors import NoiseAuditError
 from noiseaudit.models import build_model, default_model
 from noiseaudit.models.efficientnet import NAME
 from noiseaudit.runtime import seed_everything
@@ -167,10 +168,13 @@ def sweep(bench: Fmnist | CifarWorse, methods: list[str], previous: dict, save: 
         scores = out["scores"].setdefault(method, {})
         for setting in SWEEP[bench.family][method]:
             if label(setting) not in scores:
-                res = bench.run(fit, labels, train_config(method, setting, bench.base), 0, held_x, labels[held])
+                try:
+                    res = bench.run(fit, labels, train_config(method, setting, bench.base), 0, held_x, labels[held])
+                except NoiseAuditError as err:  # the trainer refuses a collapsed model: this setting loses
+                    res = {"accuracy": 0.0, "refused": str(err)}
                 scores[label(setting)] = {**setting, **res}
                 print(f"sweep {cell} {method} {label(setting)}: noisy-val acc {res['accuracy']:.4f} "
-                      f"({res['train_s']} s)", flush=True)
+                      f"({res.get('train_s', '-')} s)", flush=True)
                 save(out)
         best = max(scores.values(), key=lambda r: r["accuracy"])
         out["chosen"][method] = {k: best[k] for k in ("lr", "hyper_lr") if k in best}

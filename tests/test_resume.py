@@ -176,3 +176,33 @@ def test_persistent_divergence_is_a_clear_error():
     with pytest.raises(NoiseAuditError, match="diverged at epoch 1.*lower --lr"):
         train(data, _Exploding(bad_epoch=0, steps=10**9), TrainConfig(epochs=2, lr=float("inf")),
               torch.device("cpu"), torch.Generator().manual_seed(0))
+
+
+def test_a_collapsed_learned_rate_model_is_a_clear_error():
+    """Too large a rate step drives the rates to their bounds and the model to a constant while the loss stays
+    finite (measured: digits, 40% symmetric noise, lr 0.02, hyper-lr 0.5 give 10% accuracy); the trainer refuses
+    to hand that model's ranking on."""
+    from noiseaudit.models import build_model, default_model
+    from noiseaudit.noise import inject_symmetric
+    from noiseaudit.runtime import seed_everything
+
+    data = _digits_dataset()
+    data.targets = torch.from_numpy(inject_symmetric(data.targets.numpy(), 0.4, 10, seed=0).labels)
+    gen = seed_everything(0)
+    model = build_model(default_model(1, 8), 1, 8, 10)
+    with pytest.raises(NoiseAuditError, match=r"training collapsed: the model agrees with \d+\.\d% .* lower --hyper-lr"):
+        train(data, model, TrainConfig(epochs=20, lr=0.02, hyper_lr=0.5), torch.device("cpu"), gen)
+
+
+def test_the_collapse_check_passes_a_better_model_and_rates_inside_their_bounds():
+    from noiseaudit.optim import PerSampleRate
+    from noiseaudit.train import refuse_collapse
+
+    targets = np.repeat(np.arange(4), 25)
+    rates = PerSampleRate(100, 4)
+    constant = np.zeros(100, dtype=np.int64)
+    refuse_collapse(constant, targets, rates)  # no better than a guess, but the rates are where they started
+    rates.log_rates[:20] = rates.log_max
+    refuse_collapse(np.where(np.arange(100) % 10 < 4, targets, 0), targets, rates)  # 55% against 25%: fine
+    with pytest.raises(NoiseAuditError, match=r"agrees with 25\.0% .* most common one \(25\.0%\), and 20% of"):
+        refuse_collapse(constant, targets, rates)
