@@ -65,6 +65,11 @@ def domains(seed: int) -> dict[str, np.ndarray]:
             "x_test_target": (255 - xt)[:, None], "x_test_source": xt[:, None], "y_test": yt}
 
 
+def noisy(d: dict, noise: str, seed: int) -> np.ndarray:
+    """The 10,000's labels: clean for ``none``, else with the bench cell's noise drawn by ``seed``."""
+    return d["y"] if noise == "none" else make_noise(d["x"], d["y"], noise, seed).labels
+
+
 def accuracy(model: torch.nn.Module, data, x: np.ndarray, y: np.ndarray) -> float:
     mean, std = normaliser(data.inputs, model)
     return float((predict(model, torch.from_numpy(x), mean, std).argmax(1) == y).mean())
@@ -153,9 +158,6 @@ def main() -> None:
     ap.add_argument("--weight", type=float, default=1.0, help="trusted_weight of the target set's references")
     args = ap.parse_args()
     rows, chosen = [], {}
-    def noisy(d: dict, noise: str, seed: int) -> np.ndarray:
-        return d["y"] if noise == "none" else make_noise(d["x"], d["y"], noise, seed).labels
-
     for noise in args.noise.split(","):
         d0 = domains(0)
         chosen[noise] = choose(d0, noisy(d0, noise, 0), args.epochs, args.weight)

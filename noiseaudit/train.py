@@ -312,9 +312,10 @@ def train(data: SampleData, model: nn.Module, cfg: TrainConfig, device: torch.de
         dist.end_training(recorder.sums())
     with autocast(device, cfg.precision):
         probs = predict(model, inputs, mean, std, batch_size=max(cfg.batch_size, 512))
+    predicted, targets = probs.argmax(axis=1), data.targets.numpy()
     if rates is not None:
-        refuse_collapse(probs.argmax(axis=1), data.targets.numpy(), rates)
-    signals, choice = choose_rates(recorder.summary(), data.targets.numpy(), probs.argmax(axis=1), len(data.classes))
+        refuse_collapse(predicted, targets, rates)
+    signals, choice = choose_rates(recorder.summary(), targets, predicted, len(data.classes))
     return TrainResult(signals=signals, probs=probs, epoch_losses=run.epoch_losses, rate_choice=choice,
                        recoveries=run.recoveries, switch_epoch=schedule.switch_epoch,
                        layer_multipliers={} if layerwise is None else layerwise.summary())
@@ -322,8 +323,9 @@ def train(data: SampleData, model: nn.Module, cfg: TrainConfig, device: torch.de
 
 def refuse_collapse(predicted: np.ndarray, targets: np.ndarray, rates: PerSampleRate) -> None:
     """Raise if the model trained under learned rates is no better than always predicting the most common given
-    label while many of its rates sit at their bounds: too large a rate step (--hyper-lr) can drive the rates to their bounds and the model to a constant,
-    with a finite loss that the divergence check does not see, and a ranking that would mean nothing."""
+    label while many of its rates sit at their bounds: too large a rate step (--hyper-lr) can drive the rates to
+    their bounds and the model to a constant, with a finite loss that the divergence check does not see, and a
+    ranking that would mean nothing."""
     agreement = float((predicted == targets).mean())
     constant = float(np.bincount(targets).max()) / len(targets)
     log_rates = rates.log_rates.float()
@@ -332,7 +334,8 @@ def refuse_collapse(predicted: np.ndarray, targets: np.ndarray, rates: PerSample
         return  # a tiny or hard dataset can leave a weak model too, but with its rates inside their bounds
     raise NoiseAuditError(f"training collapsed: the model agrees with {agreement:.1%} of the given labels, no better "
                           f"than always predicting the most common one ({constant:.1%}), and {at_bounds:.0%} of the "
-                          f"learned rates sit at their bounds; try a lower --hyper-lr (this run's was {rates.hyper_lr:g})")
+                          f"learned rates sit at their bounds; try a lower --hyper-lr (this run's was "
+                          f"{rates.hyper_lr:g})")
 
 
 def batch_loss(losses: torch.Tensor, dist: Distributed | None) -> float:

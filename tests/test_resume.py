@@ -190,7 +190,8 @@ def test_a_collapsed_learned_rate_model_is_a_clear_error():
     data.targets = torch.from_numpy(inject_symmetric(data.targets.numpy(), 0.4, 10, seed=0).labels)
     gen = seed_everything(0)
     model = build_model(default_model(1, 8), 1, 8, 10)
-    with pytest.raises(NoiseAuditError, match=r"training collapsed: the model agrees with \d+\.\d% .* lower --hyper-lr"):
+    collapsed = r"training collapsed: the model agrees with \d+\.\d% .* lower --hyper-lr"
+    with pytest.raises(NoiseAuditError, match=collapsed):
         train(data, model, TrainConfig(epochs=20, lr=0.02, hyper_lr=0.5), torch.device("cpu"), gen)
 
 
