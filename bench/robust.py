@@ -4,6 +4,8 @@
     python bench/robust.py --cells cifar10n-worse        # CIFAR-10N worse through the backbone (slow on CPU)
     python bench/robust.py --cells sym40 --seeds 0       # one cell, one seed
     python bench/robust.py --cells sym40,clean --methods learned-lr-cosine,sgd-cosine   # both under a cosine decay
+    python bench/robust.py --cells sym40 --methods learned-lr,sgd --sweeps bench/results/robust.json \
+        --out bench/results/robust_rerun.json            # train again at the settings chosen there
 
 Three ways to train the same model on the same noisy labels, each at its best measured learning rate:
 
@@ -222,8 +224,10 @@ def run_cell(bench: Fmnist | CifarWorse, cell: str, chosen: dict, methods: list[
 
 
 def summarise(runs: dict) -> dict:
+    """Mean and std of each method's clean-test accuracy over its seeds; a method with no runs yet (its setting
+    changed when a sweep was widened) is left out, not summarised as NaN."""
     return {m: {"mean": float(np.mean([r["accuracy"] for r in rs])), "std": float(np.std([r["accuracy"] for r in rs])),
-                "n": len(rs), "seeds": sorted(r["seed"] for r in rs)} for m, rs in runs.items()}
+                "n": len(rs), "seeds": sorted(r["seed"] for r in rs)} for m, rs in runs.items() if rs}
 
 
 def accuracy(summary: dict, method: str) -> str:
@@ -278,11 +282,15 @@ def main() -> None:
     ap.add_argument("--methods", default=",".join(METHODS), help=f"of {', '.join((*METHODS, *COSINE_METHODS))}")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--out", type=Path, default=RESULTS / "robust.json")
+    ap.add_argument("--sweeps", type=Path, help="take the sweeps (and so the chosen settings) from this results file: "
+                    "with a new --out, the runs are trained again at those settings (a rerun on another machine)")
     args = ap.parse_args()
     cells, methods = args.cells.split(","), args.methods.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     results.setdefault("sweeps", {})
+    if args.sweeps:
+        results["sweeps"] = json.loads(args.sweeps.read_text())["sweeps"]
     results.setdefault("cells", {})
     results.update(machine=f"{platform.machine()}, {torch.get_num_threads()} threads", torch=torch.__version__)
 
