@@ -243,7 +243,7 @@ def difference(summary: dict, a: str, b: str) -> str:
     return f"{100 * (summary[a]['mean'] - summary[b]['mean']):+.2f}" if {a, b} <= set(summary) else "–"
 
 
-def markdown(results: dict) -> str:
+def markdown(results: dict, source: str = "robust.json") -> str:
     lines = ["# Clean-test accuracy after training on noisy labels (bench/robust.py)", "",
              f"{results['machine']}; torch {results['torch']}. Mean ± std over seeds, clean test split; the "
              "learning rate of each method picked on seed 0 by a held-out noisy 10% of the training set.", "",
@@ -272,7 +272,7 @@ def markdown(results: dict) -> str:
                          f"{difference(s, 'learned-lr', 'sgd-cosine')} | "
                          + " / ".join(label(c["chosen"][m]) for m in COSINE_METHODS) + " |")
     lines += ["", "Accuracy in %, (n) = seeds. Sweeps (noisy held-out accuracy per lr) and per-seed figures with "
-              "training times are in robust.json."]
+              f"training times are in {source}."]
     return "\n".join(lines) + "\n"
 
 
@@ -297,7 +297,7 @@ def main() -> None:
     def write() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=1))
-        args.out.with_suffix(".md").write_text(markdown(results))
+        args.out.with_suffix(".md").write_text(markdown(results, args.out.name))
 
     fmnist = None
     with tempfile.TemporaryDirectory() as work:
@@ -319,7 +319,7 @@ def main() -> None:
                 write()
 
             keep_cell(run_cell(bench, cell, chosen, methods, seeds, results["cells"].get(cell, {}), keep_cell))
-    print(markdown(results))
+    print(markdown(results, args.out.name))
 
 
 if __name__ == "__main__":
