@@ -126,7 +126,7 @@ def encoder(plan: BackbonePlan, device: torch.device, *, mirrored: bool = False,
         return out.contiguous().cpu().numpy()
 
     views = "-mirrored" if mirrored else ""
-    return Encoder(name=f"{plan.name}-b{plan.split}-{plan.precision}{views}",
+    return Encoder(name=f"{plan.name}-b{plan.split}-{plan.precision}-folded{views}",
                    shape=((2, *shape) if mirrored else shape), dtype="float16", encode=encode, batch_size=batch_size)
 
 

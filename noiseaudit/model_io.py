@@ -49,7 +49,7 @@ from noiseaudit.errors import InputError, UsageError
 from noiseaudit.models import build_feature_model, build_model
 from noiseaudit.report.io import atomic_write
 from noiseaudit.runtime import resolve_device
-from noiseaudit.train import autocast, normaliser, predict
+from noiseaudit.train import PREDICT_BATCH, autocast, normaliser, predict
 
 FORMAT = "noiseaudit-model"
 VERSION = 1
@@ -59,7 +59,7 @@ ProgressCallback = Callable[[str, int, int, dict[str, Any]], None]
 
 
 def save_model(path: str | Path, model: nn.Module, data: SampleData, plan: BackbonePlan, description: str, *,
-               precision: str = "fp32", batch_size: int = 512,
+               precision: str = "fp32", batch_size: int = PREDICT_BATCH,
                standardisation: tuple[np.ndarray, np.ndarray] | None = None) -> Path:
     """Write a trained classifier to ``path`` atomically (temp file, then rename).
 

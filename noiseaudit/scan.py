@@ -45,7 +45,7 @@ from noiseaudit.report.build import add_skipped, build_report, carried_columns
 from noiseaudit.report.io import check_writable, write_report
 from noiseaudit.report.threshold import Threshold, choose_threshold, unranked
 from noiseaudit.runtime import resolve_device, seed_everything
-from noiseaudit.train import METHODS, StepCallback, TrainConfig, train
+from noiseaudit.train import METHODS, PREDICT_BATCH, StepCallback, TrainConfig, train
 
 
 TRUSTED_WEIGHT = 0.5  # weight of the trusted samples' class references (measured in bench/detect.py --trusted)
@@ -333,7 +333,7 @@ def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, 
     timings["train_s"] = time.perf_counter() - t1
     if cfg.save_model is not None and (dist is None or dist.is_main):
         save_model(cfg.save_model, model, data, plan, model_name, precision=train_cfg.precision,
-                   batch_size=max(cfg.batch_size, 512), standardisation=standardisation)
+                   batch_size=PREDICT_BATCH, standardisation=standardisation)
 
     trusted = np.zeros(len(data), dtype=bool) if data.trusted is None else data.trusted.numpy()
     ranked = np.flatnonzero(~trusted)  # trusted samples are kept out of the ranking and the threshold

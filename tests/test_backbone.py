@@ -24,6 +24,7 @@ from noiseaudit.cli import app
 from noiseaudit.data import dataset as dataset_module
 from noiseaudit.metrics import ranking_metrics
 from noiseaudit.models import efficientnet as lite0
+from noiseaudit.models import frozen
 from noiseaudit.noise import inject_symmetric
 
 needs_extra = pytest.mark.skipif(not lite0.available(), reason="the 'pretrained' extra is not installed")
@@ -210,6 +211,26 @@ def test_fast_top_equals_the_blocks_own_forward(size, split):
     grads_fast = torch.autograd.grad(fast.square().sum(), params)
     for a, b in zip(grads_fast, grads_ref):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9 * float(b.abs().max()))
+
+
+@needs_extra
+@pytest.mark.parametrize("size,split", [(128, lite0.NUM_BLOCKS - 1), (96, 8), (64, lite0.NUM_BLOCKS + 1)])
+def test_frozen_bottom_equals_the_modules_own_forward(size, split):
+    """The folded inference forward (models/frozen.py: BatchNorm in the weights, in-place ReLU6, padding
+    inside the convolution, chunks of images) computes what the modules compute, on the stride-2 layers'
+    lopsided padding and the pooled embedding too (float64, with more images than one chunk)."""
+    torch.manual_seed(0)
+    net = lite0.load_pretrained(size).double()
+    x = torch.rand(frozen.CHUNK + 3, 3, size, size, dtype=torch.float64) * 2 - 1
+    with torch.no_grad():
+        ref = net._bn0(net._conv_stem(x)).clamp(0, 6)
+        for block in net._blocks[:min(split, lite0.NUM_BLOCKS)]:
+            ref = block(ref)
+        if split > lite0.NUM_BLOCKS:
+            ref = net._bn1(net._conv_head(ref)).clamp(0, 6).mean(dim=(2, 3), keepdim=True)
+    out = lite0.Lite0Bottom(net, split)(x)
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
 
 
 @needs_extra

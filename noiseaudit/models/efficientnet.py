@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from noiseaudit.errors import UsageError
+from noiseaudit.models.frozen import FoldedConv, FoldedMBConv, chunked
 from noiseaudit.models.mbconv import mbconv, pointwise
 
 NAME = "efficientnet-lite0"
@@ -71,23 +72,28 @@ def _freeze_batchnorm(module: nn.Module) -> None:
 
 
 class Lite0Bottom(nn.Module):
-    """The frozen part: stem and blocks ``[0, split)``; returns the input of block ``split``."""
+    """The frozen part: stem and blocks ``[0, split)``; returns the input of block ``split``
+    (with ``split=17`` the pooled embedding). Inference only: BatchNorm is folded into the
+    convolutions (:mod:`.frozen`), the same function as the modules' own forward up to rounding."""
 
     def __init__(self, net: nn.Module, split: int):
         super().__init__()
-        self.stem = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6())
-        self.blocks = nn.ModuleList(net._blocks[:min(split, NUM_BLOCKS)])
-        self.conv_head = None if split <= NUM_BLOCKS else nn.Sequential(net._conv_head, net._bn1, nn.ReLU6())
+        layers = [FoldedConv(net._conv_stem, net._bn0, act=True)]
+        layers += [FoldedMBConv(block) for block in net._blocks[:min(split, NUM_BLOCKS)]]
+        if split > NUM_BLOCKS:  # nothing convolutional is trained: the pooled embedding
+            layers.append(FoldedConv(net._conv_head, net._bn1, act=True))
+        self.layers = nn.Sequential(*layers)
+        self.pooled = split > NUM_BLOCKS
         self.requires_grad_(False)
         self.eval()
 
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layers(x)
+        return x.mean(dim=(2, 3), keepdim=True) if self.pooled else x
+
+    @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        for block in self.blocks:
-            x = block(x)
-        if self.conv_head is not None:  # nothing convolutional is trained: the pooled embedding
-            x = self.conv_head(x).mean(dim=(2, 3), keepdim=True)
-        return x
+        return chunked(self._forward, x)
 
 
 class Lite0Top(nn.Module):

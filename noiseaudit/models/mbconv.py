@@ -40,7 +40,7 @@ def pointwise(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Ten
     return frozen_bn(F.linear(x, conv.weight.flatten(1)), bn)
 
 
-def _padding(conv: nn.Conv2d) -> tuple[int, int, int, int]:
+def same_padding(conv: nn.Conv2d) -> tuple[int, int, int, int]:
     """(left, right, top, bottom) of a TF-'SAME' convolution's static padding, plus its own padding."""
     static = getattr(getattr(conv, "static_padding", None), "padding", (0, 0, 0, 0))
     ph, pw = conv.padding if isinstance(conv.padding, tuple) else (0, 0)
@@ -68,7 +68,7 @@ def depthwise(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Ten
     """Depthwise k x k convolution with TF-'SAME' padding, then frozen BatchNorm, on (B, H, W, C)."""
     b, h, w, c = x.shape
     k, stride = conv.weight.shape[-1], conv.stride[0]
-    left, right, top, bottom = _padding(conv)
+    left, right, top, bottom = same_padding(conv)
     if k >= 5 and h * w <= DENSE_MAX_POSITIONS:
         taps = spatial_taps(k, h, w, stride, (left, right, top, bottom)).to(x.device)
         matrix = torch.einsum("tqp,ct->cqp", taps.to(conv.weight.dtype), conv.weight.flatten(1))  # (C, out, in)
