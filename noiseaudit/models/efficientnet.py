@@ -87,13 +87,13 @@ class Lite0Bottom(nn.Module):
         self.requires_grad_(False)
         self.eval()
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_chunk(self, x: torch.Tensor) -> torch.Tensor:
         x = self.layers(x)
         return x.mean(dim=(2, 3), keepdim=True) if self.pooled else x
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return chunked(self._forward, x)
+        return chunked(self.forward_chunk, x)
 
 
 class Lite0Top(nn.Module):
