@@ -4,6 +4,7 @@
     python bench/real.py --sizes 50000 --labels worse     # all 50k training images
     python bench/real.py --baselines-only ...             # skip the scans, recompute the baselines
     python bench/real.py --sizes 50000 --labels worse --scan-args "--finetune deep" --tag deep --no-warm
+    python bench/real.py --sizes 50000 --labels worse --no-warm --no-plain --reuse-baselines
 
 Reads ``../shared/data/cifar10/`` (never copied into this repository): the JPEG tarball is
 extracted to a temp dir, and each label set becomes a labels CSV of the first N training
@@ -195,12 +196,16 @@ def run_size(n: int, label_sets: list[str], images: Path, work: Path, args: argp
                 cell["scan"]["wall_cold_s"] = wall
                 if not args.no_warm:  # the same files and the cache the first scan left: a warm rescan
                     _, cell["scan"]["wall_warm_s"] = cli_scan(images, csv, out, cache, *extra)
-            plain = work / f"plain_{n}_{label_set}{suffix}.parquet"
-            _, wall_plain = cli_scan(images, csv, plain, cache, "--method", "plain", *extra)
-            cell["plain"] = {**report_metrics(plain), "wall_s": wall_plain}
+            cell.pop("plain", None)
+            if not args.no_plain:
+                plain = work / f"plain_{n}_{label_set}{suffix}.parquet"
+                _, wall_plain = cli_scan(images, csv, plain, cache, "--method", "plain", *extra)
+                cell["plain"] = {**report_metrics(plain), "wall_s": wall_plain}
         untagged = results.get(f"{n}/{label_set}", {}).get("baselines")
         if args.tag and untagged:  # the same frozen embeddings and labels: the default rows' baselines stand
             cell["baselines"] = untagged
+        elif args.reuse_baselines and cell.get("baselines"):  # they depend on the embeddings, not on the scan
+            pass
         else:
             cell["baselines"] = {**cell.get("baselines", {}), **baselines(images, csv, cache,
                                                                              with_head_cv=not args.no_head_cv)}
@@ -213,6 +218,7 @@ def summary_line(cell: dict) -> dict:
     out = {}
     if "scan" in cell:
         out["learned"] = round(cell["scan"]["average_precision"], 4)
+    if "plain" in cell:
         out["plain_margin"] = round(cell["plain"]["signals"]["margin"]["average_precision"], 4)
     out.update({k: round(v["average_precision"], 4) for k, v in cell["baselines"].items()})
     return out
@@ -248,21 +254,28 @@ def markdown(results: dict) -> str:
         have = {k: b[k]["average_precision"] for k in EMBEDDING_BASELINES if k in b}
         best = max(have, key=have.get)
         cells = [f"{b[k]['average_precision']:.3f}" if k in b else "-" for k in EMBEDDING_BASELINES]
-        pl, pm = p["signals"]["loss"]["average_precision"], p["signals"]["margin"]["average_precision"]
+        if p:
+            pl, pm = p["signals"]["loss"]["average_precision"], p["signals"]["margin"]["average_precision"]
+            plain_cells = f"{pl:.3f} / {pm:.3f} | {ap - pm:+.3f}"
+        else:
+            plain_cells = "- | -"
         sl, sm = s["signals"]["loss"]["average_precision"], s["signals"]["margin"]["average_precision"]
         labels = c["labels"] + (f" (`{c['scan_args']}`)" if c.get("scan_args") else "")
         ap_lines.append(f"| {c['n']} | {labels} | {ap:.3f} ({s['auroc']:.3f}) | " + " | ".join(cells) +
                         f" | {EMBEDDING_BASELINES[best]} {have[best]:.3f} | {ap - have[best]:+.3f} | "
-                        f"{pl:.3f} / {pm:.3f} | {ap - pm:+.3f} | {sl:.3f} / {sm:.3f} |")
+                        f"{plain_cells} | {sl:.3f} / {sm:.3f} |")
         ev = s["backbone"]["evidence"]
         choice = (f"{ev['probe_accuracy']:.3f} / {ev['scratch_accuracy']:.3f}" if "probe_accuracy" in ev
                   else ev.get("reason", "-"))
         f1_cl = b.get("cleanlab_logreg", {}).get("f1", float("nan"))
         cold = f"{s['wall_cold_s']:.0f}" if "wall_cold_s" in s else "-"
-        warm = f"{s['wall_warm_s']:.0f}" if "wall_warm_s" in s else f"{s['wall_s']:.0f}"
+        plain_s = f"{p['wall_s']:.0f}" if p else "-"
+        warm = (f"{s['wall_warm_s']:.0f}" if "wall_warm_s" in s  # a later label set's scan is warm too
+                else "-" if "wall_cold_s" in s else f"{s['wall_s']:.0f}")
         cost_lines.append(f"| {c['n']} | {labels} | {s['true_noise_rate']:.3f} | {s['n_flagged']} "
                           f"({s['estimated_noise_rate']:.3f}) | {s['f1']:.3f} | {f1_cl:.3f} | "
-                          f"{s['precision_at_k']:.3f} | {cold} | {warm} | {p['wall_s']:.0f} | {choice} |")
+                          f"{s['precision_at_k']:.3f} | {cold} | {warm} | {plain_s} "
+                          f"| {choice} |")
     return "\n".join(ap_lines) + "\n\n" + "\n".join(cost_lines) + "\n"
 
 
@@ -278,6 +291,9 @@ def main() -> None:
     ap.add_argument("--scan-args", default="", help="more scan options for every scan, e.g. '--finetune deep'")
     ap.add_argument("--tag", default="", help="a name for these rows (kept apart from the default rows)")
     ap.add_argument("--no-warm", action="store_true", help="skip the warm rescan")
+    ap.add_argument("--no-plain", action="store_true", help="skip the plain (uniform-rate) scan")
+    ap.add_argument("--reuse-baselines", action="store_true",
+                    help="keep a row's stored baselines (they depend only on the frozen embeddings and labels)")
     args = ap.parse_args()
     results = json.loads(args.out.read_text())["cells"] if args.out.exists() else {}
     if args.markdown:

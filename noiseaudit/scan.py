@@ -62,7 +62,7 @@ class ScanConfig:
     label_col: str | None = None
     model: str | None = None
     backbone: str = "auto"
-    finetune: str = "top"
+    finetune: str = "auto"
     image_size: int | None = None
     method: str = "learned-lr"
     epochs: int | None = None

@@ -145,6 +145,8 @@ def test_backbone_scan_ranks_injected_noise_and_a_warm_scan_opens_no_image(textu
     assert m["average_precision"] >= 0.9 and m["auroc"] >= 0.95, m
     meta = cold.attrs["noiseaudit"]
     assert meta["backbone"]["name"] == lite0.NAME and meta["backbone"]["finetune"] == "top"
+    assert meta["config"]["finetune"] == "auto" and meta["backbone"]["finetune_rule"] == (
+        f"auto: {len(cold)} samples < {backbone.DEEP_FROM}: top")
     assert meta["config"]["epochs"] == backbone.BACKBONE_DEFAULTS["top"][0]
     assert len(list(cache.glob(f"*-{lite0.NAME}-*.npy"))) == 1  # the frozen part's activations, cached
 
@@ -154,6 +156,14 @@ def test_backbone_scan_ranks_injected_noise_and_a_warm_scan_opens_no_image(textu
     monkeypatch.setattr(dataset_module, "decode_image", refuse)
     warm = scan(images, csv, backbone=lite0.NAME, device="cpu", seed=0, cache_dir=str(cache), workers=1)
     pd.testing.assert_frame_equal(warm, cold)
+
+
+def test_finetune_auto_trains_the_top_below_deep_from_and_deeper_from_there():
+    n = backbone.DEEP_FROM
+    assert backbone.resolve_finetune("auto", n - 1) == ("top", f"auto: {n - 1} samples < {n}: top")
+    assert backbone.resolve_finetune("auto", n) == ("deep", f"auto: {n} samples >= {n}: deep")
+    for given in ("none", "top", "deep", "all"):  # an explicit choice is kept at any size, and no rule recorded
+        assert backbone.resolve_finetune(given, 10 * n) == (given, "")
 
 
 @needs_extra

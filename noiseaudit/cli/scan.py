@@ -119,10 +119,11 @@ def scan_command(
                                               "the 'pretrained' extra is installed and a quick probe says it fits "
                                               "(else from scratch); none: always from scratch; or "
                                               "efficientnet-lite0.")] = "auto",
-    finetune: Annotated[str, typer.Option(help="With a backbone: none (a head on frozen embeddings), top (its "
-                                              "last stage and head, on cached activations; the default), deep "
-                                              "(its last two stages: ranks better, trains about 4x longer) or "
-                                              "all (the whole network; for GPUs).")] = "top",
+    finetune: Annotated[str, typer.Option(help="With a backbone: auto (top below 20,000 images, deep from "
+                                              "there), none (a head on frozen embeddings), top (its last stage "
+                                              "and head, on cached activations), deep (its last two stages: "
+                                              "ranks better, trains about 4x longer) or all (the whole network; "
+                                              "for GPUs).")] = "auto",
     model: Annotated[Optional[str], typer.Option(help="From-scratch model: small-cnn (the default for grayscale "
                                                       "up to 64 px and colour up to 32 px; about 4 s an epoch "
                                                       "per 1,000 colour 32-px images on 2 CPU cores), resnet18 "
