@@ -226,7 +226,8 @@ def summary_line(cell: dict) -> dict:
 
 def save(results: dict, out: Path) -> None:
     meta = {"torch": torch.__version__, "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-            "threads": torch.get_num_threads(), "defaults": {"finetune top": BACKBONE_DEFAULTS["top"]}}
+            "threads": torch.get_num_threads(),
+            "defaults": {"finetune top": BACKBONE_DEFAULTS["top"], "finetune deep": BACKBONE_DEFAULTS["deep"]}}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"meta": meta, "cells": results}, indent=1, default=float))
     out.with_suffix(".md").write_text(markdown(results))

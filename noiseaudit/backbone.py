@@ -12,13 +12,13 @@ choice go into the report's metadata.
 frozen, pooled embedding), ``top`` (the last stage, the conv head and the head, over
 cached activations of the frozen part below), ``deep`` (the last two stages, i.e. the four
 192-channel blocks and the 320-channel one, the conv head and the head, likewise: about
-four times the training time of ``top`` and a better ranking) or ``all`` (everything, from decoded images; for GPUs). Except with ``all`` the
-frozen part runs once per dataset and its output is cached
-(:class:`noiseaudit.data.dataset.Encoder`). ``auto`` (the default) is ``top`` below
+four times the training time of ``top`` and a better ranking) or ``all`` (everything, from
+decoded images; for GPUs). Except with ``all`` the frozen part runs once per dataset and its
+output is cached (:class:`noiseaudit.data.dataset.Encoder`). ``auto`` (the default) is ``top`` below
 ``DEEP_FROM`` samples and ``deep`` from there (:func:`resolve_finetune`). ``deep`` ranked better
 at both sizes measured (CIFAR-10N ``worse``: AP +0.030 at 10k, +0.021 at 50k), at about 5x the
-training time; below 20k ``top`` keeps a warm scan of 10k photos within a minute on 2 CPU cores,
-while from there a scan is a batch job (50k: 12.5 against 6.8 minutes cold; bench/README.md).
+training time; below 20k ``top`` keeps a warm scan of 10k photos within a minute on 2 bfloat16
+CPU cores (28-29 s; 85-95 s on AVX2 in float32), while from there a scan is a batch job (50k: 12.5 against 6.8 minutes cold; bench/README.md).
 """
 
 from __future__ import annotations

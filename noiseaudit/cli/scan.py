@@ -160,8 +160,8 @@ def scan_command(
                                                      "parameter change).")] = "grad-norm",
     augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="From scratch or with "
                                                     "--finetune all: random shifts and flips; with --finetune "
-                                                    "top or none: a cached mirror image of each photo, one of the "
-                                                    "two per visit (default: on with a backbone, off from "
+                                                    "top, deep or none: a cached mirror image of each photo, one "
+                                                    "of the two per visit (default: on with a backbone, off from "
                                                     "scratch).")] = None,
     on_bad_image: Annotated[str, typer.Option(help="fail: stop at the first missing or undecodable image; "
                                                    "skip: leave it out and list it with its status.")] = "fail",
