@@ -204,9 +204,7 @@ def run_size(n: int, label_sets: list[str], images: Path, work: Path, args: argp
         untagged = results.get(f"{n}/{label_set}", {}).get("baselines")
         if args.tag and untagged:  # the same frozen embeddings and labels: the default rows' baselines stand
             cell["baselines"] = untagged
-        elif args.reuse_baselines and cell.get("baselines"):  # they depend on the embeddings, not on the scan
-            pass
-        else:
+        elif not (args.reuse_baselines and cell.get("baselines")):  # they depend on the embeddings, not the scan
             cell["baselines"] = {**cell.get("baselines", {}), **baselines(images, csv, cache,
                                                                              with_head_cv=not args.no_head_cv)}
         results[key] = cell

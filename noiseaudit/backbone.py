@@ -18,7 +18,8 @@ output is cached (:class:`noiseaudit.data.dataset.Encoder`). ``auto`` (the defau
 ``DEEP_FROM`` samples and ``deep`` from there (:func:`resolve_finetune`). ``deep`` ranked better
 at both sizes measured (CIFAR-10N ``worse``: AP +0.030 at 10k, +0.021 at 50k), at about 5x the
 training time; below 20k ``top`` keeps a warm scan of 10k photos within a minute on 2 bfloat16
-CPU cores (28-29 s; 85-95 s on AVX2 in float32), while from there a scan is a batch job (50k: 12.5 against 6.8 minutes cold; bench/README.md).
+CPU cores (28-29 s; 85-95 s on AVX2 in float32), while from there a scan is a batch job (50k:
+12.5 against 6.8 minutes cold; bench/README.md).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ DEEP_FROM = 20_000  # --finetune auto: deep from this many samples, top below (b
 # the first trained block of each --finetune: top is the last stage (block 15), deep the last two (11-15)
 SPLIT = {"none": lite0.NUM_BLOCKS + 1, "top": lite0.NUM_BLOCKS - 1, "deep": lite0.NUM_BLOCKS - 5, "all": 0}
 IMAGE_SIZE = 128  # measured in bench/real.py: see bench/README.md
+FROZEN_PRECISION = "fp32"  # the frozen part's, whatever the training's (see encoder)
 PROBE_SAMPLE = 2000  # images the automatic choice measures on
 MIN_PROBE, MIN_PROBE_PER_CLASS = 100, 5  # below either there is nothing to measure: the backbone, as for photos
 PROBE_MARGIN = 0.0  # the backbone is chosen when its probe is at least the scratch run's accuracy minus this
@@ -122,7 +124,7 @@ def encoder(plan: BackbonePlan, device: torch.device, *, mirrored: bool = False,
     """The frozen part of ``plan`` as an Encoder: (B, S, S, 3) uint8 -> float16 activations, with
     ``mirrored`` a second view of each image flipped left to right, as (B, 2, C, H, W).
 
-    It runs in float32 whatever ``plan.precision`` (which is the training's): the folded forward
+    It runs in float32 (``FROZEN_PRECISION``) whatever ``plan.precision`` (which is the training's): the folded forward
     keeps the residual stream in its input's dtype, and in bfloat16 the rounding adds up over
     15 blocks (CIFAR-10N ``aggre`` AP 0.599 against 0.636 from float32 activations; training in
     bfloat16 changed nothing), for a 1.25x speed-up only (bench/results/frozen_speed_bf16.json).
@@ -146,7 +148,7 @@ def encoder(plan: BackbonePlan, device: torch.device, *, mirrored: bool = False,
         return out.contiguous().cpu().numpy()
 
     views = "-mirrored" if mirrored else ""
-    return Encoder(name=f"{plan.name}-b{plan.split}-fp32-folded{views}",
+    return Encoder(name=f"{plan.name}-b{plan.split}-{FROZEN_PRECISION}-folded{views}",
                    shape=((2, *shape) if mirrored else shape), dtype="float16", encode=encode, batch_size=batch_size)
 
 
@@ -171,7 +173,7 @@ def plan_backbone(backbone: str, finetune: str, source: LabeledSource, device: t
     installed = lite0.available()
     plan = BackbonePlan(lite0.NAME, finetune, precision=autocast_precision(device))
     key = None if cache is None else key or source_key(source)
-    note = f"choice-{seed}-{PROBE_SAMPLE}-{plan.image_size}-fp32-{int(installed)}"  # the frozen part's precision
+    note = f"choice-{seed}-{PROBE_SAMPLE}-{plan.image_size}-{FROZEN_PRECISION}-{int(installed)}"
     evidence = None if key is None else cache.note(key, note)
     if evidence is None:
         evidence = measure_choice(plan, source, device, seed=seed, workers=workers, installed=installed)

@@ -119,6 +119,7 @@ def scan_command(
                                               "the 'pretrained' extra is installed and a quick probe says it fits "
                                               "(else from scratch); none: always from scratch; or "
                                               "efficientnet-lite0.")] = "auto",
+    # "20,000" is noiseaudit.backbone.DEEP_FROM, not imported here: that module loads torch at start-up
     finetune: Annotated[str, typer.Option(help="With a backbone: auto (top below 20,000 images, deep from "
                                               "there), none (a head on frozen embeddings), top (its last stage "
                                               "and head, on cached activations), deep (its last two stages: "
