@@ -74,6 +74,23 @@ def test_threshold_counts_only_disagreements_when_the_low_mode_is_hard_clean_sam
     assert t.counts[0] > 4 * t.counts[1] and t.n_flagged == t.counts[1] == 10
 
 
+def test_a_pretrained_model_counts_its_disagreements_even_where_the_scores_have_a_valley():
+    # Two separated modes, the model disputing a third of the low one and a few clean samples: the rule for
+    # synthetic noise takes the midpoint of its two counts; a pretrained model's count is its disagreements
+    # (CIFAR-10N random1, 10k photos, --finetune deep: midpoint 0.303, disagreements 0.180, true 0.178).
+    rng = np.random.default_rng(0)
+    score = np.concatenate([rng.normal(0.3, 0.15, 800), rng.normal(-0.8, 0.2, 200)])
+    disagrees = np.zeros(1000, dtype=bool)
+    disagrees[800:880] = True
+    disagrees[:20] = True
+    synthetic = choose_threshold(score, np.zeros(1000), disagrees)
+    upper, lower = synthetic.counts
+    assert synthetic.method == "gmm" and synthetic.n_flagged == (upper + lower + 1) // 2 > 100
+    pretrained = choose_threshold(score, np.zeros(1000), disagrees, trust_disagreements=True)
+    assert pretrained.method == "disagreements" and pretrained.n_flagged == 100
+    assert pretrained.counts == synthetic.counts  # the brackets are still reported
+
+
 def test_threshold_with_identical_rates_flags_nothing():
     t = choose_threshold(np.zeros(50), np.zeros(50))
     assert t.n_flagged == 0 and (t.suspicion == 0).all()
