@@ -19,7 +19,8 @@ import pandas as pd
 import torch
 
 from noiseaudit._version import __version__
-from noiseaudit.backbone import BACKBONES, FINETUNE, BackbonePlan, build_top, encoder, plan_backbone, training_defaults
+from noiseaudit.backbone import (BackbonePlan, build_top, check_options, encoder, plan_backbone,
+                                 training_defaults)
 from noiseaudit.checkpoint import Checkpointer, dataset_fingerprint
 from noiseaudit.data.cache import DecodeCache
 from noiseaudit.data.checks import check_source
@@ -99,10 +100,7 @@ class ScanConfig:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.lr is not None and not self.lr > 0:
             raise UsageError(f"--lr must be positive, got {self.lr}")
-        if self.backbone not in BACKBONES:
-            raise UsageError(f"unknown backbone {self.backbone!r}; choose one of {', '.join(BACKBONES)}")
-        if self.finetune not in FINETUNE:
-            raise UsageError(f"unknown --finetune {self.finetune!r}; choose one of {', '.join(FINETUNE)}")
+        check_options(self.backbone, self.finetune)
         if self.features is not None:
             if self.model is not None and self.model not in FEATURE_MODELS:
                 raise UsageError(f"--model {self.model} takes images; on feature vectors choose one of "
