@@ -8,6 +8,13 @@ cached activations, timed alternately through the blocks' own modules (eval-mode
 BatchNorm folded, dense 5x5 depthwise kernels on small maps), in interleaved rounds so that
 both see the same machine. Reports the median milliseconds of each and their ratio.
 Results: bench/results/top_speed.json.
+
+    python bench/top_speed.py --dense --sizes 128,160,192,224   # how large a map the dense depthwise form pays on
+
+``--dense`` times the fast path of ``--finetune deep`` alone, alternately with the dense 5x5
+depthwise form limited to 8x8 maps (64 positions, ``mbconv.DENSE_MAX_POSITIONS``) and up to
+``mbconv.DENSE_MAX_POSITIONS_BF16_CPU``, at each input size, in bfloat16 where the CPU runs it
+natively and in float32 (bench/results/top_speed_dense.json).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import torch.nn.functional as F
 
 from noiseaudit.backbone import SPLIT, autocast_precision
 from noiseaudit.models import efficientnet as lite0
+from noiseaudit.models import mbconv
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -47,26 +55,55 @@ def step_seconds(top: lite0.Lite0Top, features, x: torch.Tensor, y: torch.Tensor
     return time.perf_counter() - t0
 
 
-def measure(finetune: str, size: int, batch: int, rounds: int, bf16: bool) -> dict:
-    split = SPLIT[finetune]
+def setup(finetune: str, size: int, batch: int) -> tuple[lite0.Lite0Top, torch.Tensor, torch.Tensor,
+                                                         torch.optim.Optimizer]:
     net = lite0.load_pretrained(size)
     with torch.no_grad():
         # cached activations are stored contiguous (N, C, H, W), as the encoder writes them
-        x = lite0.Lite0Bottom(net, split)(torch.rand(batch, 3, size, size) * 2 - 1).contiguous()
-    top = lite0.Lite0Top(lite0.load_pretrained(size), split, 10).train()
+        x = lite0.Lite0Bottom(net, SPLIT[finetune])(torch.rand(batch, 3, size, size) * 2 - 1).contiguous()
+    top = lite0.Lite0Top(lite0.load_pretrained(size), SPLIT[finetune], 10).train()
     y = torch.randint(0, 10, (batch,))
     opt = torch.optim.SGD(top.parameters(), lr=0.0, momentum=0.9)  # lr 0: every round sees the same weights
-    paths = {"modules": lambda z: module_features(top, z), "fast": top.forward_features}
-    times: dict[str, list[float]] = {k: [] for k in paths}
+    return top, x, y, opt
+
+
+def interleaved(variants: dict, rounds: int, step) -> dict[str, float]:
+    """Median milliseconds of ``step(variant)`` per variant, alternating their order each round."""
+    times: dict[str, list[float]] = {k: [] for k in variants}
     for r in range(rounds + 2):
-        for name, features in (paths.items() if r % 2 == 0 else reversed(paths.items())):
-            t = step_seconds(top, features, x, y, opt, bf16)
+        for name, variant in (variants.items() if r % 2 == 0 else reversed(variants.items())):
+            t = step(variant)
             if r >= 2:  # the first rounds warm up oneDNN's kernels
                 times[name].append(t)
-    med = {k: float(np.median(v)) * 1000 for k, v in times.items()}
-    return {"finetune": finetune, "split": split, "image_size": size, "batch": batch, "input": list(x.shape[1:]),
-            "bf16": bf16, "rounds": rounds, "ms_modules": med["modules"], "ms_fast": med["fast"],
-            "speedup": med["modules"] / med["fast"]}
+    return {k: float(np.median(v)) * 1000 for k, v in times.items()}
+
+
+def measure(finetune: str, size: int, batch: int, rounds: int, bf16: bool) -> dict:
+    top, x, y, opt = setup(finetune, size, batch)
+    paths = {"modules": lambda z: module_features(top, z), "fast": top.forward_features}
+    med = interleaved(paths, rounds, lambda features: step_seconds(top, features, x, y, opt, bf16))
+    return {"finetune": finetune, "split": SPLIT[finetune], "image_size": size, "batch": batch,
+            "input": list(x.shape[1:]), "bf16": bf16, "rounds": rounds, "ms_modules": med["modules"],
+            "ms_fast": med["fast"], "speedup": med["modules"] / med["fast"]}
+
+
+def measure_dense(size: int, batch: int, rounds: int, bf16: bool) -> dict:
+    """The deep top's fast step with the dense depthwise form up to 8x8 maps against up to 14x14 ones."""
+    top, x, y, opt = setup("deep", size, batch)
+    small, large = mbconv.DENSE_MAX_POSITIONS, mbconv.DENSE_MAX_POSITIONS_BF16_CPU
+
+    def step(limit: int) -> float:
+        saved = mbconv.dense_limit
+        mbconv.dense_limit = lambda _: limit
+        try:
+            return step_seconds(top, top.forward_features, x, y, opt, bf16)
+        finally:
+            mbconv.dense_limit = saved
+
+    med = interleaved({f"dense_to_{small}": small, f"dense_to_{large}": large}, rounds, step)
+    return {"image_size": size, "batch": batch, "input": list(x.shape[1:]), "bf16": bf16, "rounds": rounds,
+            **{f"ms_{k}": v for k, v in med.items()},
+            "speedup": med[f"dense_to_{small}"] / med[f"dense_to_{large}"]}
 
 
 def main() -> None:
@@ -75,11 +112,21 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--dense", action="store_true", help="compare the dense depthwise limits (deep) instead")
+    ap.add_argument("--sizes", default="128,160,192,224", help="input sizes for --dense")
     args = ap.parse_args()
     bf16 = autocast_precision(torch.device("cpu")) == "bf16"
+    machine = {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+               "torch": torch.__version__}
+    if args.dense:
+        rows = [measure_dense(int(size), args.batch, args.rounds, precision) for precision in sorted({bf16, False})
+                for size in args.sizes.split(",")]
+        (RESULTS / "top_speed_dense.json").write_text(json.dumps({"rows": rows, "machine": machine}, indent=1))
+        for r in rows:
+            print(json.dumps(r))
+        return
     rows = [measure(f, args.size, args.batch, args.rounds, bf16) for f in args.finetune.split(",")]
-    out = {"rows": rows, "machine": {"cpu": platform.processor() or platform.machine(),
-                                     "threads": torch.get_num_threads(), "torch": torch.__version__}}
+    out = {"rows": rows, "machine": machine}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "top_speed.json").write_text(json.dumps(out, indent=1))
     for r in rows:

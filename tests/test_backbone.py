@@ -24,7 +24,7 @@ from noiseaudit.cli import app
 from noiseaudit.data import dataset as dataset_module
 from noiseaudit.metrics import ranking_metrics
 from noiseaudit.models import efficientnet as lite0
-from noiseaudit.models import frozen
+from noiseaudit.models import frozen, mbconv
 from noiseaudit.noise import inject_symmetric
 
 needs_extra = pytest.mark.skipif(not lite0.available(), reason="the 'pretrained' extra is not installed")
@@ -203,11 +203,14 @@ def _module_forward(top: lite0.Lite0Top, x: torch.Tensor) -> torch.Tensor:
 
 
 @needs_extra
-@pytest.mark.parametrize("size,split", [(128, lite0.NUM_BLOCKS - 1), (128, 12), (128, 11), (96, 8), (64, 0)])
-def test_fast_top_equals_the_blocks_own_forward(size, split):
+@pytest.mark.parametrize("size,split", [(128, lite0.NUM_BLOCKS - 1), (128, 12), (128, 11), (160, 11), (224, 11),
+                                        (96, 8), (64, 0)])
+def test_fast_top_equals_the_blocks_own_forward(size, split, monkeypatch):
     """The channels-last forward with folded BatchNorm and dense 5x5 depthwise kernels (models/mbconv.py)
     computes the same features and the same gradients as the blocks' own modules, 3x3 and 5x5 kernels,
-    stride 1 and 2, the stem included (in float64, where the two orders of summation agree to rounding)."""
+    stride 1 and 2, the stem included (in float64, where the two orders of summation agree to rounding;
+    the dense form up to the 14x14 maps that bfloat16 on CPU runs it on)."""
+    monkeypatch.setattr(mbconv, "DENSE_MAX_POSITIONS", mbconv.DENSE_MAX_POSITIONS_BF16_CPU)
     torch.manual_seed(0)
     net = lite0.load_pretrained(size).double()
     x = torch.rand(6, 3, size, size, dtype=torch.float64) * 2 - 1
@@ -221,6 +224,11 @@ def test_fast_top_equals_the_blocks_own_forward(size, split):
     grads_fast = torch.autograd.grad(fast.square().sum(), params)
     for a, b in zip(grads_fast, grads_ref):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9 * float(b.abs().max()))
+
+
+def test_the_dense_depthwise_form_reaches_larger_maps_only_in_bfloat16_on_cpu():
+    assert mbconv.dense_limit(torch.zeros(1, dtype=torch.bfloat16)) == mbconv.DENSE_MAX_POSITIONS_BF16_CPU == 196
+    assert mbconv.dense_limit(torch.zeros(1)) == mbconv.DENSE_MAX_POSITIONS == 64
 
 
 @needs_extra

@@ -9,10 +9,14 @@ the gradients and what trains are unchanged):
   activations' dtype (under bfloat16 autocast an fp32 BatchNorm doubles the memory traffic,
   and on a 2-core CPU these layers are memory-bound);
 - a depthwise convolution with a 5x5 kernel on a small map (at most ``DENSE_MAX_POSITIONS``
-  positions: the 4x4 maps of the top stages at 128 px) is a per-channel dense matrix
+  positions: the 4x4 and 8x8 maps of the top stages at 128 px) is a per-channel dense matrix
   over the map's positions, built from the kernel: oneDNN's bfloat16 backward of that
   convolution on CPU took 270 ms a batch, the matrix form 35 ms (3x3 kernels keep
-  ``F.conv2d``, which is fast there).
+  ``F.conv2d``, which is fast there). In bfloat16 on CPU the dense form also pays on the
+  10x10 to 14x14 maps of 160 to 224 px (``DENSE_MAX_POSITIONS_BF16_CPU``): a ``deep`` training
+  step ran 1.45x to 1.71x faster than through ``F.conv2d``, while in float32 it ran from 17%
+  slower to 7% faster there (``bench/top_speed.py --dense``), so float32 and GPUs (unmeasured)
+  keep the 8x8 limit.
 
 Measured in ``bench/README.md`` ("Speed of the fine-tuned top").
 """
@@ -26,6 +30,14 @@ import torch.nn.functional as F
 from torch import nn
 
 DENSE_MAX_POSITIONS = 64  # input positions up to which a 5x5 depthwise convolution runs as a dense matrix
+DENSE_MAX_POSITIONS_BF16_CPU = 196  # the same for bfloat16 activations on CPU (14x14 maps)
+
+
+def dense_limit(x: torch.Tensor) -> int:
+    """How many input positions a 5x5 depthwise convolution of ``x`` runs as a dense matrix up to."""
+    if x.dtype == torch.bfloat16 and x.device.type == "cpu":
+        return DENSE_MAX_POSITIONS_BF16_CPU
+    return DENSE_MAX_POSITIONS
 
 
 def frozen_bn(x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
@@ -69,7 +81,7 @@ def depthwise(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Ten
     b, h, w, c = x.shape
     k, stride = conv.weight.shape[-1], conv.stride[0]
     left, right, top, bottom = same_padding(conv)
-    if k >= 5 and h * w <= DENSE_MAX_POSITIONS:
+    if k >= 5 and h * w <= dense_limit(x):
         taps = spatial_taps(k, h, w, stride, (left, right, top, bottom)).to(x.device)
         matrix = torch.einsum("tqp,ct->cqp", taps.to(conv.weight.dtype), conv.weight.flatten(1))  # (C, out, in)
         y = torch.einsum("bpc,cqp->bqc", x.reshape(b, h * w, c), matrix.to(x.dtype))
