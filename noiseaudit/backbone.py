@@ -45,7 +45,8 @@ FINETUNE = ("auto", "none", "top", "deep", "all")
 DEEP_FROM = 20_000  # --finetune auto: deep from this many samples, top below (bench/README.md, CIFAR-10N)
 # the first trained block of each --finetune: top is the last stage (block 15), deep the last two (11-15)
 SPLIT = {"none": lite0.NUM_BLOCKS + 1, "top": lite0.NUM_BLOCKS - 1, "deep": lite0.NUM_BLOCKS - 5, "all": 0}
-IMAGE_SIZE = 128  # measured in bench/real.py: see bench/README.md
+IMAGE_SIZE = 128  # measured in bench/real.py: see bench/README.md; also the size the automatic choice measures at
+DEEP_IMAGE_SIZE = 160  # deep's: ranks better than 128 (bench/README.md); a deep scan is a batch job anyway
 FROZEN_PRECISION = "fp32"  # the frozen part's, whatever the training's (see encoder)
 PROBE_SAMPLE = 2000  # images the automatic choice measures on
 MIN_PROBE, MIN_PROBE_PER_CLASS = 100, 5  # below either there is nothing to measure: the backbone, as for photos
@@ -113,6 +114,11 @@ def resolve_finetune(finetune: str, n_samples: int) -> tuple[str, str]:
     return chosen, f"auto: {n_samples} samples {sign} {DEEP_FROM}: {chosen}"
 
 
+def image_size_for(finetune: str) -> int:
+    """The input size a backbone trains at when ``--image-size`` is not given: ``DEEP_IMAGE_SIZE`` for ``deep``."""
+    return DEEP_IMAGE_SIZE if finetune == "deep" else IMAGE_SIZE
+
+
 def check_options(backbone: str, finetune: str) -> None:
     if backbone not in BACKBONES:
         raise UsageError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
@@ -169,7 +175,8 @@ def plan_backbone(backbone: str, finetune: str, source: LabeledSource, device: t
         return BackbonePlan(None, finetune)
     if backbone == lite0.NAME:
         lite0.weights_path()  # the one-line install hint when the extra is missing
-        return BackbonePlan(lite0.NAME, finetune, precision=autocast_precision(device), finetune_rule=rule)
+        return BackbonePlan(lite0.NAME, finetune, image_size_for(finetune), autocast_precision(device),
+                            finetune_rule=rule)
     installed = lite0.available()
     plan = BackbonePlan(lite0.NAME, finetune, precision=autocast_precision(device))
     key = None if cache is None else key or source_key(source)
@@ -183,7 +190,7 @@ def plan_backbone(backbone: str, finetune: str, source: LabeledSource, device: t
         warnings.warn(f"colour images: a pretrained backbone usually finds wrong labels here better and faster; "
                       f"install it with {lite0.INSTALL}", NoiseAuditWarning, stacklevel=2)
     use = evidence.get("chosen") == lite0.NAME
-    return BackbonePlan(lite0.NAME if use else None, finetune, plan.image_size, plan.precision, evidence,
+    return BackbonePlan(lite0.NAME if use else None, finetune, image_size_for(finetune), plan.precision, evidence,
                         rule if use else "")
 
 

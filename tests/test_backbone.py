@@ -164,6 +164,8 @@ def test_finetune_auto_trains_the_top_below_deep_from_and_deeper_from_there():
     assert backbone.resolve_finetune("auto", n) == ("deep", f"auto: {n} samples >= {n}: deep")
     for given in ("none", "top", "deep", "all"):  # an explicit choice is kept at any size, and no rule recorded
         assert backbone.resolve_finetune(given, 10 * n) == (given, "")
+    # deep trains at a larger input (a batch job anyway); everything else, and the choice, at 128 px
+    assert [backbone.image_size_for(f) for f in ("none", "top", "deep", "all")] == [128, 128, 160, 128]
 
 
 @needs_extra
@@ -175,8 +177,9 @@ def test_deep_finetune_trains_the_last_two_stages_over_their_cached_input(textur
     meta = report.attrs["noiseaudit"]
     assert meta["backbone"]["finetune"] == "deep" and meta["backbone"]["split"] == lite0.NUM_BLOCKS - 5
     assert meta["model"] == f"{lite0.NAME} (finetune deep)"
+    assert meta["backbone"]["image_size"] == meta["image_size"] == backbone.DEEP_IMAGE_SIZE == 160
     cached = list(cache.glob(f"*-{lite0.NAME}-b{lite0.NUM_BLOCKS - 5}-*.npy"))
-    assert len(cached) == 1 and np.load(cached[0], mmap_mode="r").shape[1:] == (2, 112, 8, 8)
+    assert len(cached) == 1 and np.load(cached[0], mmap_mode="r").shape[1:] == (2, 112, 10, 10)
     truth = (report["given_label"] != report["original_label"]).to_numpy()
     m = ranking_metrics(truth, -report["rank"].to_numpy(float))
     assert m["average_precision"] >= 0.9 and m["auroc"] >= 0.95, m
