@@ -16,10 +16,13 @@ four times the training time of ``top`` and a better ranking) or ``all`` (everyt
 decoded images; for GPUs). Except with ``all`` the frozen part runs once per dataset and its
 output is cached (:class:`noiseaudit.data.dataset.Encoder`). ``auto`` (the default) is ``top`` below
 ``DEEP_FROM`` samples and ``deep`` from there (:func:`resolve_finetune`). ``deep`` ranked better
-at both sizes measured (CIFAR-10N ``worse``: AP +0.030 at 10k, +0.021 at 50k), at about 5x the
+at both sizes measured (CIFAR-10N ``worse``: AP +0.030 at 10k, +0.021 at 50k), at about 4-5x the
 training time; below 20k ``top`` keeps a warm scan of 10k photos within a minute on 2 bfloat16
-CPU cores (28-29 s; 85-95 s on AVX2 in float32), while from there a scan is a batch job (50k:
-12.5 against 6.8 minutes cold; bench/README.md).
+CPU cores (20-29 s; 85-95 s on AVX2 in float32), while from there a scan is a batch job. So
+``deep`` also trains at a larger input, ``DEEP_IMAGE_SIZE`` (160 px against 128;
+:func:`image_size_for`): on CIFAR-10N at 10k AP +0.007 / +0.022 / +0.014 (``worse`` / ``aggre`` /
+``random1``), at 50k ``worse`` AUROC 0.954 against 0.950, a cold 50k scan 13 minutes on 2
+bfloat16 cores (bench/README.md).
 """
 
 from __future__ import annotations
