@@ -132,8 +132,9 @@ def scan_command(
                                                       "worse on 2,000 CIFAR-10 photos) or mlp (a hidden layer "
                                                       "on the pixels); on --features, mlp (default) or "
                                                       "linear.")] = None,
-    image_size: Annotated[Optional[int], typer.Option(help="Resize images to this square side "
-                                                           "(default: from the data).")] = None,
+    image_size: Annotated[Optional[int], typer.Option(help="Resize images to this square side (default: from "
+                                                           "the data; with a backbone 128, with --finetune "
+                                                           "deep 160).")] = None,
     method: Annotated[str, typer.Option(help="learned-lr; plain (uniform rates, ranked by loss); or dba "
                                             "(Dynamic Batch Adaptation, ranked by how often a sample is "
                                             "selected).")] = "learned-lr",
