@@ -11,8 +11,8 @@ choice go into the report's metadata.
 ``--finetune`` says how much of the backbone trains: ``none`` (a linear head on the
 frozen, pooled embedding), ``top`` (the last stage, the conv head and the head, over
 cached activations of the frozen part below), ``deep`` (the last two stages, i.e. the four
-192-channel blocks and the 320-channel one, the conv head and the head, likewise: about
-four times the training time of ``top`` and a better ranking) or ``all`` (everything, from
+192-channel blocks and the 320-channel one, the conv head and the head, likewise, at 160 px:
+about five times the training time of ``top`` and a better ranking) or ``all`` (everything, from
 decoded images; for GPUs). Except with ``all`` the frozen part runs once per dataset and its
 output is cached (:class:`noiseaudit.data.dataset.Encoder`). ``auto`` (the default) is ``top`` below
 ``DEEP_FROM`` samples and ``deep`` from there (:func:`resolve_finetune`). ``deep`` ranked better
@@ -20,7 +20,7 @@ at both sizes measured (CIFAR-10N ``worse``: AP +0.030 at 10k, +0.021 at 50k), a
 training time; below 20k ``top`` keeps a warm scan of 10k photos within a minute on 2 bfloat16
 CPU cores (20-29 s; 85-95 s on AVX2 in float32), while from there a scan is a batch job. So
 ``deep`` also trains at a larger input, ``DEEP_IMAGE_SIZE`` (160 px against 128;
-:func:`image_size_for`): on CIFAR-10N at 10k AP +0.007 / +0.022 / +0.014 (``worse`` / ``aggre`` /
+:func:`image_size_for`): on CIFAR-10N at 10k AP +0.008 / +0.024 / +0.013 (``worse`` / ``aggre`` /
 ``random1``), at 50k ``worse`` AUROC 0.954 against 0.950, a cold 50k scan 13 minutes on 2
 bfloat16 cores (bench/README.md).
 """
