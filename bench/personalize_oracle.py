@@ -42,8 +42,8 @@ def training_set(d: dict, name: str) -> tuple[np.ndarray, np.ndarray]:
     elif name == "target-half-only":
         parts = [(d["x"][inv], d["y"][inv]), (d["x_target"], d["y_target"])]
     else:
-        parts = [(d["x"], d["y"]), (d["x"][inv], d["y"][inv]), (d["x_target"], d["y_target"])] + \
-                [(d["x_target"], d["y_target"])]
+        parts = [(d["x"], d["y"]), (d["x"][inv], d["y"][inv]), (d["x_target"], d["y_target"]),
+                 (d["x_target"], d["y_target"])]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
