@@ -20,7 +20,8 @@ user would:
 Baselines on the same backbone's frozen, pooled 1280-d embeddings (read back from the cache):
 cleanlab 2.9 on 5-fold cross-validated logistic regression (after PCA 256), a 20-NN label
 vote, and cleanlab on 5-fold cross-validated probabilities of our own default model (the
-fine-tuned top, plain training, same epochs). Everything gets AP, AUROC, precision@k
+default fine-tune, plain training, same epochs, predicting with the last epoch's mean weights as
+a scan does). Everything gets AP, AUROC, precision@k
 (k = the true count) and, where the method flags, F1 and the flagged fraction.
 
 ``--labels sym40,pair40`` scans the same photos with 40% synthetic noise instead (CIFAR-10's clean
@@ -49,7 +50,8 @@ import torch
 from baselines import cleanlab_logreg, cleanlab_probs, knn_vote, out_of_fold
 
 from noiseaudit import read_report
-from noiseaudit.backbone import BACKBONE_DEFAULTS, BackbonePlan, build_top, encoder, training_defaults
+from noiseaudit.backbone import (BACKBONE_DEFAULTS, DEEP_LARGE, DEEP_SMALL, IMAGE_SIZE, LARGE_FROM, BackbonePlan,
+                                 autocast_precision, build_top, encoder, finetune_settings, training_defaults)
 from noiseaudit.data.cache import DecodeCache
 from noiseaudit.data.dataset import SampleData, load_dataset
 from noiseaudit.data.source import load_source
@@ -123,12 +125,11 @@ def report_metrics(path: Path) -> dict:
     return out
 
 
-def activations(images: Path, csv: Path, cache: Path) -> tuple[SampleData, BackbonePlan]:
-    """The default plan's cached activations of the frozen part (a cache hit after a scan)."""
+def activations(images: Path, csv: Path, cache: Path, finetune: str = "top",
+                image_size: int = IMAGE_SIZE) -> tuple[SampleData, BackbonePlan]:
+    """The cached activations of the frozen part below ``finetune`` (a cache hit after a scan with it)."""
     device = torch.device("cpu")
-    from noiseaudit.backbone import autocast_precision
-
-    plan = BackbonePlan(NAME, "top", precision=autocast_precision(device))
+    plan = BackbonePlan(NAME, finetune, image_size, precision=autocast_precision(device))
     data = load_dataset(load_source(images, csv), image_size=plan.image_size, workers=2,
                         cache=DecodeCache(cache), encoder=encoder(plan, device, mirrored=True))
     return data, plan
@@ -154,9 +155,10 @@ def frozen_head(emb: np.ndarray, labels: np.ndarray, classes: list, seed: int = 
 
 
 def head_cv(data: SampleData, plan: BackbonePlan, seed: int = 0) -> tuple[np.ndarray, float]:
-    """Out-of-fold probabilities of our default model (plain training, default epochs and lr)."""
+    """Out-of-fold probabilities of our default model (plain training, default epochs and lr, predicting with
+    the last epoch's mean weights as a scan does)."""
     epochs, lr, _ = training_defaults(plan, None, None, None)
-    cfg = TrainConfig(epochs=epochs, lr=lr, method="plain", precision=plan.precision)
+    cfg = TrainConfig(epochs=epochs, lr=lr, method="plain", precision=plan.precision, average_last_epoch=True)
     x, labels = data.inputs, data.targets.numpy()
 
     def fit_predict(fit: np.ndarray, _: np.ndarray, test: np.ndarray) -> np.ndarray:
@@ -182,6 +184,8 @@ def score(truth: np.ndarray, suspicion: np.ndarray, flags: np.ndarray | None = N
 
 
 def baselines(images: Path, csv: Path, cache: Path, with_head_cv: bool) -> dict:
+    """The embedding baselines (ImageNet embeddings at 128 px, pooled from the ``top`` split's cache) and cleanlab on
+    5-fold CV of the default model (``--finetune auto`` as a scan of these images resolves it)."""
     data, plan = activations(images, csv, cache)
     labels = data.targets.numpy()
     table = pd.read_csv(csv)
@@ -195,7 +199,10 @@ def baselines(images: Path, csv: Path, cache: Path, with_head_cv: bool) -> dict:
     out["frozen_head_loss"] = score(truth, head["loss"])
     out["frozen_head_aum"] = score(truth, -head["margin"])
     if with_head_cv:
-        probs, seconds = head_cv(data, plan)
+        finetune, size, epochs, _ = finetune_settings("auto", len(labels))
+        model_data, model_plan = activations(images, csv, cache, finetune, size)
+        model_plan.epochs = epochs
+        probs, seconds = head_cv(model_data, model_plan)
         s, flags = cleanlab_probs(labels, probs)
         out["cleanlab_our_head_cv"] = {**score(truth, s, flags), "seconds": seconds}
     return out
@@ -247,7 +254,8 @@ def summary_line(cell: dict) -> dict:
 def save(results: dict, out: Path) -> None:
     meta = {"torch": torch.__version__, "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
             "threads": torch.get_num_threads(),
-            "defaults": {"finetune top": BACKBONE_DEFAULTS["top"], "finetune deep": BACKBONE_DEFAULTS["deep"]}}
+            "defaults": {"finetune top": BACKBONE_DEFAULTS["top"], "finetune deep": BACKBONE_DEFAULTS["deep"],
+                         f"deep (image size, epochs) below / from {LARGE_FROM}": [DEEP_SMALL, DEEP_LARGE]}}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"meta": meta, "cells": results}, indent=1, default=float))
     out.with_suffix(".md").write_text(markdown(results))

@@ -11,18 +11,19 @@ choice go into the report's metadata.
 ``--finetune`` says how much of the backbone trains: ``none`` (a linear head on the
 frozen, pooled embedding), ``top`` (the last stage, the conv head and the head, over
 cached activations of the frozen part below), ``deep`` (the last two stages, i.e. the four
-192-channel blocks and the 320-channel one, the conv head and the head, likewise, at 160 px:
-about five times the training time of ``top`` and a better ranking) or ``all`` (everything, from
-decoded images; for GPUs). Except with ``all`` the frozen part runs once per dataset and its
-output is cached (:class:`noiseaudit.data.dataset.Encoder`). ``auto`` (the default) is ``top`` below
-``DEEP_FROM`` samples and ``deep`` from there (:func:`resolve_finetune`). ``deep`` ranked better
-at both sizes measured (CIFAR-10N ``worse``: AP +0.030 at 10k, +0.021 at 50k), at about 4-5x the
-training time; below 20k ``top`` keeps a warm scan of 10k photos within a minute on 2 bfloat16
-CPU cores (20-29 s; 85-95 s on AVX2 in float32), while from there a scan is a batch job. So
-``deep`` also trains at a larger input, ``DEEP_IMAGE_SIZE`` (160 px against 128;
-:func:`image_size_for`): on CIFAR-10N at 10k AP +0.008 / +0.024 / +0.013 (``worse`` / ``aggre`` /
-``random1``), at 50k ``worse`` AUROC 0.954 against 0.950, a cold 50k scan 13 minutes on 2
-bfloat16 cores (bench/README.md).
+192-channel blocks and the 320-channel one, the conv head and the head, likewise) or ``all``
+(everything, from decoded images; for GPUs). Except with ``all`` the frozen part runs once per
+dataset and its output is cached (:class:`noiseaudit.data.dataset.Encoder`). ``auto`` (the
+default) is ``deep``, which ranked better than ``top`` at every size and on every label set
+measured (CIFAR-10N at 10k: AP +0.018 / +0.047 / +0.050 on ``worse`` / ``aggre`` / ``random1``;
+bench/README.md).
+
+What ``deep`` costs grows with the data, so its input size and epochs follow the dataset's size
+(:func:`finetune_settings`). Below ``LARGE_FROM`` samples it trains 4 epochs at 128 px: a warm scan
+of 10k photos then stays within a minute on 2 bfloat16 CPU cores, and the model memorises fewer
+wrong labels than in 6 epochs, so the count of its disagreements holds (``worse`` 0.374 against
+0.337 with 6 epochs, 0.410 wrong). From there a scan is a batch job, and it trains 6 epochs at
+160 px, which ranked better (50k ``worse``: AUROC 0.954 against 0.950 at 128 px).
 """
 
 from __future__ import annotations
@@ -45,16 +46,18 @@ from noiseaudit.models import efficientnet as lite0
 
 BACKBONES = ("auto", "none", lite0.NAME)
 FINETUNE = ("auto", "none", "top", "deep", "all")
-DEEP_FROM = 20_000  # --finetune auto: deep from this many samples, top below (bench/README.md, CIFAR-10N)
+AUTO_FINETUNE = "deep"  # what --finetune auto trains with the backbone (bench/README.md, CIFAR-10N)
+LARGE_FROM = 20_000  # from this many samples deep trains at DEEP_LARGE's size and epochs, below at DEEP_SMALL's
 # the first trained block of each --finetune: top is the last stage (block 15), deep the last two (11-15)
 SPLIT = {"none": lite0.NUM_BLOCKS + 1, "top": lite0.NUM_BLOCKS - 1, "deep": lite0.NUM_BLOCKS - 5, "all": 0}
 IMAGE_SIZE = 128  # measured in bench/real.py: see bench/README.md; also the size the automatic choice measures at
-DEEP_IMAGE_SIZE = 160  # deep's: ranks better than 128 (bench/README.md); a deep scan is a batch job anyway
+DEEP_SMALL, DEEP_LARGE = (128, 4), (160, 6)  # deep's (image size, epochs) below / from LARGE_FROM samples
 FROZEN_PRECISION = "fp32"  # the frozen part's, whatever the training's (see encoder)
 PROBE_SAMPLE = 2000  # images the automatic choice measures on
 MIN_PROBE, MIN_PROBE_PER_CLASS = 100, 5  # below either there is nothing to measure: the backbone, as for photos
 PROBE_MARGIN = 0.0  # the backbone is chosen when its probe is at least the scratch run's accuracy minus this
 # (epochs, lr, hyper_lr) when not given: from scratch as ever; with the backbone, as measured in bench/real.py
+# (deep's epochs: DEEP_SMALL or DEEP_LARGE by the dataset's size)
 SCRATCH_DEFAULTS = (10, 0.05, 0.05)
 BACKBONE_DEFAULTS = {"none": (20, 0.05, 0.2), "top": (6, 0.02, 0.2), "deep": (6, 0.02, 0.2), "all": (6, 0.02, 0.2)}
 
@@ -68,7 +71,8 @@ class BackbonePlan:
     image_size: int = IMAGE_SIZE
     precision: str = "fp32"
     evidence: dict[str, Any] = field(default_factory=dict)
-    finetune_rule: str = ""  # how --finetune auto chose, empty when it was given
+    finetune_rule: str = ""  # how --finetune auto chose, and deep's size and epochs; empty otherwise
+    epochs: int | None = None  # the default epochs of what it trains (None: BACKBONE_DEFAULTS)
 
     @property
     def split(self) -> int:
@@ -87,6 +91,8 @@ def training_defaults(plan: BackbonePlan, epochs: int | None, lr: float | None,
                       hyper_lr: float | None) -> tuple[int, float, float]:
     """``epochs``, ``lr`` and ``hyper_lr``, each filled in from the defaults of what ``plan`` trains when not given."""
     defaults = SCRATCH_DEFAULTS if plan.name is None else BACKBONE_DEFAULTS[plan.finetune]
+    if plan.name is not None and plan.epochs is not None:
+        defaults = (plan.epochs, *defaults[1:])
     given = (epochs, lr, hyper_lr)
     return tuple(d if g is None else g for g, d in zip(given, defaults))  # type: ignore[return-value]
 
@@ -108,18 +114,22 @@ def autocast_precision(device: torch.device) -> str:
     return "fp32"
 
 
-def resolve_finetune(finetune: str, n_samples: int) -> tuple[str, str]:
-    """``--finetune`` as trained, and how ``auto`` chose it ("" when given): ``deep`` from ``DEEP_FROM`` samples."""
-    if finetune != "auto":
-        return finetune, ""
-    chosen = "deep" if n_samples >= DEEP_FROM else "top"
-    sign = ">=" if chosen == "deep" else "<"
-    return chosen, f"auto: {n_samples} samples {sign} {DEEP_FROM}: {chosen}"
+def finetune_settings(finetune: str, n_samples: int) -> tuple[str, int, int, str]:
+    """What ``--finetune`` trains on ``n_samples`` samples: (finetune, image size, default epochs, the rule).
 
-
-def image_size_for(finetune: str) -> int:
-    """The input size a backbone trains at when ``--image-size`` is not given: ``DEEP_IMAGE_SIZE`` for ``deep``."""
-    return DEEP_IMAGE_SIZE if finetune == "deep" else IMAGE_SIZE
+    ``auto`` is ``AUTO_FINETUNE``. ``deep`` trains at ``DEEP_SMALL``'s size and epochs below
+    ``LARGE_FROM`` samples and at ``DEEP_LARGE``'s from there; everything else at ``IMAGE_SIZE``
+    and its ``BACKBONE_DEFAULTS``. The rule says how ``auto`` and the size chose ("" when nothing
+    was chosen).
+    """
+    chosen = AUTO_FINETUNE if finetune == "auto" else finetune
+    rule = "auto: deep" if finetune == "auto" else ""
+    if chosen != "deep":
+        return chosen, IMAGE_SIZE, BACKBONE_DEFAULTS[chosen][0], rule
+    large = n_samples >= LARGE_FROM
+    size, epochs = DEEP_LARGE if large else DEEP_SMALL
+    sizing = f"{n_samples} samples {'>=' if large else '<'} {LARGE_FROM}: {size} px, {epochs} epochs"
+    return chosen, size, epochs, f"{rule}; {sizing}" if rule else sizing
 
 
 def check_options(backbone: str, finetune: str) -> None:
@@ -173,13 +183,12 @@ def plan_backbone(backbone: str, finetune: str, source: LabeledSource, device: t
     measurement is remembered for these files and this seed, so a warm scan repeats none of it.
     ``key`` is :func:`source_key` of ``source`` when the caller has it already."""
     check_options(backbone, finetune)
-    finetune, rule = resolve_finetune(finetune, len(source))
+    finetune, size, epochs, rule = finetune_settings(finetune, len(source))
     if backbone == "none":
         return BackbonePlan(None, finetune)
     if backbone == lite0.NAME:
         lite0.weights_path()  # the one-line install hint when the extra is missing
-        return BackbonePlan(lite0.NAME, finetune, image_size_for(finetune), autocast_precision(device),
-                            finetune_rule=rule)
+        return BackbonePlan(lite0.NAME, finetune, size, autocast_precision(device), finetune_rule=rule, epochs=epochs)
     installed = lite0.available()
     plan = BackbonePlan(lite0.NAME, finetune, precision=autocast_precision(device))
     key = None if cache is None else key or source_key(source)
@@ -193,8 +202,8 @@ def plan_backbone(backbone: str, finetune: str, source: LabeledSource, device: t
         warnings.warn(f"colour images: a pretrained backbone usually finds wrong labels here better and faster; "
                       f"install it with {lite0.INSTALL}", NoiseAuditWarning, stacklevel=2)
     use = evidence.get("chosen") == lite0.NAME
-    return BackbonePlan(lite0.NAME if use else None, finetune, image_size_for(finetune), plan.precision, evidence,
-                        rule if use else "")
+    return BackbonePlan(lite0.NAME if use else None, finetune, size, plan.precision, evidence, rule if use else "",
+                        epochs)
 
 
 def measure_choice(plan: BackbonePlan, source: LabeledSource, device: torch.device, *, seed: int, workers: int,

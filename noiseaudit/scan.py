@@ -307,7 +307,9 @@ def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, 
                             augment=bool(cfg.augment) and not plan.frozen_bottom, schedule=cfg.schedule,
                             precision="fp32" if plan.name is None else plan.precision,
                             trusted_weight=cfg.trusted_weight, layerwise=cfg.layerwise,
-                            layerwise_rule=cfg.layerwise_rule)
+                            layerwise_rule=cfg.layerwise_rule,
+                            # a pretrained model's count is its disagreements: predict with the last epoch's mean
+                            average_last_epoch=plan.name is not None)
     step_cb: StepCallback | None = None
     if on_progress is not None:
         steps_total = cfg.epochs
@@ -319,7 +321,8 @@ def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, 
     checkpoints = None
     ckpt_dir = cfg.checkpoint_dir or (None if output is None else str(Path(output)) + ".ckpt")
     if ckpt_dir is not None and dist is None:
-        checkpoints = Checkpointer(ckpt_dir, training_fingerprint(cfg, model_name, data, source))
+        checkpoints = Checkpointer(ckpt_dir, training_fingerprint(cfg, model_name, data, source,
+                                                                  train_cfg.average_last_epoch))
         if not cfg.resume and checkpoints.path.exists():
             warnings.warn(f"{checkpoints.path}: an earlier run's checkpoint will be replaced; "
                           "pass --resume to continue that run instead", NoiseAuditWarning, stacklevel=2)
@@ -433,9 +436,12 @@ TRAINING_OPTIONS = ("method", "epochs", "batch_size", "lr", "hyper_lr", "margin_
                     "seed", "trusted_weight", "layerwise", "layerwise_rule")
 
 
-def training_fingerprint(cfg: ScanConfig, model_name: str, data: SampleData, source: LabeledSource) -> dict[str, Any]:
+def training_fingerprint(cfg: ScanConfig, model_name: str, data: SampleData, source: LabeledSource,
+                         average_last_epoch: bool = False) -> dict[str, Any]:
     rows = data.rows if data.rows is not None else range(len(data))
     trusted = [] if data.trusted is None else np.flatnonzero(data.trusted.numpy()).tolist()
+    # the weight average only where it is on, so that checkpoints made before it existed still resume from scratch
+    averaged = {"average_last_epoch": True} if average_last_epoch else {}
     return {"dataset": dataset_fingerprint(data.inputs, data.targets, [source.paths[i] for i in rows]),
             "trusted": hashlib.sha256(repr(trusted).encode()).hexdigest(),
-            "model": model_name, **{k: getattr(cfg, k) for k in TRAINING_OPTIONS}}
+            "model": model_name, **{k: getattr(cfg, k) for k in TRAINING_OPTIONS}, **averaged}

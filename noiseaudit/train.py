@@ -9,7 +9,9 @@ with the subset of the batch chosen by Dynamic Batch Adaptation
 (:mod:`noiseaudit.optim.dba`) and records how often each sample is chosen.
 The base learning rate follows ``schedule`` (:mod:`noiseaudit.optim.schedule`), and with
 ``layerwise`` each layer's rate is scaled by a multiplier from its own gradients
-(:mod:`noiseaudit.optim.layerwise`).
+(:mod:`noiseaudit.optim.layerwise`). With ``average_last_epoch`` the final model, which
+predicts every sample's label at the end, is the mean of the weights over the last epoch's
+steps (:mod:`noiseaudit.optim.averaging`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from noiseaudit.data.dataset import SampleData
 from noiseaudit.distributed import Distributed, FeaturesAndLogits
 from noiseaudit.errors import NoiseAuditError
 from noiseaudit.optim import PerSampleRate
+from noiseaudit.optim.averaging import WeightAverage
 from noiseaudit.optim.dba import DynamicBatchAdaptation
 from noiseaudit.optim.layerwise import LayerwiseRates, layer_groups
 from noiseaudit.optim.schedule import LRSchedule
@@ -67,6 +70,7 @@ class TrainConfig:
     trusted_rate: float = 1.0  # with trusted samples: their fixed rate
     layerwise: bool = False  # scale each layer's rate by a multiplier from its gradients (optim.layerwise)
     layerwise_rule: str = "grad-norm"  # the multiplier's curvature estimate: "grad-norm" or "secant"
+    average_last_epoch: bool = False  # the final model is the mean of the last epoch's weights (frozen BatchNorm only)
 
 
 @dataclass
@@ -85,9 +89,10 @@ class RunState:
 
     def __init__(self, model: nn.Module, opt: torch.optim.Optimizer, rates: PerSampleRate | None,
                  recorder: SignalRecorder, schedule: LRSchedule, gen: torch.Generator, base_lr: float,
-                 loss_total: torch.Tensor, layerwise: LayerwiseRates | None = None):
+                 loss_total: torch.Tensor, layerwise: LayerwiseRates | None = None,
+                 average: WeightAverage | None = None):
         self.model, self.opt, self.rates, self.recorder, self.gen = model, opt, rates, recorder, gen
-        self.layerwise = layerwise
+        self.layerwise, self.average = layerwise, average
         self.schedule, self.base_lr = schedule, base_lr
         self.epoch, self.step, self.order, self.loss_total = 0, 0, torch.zeros(0, dtype=torch.int64), loss_total
         self.epoch_losses: list[float] = []
@@ -101,6 +106,7 @@ class RunState:
             "rates": None if self.rates is None else self.rates.state_dict(),
             "recorder": self.recorder.state_dict(), "schedule": self.schedule.state_dict(),
             "layerwise": None if self.layerwise is None else self.layerwise.state_dict(),
+            "average": None if self.average is None else self.average.state_dict(),
             "base_lr": self.base_lr, "generator": self.gen.get_state(),
             "torch_rng": torch.get_rng_state(), "epoch": self.epoch, "step": self.step, "order": self.order,
             "loss_total": self.loss_total, "epoch_losses": self.epoch_losses, "recoveries": self.recoveries}
@@ -115,6 +121,8 @@ class RunState:
         self.schedule.load_state_dict(state["schedule"])
         if self.layerwise is not None:
             self.layerwise.load_state_dict(state["layerwise"])
+        if self.average is not None:
+            self.average.load_state_dict(state["average"])
         self.base_lr = float(state["base_lr"])
         self.gen.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
@@ -228,8 +236,9 @@ def train(data: SampleData, model: nn.Module, cfg: TrainConfig, device: torch.de
     recorder = SignalRecorder(n, device, rate_names, count_names=("dba_selected",) if dba is not None else ())
     steps = max(1, -(-n // cfg.batch_size))
     schedule = LRSchedule(cfg.schedule, cfg.epochs, steps, base_lr=cfg.lr, num_classes=len(data.classes))
+    average = WeightAverage(model) if cfg.average_last_epoch else None
     run = RunState(model, opt, rates, recorder, schedule, gen, cfg.lr, loss_total=torch.zeros((), device=device),
-                   layerwise=layerwise)
+                   layerwise=layerwise, average=average)
     if resume and checkpoints is not None:
         run.load_state_dict(checkpoints.load())
     net: nn.Module = FeaturesAndLogits(model)
@@ -276,6 +285,8 @@ def train(data: SampleData, model: nn.Module, cfg: TrainConfig, device: torch.de
                     for group, m in zip(opt.param_groups, layerwise.multipliers([g["lr"] for g in opt.param_groups])):
                         group["lr"] *= float(m)
                 opt.step()
+                if average is not None and run.epoch == cfg.epochs - 1:
+                    average.update(model)
                 if rates is not None:
                     rates.step(idx, logits, feats, y)
                 recorder.observe(idx, losses, logits, y, None if rates is None else rates.named_rates(idx),
@@ -311,6 +322,8 @@ def train(data: SampleData, model: nn.Module, cfg: TrainConfig, device: torch.de
         dba.remove()
     if dist is not None:
         dist.end_training(recorder.sums())
+    if average is not None:
+        average.copy_to(model)
     with autocast(device, cfg.precision):
         probs = predict(model, inputs, mean, std)
     predicted, targets = probs.argmax(axis=1), data.targets.numpy()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import builtins
 import json
+import os
+import signal
 import tarfile
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from noiseaudit import backbone, scan
+from noiseaudit.checkpoint import Interrupted
 from noiseaudit.cli import app
 from noiseaudit.data import dataset as dataset_module
 from noiseaudit.metrics import ranking_metrics
@@ -85,7 +88,7 @@ def test_automatic_choice_is_measured_recorded_and_remembered(textures, tmp_path
     assert meta["evidence"] == {"reason": "measured", "sample": 120, "probe_accuracy": probe,
                                 "scratch_accuracy": scratch, "margin": 0.0,
                                 "chosen": chosen or "from scratch"}
-    assert report.attrs["noiseaudit"]["model"] == (f"{lite0.NAME} (finetune top)" if chosen else "small-cnn")
+    assert report.attrs["noiseaudit"]["model"] == (f"{lite0.NAME} (finetune deep)" if chosen else "small-cnn")
     assert calls == ["probe", "scratch"]
     again = scan(images, csv, epochs=1, device="cpu", cache_dir=str(cache), workers=1)  # the choice is cached
     assert calls == ["probe", "scratch"] and again.attrs["noiseaudit"]["backbone"] == meta
@@ -144,10 +147,10 @@ def test_backbone_scan_ranks_injected_noise_and_a_warm_scan_opens_no_image(textu
     m = ranking_metrics(truth, -cold["rank"].to_numpy(float))
     assert m["average_precision"] >= 0.9 and m["auroc"] >= 0.95, m
     meta = cold.attrs["noiseaudit"]
-    assert meta["backbone"]["name"] == lite0.NAME and meta["backbone"]["finetune"] == "top"
+    assert meta["backbone"]["name"] == lite0.NAME and meta["backbone"]["finetune"] == "deep"
     assert meta["config"]["finetune"] == "auto" and meta["backbone"]["finetune_rule"] == (
-        f"auto: {len(cold)} samples < {backbone.DEEP_FROM}: top")
-    assert meta["config"]["epochs"] == backbone.BACKBONE_DEFAULTS["top"][0]
+        f"auto: deep; {len(cold)} samples < {backbone.LARGE_FROM}: 128 px, 4 epochs")
+    assert meta["config"]["epochs"] == backbone.DEEP_SMALL[1] == 4 and meta["image_size"] == 128
     assert len(list(cache.glob(f"*-{lite0.NAME}-*.npy"))) == 1  # the frozen part's activations, cached
 
     def refuse(*_a, **_k):
@@ -158,31 +161,55 @@ def test_backbone_scan_ranks_injected_noise_and_a_warm_scan_opens_no_image(textu
     pd.testing.assert_frame_equal(warm, cold)
 
 
-def test_finetune_auto_trains_the_top_below_deep_from_and_deeper_from_there():
-    n = backbone.DEEP_FROM
-    assert backbone.resolve_finetune("auto", n - 1) == ("top", f"auto: {n - 1} samples < {n}: top")
-    assert backbone.resolve_finetune("auto", n) == ("deep", f"auto: {n} samples >= {n}: deep")
-    for given in ("none", "top", "deep", "all"):  # an explicit choice is kept at any size, and no rule recorded
-        assert backbone.resolve_finetune(given, 10 * n) == (given, "")
-    # deep trains at a larger input (a batch job anyway); everything else, and the choice, at 128 px
-    assert [backbone.image_size_for(f) for f in ("none", "top", "deep", "all")] == [128, 128, 160, 128]
+def test_finetune_auto_trains_deep_and_deep_grows_its_input_and_epochs_with_the_data():
+    n = backbone.LARGE_FROM
+    assert backbone.finetune_settings("auto", n - 1) == ("deep", 128, 4, f"auto: deep; {n - 1} samples < {n}: "
+                                                                         "128 px, 4 epochs")
+    assert backbone.finetune_settings("auto", n) == ("deep", 160, 6, f"auto: deep; {n} samples >= {n}: 160 px, "
+                                                                     "6 epochs")
+    assert backbone.finetune_settings("deep", 10) == ("deep", 128, 4, f"10 samples < {n}: 128 px, 4 epochs")
+    for given in ("none", "top", "all"):  # everything else at 128 px and its own epochs, at any size, no rule
+        for size in (10, 10 * n):
+            assert backbone.finetune_settings(given, size) == (given, 128, backbone.BACKBONE_DEFAULTS[given][0], "")
 
 
 @needs_extra
-def test_deep_finetune_trains_the_last_two_stages_over_their_cached_input(textures, tmp_path):
+def test_top_finetune_trains_the_last_stage_over_its_cached_input(textures, tmp_path):
     images, csv = textures
     cache = tmp_path / "cache"
-    report = scan(images, csv, backbone=lite0.NAME, finetune="deep", device="cpu", seed=0, cache_dir=str(cache),
+    report = scan(images, csv, backbone=lite0.NAME, finetune="top", device="cpu", seed=0, cache_dir=str(cache),
                   workers=1)
     meta = report.attrs["noiseaudit"]
-    assert meta["backbone"]["finetune"] == "deep" and meta["backbone"]["split"] == lite0.NUM_BLOCKS - 5
-    assert meta["model"] == f"{lite0.NAME} (finetune deep)"
-    assert meta["backbone"]["image_size"] == meta["image_size"] == backbone.DEEP_IMAGE_SIZE == 160
-    cached = list(cache.glob(f"*-{lite0.NAME}-b{lite0.NUM_BLOCKS - 5}-*.npy"))
-    assert len(cached) == 1 and np.load(cached[0], mmap_mode="r").shape[1:] == (2, 112, 10, 10)
+    assert meta["backbone"]["finetune"] == "top" and meta["backbone"]["split"] == lite0.NUM_BLOCKS - 1
+    assert meta["model"] == f"{lite0.NAME} (finetune top)" and meta["backbone"]["finetune_rule"] == ""
+    assert meta["backbone"]["image_size"] == meta["image_size"] == 128 and meta["config"]["epochs"] == 6
+    cached = list(cache.glob(f"*-{lite0.NAME}-b{lite0.NUM_BLOCKS - 1}-*.npy"))
+    assert len(cached) == 1 and np.load(cached[0], mmap_mode="r").shape[1:] == (2, 192, 4, 4)
     truth = (report["given_label"] != report["original_label"]).to_numpy()
     m = ranking_metrics(truth, -report["rank"].to_numpy(float))
     assert m["average_precision"] >= 0.9 and m["auroc"] >= 0.95, m
+
+
+@needs_extra
+def test_resume_in_the_last_epoch_keeps_the_weight_average(textures, tmp_path):
+    """A backbone's final model is the mean of the last epoch's weights (optim/averaging.py): a scan interrupted
+    inside that epoch resumes to exactly the report of an uninterrupted one."""
+    images, csv = textures
+    options = dict(backbone=lite0.NAME, device="cpu", seed=0, cache_dir=str(tmp_path / "cache"), workers=1,
+                   batch_size=16)  # 120 images: 8 steps an epoch, 4 epochs
+    full = scan(images, csv, **options)
+
+    def interrupt(stage: str, done: int, total: int, info: dict) -> None:
+        if stage == "train" and done == 29:  # the 5th step of the last epoch
+            os.kill(os.getpid(), signal.SIGINT)
+
+    out = tmp_path / "r.parquet"
+    with pytest.raises(Interrupted):
+        scan(images, csv, output=out, on_progress=interrupt, **options)
+    state = torch.load(tmp_path / "r.parquet.ckpt" / "checkpoint.pt", weights_only=False)
+    assert state["state"]["average"]["steps"] == 5, state["state"]["average"]["steps"]
+    resumed = scan(images, csv, output=out, resume=True, **options)
+    pd.testing.assert_frame_equal(resumed, full, check_exact=True)
 
 
 @needs_extra

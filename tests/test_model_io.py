@@ -115,7 +115,7 @@ def test_backbone_model_recomputes_the_frozen_bottom_and_predicts_the_scans_labe
                   **SCAN)
     saved = load_model(model)
     plan = saved.info["backbone"]
-    assert plan["name"] == lite0.NAME and plan["finetune"] == "top" and plan["views"] == 2
+    assert plan["name"] == lite0.NAME and plan["finetune"] == "deep" and plan["views"] == 2
     assert saved.info["description"] == report.attrs["noiseaudit"]["model"]
     trained = set(saved.network.state_dict())
     assert not any(k.startswith("stem") for k in trained)  # the frozen bottom is rebuilt, not stored

@@ -119,12 +119,12 @@ def scan_command(
                                               "the 'pretrained' extra is installed and a quick probe says it fits "
                                               "(else from scratch); none: always from scratch; or "
                                               "efficientnet-lite0.")] = "auto",
-    # "20,000" is noiseaudit.backbone.DEEP_FROM, not imported here: that module loads torch at start-up
-    finetune: Annotated[str, typer.Option(help="With a backbone: auto (top below 20,000 images, deep from "
-                                              "there), none (a head on frozen embeddings), top (its last stage "
-                                              "and head, on cached activations), deep (its last two stages: "
-                                              "ranks better, trains about 4x longer) or all (the whole network; "
-                                              "for GPUs).")] = "auto",
+    # "20,000" is noiseaudit.backbone.LARGE_FROM, not imported here: that module loads torch at start-up
+    finetune: Annotated[str, typer.Option(help="With a backbone: auto (deep), none (a head on frozen "
+                                              "embeddings), top (its last stage and head, on cached "
+                                              "activations: about 2.5x faster, ranks worse), deep (its last two "
+                                              "stages: 4 epochs at 128 px below 20,000 images, 6 at 160 px from "
+                                              "there) or all (the whole network; for GPUs).")] = "auto",
     model: Annotated[Optional[str], typer.Option(help="From-scratch model: small-cnn (the default for grayscale "
                                                       "up to 64 px and colour up to 32 px; about 4 s an epoch "
                                                       "per 1,000 colour 32-px images on 2 CPU cores), resnet18 "
@@ -133,13 +133,13 @@ def scan_command(
                                                       "on the pixels); on --features, mlp (default) or "
                                                       "linear.")] = None,
     image_size: Annotated[Optional[int], typer.Option(help="Resize images to this square side (default: from "
-                                                           "the data; with a backbone 128, with --finetune "
-                                                           "deep 160).")] = None,
+                                                           "the data; with a backbone 128, 160 for deep from "
+                                                           "20,000 images).")] = None,
     method: Annotated[str, typer.Option(help="learned-lr; plain (uniform rates, ranked by loss); or dba "
                                             "(Dynamic Batch Adaptation, ranked by how often a sample is "
                                             "selected).")] = "learned-lr",
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default: 10 from scratch, 6 with a "
-                                                       "backbone).")] = None,
+                                                       "backbone; deep 4 below 20,000 images).")] = None,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
     lr: Annotated[Optional[float], typer.Option(help="Base learning rate (SGD, momentum 0.9; default: 0.05 from "
                                                      "scratch, 0.02 with a backbone).")] = None,

@@ -47,9 +47,16 @@ def frozen_bn(x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
     return torch.addcmul(shift.to(x.dtype), x, scale.to(x.dtype))
 
 
+def bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift) of a frozen BatchNorm: ``bn(x) = x * scale + shift``, differentiable in its affine parameters."""
+    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    return scale, bn.bias - bn.running_mean * scale
+
+
 def pointwise(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Tensor:
-    """1x1 convolution (no bias) then frozen BatchNorm, on (B, H, W, C)."""
-    return frozen_bn(F.linear(x, conv.weight.flatten(1)), bn)
+    """1x1 convolution (no bias) then frozen BatchNorm, on (B, H, W, C), with the BatchNorm folded into the weights."""
+    scale, shift = bn_affine(bn)
+    return F.linear(x, conv.weight.flatten(1) * scale[:, None], shift)
 
 
 def same_padding(conv: nn.Conv2d) -> tuple[int, int, int, int]:
@@ -81,19 +88,20 @@ def depthwise(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Ten
     b, h, w, c = x.shape
     k, stride = conv.weight.shape[-1], conv.stride[0]
     left, right, top, bottom = same_padding(conv)
+    scale, shift = bn_affine(bn)
+    weight = conv.weight * scale[:, None, None, None]  # the BatchNorm's scale folded into the kernel
     if k >= 5 and h * w <= dense_limit(x):
         taps = spatial_taps(k, h, w, stride, (left, right, top, bottom)).to(x.device)
-        matrix = torch.einsum("tqp,ct->cqp", taps.to(conv.weight.dtype), conv.weight.flatten(1))  # (C, out, in)
+        matrix = torch.einsum("tqp,ct->cqp", taps.to(weight.dtype), weight.flatten(1))  # (C, out, in)
         y = torch.einsum("bpc,cqp->bqc", x.reshape(b, h * w, c), matrix.to(x.dtype))
         oh, ow = (h + top + bottom - k) // stride + 1, (w + left + right - k) // stride + 1
-        return frozen_bn(y.reshape(b, oh, ow, c), bn)
+        return y.reshape(b, oh, ow, c) + shift.to(y.dtype)
     xc = x.permute(0, 3, 1, 2)  # a channels-last NCHW view, no copy
     if (left, top) == (right, bottom):
-        y = F.conv2d(xc, conv.weight, None, conv.stride, (top, left), conv.dilation, conv.groups)
+        y = F.conv2d(xc, weight, shift, conv.stride, (top, left), conv.dilation, conv.groups)
     else:
-        y = F.conv2d(F.pad(xc, (left, right, top, bottom)), conv.weight, None, conv.stride, 0, conv.dilation,
-                     conv.groups)
-    return frozen_bn(y.permute(0, 2, 3, 1), bn)
+        y = F.conv2d(F.pad(xc, (left, right, top, bottom)), weight, shift, conv.stride, 0, conv.dilation, conv.groups)
+    return y.permute(0, 2, 3, 1)
 
 
 def mbconv(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
