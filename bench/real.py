@@ -290,6 +290,7 @@ def markdown(results: dict) -> str:
             plain_cells = "- | -"
         sl, sm = s["signals"]["loss"]["average_precision"], s["signals"]["margin"]["average_precision"]
         labels = c["labels"] + (f" (`{c['scan_args']}`)" if c.get("scan_args") else "")
+        labels += f", at {c['code']}" if c.get("code") else ""  # a row measured with the code of an earlier commit
         ap_lines.append(f"| {c['n']} | {labels} | {ap:.3f} ({s['auroc']:.3f}) | " + " | ".join(cells) +
                         f" | {EMBEDDING_BASELINES[best]} {have[best]:.3f} | {ap - have[best]:+.3f} | "
                         f"{plain_cells} | {sl:.3f} / {sm:.3f} |")
