@@ -59,7 +59,8 @@ PROBE_MARGIN = 0.0  # the backbone is chosen when its probe is at least the scra
 # (epochs, lr, hyper_lr) when not given: from scratch as ever; with the backbone, as measured in bench/real.py
 # (deep's epochs: DEEP_SMALL or DEEP_LARGE by the dataset's size)
 SCRATCH_DEFAULTS = (10, 0.05, 0.05)
-BACKBONE_DEFAULTS = {"none": (20, 0.05, 0.2), "top": (6, 0.02, 0.2), "deep": (6, 0.02, 0.2), "all": (6, 0.02, 0.2)}
+BACKBONE_DEFAULTS = {"none": (20, 0.05, 0.2), "top": (6, 0.02, 0.2), "deep": (DEEP_LARGE[1], 0.02, 0.2),
+                     "all": (6, 0.02, 0.2)}
 
 
 @dataclass
@@ -123,7 +124,7 @@ def finetune_settings(finetune: str, n_samples: int) -> tuple[str, int, int, str
     was chosen).
     """
     chosen = AUTO_FINETUNE if finetune == "auto" else finetune
-    rule = "auto: deep" if finetune == "auto" else ""
+    rule = f"auto: {AUTO_FINETUNE}" if finetune == "auto" else ""
     if chosen != "deep":
         return chosen, IMAGE_SIZE, BACKBONE_DEFAULTS[chosen][0], rule
     large = n_samples >= LARGE_FROM
