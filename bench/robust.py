@@ -23,9 +23,12 @@ draws the noise, the initial weights and the batch order) and is scored on the c
 Cells: Fashion-MNIST 10k (``common.load("fmnist10k")``, the small CNN, 10 epochs; tested on the
 10,000 Fashion-MNIST test images) with clean labels, 40% symmetric, 40% pair-flip and 20% instance
 noise (``common.make_noise``); and ``cifar10n-worse``: the first 10,000 CIFAR-10 training photos with
-CIFAR-10N's ``worse`` labels (40.2% wrong, real human noise) through the default backbone path (the
-frozen EfficientNet-Lite0 bottom computed once per photo and its mirror image, the top trained 6 epochs),
-tested on CIFAR-10's 10,000 test photos. Its noise is fixed, so its seeds vary the training only.
+CIFAR-10N's ``worse`` labels (40.2% wrong, real human noise) through the scan's default backbone path
+(``--finetune auto``: the frozen EfficientNet-Lite0 bottom computed once per photo and its mirror image,
+the last stages trained as the scan trains them, the final model the mean of the last epoch's weights,
+for every method alike), tested on CIFAR-10's 10,000 test photos. Its noise is fixed, so its seeds vary
+the training only. Stored CIFAR results of another model (``model`` differs) are kept under
+``superseded`` and shown as such, never mixed with the new sweep.
 
 Results are merged cell by cell into bench/results/robust.json and summarised in robust.md.
 """
@@ -45,7 +48,8 @@ import pandas as pd
 import torch
 from common import EPOCHS, as_dataset, load, make_noise
 
-from noiseaudit.backbone import BackbonePlan, autocast_precision, build_top, encoder, training_defaults
+from noiseaudit.backbone import (BackbonePlan, autocast_precision, build_top, encoder, finetune_settings,
+                                 training_defaults)
 from noiseaudit.data.cache import DecodeCache
 from noiseaudit.data.dataset import SampleData, load_dataset
 from noiseaudit.data.source import load_source
@@ -65,15 +69,17 @@ COSINE_METHODS = ("learned-lr-cosine", "sgd-cosine")
 # settings swept on seed 0: SGD around the scan's default lr, Adam around its usual 1e-3, and the learned rates
 # at the same lrs with the scan's rate step (hyper-lr) and larger ones. The fmnist grid was widened once where a
 # method's best sat on its edge (SGD 0.01, Adam 1e-4, hyper-lr 0.5, and lr 0.2 for learned-lr-cosine); the cifar
-# grid was not, and two of its picks sit on an edge (bench/README.md says which)
+# grid gained lr 0.005 for SGD and the learned rates with the default model (the picks of the earlier model sat
+# there), Adam 3e-3 when its pick sat on 1e-3, and hyper-lr 0.05 when the learned rates' sat on 0.2
 SWEEP = {
     "fmnist": {"learned-lr": [{"lr": lr, "hyper_lr": h} for h in (0.05, 0.2, 0.5) for lr in (0.02, 0.05, 0.1)],
                "sgd": [{"lr": lr} for lr in (0.01, 0.02, 0.05, 0.1)],
                "adam": [{"lr": lr} for lr in (1e-4, 3e-4, 1e-3, 3e-3)],
                "learned-lr-cosine": [{"lr": lr, "hyper_lr": 0.2} for lr in (0.02, 0.05, 0.1, 0.2)],
                "sgd-cosine": [{"lr": lr} for lr in (0.02, 0.05, 0.1)]},
-    "cifar": {"learned-lr": [{"lr": lr, "hyper_lr": h} for h in (0.2, 0.8) for lr in (0.01, 0.02, 0.05)],
-              "sgd": [{"lr": lr} for lr in (0.01, 0.02, 0.05)], "adam": [{"lr": lr} for lr in (1e-4, 3e-4, 1e-3)]},
+    "cifar": {"learned-lr": [{"lr": lr, "hyper_lr": h} for h in (0.05, 0.2, 0.8) for lr in (0.005, 0.01, 0.02, 0.05)],
+              "sgd": [{"lr": lr} for lr in (0.005, 0.01, 0.02, 0.05)],
+              "adam": [{"lr": lr} for lr in (1e-4, 3e-4, 1e-3, 3e-3)]},
 }
 SWEEP_CELL = {"fmnist": "sym40", "cifar": CIFAR_CELL}  # the cell each family's settings are picked on
 VALIDATION = 0.1  # share of the noisy training set held out by the sweep
@@ -84,7 +90,8 @@ def train_config(method: str, setting: dict, base: TrainConfig) -> TrainConfig:
     return TrainConfig(epochs=base.epochs, lr=setting["lr"], hyper_lr=setting.get("hyper_lr", base.hyper_lr),
                        precision=base.precision, method="learned-lr" if method.startswith("learned-lr") else "plain",
                        optimizer="adam" if method == "adam" else "sgd",
-                       schedule="cosine" if method.endswith("-cosine") else "constant")
+                       schedule="cosine" if method.endswith("-cosine") else "constant",
+                       average_last_epoch=base.average_last_epoch)
 
 
 def label(setting: dict) -> str:
@@ -108,6 +115,7 @@ class Fmnist:
     """Fashion-MNIST 10k: the small CNN from scratch."""
 
     family = "fmnist"
+    model = "small CNN from scratch"
 
     def __init__(self) -> None:
         from fashion_mnist import load_fashion_mnist
@@ -139,7 +147,9 @@ class CifarWorse:
         images = extract(work / "cifar")
         csv = write_labels(images, n, "worse", work)
         device = torch.device("cpu")
-        self.plan = BackbonePlan(NAME, "top", precision=autocast_precision(device))
+        finetune, size, epochs, _ = finetune_settings("auto", n)
+        self.plan = BackbonePlan(NAME, finetune, image_size=size, precision=autocast_precision(device), epochs=epochs)
+        self.model = f"{NAME} {finetune}, {size} px, {epochs} epochs, the last epoch's mean weights"
         frozen = encoder(self.plan, device, mirrored=True)
         cache = DecodeCache(work / "cache")
         train_data = load_dataset(load_source(images, csv), image_size=self.plan.image_size, workers=2, cache=cache,
@@ -153,7 +163,8 @@ class CifarWorse:
         self.clean = clean.map({c: k for k, c in enumerate(self.classes)}).to_numpy()
         self.test_x, self.test_y = test_data.inputs, test_data.targets.numpy()
         epochs, _, hyper_lr = training_defaults(self.plan, None, None, None)
-        self.base = TrainConfig(epochs=epochs, hyper_lr=hyper_lr, precision=self.plan.precision)
+        self.base = TrainConfig(epochs=epochs, hyper_lr=hyper_lr, precision=self.plan.precision,
+                                average_last_epoch=True)
 
     def labels(self, cell: str, seed: int) -> np.ndarray:
         return self.noisy
@@ -177,8 +188,8 @@ def sweep(bench: Fmnist | CifarWorse, methods: list[str], previous: dict, save: 
     order = np.random.default_rng(0).permutation(len(labels))
     held, fit = np.sort(order[:int(VALIDATION * len(order))]), np.sort(order[int(VALIDATION * len(order)):])
     held_x = bench.x[held] if isinstance(bench.x, torch.Tensor) else torch.from_numpy(bench.x[held])
-    out = {"cell": cell, "seed": 0, "selection": f"best accuracy on a held-out noisy {VALIDATION:.0%} of the "
-                                                 f"training set of {cell}, seed 0",
+    out = {"cell": cell, "model": bench.model, "seed": 0,
+           "selection": f"best accuracy on a held-out noisy {VALIDATION:.0%} of the training set of {cell}, seed 0",
            "scores": previous.get("scores", {}), "chosen": dict(previous.get("chosen", {}))}
     for method in methods:
         scores = out["scores"].setdefault(method, {})
@@ -204,7 +215,7 @@ def run_cell(bench: Fmnist | CifarWorse, cell: str, chosen: dict, methods: list[
     # runs at a setting other than the one now chosen (the sweep was widened since) are trained again
     runs = {m: [r for r in rs if {k: r.get(k) for k in chosen.get(m, {})} == chosen.get(m)]
             for m, rs in previous.get("runs", {}).items()}
-    out = {"runs": runs, "epochs": bench.base.epochs, "chosen": chosen}
+    out = {"runs": runs, "model": bench.model, "epochs": bench.base.epochs, "chosen": chosen}
     everything = np.arange(len(bench.labels(cell, 0)))
     for seed in seeds:
         labels = bench.labels(cell, seed)
@@ -249,13 +260,16 @@ def markdown(results: dict, source: str = "robust.json") -> str:
              "learning rate of each method picked on seed 0 by a held-out noisy 10% of the training set.", "",
              "| cell | learned-lr (scan) | SGD | Adam | learned-lr − SGD | setting: learned / SGD / Adam |",
              "|---|---|---|---|---|---|"]
-    for cell in (*FMNIST_CELLS, CIFAR_CELL):
-        c = results["cells"].get(cell)
+    cells = [(cell, results["cells"].get(cell)) for cell in (*FMNIST_CELLS, CIFAR_CELL)]
+    cells += [(CIFAR_CELL, old["cell"]) for old in results.get("superseded", [])]
+    for cell, c in cells:
         if c is None:
             continue
         s = c["summary"]
         rates = " / ".join(label(c["chosen"][m]) if m in c.get("chosen", {}) else "–" for m in METHODS)
-        name = "Fashion-MNIST 10k " + cell if cell in FMNIST_CELLS else "CIFAR-10N worse 10k (backbone)"
+        name = "Fashion-MNIST 10k " + cell if cell in FMNIST_CELLS else f"CIFAR-10N worse 10k ({c['model']})"
+        if c.get("superseded_at"):
+            name += f", superseded at {c['superseded_at']}"
         lines.append(f"| {name} | {accuracy(s, 'learned-lr')} | {accuracy(s, 'sgd')} | {accuracy(s, 'adam')} | "
                      f"{difference(s, 'learned-lr', 'sgd')} | {rates} |")
     cosine = [cell for cell in FMNIST_CELLS
@@ -274,6 +288,18 @@ def markdown(results: dict, source: str = "robust.json") -> str:
     lines += ["", "Accuracy in %, (n) = seeds. Sweeps (noisy held-out accuracy per lr) and per-seed figures with "
               f"training times are in {source}."]
     return "\n".join(lines) + "\n"
+
+
+def supersede(results: dict, family: str, cell: str, model: str) -> None:
+    """Move a family's stored sweep and cell aside (to ``results["superseded"]``) when they were measured with
+    another model than the one the bench now trains, so the two are never mixed."""
+    stored = results["sweeps"].get(family)
+    if stored is None or stored.get("model") == model:
+        return
+    old = results["cells"].pop(cell, None)
+    if old is not None:
+        old.setdefault("superseded_at", "a later default")
+    results.setdefault("superseded", []).append({"sweep": results["sweeps"].pop(family), "cell": old})
 
 
 def main() -> None:
@@ -307,6 +333,7 @@ def main() -> None:
             else:
                 bench = fmnist = fmnist or Fmnist()
             family = bench.family
+            supersede(results, family, cell, bench.model)
 
             def keep_sweep(part: dict, family: str = family) -> None:
                 results["sweeps"][family] = part
