@@ -270,6 +270,8 @@ def main() -> None:
     ap.add_argument("--trusted", default="", help="instead: learned rates with these trusted fractions, drawn from "
                     "the truth (bench/trusted_cells.py; results in detect_trusted.json)")
     ap.add_argument("--trusted-weight", type=float, default=None, help="with --trusted: the references' weight")
+    ap.add_argument("--trusted-out", type=Path, default=RESULTS / "detect_trusted.json",
+                    help="with --trusted: merge the rows into this JSON (and its .md)")
     ap.add_argument("--extra", default="", help="add these rows to cells already in the JSON instead: "
                     f"comma-separated from {', '.join(EXTRAS)}")
     ap.add_argument("--out", type=Path, default=RESULTS / "detect.json")
@@ -288,7 +290,7 @@ def main() -> None:
         extra = {} if args.trusted_weight is None else {"weight": args.trusted_weight}
         add_trusted(args.datasets.split(","), args.noise.split(","), list(map(int, args.seeds.split(","))),
                     list(map(float, args.trusted.split(","))), EPOCHS, load, args.device,
-                    RESULTS / "detect_trusted.json", **extra)
+                    args.trusted_out, **extra)
         return
     if args.extra:
         add_extras(args, done)
