@@ -20,6 +20,10 @@ batches); the cross-entropy of a meta batch under theta'; Adam on the net (weigh
 net's output bias starts where the rate is the scan's hand-set 0.05, so the first steps do not
 diverge before the net has learned anything.
 
+``--unrolled`` (a variant, not shipped) differentiates through the look-ahead steps as well: each virtual
+step's gradient is taken with its graph, so the meta-gradient carries the second-order terms that
+:func:`~noiseaudit.optim.mlr_snet.meta_objective`'s look-ahead leaves out (it holds the step directions fixed).
+
 At the end the frozen net and the constant 0.05 each train one more episode on a fresh draw, scored
 on the meta split (``frozen_check``). Writes the weights (float32 .npz, no pickle) and the log
 (per episode: the rate per epoch and the meta-split accuracy). What the variants did is in
@@ -38,10 +42,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from fashion_mnist import load_fashion_mnist
+from torch.func import functional_call
 
 from noiseaudit.models import build_model
 from noiseaudit.noise import inject_noise
-from noiseaudit.optim.mlr_snet import SHIPPED, MLRSNet, MLRSNetSchedule, gamma, meta_objective, save_weights
+from noiseaudit.optim.mlr_snet import (SHIPPED, MLRSNet, MLRSNetSchedule, gamma, meta_objective, save_weights,
+                                       virtual_step_start)
 from noiseaudit.runtime import seed_everything
 from noiseaudit.train import as_input, normaliser, predict
 
@@ -58,12 +64,33 @@ def splits(seed: int = 1, meta_size: int = 1_000) -> tuple[np.ndarray, np.ndarra
     return rest[meta_size:], rest[:meta_size]
 
 
+def unrolled_objective(net: MLRSNet, state: tuple[torch.Tensor, torch.Tensor], loss: torch.Tensor, bound: float,
+                       model: torch.nn.Module, opt: torch.optim.Optimizer, meta_inputs: torch.Tensor,
+                       meta_targets: torch.Tensor, momentum: float, weight_decay: float,
+                       lookahead: list[tuple[torch.Tensor, torch.Tensor]] = ()) -> torch.Tensor:
+    """As ``meta_objective``, but every virtual step (the first one and the look-ahead) is differentiated
+    through, second-order terms included: the exact derivative of the meta loss after the K steps."""
+    rate, params, grads, bufs = virtual_step_start(net, state, loss, bound, model, opt)
+    names = list(params)
+    for batch in [None, *lookahead]:
+        if batch is not None:
+            out = F.cross_entropy(functional_call(model, params, (batch[0],)), batch[1])
+            grads = dict(zip(names, torch.autograd.grad(out, [params[n] for n in names], create_graph=True)))
+        for n in names:
+            d = grads[n] + weight_decay * params[n]
+            bufs[n] = d if bufs[n] is None else momentum * bufs[n] + d
+        params = {n: params[n] - rate * bufs[n] for n in names}
+    return F.cross_entropy(functional_call(model, params, (meta_inputs,)), meta_targets)
+
+
 class Learner:
     """One model trained from a fresh initialisation for EPOCHS epochs, one step per :meth:`step` call,
     at the rate of the schedule net for each batch's mean loss (or at ``constant`` if given)."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, seed: int, net: MLRSNet, constant: float | None = None):
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, seed: int, net: MLRSNet, constant: float | None = None,
+                 unrolled: bool = False):
         self.gen = seed_everything(seed)
+        self.objective = unrolled_objective if unrolled else meta_objective
         self.x, self.y, self.constant = x, y, constant
         self.schedule = MLRSNetSchedule(10, net)  # the shared net, live: its LSTM state and gamma per learner
         self.model = build_model("small-cnn", 1, 28, 10)
@@ -95,7 +122,7 @@ class Learner:
         meta_loss = None
         if meta is not None and net_opt is not None:
             ahead = [torch.randint(0, len(self.y), (BATCH,), generator=self.gen) for _ in range(lookahead)]
-            value = meta_objective(self.schedule.net, self.schedule.state, loss, bound, self.model, self.opt,
+            value = self.objective(self.schedule.net, self.schedule.state, loss, bound, self.model, self.opt,
                                    meta[0], meta[1], MOMENTUM, WEIGHT_DECAY,
                                    [(as_input(self.x[a], self.mean, self.std), self.y[a]) for a in ahead])
             net_opt.zero_grad(set_to_none=True)
@@ -127,6 +154,8 @@ def main() -> None:
     ap.add_argument("--lookahead", type=int, default=0, help="virtual steps after the first one, on random "
                     "training batches, before the meta loss (0: the official one-step objective)")
     ap.add_argument("--meta-lr", type=float, default=1e-3)
+    ap.add_argument("--unrolled", action="store_true", help="differentiate through the look-ahead steps too "
+                    "(second order; a variant, not shipped)")
     ap.add_argument("--out", type=Path, default=ROOT / "noiseaudit" / "optim" / SHIPPED)
     ap.add_argument("--log", type=Path, default=RESULTS / "mlr_snet_meta_train.json")
     args = ap.parse_args()
@@ -159,7 +188,7 @@ def main() -> None:
         for p in range(args.learners):
             if learners[p] is None and started < args.episodes and t >= p * offset:
                 x, y, noise = training_set(started)
-                learners[p] = Learner(x, y, seed=started, net=net)
+                learners[p] = Learner(x, y, seed=started, net=net, unrolled=args.unrolled)
                 learners[p].episode, learners[p].noise = started, noise
                 started += 1
             learner = learners[p]

@@ -75,6 +75,18 @@ class MLRSNet(nn.Module):
         return torch.sigmoid(self.out(hx)).reshape(()), (hx, cx)
 
 
+def virtual_step_start(net: MLRSNet, state: tuple[torch.Tensor, torch.Tensor], loss: torch.Tensor, bound: float,
+                       model: nn.Module, opt: torch.optim.Optimizer
+                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, Any]]:
+    """What a virtual step starts from: the net's rate (with its graph), and the model's detached weights,
+    gradients (``.grad``) and ``opt``'s momentum buffers (None before the first step), keyed by name."""
+    fraction, _ = net(loss, state)
+    params = dict(model.named_parameters())
+    weights = {n: p.detach() for n, p in params.items()}
+    grads = {n: p.grad.detach() for n, p in params.items()}
+    return bound * fraction, weights, grads, {n: opt.state.get(p, {}).get("momentum_buffer") for n, p in params.items()}
+
+
 def meta_objective(net: MLRSNet, state: tuple[torch.Tensor, torch.Tensor], loss: torch.Tensor, bound: float,
                    model: nn.Module, opt: torch.optim.Optimizer, meta_inputs: torch.Tensor,
                    meta_targets: torch.Tensor, momentum: float, weight_decay: float,
@@ -92,12 +104,8 @@ def meta_objective(net: MLRSNet, state: tuple[torch.Tensor, torch.Tensor], loss:
     """
     from torch.func import functional_call
 
-    fraction, _ = net(loss, state)
-    rate = bound * fraction
-    names = [n for n, _ in model.named_parameters()]
-    theta = {n: p.detach() for n, p in model.named_parameters()}
-    grads = {n: p.grad.detach() for n, p in model.named_parameters()}
-    bufs = {n: opt.state.get(p, {}).get("momentum_buffer") for n, p in model.named_parameters()}
+    rate, theta, grads, bufs = virtual_step_start(net, state, loss, bound, model, opt)
+    names = list(theta)
     shift = {n: torch.zeros_like(theta[n]) for n in names}  # the sum of the (detached) steps
     step = float(rate.detach())
     for batch in [None, *lookahead]:
