@@ -37,11 +37,12 @@ from noiseaudit import load_model, scan
 
 def scores(work: Path, images: Path, label_set: str, seed: int) -> dict[str, np.ndarray]:
     """Every score of the docstring for one label set and seed, and the truth."""
-    table = pd.read_csv(write_labels(images, 10_000, label_set, work))
+    csv = write_labels(images, 10_000, label_set, work)
+    table = pd.read_csv(csv)
     order = np.random.default_rng(1234).permutation(len(table))
     halves = [np.sort(order[:5000]), np.sort(order[5000:])]
     cache = str(work / "cache_crossfit")
-    full = scan(str(images), str(work / f"labels_10000_{label_set}.csv"), cache_dir=cache, seed=seed)
+    full = scan(str(images), str(csv), cache_dir=cache, seed=seed)
     half_rate, oof = np.zeros(len(table)), np.zeros(len(table))
     for h, rows in enumerate(halves):
         table.iloc[rows].to_csv(work / f"crossfit_{label_set}_h{h}.csv", index=False)

@@ -268,7 +268,7 @@ def main() -> None:
     ap.add_argument("--rescore", action="store_true", help="recompute the metrics of our signals (threshold "
                     "included) from the per-sample scores saved by an earlier run; no training")
     ap.add_argument("--trusted", default="", help="instead: learned rates with these trusted fractions, drawn from "
-                    "the truth (bench/trusted_cells.py; results in detect_trusted.json)")
+                    "the truth (bench/trusted_cells.py; results in --trusted-out)")
     ap.add_argument("--trusted-weight", type=float, default=None, help="with --trusted: the references' weight")
     ap.add_argument("--trusted-out", type=Path, default=RESULTS / "detect_trusted.json",
                     help="with --trusted: merge the rows into this JSON (and its .md)")

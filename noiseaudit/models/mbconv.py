@@ -9,8 +9,8 @@ the gradients and what trains are unchanged):
   convolution before it: its scale multiplies the (small) weight and its shift becomes the bias,
   so no pass over the (large) activations is spent on it, forward or backward. The weight,
   the BatchNorm's affine parameters and their gradients are the modules' own. On a 2-core CPU
-  these layers are memory-bound: a ``deep`` training step at 128 px in bfloat16 took 157 ms
-  with the BatchNorm applied to the activations and 120 ms folded (bench/README.md);
+  these layers are memory-bound: a ``deep`` training step at 128 px in bfloat16 took 160 ms
+  with the BatchNorm applied to the activations and 117 ms folded (bench/README.md);
 - a depthwise convolution with a 5x5 kernel on a small map (at most ``DENSE_MAX_POSITIONS``
   positions: the 4x4 and 8x8 maps of the top stages at 128 px) is a per-channel dense matrix
   over the map's positions, built from the kernel: oneDNN's bfloat16 backward of that
