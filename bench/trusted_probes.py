@@ -1,0 +1,184 @@
+"""What else a 2% trusted set could add on instance noise: three probes of issue 16's missed floor.
+
+    python bench/trusted_probes.py                                   # Fashion-MNIST 10k and MNIST 5k, inst20
+    python bench/trusted_probes.py --datasets mnist5k --seeds 0 --l2rw-seeds 0
+
+Each cell is a row of ``bench/detect.py --trusted``: the same instance noise, 2% of the samples
+trusted (``trusted_cells.trusted_mask``, carrying their true label), and every AP on the rows not
+trusted. Per cell:
+
+- ``rate_none`` / ``rate_trusted``: the learned rates without and with the trusted set (the rows
+  of results/detect_trusted*.json, rerun); ``rate_labels_only``: the trusted rows' verified labels
+  put in the labels, but no trusted mask (so no trusted references, no fixed rate): how much of the
+  gain is the corrected labels alone;
+- ``prior_*``: the trusted run's rates re-ranked by each given class's noise rate, as estimated
+  from the trusted rows (their given label against the verified one; ``est``, shrunk toward the
+  overall rate by 5 pseudo-rows) or as it truly is (``true``, a bound no 2% reaches). ``quota``
+  ranks each sample by its rank within its class over the class's expected count of wrong labels;
+  ``mixture`` fits two Gaussians to the log rates and takes the posterior of the lower one under
+  the class's prior;
+- ``ceiling``: p(given label) out of fold from 5 plain models trained on the **true** labels of
+  all samples: what a model that was never shown the wrong labels can tell, an upper bound;
+- ``l2rw`` (``--l2rw-seeds``): the anchor the issue names. Each step every sample's weight is
+  L2RW's (Ren et al. 2018) first-order meta-gradient at zero weights, max(0, g_i . G_T), with G_T
+  the gradient of a trusted batch through the whole network (one forward-mode JVP gives every
+  g_i . G_T); trusted samples keep the batch's largest weight. The score is that alignment
+  divided by the batch's mean absolute alignment, averaged over the steps.
+
+Results: bench/results/trusted_probes.json (per seed and means).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from common import EPOCHS, load, make_noise, run
+from detect import cleanlab_cv
+from sklearn.metrics import average_precision_score
+from sklearn.mixture import GaussianMixture
+from torch.func import functional_call, jvp
+from trusted_cells import trusted_mask
+
+from noiseaudit.models import build_model, default_model
+from noiseaudit.runtime import seed_everything
+from noiseaudit.scan import ranking_score
+from noiseaudit.train import TrainConfig, as_input, normaliser
+
+RESULTS = Path(__file__).resolve().parent / "results"
+FRACTION, SHRINK = 0.02, 5.0
+
+
+def class_rates(wrong: np.ndarray, given: np.ndarray, classes: int, shrink: float = 0.0) -> np.ndarray:
+    """Share of wrong labels per given class, shrunk toward the overall share by ``shrink`` pseudo-rows."""
+    overall = wrong.mean()
+    return np.array([(wrong[given == c].sum() + shrink * overall) / ((given == c).sum() + shrink)
+                     for c in range(classes)])
+
+
+def quota_score(score: np.ndarray, given: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """Lower = more suspect: rank within the given class over that class's expected count of wrong labels."""
+    out = np.empty(score.size)
+    for c in range(prior.size):
+        m = given == c
+        out[m] = (np.argsort(np.argsort(score[m])) + 1) / max(prior[c] * m.sum(), 1e-3)
+    return out
+
+
+def mixture_score(score: np.ndarray, given: np.ndarray, prior: np.ndarray, seed: int) -> np.ndarray:
+    """Lower = more suspect: minus the log odds of the lower of two Gaussians on the score, under the class prior."""
+    gm = GaussianMixture(2, random_state=seed).fit(score[:, None])
+    low = int(np.argmin(gm.means_[:, 0]))
+    post = np.clip(gm.predict_proba(score[:, None])[:, low], 1e-12, 1 - 1e-12)
+    p = np.clip(prior[given], 1e-4, 1 - 1e-4)
+    log_odds = np.log(post / (1 - post)) - np.log(gm.weights_[low] / gm.weights_[1 - low]) + np.log(p / (1 - p))
+    return -log_odds
+
+
+def l2rw_score(x: np.ndarray, labels: np.ndarray, trusted: np.ndarray, epochs: int, seed: int,
+               lr: float = 0.05) -> np.ndarray:
+    """Mean normalised alignment g_i . G_T over training under L2RW's weights (lower = more suspect)."""
+    gen = seed_everything(seed)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(labels).long()
+    model = build_model(default_model(xt.shape[1], xt.shape[-1]), xt.shape[1], xt.shape[-1], int(labels.max()) + 1)
+    mean, std = normaliser(xt)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    pool, is_trusted = torch.from_numpy(np.flatnonzero(trusted)), torch.from_numpy(trusted)
+    total, seen = torch.zeros(labels.size), torch.zeros(labels.size)
+    for _ in range(epochs):
+        for batch in torch.randperm(labels.size, generator=gen).split(128):
+            model.train()
+            params = {k: v.detach().requires_grad_() for k, v in model.named_parameters()}
+            buffers = {k: v.clone() for k, v in model.named_buffers()}
+            tb = pool[torch.randperm(pool.numel(), generator=gen)[:128]]
+            trusted_loss = F.cross_entropy(functional_call(model, (params, buffers), (as_input(xt[tb], mean, std),)),
+                                           yt[tb])
+            direction = dict(zip(params, torch.autograd.grad(trusted_loss, list(params.values()))))
+            xb = as_input(xt[batch], mean, std)
+
+            def losses(p: dict[str, torch.Tensor]) -> torch.Tensor:
+                out = functional_call(model, (p, {k: v.clone() for k, v in buffers.items()}), (xb,))
+                return F.cross_entropy(out, yt[batch], reduction="none")
+
+            _, align = jvp(losses, ({k: v.detach() for k, v in params.items()},), (direction,))
+            align = align.detach()
+            total[batch] += align / (align.abs().mean() + 1e-12)
+            seen[batch] += 1
+            w = align.clamp(min=0)
+            w = torch.where(is_trusted[batch], w.max().clamp(min=1e-12), w)
+            loss = (w / w.sum().clamp(min=1e-12) * F.cross_entropy(model(xb), yt[batch], reduction="none")).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return (total / seen.clamp(min=1)).numpy()
+
+
+def probe_cell(name: str, x: np.ndarray, y: np.ndarray, seed: int, with_l2rw: bool) -> dict:
+    epochs, classes = EPOCHS[name], int(y.max()) + 1
+    noisy = make_noise(x, y, "inst20", seed)
+    trusted = trusted_mask(y.size, FRACTION, seed)
+    labels = np.where(trusted, y, noisy.labels)
+    keep, wrong = ~trusted, noisy.labels != y
+    truth, given = wrong[keep], noisy.labels[keep]
+    ap = lambda suspect: float(average_precision_score(truth, suspect))  # noqa: E731  (higher = more suspect)
+    t0 = time.perf_counter()
+    none = ranking_score(run(x, noisy.labels, TrainConfig(epochs=epochs), seed).result.signals, "learned-lr")[keep]
+    with_set = run(x, labels, TrainConfig(epochs=epochs), seed, trusted=torch.from_numpy(trusted))
+    rate = ranking_score(with_set.result.signals, "learned-lr")[keep]
+    fixed_only = ranking_score(run(x, labels, TrainConfig(epochs=epochs), seed).result.signals, "learned-lr")[keep]
+    out = {"dataset": name, "seed": seed,
+           "ap": {"rate_none": ap(-none), "rate_trusted": ap(-rate), "rate_labels_only": ap(-fixed_only)}}
+    priors = {"est": class_rates(wrong[trusted], noisy.labels[trusted], classes, SHRINK),
+              "true": class_rates(truth, given, classes)}
+    for kind, prior in priors.items():
+        out["ap"][f"prior_quota_{kind}"] = ap(-quota_score(rate, given, prior))
+        out["ap"][f"prior_mixture_{kind}"] = ap(-mixture_score(rate, given, prior, seed))
+    probs, _ = cleanlab_cv(x, y, TrainConfig(epochs=epochs, method="plain"), seed, "cpu")  # the TRUE labels
+    out["ap"]["ceiling"] = ap(-probs[np.arange(y.size), noisy.labels][keep])
+    out["ceiling_accuracy"] = float((probs.argmax(1) == y).mean())
+    if with_l2rw:
+        t1 = time.perf_counter()
+        out["ap"]["l2rw"] = ap(-l2rw_score(x, labels, trusted, epochs, seed)[keep])
+        out["l2rw_seconds"] = time.perf_counter() - t1
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def summarise(cells: list[dict]) -> dict[str, dict]:
+    """Per dataset and score: mean AP, its mean difference from ``rate_none`` on the same seeds, and the seeds."""
+    out: dict[str, dict] = {}
+    for ds in dict.fromkeys(c["dataset"] for c in cells):
+        aps = [c["ap"] for c in cells if c["dataset"] == ds]
+        out[ds] = {}
+        for k in dict.fromkeys(k for a in aps for k in a):
+            have = [a for a in aps if k in a]
+            out[ds][k] = {"mean": float(np.mean([a[k] for a in have])), "seeds": len(have),
+                          "delta_vs_rate_none": float(np.mean([a[k] - a["rate_none"] for a in have]))}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", default="fmnist10k,mnist5k")
+    ap.add_argument("--seeds", default="0,1,2,3,4")
+    ap.add_argument("--l2rw-seeds", default="0,1")
+    ap.add_argument("--out", type=Path, default=RESULTS / "trusted_probes.json")
+    args = ap.parse_args()
+    l2rw_seeds = {int(s) for s in args.l2rw_seeds.split(",") if s}
+    cells = []
+    for name in args.datasets.split(","):
+        x, y = load(name)
+        for seed in map(int, args.seeds.split(",")):
+            cells.append(probe_cell(name, x, y, seed, seed in l2rw_seeds))
+            print(name, seed, {k: round(v, 4) for k, v in cells[-1]["ap"].items()}, flush=True)
+            args.out.write_text(json.dumps({"fraction": FRACTION, "noise": "inst20", "cells": cells,
+                                            "summary": summarise(cells), "torch": torch.__version__}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
