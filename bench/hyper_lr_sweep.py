@@ -17,11 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import EPOCHS, NOISE_CELLS, load, make_noise, run
-
-from noiseaudit.metrics import ranking_metrics
-from noiseaudit.scan import ranking_score
-from noiseaudit.train import TrainConfig
+from common import NOISE_CELLS, learned_ap_sweep, load
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -39,14 +35,8 @@ def main() -> None:
     for name in args.datasets.split(","):
         x, y = load(name)
         for noise in args.noise.split(","):
-            cell = ap_per_seed.setdefault(f"{name}/{noise}", {})
-            for seed in map(int, args.seeds.split(",")):
-                noisy = make_noise(x, y, noise, seed)
-                for step in steps:
-                    cfg = TrainConfig(epochs=EPOCHS[name], hyper_lr=step)
-                    score = ranking_score(run(x, noisy.labels, cfg, seed).result.signals, "learned-lr")
-                    ap_ = ranking_metrics(noisy.is_noisy, -score)["average_precision"]
-                    cell.setdefault(str(step), []).append(float(ap_))
+            seeds = list(map(int, args.seeds.split(",")))
+            cell = ap_per_seed[f"{name}/{noise}"] = learned_ap_sweep(x, y, name, noise, seeds, "hyper_lr", steps)
             means = {s: round(float(np.mean(v)), 4) for s, v in cell.items()}
             print(name, noise, means, flush=True)
             args.out.write_text(json.dumps({"seeds": args.seeds, "torch": torch.__version__, "ap_per_seed": ap_per_seed,

@@ -18,11 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import EPOCHS, NOISE_CELLS, load, make_noise, run
-
-from noiseaudit.metrics import ranking_metrics
-from noiseaudit.scan import ranking_score
-from noiseaudit.train import TrainConfig
+from common import NOISE_CELLS, learned_ap_sweep, load
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -39,13 +35,7 @@ def main() -> None:
     levels = [float(v) for v in args.levels.split(",")]
     table: dict[str, dict[str, list[float]]] = {}
     for noise in args.noise.split(","):
-        for seed in map(int, args.seeds.split(",")):
-            noisy = make_noise(x, y, noise, seed)
-            for lr in levels:
-                cfg = TrainConfig(epochs=EPOCHS[args.dataset], method="learned-lr", lr=lr)
-                score = ranking_score(run(x, noisy.labels, cfg, seed).result.signals, "learned-lr")
-                ap_ = ranking_metrics(noisy.is_noisy, -score)["average_precision"]
-                table.setdefault(noise, {}).setdefault(str(lr), []).append(float(ap_))
+        table[noise] = learned_ap_sweep(x, y, args.dataset, noise, list(map(int, args.seeds.split(","))), "lr", levels)
         row = {lr: round(float(np.mean(v)), 4) for lr, v in table[noise].items()}
         print(args.dataset, noise, row, flush=True)
     summary = {noise: {lr: {"mean_ap": float(np.mean(v)), "delta_vs_0.05": float(np.mean(v) - np.mean(t["0.05"]))
