@@ -17,8 +17,8 @@ trusted. Per cell:
   ranks each sample by its rank within its class over the class's expected count of wrong labels;
   ``mixture`` fits two Gaussians to the log rates and takes the posterior of the lower one under
   the class's prior;
-- ``ceiling``: p(given label) out of fold from 5 plain models trained on the **true** labels of
-  all samples: what a model that was never shown the wrong labels can tell, an upper bound;
+- ``ceiling``: p(given label) out of fold from 5 plain models, each trained on the **true** labels
+  of the other four fifths: what a model never shown the wrong labels can tell, an upper bound;
 - ``l2rw`` (``--l2rw-seeds``): the anchor the issue names. Each step every sample's weight is
   L2RW's (Ren et al. 2018) first-order meta-gradient at zero weights, max(0, g_i . G_T), with G_T
   the gradient of a trusted batch through the whole network (one forward-mode JVP gives every
