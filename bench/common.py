@@ -26,9 +26,11 @@ import torch
 
 from noiseaudit.data.dataset import SampleData
 from noiseaudit.inject import instance_probs
+from noiseaudit.metrics import ranking_metrics
 from noiseaudit.models import build_model, default_model
 from noiseaudit.noise import NoisyLabels, inject_noise
 from noiseaudit.runtime import seed_everything
+from noiseaudit.scan import ranking_score
 from noiseaudit.train import TrainConfig, TrainResult, train
 
 # name -> (kind, rate)
@@ -123,9 +125,6 @@ def learned_ap_sweep(x: np.ndarray, y: np.ndarray, name: str, noise: str, seeds:
                      values: list[float]) -> dict[str, list[float]]:
     """Learned-rate AP (the scan's ranking) per value of one TrainConfig field, one entry per seed; each seed's
     noise is drawn once and every value trains on it, one after the other."""
-    from noiseaudit.metrics import ranking_metrics
-    from noiseaudit.scan import ranking_score
-
     out: dict[str, list[float]] = {}
     for seed in seeds:
         noisy = make_noise(x, y, noise, seed)

@@ -40,11 +40,11 @@ import torch
 import torch.nn.functional as F
 from common import EPOCHS, load, make_noise, run
 from detect import cleanlab_cv
-from sklearn.metrics import average_precision_score
 from sklearn.mixture import GaussianMixture
 from torch.func import functional_call, jvp
 from trusted_cells import trusted_mask
 
+from noiseaudit.metrics import ranking_metrics
 from noiseaudit.models import build_model, default_model
 from noiseaudit.runtime import seed_everything
 from noiseaudit.scan import ranking_score
@@ -125,7 +125,7 @@ def probe_cell(name: str, x: np.ndarray, y: np.ndarray, seed: int, with_l2rw: bo
     labels = np.where(trusted, y, noisy.labels)
     keep, wrong = ~trusted, noisy.labels != y
     truth, given = wrong[keep], noisy.labels[keep]
-    ap = lambda suspect: float(average_precision_score(truth, suspect))  # noqa: E731  (higher = more suspect)
+    ap = lambda suspect: ranking_metrics(truth, suspect)["average_precision"]  # noqa: E731  (higher = more suspect)
     t0 = time.perf_counter()
     none = ranking_score(run(x, noisy.labels, TrainConfig(epochs=epochs), seed).result.signals, "learned-lr")[keep]
     with_set = run(x, labels, TrainConfig(epochs=epochs), seed, trusted=torch.from_numpy(trusted))
