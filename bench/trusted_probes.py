@@ -22,9 +22,9 @@ trusted. Per cell:
   per-sample signals (final and mean log rate, mean loss, mean margin, log p(given), log of the
   strongest other class; ``class`` adds the given class as one-hot) could do: a logistic regression
   fitted on the **truth** of every untrusted row, scored out of fold (5 shuffled folds), a bound;
-  ``signals_calibrated``: the same fitted on what a user could hold back instead of trusting, the
-  truth of a random 2% of the untrusted rows (mean over 20 draws, scored on the rest, its change
-  against the rate on the same rows, ``signals_calibrated_delta``);
+  ``signals_calibrated``: the same fitted on what a user could verify further and hold back for
+  calibration, the truth of a random 2% of the untrusted rows (beyond the trusted 2%; mean over 20
+  draws, scored on the rest, its change against the rate on the same rows, ``signals_calibrated_delta``);
 - ``ceiling``: p(given label) out of fold from 5 plain models, each trained on the **true** labels
   of the other four fifths: what a model never shown the wrong labels can tell, an upper bound;
 - ``l2rw`` (``--l2rw-seeds``): the anchor the issue names. Each step every sample's weight is
