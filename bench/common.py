@@ -122,14 +122,14 @@ def make_noise(x: np.ndarray, y: np.ndarray, cell: str, seed: int, device: str =
 
 
 def learned_ap_sweep(x: np.ndarray, y: np.ndarray, name: str, noise: str, seeds: list[int], field: str,
-                     values: list[float]) -> dict[str, list[float]]:
+                     values: list[float] | list[int]) -> dict[str, list[float]]:
     """Learned-rate AP (the scan's ranking) per value of one TrainConfig field, one entry per seed; each seed's
     noise is drawn once and every value trains on it, one after the other."""
     out: dict[str, list[float]] = {}
     for seed in seeds:
         noisy = make_noise(x, y, noise, seed)
         for value in values:
-            cfg = TrainConfig(epochs=EPOCHS[name], method="learned-lr", **{field: value})
+            cfg = TrainConfig(**({"epochs": EPOCHS[name], "method": "learned-lr"} | {field: value}))
             score = ranking_score(run(x, noisy.labels, cfg, seed).result.signals, "learned-lr")
             out.setdefault(str(value), []).append(float(ranking_metrics(noisy.is_noisy, -score)["average_precision"]))
     return out
