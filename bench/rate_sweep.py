@@ -5,10 +5,10 @@
     python bench/rate_sweep.py --field hyper_lr --values 0.05,0.1 \\
         --out bench/results/hyper_lr_sweep.json                 # about 25 minutes
     python bench/rate_sweep.py --field epochs --values 5,10,20,30 --noise sym40,asym40,inst20 \\
-        --out bench/results/epochs_sweep.json                   # about 75 minutes
+        --out bench/results/epochs_sweep.json                   # about 65 minutes
 
-Every cell of ``bench/detect.py`` (same noise, seeds and epochs); for each seed the noise is drawn
-once and every value trains on it. Three sweeps are recorded:
+Every cell of ``bench/detect.py`` (same noise and seeds, and its epochs unless they are the field
+swept); for each seed the noise is drawn once and every value trains on it. Three sweeps are recorded:
 
 - ``lr``, the constant rate's level, on digits: the frozen MLR-SNet gives a flat 0.034-0.035, and
   its one detection miss (digits 40% pair-flip) is that level. The sweep reads off the level issue
