@@ -432,7 +432,7 @@ def test_python_input_errors(small):
         scan_features(x, pd.DataFrame({"id": ["s0"] * 12, "label": [0, 1] * 6}), output=out, **OPTIONS)
     with pytest.raises(InputError, match="at least two classes"):
         scan_features(x, [1] * 12, output=out, **OPTIONS)
-    with pytest.raises(InputError, match=r"^<labels>: empty label in column 'label' \(1 rows\)"):
+    with pytest.raises(InputError, match=r"^<labels>: empty label in column 'label' \(1 row\)"):
         scan_features(x, ["a", "b"] * 5 + [None, "b"], output=out, **OPTIONS)  # not a class "nan"
     with pytest.raises(InputError, match=r"^<labels>: empty label in column 'label'"):
         scan_features(x, pd.DataFrame({"label": [0.0, 1.0] * 5 + [np.nan, 1.0]}), output=out, **OPTIONS)
@@ -454,7 +454,7 @@ def test_label_table_keys():
     source = label_table(frame, [2, 3, 4], "t.csv", Path("."))
     assert source.paths == ["0", "1", "2"] and source.path_col is None and source.columns == ["label", "w"]
     assert source.extra["w"].tolist() == [1, 2, 3]
-    with pytest.raises(InputError, match=r"^t.csv:3: empty .* in column 'id' \(1 rows\)"):
+    with pytest.raises(InputError, match=r"^t.csv:3: empty .* in column 'id' \(1 row\)"):
         label_table(pd.DataFrame({"id": ["x", "", "y"], "label": ["a", "b", "a"]}), [2, 3, 4], "t.csv", Path("."))
     with pytest.raises(InputError, match="key and label columns are the same"):
         label_table(frame, [2, 3, 4], "t.csv", Path("."), key_col="label")

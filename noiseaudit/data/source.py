@@ -207,7 +207,8 @@ def _refuse_empty(frame: pd.DataFrame, pcol: str | None, lcol: str | None, lines
         if empty.any():
             first = int(empty.to_numpy().nonzero()[0][0])
             image = f" for {what} {frame[pcol].iloc[first]!r}" if kind == "label" and pcol is not None else ""
-            raise InputError(f"empty {kind} in column {col!r}{image} ({int(empty.sum())} rows)", path=csv,
+            count = int(empty.sum())
+            raise InputError(f"empty {kind} in column {col!r}{image} ({count} row{'s' if count > 1 else ''})", path=csv,
                              line=lines[first])
 
 
