@@ -56,6 +56,7 @@ FROZEN_PRECISION = "fp32"  # the frozen part's, whatever the training's (see enc
 PROBE_SAMPLE = 2000  # images the automatic choice measures on
 MIN_PROBE, MIN_PROBE_PER_CLASS = 100, 5  # below either there is nothing to measure: the backbone, as for photos
 PROBE_MARGIN = 0.0  # the backbone is chosen when its probe is at least the scratch run's accuracy minus this
+CHOICE_RULE = 2  # part of the cached choice's name: raised when the rule changes (2: near-gray pixels are gray)
 # (epochs, lr, hyper_lr) when not given: from scratch as ever; with the backbone, as measured in bench/real.py
 # (deep's epochs: DEEP_SMALL or DEEP_LARGE by the dataset's size)
 SCRATCH_DEFAULTS = (10, 0.05, 0.05)
@@ -193,7 +194,7 @@ def plan_backbone(backbone: str, finetune: str, source: LabeledSource, device: t
     installed = lite0.available()
     plan = BackbonePlan(lite0.NAME, finetune, precision=autocast_precision(device))
     key = None if cache is None else key or source_key(source)
-    note = f"choice-{seed}-{PROBE_SAMPLE}-{plan.image_size}-{FROZEN_PRECISION}-{int(installed)}"
+    note = f"choice{CHOICE_RULE}-{seed}-{PROBE_SAMPLE}-{plan.image_size}-{FROZEN_PRECISION}-{int(installed)}"
     evidence = None if key is None else cache.note(key, note)
     if evidence is None:
         evidence = measure_choice(plan, source, device, seed=seed, workers=workers, installed=installed)

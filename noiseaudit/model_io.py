@@ -44,6 +44,7 @@ from noiseaudit.backbone import BackbonePlan, build_top, encoder
 from noiseaudit.data.cache import DecodeCache
 from noiseaudit.data.dataset import SampleData, load_dataset
 from noiseaudit.data.features import load_features
+from noiseaudit.data.images import LUMA
 from noiseaudit.data.source import LabeledSource, load_source, read_label_table
 from noiseaudit.errors import InputError, UsageError
 from noiseaudit.models import build_feature_model, build_model
@@ -53,7 +54,6 @@ from noiseaudit.train import PREDICT_BATCH, autocast, normaliser, predict
 
 FORMAT = "noiseaudit-model"
 VERSION = 1
-LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as Pillow converts RGB to L
 # on_progress(stage, done, total, info), as for scan: "decode" or "embed"
 ProgressCallback = Callable[[str, int, int, dict[str, Any]], None]
 

@@ -16,7 +16,8 @@ import pytest
 import torch
 from PIL import Image
 
-from noiseaudit.data.dataset import choose_image_size, load_dataset
+from noiseaudit.data.dataset import as_gray, choose_image_size, load_dataset
+from noiseaudit.data.images import GRAY_TOLERANCE, LUMA
 from noiseaudit.data.source import LabeledSource, load_source
 from noiseaudit.errors import InputError
 
@@ -355,6 +356,35 @@ def test_all_gray_dataset_has_one_channel_and_one_colour_image_makes_three(tmp_p
     # Grey images are replicated across the three channels.
     assert data.inputs[0, :, 0, 0].tolist() == [10, 10, 10]
     assert data.inputs[2].eq(255).all()
+
+
+def test_near_gray_pixels_from_lossy_codecs_read_as_one_channel(tmp_path: Path):
+    # Lossy WebP leaves grey content 1 level apart between channels; that is still a grey dataset.
+    root = tmp_path / "images"
+    root.mkdir()
+    ramp = np.tile(np.arange(0, 256, 4, dtype=np.uint8), (64, 1))
+    Image.fromarray(ramp).convert("RGB").save(root / "ramp.webp", quality=50)
+    Image.new("L", (64, 64), 200).save(root / "flat.png")
+    with Image.open(root / "ramp.webp") as img:
+        pixels = np.asarray(img.convert("RGB")).astype(int)
+    assert 0 < (pixels.max(-1) - pixels.min(-1)).max() <= GRAY_TOLERANCE  # the case under test
+    data = load(root, ["ramp.webp", "flat.png"], image_size=64)
+    assert data.inputs.shape == (2, 1, 64, 64)
+    luma = np.rint(pixels.astype(np.float32) @ np.asarray(LUMA, dtype=np.float32))
+    assert np.array_equal(data.inputs[0, 0].numpy(), luma.astype(np.uint8))
+    assert data.inputs[1].eq(200).all()
+
+
+@pytest.mark.parametrize(("spread", "channels"), [(0, 1), (GRAY_TOLERANCE, 1), (GRAY_TOLERANCE + 1, 3)])
+def test_as_gray_keeps_colour_beyond_the_tolerance(spread: int, channels: int):
+    images = np.full((3, 4, 4, 3), 100, dtype=np.uint8)
+    images[2, 1, 1] = (100, 100 + spread, 100)  # one pixel of one image decides
+    out = as_gray(images, chunk=2)
+    assert out.shape == (3, 4, 4, channels)
+    if channels == 3:
+        assert out is images
+    elif spread == 0:
+        assert np.array_equal(out[..., 0], images[..., 0])
 
 
 def test_mixed_sizes_are_resized_to_image_size(tmp_path: Path):

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from noiseaudit.data.cache import DecodeCache, files_key
-from noiseaudit.data.images import GRAY_MODES, DecodeError, decode_image, image_header
+from noiseaudit.data.images import GRAY_MODES, GRAY_TOLERANCE, LUMA, DecodeError, decode_image, image_header
 from noiseaudit.data.source import LabeledSource, resolve_inside
 from noiseaudit.errors import InputError
 
@@ -243,10 +243,31 @@ def _decoded(source: LabeledSource, files: list[Path], keep: list[int], image_si
     index = {c: k for k, c in enumerate(classes)}
     targets = torch.tensor([index[v] for v in labels], dtype=torch.int64)
     if encoder is None:
-        gray = bool((stacked[..., 0] == stacked[..., 1]).all() and (stacked[..., 1] == stacked[..., 2]).all())
-        stacked = np.ascontiguousarray((stacked[..., :1] if gray else stacked).transpose(0, 3, 1, 2))
+        stacked = np.ascontiguousarray(as_gray(stacked).transpose(0, 3, 1, 2))
     return SampleData(inputs=torch.from_numpy(stacked), targets=targets, classes=classes, image_size=image_size,
                         rows=rows, skipped=sorted((bad or {}).values(), key=lambda b: b.row))
+
+
+def as_gray(stacked: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """(N, S, S, 3) uint8 images as (N, S, S, 1) when every pixel's channels agree within
+    ``GRAY_TOLERANCE`` (gray content, also from RGB files and lossy codecs), else unchanged.
+
+    Exactly gray images keep their values; near-gray ones are converted by luma, as Pillow does.
+    """
+    spread = 0
+    for start in range(0, len(stacked), chunk):
+        part = stacked[start:start + chunk]
+        spread = max(spread, int((part.max(axis=-1) - part.min(axis=-1)).max(initial=0)))
+        if spread > GRAY_TOLERANCE:
+            return stacked
+    if spread == 0:
+        return stacked[..., :1]
+    gray = np.empty((*stacked.shape[:-1], 1), dtype=np.uint8)
+    weights = np.asarray(LUMA, dtype=np.float32)
+    for start in range(0, len(stacked), chunk):
+        luma = stacked[start:start + chunk].astype(np.float32) @ weights
+        gray[start:start + chunk, ..., 0] = np.clip(np.rint(luma), 0, 255)
+    return gray
 
 
 def _decode_all(source: LabeledSource, files: list[Path], keep: list[int], image_size: int, workers: int,

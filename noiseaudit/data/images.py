@@ -14,6 +14,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as Pillow converts RGB to L
+GRAY_TOLERANCE = 2  # channel spread (levels) still read as gray: lossy codecs such as WebP leave gray pixels 1 apart
 
 
 def max_pixels() -> int:
