@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import builtins
 import io
+import json
 import re
 from pathlib import Path
 
@@ -93,6 +94,19 @@ def test_show_marks_the_flagged_rows_and_says_how_many(tmp_path):
     assert result.exit_code == 0, result.output
     assert "40 samples, 6 flagged" in result.stdout and "suspicion" not in result.stdout
     assert len(re.findall(r"│ yes\s+│", result.stdout)) == 6
+
+
+def test_show_json_gives_the_counts_and_the_top_rows_by_rank(tmp_path):
+    result = invoke("show", synthetic_report(tmp_path / "r.parquet", n_flagged=6), "-n", "3", "--class", "shirt",
+                    "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert (out["class"], out["n_samples"], out["n_flagged"]) == ("Shirt", 14, 2)
+    assert [row["rank"] for row in out["rows"]] == [1, 4, 7]
+    assert {row["given_label"] for row in out["rows"]} == {"Shirt"}
+    assert [row["is_suspect"] for row in out["rows"]] == [True, True, False]
+    assert set(out["rows"][0]) == {"rank", "path", "given_label", "suggested_label", "suggested_prob", "learned_lr",
+                                   "loss", "is_suspect"}
 
 
 def test_show_with_nothing_flagged(tmp_path):

@@ -51,6 +51,7 @@ def test_help_imports_nothing_heavy():
 def test_show_reads_the_report_without_pandas(files):
     assert heavy_imports("show", files["report"]) == set()
     assert heavy_imports("show", files["report"], "--class", "bag") == set()
+    assert heavy_imports("show", files["report"], "--json") == set()
 
 
 def test_export_and_apply_import_neither_torch_nor_sklearn(files):

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from noiseaudit import formats
-from noiseaudit.cli.console import exits_on_errors, stdout
+from noiseaudit.cli.console import echo_json, exits_on_errors, stdout
 from noiseaudit.errors import InputError
 
 
@@ -39,9 +39,11 @@ SHOWN = ["rank", "path", "given_label", "suggested_label", "suggested_prob", "le
 @exits_on_errors
 def show_command(
     report: Annotated[Path, typer.Argument(help="Parquet report from noiseaudit scan.")],
-    top: Annotated[int, typer.Option(help="How many rows.")] = 20,
+    top: Annotated[int, typer.Option("--top", "-n", help="How many rows.")] = 20,
     class_: Annotated[Optional[str], typer.Option("--class", help="Only samples with this given label "
                                                                   "(case-insensitive if unambiguous).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout: the counts and "
+                                                          "the rows, by rank.")] = False,
 ) -> None:
     """The most suspect samples as a table, with the ones the scan flagged marked."""
     from noiseaudit.report.io import read_report_table
@@ -56,11 +58,17 @@ def show_command(
         label = match_class(class_, classes, report)
         rows = [i for i in rows if str(col["given_label"][i]) == str(label)]
     n_flagged = sum(bool(col["is_suspect"][i]) for i in rows)
+    shown = heapq.nsmallest(max(top, 0), rows, key=lambda i: col["rank"][i])
+    if json_out:
+        fields = [name for name in SHOWN if name != "status"]
+        echo_json({"report": str(report), "class": label, "n_samples": len(rows), "n_flagged": n_flagged,
+                   "rows": [{name: col[name][i] for name in fields} for i in shown]})
+        return
     out = Table(title=f"{len(rows)} samples" + (f" labelled {label}" if label is not None else "") +
                 f", {n_flagged or 'none'} flagged" + ("" if n_flagged else " (lowest learned rates first)"))
     for name in ("rank", "path", "given", "suggested", "learned rate", "loss", "flagged"):
         out.add_column(name, justify="left" if name in ("path", "given", "suggested", "flagged") else "right")
-    for i in heapq.nsmallest(max(top, 0), rows, key=lambda i: col["rank"][i]):
+    for i in shown:
         out.add_row(str(col["rank"][i]), str(col["path"][i]), str(col["given_label"][i]),
                     f"{col['suggested_label'][i]} ({formats.percent(col['suggested_prob'][i])})",
                     formats.learned_rate(col["learned_lr"][i]), formats.loss(col["loss"][i]),
