@@ -109,6 +109,25 @@ def test_show_json_gives_the_counts_and_the_top_rows_by_rank(tmp_path):
                                    "loss", "is_suspect"}
 
 
+def test_fail_above_exits_1_and_says_why(tmp_path):
+    names = write_images(tmp_path / "images", n=24)
+    csv = tmp_path / "labels.csv"
+    labels = ["ab"[(i % 2) ^ (i in (1, 6, 11, 16))] for i in range(24)]  # dark a, bright b, four flipped
+    pd.DataFrame({"path": names, "label": labels}).to_csv(csv, index=False)
+    base = ["scan", tmp_path / "images", csv, "--epochs", "8", "--device", "cpu", "--workers", "1", "--overwrite"]
+    under = invoke(*base, "-o", tmp_path / "a.parquet", "--json", "--fail-above", "1")
+    assert under.exit_code == 0, under.output
+    summary = json.loads(under.stdout)
+    rate = summary["estimated_noise_rate"]
+    assert summary["over_fail_above"] is False and summary["fail_above"] == 1 and rate > 0
+    over = invoke(*base, "-o", tmp_path / "b.parquet", "--fail-above", f"{rate / 2:.4f}")
+    assert over.exit_code == 1, over.output
+    assert f"above --fail-above {rate / 2:.4f}".rstrip("0") in over.stderr and "exit 1" in over.stderr
+    assert (tmp_path / "b.parquet").is_file()  # the report is still written
+    quiet = invoke(*base, "-o", tmp_path / "c.parquet", "--fail-above", "0", "--quiet")
+    assert quiet.exit_code == 1 and quiet.stderr == ""
+
+
 def test_show_with_nothing_flagged(tmp_path):
     result = invoke("show", synthetic_report(tmp_path / "r.parquet", n_flagged=0))
     assert result.exit_code == 0 and "40 samples, none flagged (lowest learned rates first)" in result.stdout

@@ -221,11 +221,17 @@ def scan_command(
     summary["output"] = str(output)
     if save_model is not None:
         summary["model_file"] = str(save_model)
+    over = fail_above is not None and summary["estimated_noise_rate"] > fail_above
+    if fail_above is not None:
+        summary["fail_above"], summary["over_fail_above"] = fail_above, over
     if json_out:
         echo_json(summary)
     else:
         print_summary(summary, output)
         if not quiet:
             print_next_steps(output, summary["n_flagged"])
-    if fail_above is not None and summary["estimated_noise_rate"] > fail_above:
+    if over:
+        if not quiet:
+            stderr().print(f"flagged {formats.percent(summary['estimated_noise_rate'])} of the samples, above "
+                           f"--fail-above {fail_above:g}: exit 1", highlight=False)
         raise typer.Exit(1)
