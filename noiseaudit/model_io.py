@@ -43,7 +43,7 @@ from noiseaudit._version import __version__
 from noiseaudit.backbone import BackbonePlan, build_top, encoder
 from noiseaudit.data.cache import DecodeCache
 from noiseaudit.data.dataset import SampleData, load_dataset
-from noiseaudit.data.features import load_features
+from noiseaudit.data.features import FEATURE_SUFFIXES, load_features
 from noiseaudit.data.images import LUMA
 from noiseaudit.data.source import LabeledSource, load_source, read_label_table
 from noiseaudit.errors import InputError, UsageError
@@ -173,9 +173,13 @@ class SavedModel:
             source, x = self._features(inputs, labels_csv, path_col, label_col)
             rows = np.arange(len(x))
         else:
-            if isinstance(inputs, (np.ndarray, pd.DataFrame)) or Path(inputs).is_file():
+            if isinstance(inputs, (np.ndarray, pd.DataFrame)) or Path(inputs).suffix.lower() in FEATURE_SUFFIXES:
                 raise UsageError(f"{self.path}: a model trained on images predicts from an image folder, "
                                  "not from feature vectors")
+            if Path(inputs).is_file():
+                raise UsageError(f"{self.path}: a model trained on images predicts from an image folder, and "
+                                 f"{inputs} is a file: give the folder, then the CSV if any (noiseaudit predict "
+                                 "MODEL IMAGES_DIR [LABELS_CSV])")
             source, data = self._images(inputs, labels_csv, path_col, label_col, dev, workers,
                                         DecodeCache(cache_dir) if cache else None, on_progress)
             x, rows = data.inputs, data.rows if data.rows is not None else np.arange(len(data))

@@ -193,6 +193,8 @@ def test_inputs_that_do_not_fit_the_model_are_refused(digits_model, digits_featu
     x, labels = digits_features
     assert_user_error(invoke("predict", model, "--features", x, "-o", out), out, str(model), "image folder")
     assert_user_error(invoke("predict", bad_models["features"], images, "-o", out), out, "feature vectors")
+    assert_user_error(invoke("predict", model, csv, "-o", out), out, str(model), f"{csv} is a file",
+                      "IMAGES_DIR [LABELS_CSV]")
     narrow = tmp_path / "narrow.npy"
     np.save(narrow, np.load(x)[:, :10])
     assert_user_error(invoke("predict", bad_models["features"], "--features", narrow, "-o", out), out, str(narrow),
