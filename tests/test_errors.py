@@ -160,6 +160,27 @@ def test_listed_image_that_does_not_exist(ds):
     assert_user_error(invoke(*scan_args(images, path, out)), out, "labels.csv:3", "'ghost.png'", "not found")
 
 
+@pytest.mark.parametrize(("listed", "hint"), [
+    ("images/img1.png", "the paths start with the folder's own name 'images': give its parent ({parent}) as the "
+                        "image folder"),
+    ("img1.jpg", "'img1.png' exists: the CSV's paths name another file extension"),
+    ("img1", "'img1.png' exists: the CSV's paths lack the file extension"),
+    ("IMG1.PNG", "'img1.png' exists: paths are case-sensitive here"),
+    ("Sub/x.png", "'sub/x.png' exists: paths are case-sensitive here"),
+    ("sub\\x.jpeg", "'sub/x.png' exists: the CSV's paths name another file extension"),
+    ("Sub/ghost.png", "the folder is 'sub': paths are case-sensitive here"),
+    ("ghost.png", "not found under {images}"),
+])
+def test_a_missing_image_names_the_likely_slip(ds, listed, hint):
+    images, out, csv, _ = ds
+    write_images(images / "sub", n=1)
+    (images / "sub" / "img0.png").rename(images / "sub" / "x.png")
+    path = csv(f"path,label\nimg0.png,a\n{listed},b\nimg2.png,b\n")
+    line = assert_user_error(invoke(*scan_args(images, path, out)), out, "labels.csv:3", f"{listed!r}", "not found",
+                             hint.format(parent=images.parent, images=images))
+    assert line.endswith(str(images)) == (listed == "ghost.png")  # no hint where there is no likely slip
+
+
 @pytest.mark.parametrize("image_size", [None, "8"])
 def test_png_that_is_really_text(ds, image_size):
     images, out, csv, _ = ds

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from noiseaudit.data.cache import DecodeCache, files_key
+from noiseaudit.data.hints import missing_image_hint
 from noiseaudit.data.images import GRAY_MODES, GRAY_TOLERANCE, LUMA, DecodeError, decode_image, image_header
 from noiseaudit.data.source import LabeledSource, resolve_inside
 from noiseaudit.errors import InputError
@@ -192,7 +193,8 @@ def load_dataset(source: LabeledSource, *, image_size: int | None = None, worker
     if missing and bad is None:
         origin, line = source.where(missing[0])
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise InputError(f"image {source.paths[missing[0]]!r} not found under {source.root}{more}",
+        hint = missing_image_hint(source.root, source.paths[missing[0]])
+        raise InputError(f"image {source.paths[missing[0]]!r} not found under {source.root}{more}{hint}",
                          path=origin, line=line)
     for i in missing:
         bad[i] = SkippedImage(i, "missing", "file not found")

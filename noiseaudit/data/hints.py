@@ -1,0 +1,70 @@
+"""Why an image a labels CSV names is not there: the likely slip, said in the error message.
+
+Only the first missing file is examined, and only its own folder is listed, so the hint costs
+one directory read however large the dataset is.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath
+
+from noiseaudit.data.source import IMAGE_EXTENSIONS
+
+
+def missing_image_hint(root: Path, relative: str) -> str:
+    """A short clause for a missing ``relative`` under ``root`` ("" when no likely slip is found).
+
+    It recognises paths that repeat the image folder's own name, a different or missing file
+    extension, and a difference in letter case.
+    """
+    rel = PurePosixPath(relative.replace("\\", "/"))
+    parts = [p for p in rel.parts if p not in ("", ".")]
+    if not parts:
+        return ""
+    if len(parts) > 1 and parts[0] == root.name and root.joinpath(*parts[1:]).is_file():
+        return (f"; the paths start with the folder's own name {root.name!r}: give its parent "
+                f"({root.parent}) as the image folder")
+    found = _walk_ignoring_case(root, parts[:-1])
+    if found is None:
+        return ""
+    folder, name = found, parts[-1]
+    entries = _names(folder)
+    same_case = [e for e in entries if e.casefold() == name.casefold() and (folder / e).is_file()]
+    if same_case:
+        return f"; {_shown(root, folder / same_case[0])!r} exists: paths are case-sensitive here"
+    stem = PurePosixPath(name).stem if PurePosixPath(name).suffix.lower() in IMAGE_EXTENSIONS else name
+    other = sorted(e for e in entries if PurePosixPath(e).stem.casefold() == stem.casefold()
+                   and PurePosixPath(e).suffix.lower() in IMAGE_EXTENSIONS and (folder / e).is_file())
+    if other:
+        lacks = "lack the file extension" if stem == name else "name another file extension"
+        return f"; {_shown(root, folder / other[0])!r} exists: the CSV's paths {lacks}"
+    if folder != root.joinpath(*parts[:-1]):
+        return f"; the folder is {_shown(root, folder)!r}: paths are case-sensitive here"
+    return ""
+
+
+def _walk_ignoring_case(root: Path, folders: list[str]) -> Path | None:
+    """``root/folders...`` as it exists, matching each folder's name exactly or else ignoring case."""
+    here = root
+    for part in folders:
+        if (here / part).is_dir():
+            here = here / part
+            continue
+        matches = [e for e in _names(here) if e.casefold() == part.casefold() and (here / e).is_dir()]
+        if len(matches) != 1:
+            return None
+        here = here / matches[0]
+    return here
+
+
+def _names(folder: Path) -> list[str]:
+    try:
+        with os.scandir(folder) as it:
+            return [e.name for e in it]
+    except OSError:
+        return []
+
+
+def _shown(root: Path, path: Path) -> str:
+    return path.relative_to(root).as_posix()
