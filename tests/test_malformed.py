@@ -275,7 +275,7 @@ CASES = [
     pytest.param(Case(non_utf8, ("not UTF-8 text",)), id="csv-not-utf8"),
     pytest.param(Case(unterminated_quote, ("unterminated quoted field",), 6), id="csv-unterminated-quote"),
     # CSV cells.
-    pytest.param(Case(replacing(3, ("img3.png", "")), ("empty label", "for image 'img3.png'", "(1 rows)"), 5),
+    pytest.param(Case(replacing(3, ("img3.png", "")), ("empty label", "for image 'img3.png'", "(1 row)"), 5),
                  id="csv-empty-label"),
     pytest.param(Case(replacing(3, ("img3.png", "   ")), ("empty label",), 5), id="csv-blank-label"),
     pytest.param(Case(replacing(3, ("", "a")), ("empty path",), 5), id="csv-empty-path"),
