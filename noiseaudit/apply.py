@@ -10,7 +10,7 @@ import pandas as pd
 
 from noiseaudit.data.csvfile import read_text_table
 from noiseaudit.data.pathmatch import PathIndex
-from noiseaudit.data.source import LABEL_COLUMN_NAMES, find_key_column, pick_column
+from noiseaudit.data.source import LABEL_COLUMN_NAMES, find_key_column, labels_file, pick_column
 from noiseaudit.errors import InputError
 from noiseaudit.report.export import VERDICTS
 
@@ -56,9 +56,7 @@ def apply_review(labels_csv: str | Path, reviewed_path: str | Path, *, path_col:
     path there matches the report's path relative to the image folder, :class:`PathIndex`); for the
     labels of feature vectors, on its key (id) column, or on the 0-based row number when it has neither.
     """
-    labels_csv, reviewed_path = Path(labels_csv), Path(reviewed_path)
-    if not labels_csv.is_file():
-        raise InputError("labels CSV not found", path=labels_csv)
+    labels_csv, reviewed_path = labels_file(labels_csv), Path(reviewed_path)
     table, _ = read_text_table(labels_csv)
     columns = list(table.columns)
     lcol = pick_column(columns, label_col, LABEL_COLUMN_NAMES, "label", labels_csv)

@@ -105,6 +105,28 @@ def test_missing_csv(ds):
     assert_user_error(result, out, str(missing), "labels CSV not found")
 
 
+def test_arguments_mixed_up_say_what_each_one_is(ds):
+    images, out, csv, good = ds
+    labels = csv(good)
+    assert_user_error(invoke(*scan_args(labels, images, out)), out, f"{labels}: a file, not an image folder",
+                      "the folder comes first")
+    assert_user_error(invoke(*scan_args(images, images, out)), out, f"{images}: a folder, not a labels CSV")
+    parquet = images.parent / "report.before.parquet"
+    parquet.write_bytes(b"PAR1" + bytes(range(128, 256)) + b"PAR1")
+    assert_user_error(invoke(*scan_args(images, parquet, out)), out, f"{parquet}: a Parquet file, not a labels CSV")
+    assert_user_error(invoke(*scan_args(images, labels, out, "--trusted", images)), out,
+                      f"{images}: a folder, not a trusted labels CSV")
+    page = images.parent / "page.html"
+    for wrong, said in ((labels, "not a Parquet report (give the .parquet file that noiseaudit scan wrote)"),
+                        (images, "a folder, not a report")):
+        for args in (["show", wrong], ["evaluate", wrong], ["html", wrong, "-o", page]):
+            result = invoke(*args)
+            assert result.exit_code == 2 and result.stderr.strip() == f"error: {wrong}: {said}", result.stderr
+    assert not page.exists()
+    result = invoke("apply", images, labels, "-o", images.parent / "fixed.csv")
+    assert result.exit_code == 2 and result.stderr.strip() == f"error: {images}: a folder, not a labels CSV"
+
+
 def test_imagefolder_without_class_folders(ds):
     images, out, _, _ = ds  # flat folder of PNGs and no CSV
     result = invoke(*scan_args(images, None, out))

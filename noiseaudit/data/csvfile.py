@@ -32,6 +32,8 @@ def read_text_table(path: Path, what: str = "labels CSV") -> tuple[pd.DataFrame,
         with open(path, newline="", encoding="utf-8-sig") as fh:
             text = fh.read()
     except UnicodeDecodeError as exc:
+        if exc.object[:4] == b"PAR1":
+            raise InputError(f"a Parquet file, not a {what}", path=path) from None
         raise InputError(f"not UTF-8 text (byte {exc.start})", path=path) from None
     if not text.strip():
         raise InputError(f"{what} is empty", path=path)

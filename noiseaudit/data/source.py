@@ -169,9 +169,7 @@ def read_labels_csv(
     label is None and ``label_col`` is None.
     """
     root = _check_dir(images_dir)
-    csv = Path(labels_csv)
-    if not csv.is_file():
-        raise InputError("labels CSV not found", path=csv)
+    csv = labels_file(labels_csv)
     frame, lines = read_text_table(csv)
     columns = [str(c) for c in frame.columns]
     pcol = pick_column(columns, path_col, PATH_COLUMN_NAMES, "path", csv)
@@ -220,9 +218,7 @@ def read_label_table(labels_csv: str | Path, *, key_col: str | None = None,
     0-based row number. A key listed twice is an InputError naming both lines.
     ``optional_label`` as for :func:`read_labels_csv`.
     """
-    csv = Path(labels_csv)
-    if not csv.is_file():
-        raise InputError("labels CSV not found", path=csv)
+    csv = labels_file(labels_csv)
     frame, lines = read_text_table(csv)
     return label_table(frame, lines, str(csv), Path(os.path.realpath(csv.parent)), key_col=key_col,
                        label_col=label_col, optional_label=optional_label)
@@ -241,9 +237,7 @@ def has_path_column(labels_csv: str | Path, path_col: str | None = None) -> bool
     """Whether the CSV names image paths: ``path_col`` is given, or a column is named like a path."""
     if path_col is not None:
         return True
-    csv = Path(labels_csv)
-    if not csv.is_file():
-        raise InputError("labels CSV not found", path=csv)
+    csv = labels_file(labels_csv)
     frame, _ = read_text_table(csv)
     return any(str(c).strip().lower() in PATH_COLUMN_NAMES for c in frame.columns)
 
@@ -352,9 +346,21 @@ def read_image_folder(images_dir: str | Path) -> LabeledSource:
 
 def _check_dir(images_dir: str | Path) -> Path:
     root = Path(images_dir)
+    if root.is_file():
+        raise InputError("a file, not an image folder (the folder comes first, then the labels CSV)", path=root)
     if not root.is_dir():
         raise InputError("image folder not found", path=root)
     return Path(os.path.realpath(root))
+
+
+def labels_file(labels_csv: str | Path, what: str = "labels CSV") -> Path:
+    """``labels_csv`` as a Path, or an InputError when it is missing or a folder (``what`` names it)."""
+    csv = Path(labels_csv)
+    if csv.is_dir():
+        raise InputError(f"a folder, not a {what}", path=csv)
+    if not csv.is_file():
+        raise InputError(f"{what} not found", path=csv)
+    return csv
 
 
 def load_source(images_dir: str | Path, labels_csv: str | Path | None = None, *,

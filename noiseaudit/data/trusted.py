@@ -24,6 +24,7 @@ from noiseaudit.data.source import (
     _normalise_labels,
     _refuse_empty,
     _unique_rows,
+    labels_file,
     pick_column,
     resolve_inside,
     root_relative,
@@ -55,9 +56,7 @@ def merge_trusted(source: LabeledSource, trusted_csv: str | Path, *, images: boo
         The merged samples (extra ones last, named by the trusted file's lines in errors) and a bool
         mask of the trusted ones.
     """
-    csv = Path(trusted_csv)
-    if not csv.is_file():
-        raise InputError("trusted labels CSV not found", path=csv)
+    csv = labels_file(trusted_csv, "trusted labels CSV")
     frame, lines = read_text_table(csv, what="trusted labels CSV")
     columns = [str(c) for c in frame.columns]
     by_name = not source.from_folders  # the labels CSV's own column names; an ImageFolder has none

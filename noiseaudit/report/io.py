@@ -77,7 +77,10 @@ def read_report_table(path: str | Path, columns: list[str] | None = None) -> tup
     """A report as a pyarrow Table (only those of ``columns`` it has, if given) and its run metadata."""
     path = Path(path)
     if not path.is_file():
-        raise InputError("report not found", path=path)
+        raise InputError("a folder, not a report" if path.is_dir() else "report not found", path=path)
+    with open(path, "rb") as fh:
+        if fh.read(4) != b"PAR1":
+            raise InputError("not a Parquet report (give the .parquet file that noiseaudit scan wrote)", path=path)
     try:
         file = pq.ParquetFile(path)  # not pq.read_table: its dataset layer imports pandas
         if columns is not None:
