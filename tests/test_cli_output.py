@@ -19,6 +19,7 @@ from test_errors import invoke, write_images
 from noiseaudit import formats
 from noiseaudit.cli.progress import PipedProgress
 from noiseaudit.extras import install_hint
+from noiseaudit.report.groups import flags_by_class, flags_by_pair
 from noiseaudit.report.io import write_report
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -126,6 +127,38 @@ def test_fail_above_exits_1_and_says_why(tmp_path):
     assert (tmp_path / "b.parquet").is_file()  # the report is still written
     quiet = invoke(*base, "-o", tmp_path / "c.parquet", "--fail-above", "0", "--quiet")
     assert quiet.exit_code == 1 and quiet.stderr == ""
+
+
+def test_flags_by_pair_and_by_class_count_the_flagged_samples():
+    given = ["a", "a", "a", "a", "b", "b", "c"]
+    suggested = ["b", "b", "c", "b", "a", "c", "a"]
+    flagged = [True, True, True, False, True, False, False]
+    assert flags_by_pair(given, suggested, flagged) == [
+        {"given_label": "a", "suggested_label": "b", "n_flagged": 2, "share_of_flagged": 0.5, "share_of_class": 0.5},
+        {"given_label": "a", "suggested_label": "c", "n_flagged": 1, "share_of_flagged": 0.25, "share_of_class": 0.25},
+        {"given_label": "b", "suggested_label": "a", "n_flagged": 1, "share_of_flagged": 0.25, "share_of_class": 0.5}]
+    assert flags_by_class(given, flagged) == [
+        {"given_label": "a", "n_samples": 4, "n_flagged": 3, "share_flagged": 0.75},
+        {"given_label": "b", "n_samples": 2, "n_flagged": 1, "share_flagged": 0.5},
+        {"given_label": "c", "n_samples": 1, "n_flagged": 0, "share_flagged": 0.0}]
+    assert flags_by_pair(given, suggested, [False] * 7) == []
+
+
+def test_show_by_pair_and_by_class(tmp_path):
+    report = synthetic_report(tmp_path / "r.parquet", n_flagged=6)
+    result = invoke("show", report, "--by", "pair", "--top", "2")
+    assert result.exit_code == 0, result.output
+    assert "40 samples, 6 flagged, in 3 class pairs (given → suggested)" in result.stdout
+    assert "1 more; --top 3 shows all" in result.stdout
+    assert "The 3 largest pairs hold 100.0% of the flags" in result.stdout and "about 50.0% there" in result.stdout
+    out = json.loads(invoke("show", report, "--by", "pair", "--json").stdout)
+    assert (out["by"], out["n_groups"], out["n_flagged"]) == ("pair", 3, 6)
+    assert {(r["given_label"], r["suggested_label"], r["n_flagged"]) for r in out["rows"]} == {
+        ("Shirt", "T-shirt", 2), ("T-shirt", "Bag", 2), ("Bag", "Shirt", 2)}
+    out = json.loads(invoke("show", report, "--by", "class", "--class", "bag", "--json").stdout)
+    assert out["rows"] == [{"given_label": "Bag", "n_samples": 13, "n_flagged": 2, "share_flagged": 2 / 13}]
+    result = invoke("show", report, "--by", "class")
+    assert result.exit_code == 0 and "40 samples, 6 flagged, by given class" in result.stdout
 
 
 def test_show_with_nothing_flagged(tmp_path):

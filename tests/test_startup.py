@@ -52,6 +52,7 @@ def test_show_reads_the_report_without_pandas(files):
     assert heavy_imports("show", files["report"]) == set()
     assert heavy_imports("show", files["report"], "--class", "bag") == set()
     assert heavy_imports("show", files["report"], "--json") == set()
+    assert heavy_imports("show", files["report"], "--by", "pair") == set()
 
 
 def test_export_and_apply_import_neither_torch_nor_sklearn(files):

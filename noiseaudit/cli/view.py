@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -36,16 +37,26 @@ SHOWN = ["rank", "path", "given_label", "suggested_label", "suggested_prob", "le
          "status"]
 
 
+class GroupBy(str, Enum):
+    sample = "sample"
+    pair = "pair"
+    class_ = "class"
+
+
 @exits_on_errors
 def show_command(
     report: Annotated[Path, typer.Argument(help="Parquet report from noiseaudit scan.")],
     top: Annotated[int, typer.Option("--top", "-n", help="How many rows.")] = 20,
     class_: Annotated[Optional[str], typer.Option("--class", help="Only samples with this given label "
                                                                   "(case-insensitive if unambiguous).")] = None,
+    by: Annotated[GroupBy, typer.Option("--by", help="sample: the top suspects; pair: the flags counted by "
+                                                     "(given, suggested) class pair; class: by given class.")]
+    = GroupBy.sample,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout: the counts and "
-                                                          "the rows, by rank.")] = False,
+                                                          "the rows.")] = False,
 ) -> None:
-    """The most suspect samples as a table, with the ones the scan flagged marked."""
+    """The most suspect samples as a table, with the ones the scan flagged marked (or the flags by class pair
+    or by class)."""
     from noiseaudit.report.io import read_report_table
 
     # plain lists from pyarrow: pandas (or even .to_numpy()) would cost show most of a second of start-up
@@ -58,14 +69,22 @@ def show_command(
         label = match_class(class_, classes, report)
         rows = [i for i in rows if str(col["given_label"][i]) == str(label)]
     n_flagged = sum(bool(col["is_suspect"][i]) for i in rows)
+    head = {"report": str(report), "class": label, "n_samples": len(rows), "n_flagged": n_flagged}
+    title = (f"{len(rows)} samples" + (f" labelled {label}" if label is not None else "") +
+             f", {n_flagged or 'none'} flagged")
+    if by is GroupBy.sample:
+        _show_samples(col, rows, top, head, title, json_out)
+    else:
+        _show_groups(col, rows, by, top, head, title, json_out)
+
+
+def _show_samples(col: dict, rows: list[int], top: int, head: dict, title: str, json_out: bool) -> None:
     shown = heapq.nsmallest(max(top, 0), rows, key=lambda i: col["rank"][i])
     if json_out:
         fields = [name for name in SHOWN if name != "status"]
-        echo_json({"report": str(report), "class": label, "n_samples": len(rows), "n_flagged": n_flagged,
-                   "rows": [{name: col[name][i] for name in fields} for i in shown]})
+        echo_json({**head, "rows": [{name: col[name][i] for name in fields} for i in shown]})
         return
-    out = Table(title=f"{len(rows)} samples" + (f" labelled {label}" if label is not None else "") +
-                f", {n_flagged or 'none'} flagged" + ("" if n_flagged else " (lowest learned rates first)"))
+    out = Table(title=title + ("" if head["n_flagged"] else " (lowest learned rates first)"))
     for name in ("rank", "path", "given", "suggested", "learned rate", "loss", "flagged"):
         out.add_column(name, justify="left" if name in ("path", "given", "suggested", "flagged") else "right")
     for i in shown:
@@ -74,6 +93,44 @@ def show_command(
                     formats.learned_rate(col["learned_lr"][i]), formats.loss(col["loss"][i]),
                     "yes" if col["is_suspect"][i] else "")
     stdout().print(out)
+
+
+def _show_groups(col: dict, rows: list[int], by: GroupBy, top: int, head: dict, title: str, json_out: bool) -> None:
+    from noiseaudit.report.groups import flags_by_class, flags_by_pair
+
+    given = [col["given_label"][i] for i in rows]
+    flagged = [bool(col["is_suspect"][i]) for i in rows]
+    if by is GroupBy.pair:
+        groups = flags_by_pair(given, [col["suggested_label"][i] for i in rows], flagged)
+    else:
+        groups = flags_by_class(given, flagged)
+    shown = groups[:max(top, 0)]
+    if json_out:
+        echo_json({**head, "by": by.value, "n_groups": len(groups), "rows": shown})
+        return
+    if by is GroupBy.pair:
+        out = Table(title=f"{title}, in {len(groups)} class pairs (given → suggested)")
+        for name in ("given", "suggested", "flagged", "of the flags", "of the class"):
+            out.add_column(name, justify="left" if name in ("given", "suggested") else "right")
+        for g in shown:
+            out.add_row(str(g["given_label"]), str(g["suggested_label"]), str(g["n_flagged"]),
+                        formats.percent(g["share_of_flagged"]), formats.percent(g["share_of_class"]))
+    else:
+        out = Table(title=title + ", by given class")
+        for name in ("class", "samples", "flagged", "share"):
+            out.add_column(name, justify="left" if name == "class" else "right")
+        for g in shown:
+            out.add_row(str(g["given_label"]), str(g["n_samples"]), str(g["n_flagged"]),
+                        formats.percent(g["share_flagged"]))
+    stdout().print(out)
+    if len(groups) > len(shown):
+        stdout().print(f"{len(groups) - len(shown)} more; --top {len(groups)} shows all", highlight=False)
+    k = len(set(given))
+    if by is GroupBy.pair and head["class"] is None and k > 2 and groups:
+        held = sum(g["share_of_flagged"] for g in groups[:k])
+        stdout().print(f"The {k} largest pairs hold {formats.percent(held)} of the flags; flags spread evenly over "
+                       f"all {k * (k - 1)} pairs would put about {formats.percent(1 / (k - 1))} there.",
+                       highlight=False)
 
 
 @exits_on_errors

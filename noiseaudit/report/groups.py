@@ -1,0 +1,36 @@
+"""Where the flags fall: counts by class pair (given → suggested) and by given class.
+
+Plain lists in, plain dicts out (no pandas), so ``noiseaudit show`` stays quick to start. Flags
+concentrated in a few class pairs point at confusable classes or a labelling rule, and are the
+case where a longer scan ranks better (README, ``--epochs``); flags spread over all pairs look
+like random slips.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+
+def flags_by_pair(given: Sequence, suggested: Sequence, flagged: Sequence[bool]) -> list[dict[str, Any]]:
+    """One dict per (given, suggested) pair among the flagged samples, most flags first.
+
+    Each holds ``given_label``, ``suggested_label``, ``n_flagged``, ``share_of_flagged`` (of all
+    flags) and ``share_of_class`` (of the samples with that given label).
+    """
+    class_size = Counter(given)
+    pairs = Counter((g, s) for g, s, f in zip(given, suggested, flagged) if f)
+    total = sum(pairs.values())
+    return [{"given_label": g, "suggested_label": s, "n_flagged": n, "share_of_flagged": n / total,
+             "share_of_class": n / class_size[g]}
+            for (g, s), n in sorted(pairs.items(), key=lambda item: (-item[1], str(item[0][0]), str(item[0][1])))]
+
+
+def flags_by_class(given: Sequence, flagged: Sequence[bool]) -> list[dict[str, Any]]:
+    """One dict per given label, the largest flagged share first: ``given_label``, ``n_samples``,
+    ``n_flagged`` and ``share_flagged``."""
+    size = Counter(given)
+    hits = Counter(g for g, f in zip(given, flagged) if f)
+    return [{"given_label": g, "n_samples": n, "n_flagged": hits[g], "share_flagged": hits[g] / n}
+            for g, n in sorted(size.items(), key=lambda item: (-hits[item[0]] / item[1], str(item[0])))]
