@@ -15,10 +15,23 @@ def precision_recall_f1(is_noisy: np.ndarray, flagged: np.ndarray) -> tuple[floa
 
 
 def ranking_metrics(is_noisy: np.ndarray, score: np.ndarray, k: int | None = None) -> dict[str, float]:
-    """AUROC, average precision and precision/recall at k (default: the true noisy count).
+    """AUROC, average precision and precision/recall at k.
 
-    ``score`` is higher for more suspect samples. AUROC and AP are nan when
-    the truth has a single class.
+    Parameters
+    ----------
+    is_noisy : array of bool, shape (N,)
+        The truth: which labels are wrong.
+    score : array of float, shape (N,)
+        Higher for more suspect samples (for a report, ``-rank``).
+    k : int, optional
+        How many of the top-scored samples precision@k and recall@k look at (default: the true
+        noisy count, where the two are equal).
+
+    Returns
+    -------
+    dict
+        ``auroc``, ``average_precision``, ``precision_at_k``, ``recall_at_k`` and ``k``. AUROC
+        and AP are nan when the truth has a single class.
     """
     from sklearn.metrics import average_precision_score, roc_auc_score  # a second of start-up: only when scoring
 
@@ -39,6 +52,23 @@ def ranking_metrics(is_noisy: np.ndarray, score: np.ndarray, k: int | None = Non
 
 def detection_metrics(is_noisy: np.ndarray, score: np.ndarray, flagged: np.ndarray,
                       k: int | None = None) -> dict[str, float]:
-    """Precision, recall and F1 of ``flagged`` plus :func:`ranking_metrics` of ``score``."""
+    """Precision, recall and F1 of ``flagged`` plus :func:`ranking_metrics` of ``score``.
+
+    Parameters
+    ----------
+    is_noisy : array of bool, shape (N,)
+        The truth: which labels are wrong.
+    score : array of float, shape (N,)
+        Higher for more suspect samples.
+    flagged : array of bool, shape (N,)
+        The flagged set (a report's ``is_suspect``).
+    k : int, optional
+        As for :func:`ranking_metrics`.
+
+    Returns
+    -------
+    dict
+        ``precision``, ``recall``, ``f1`` and the keys of :func:`ranking_metrics`.
+    """
     precision, recall, f1 = precision_recall_f1(is_noisy, flagged)
     return {"precision": precision, "recall": recall, "f1": f1, **ranking_metrics(is_noisy, score, k)}

@@ -280,9 +280,24 @@ def match_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
 def load_model(path: str | Path) -> SavedModel:
     """Read a model file written by ``scan --save-model`` (or :func:`save_model`).
 
-    Raises :class:`InputError` naming the file when it is missing, not a model file, from a newer
-    noiseaudit, or inconsistent with itself; :class:`UsageError` when a backbone model needs the
-    ``pretrained`` extra and it is missing.
+    Parameters
+    ----------
+    path : path
+        The model file. It is read with ``weights_only=True``: opening it runs no code.
+
+    Returns
+    -------
+    SavedModel
+        ``.predict(images_dir_or_features, ...)`` gives a predictions DataFrame; ``.info`` holds
+        the configuration, classes and input standardisation.
+
+    Raises
+    ------
+    InputError
+        Naming the file when it is missing, not a model file, from a newer noiseaudit, or
+        inconsistent with itself.
+    UsageError
+        When a backbone model needs the ``pretrained`` extra and it is missing.
     """
     path = Path(path)
     if not path.is_file():

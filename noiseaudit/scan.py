@@ -217,6 +217,8 @@ def scan_features(features: str | Path | np.ndarray | pd.DataFrame, labels: Any,
     labels : path, sequence or pandas.DataFrame
         A labels CSV (a label column; a path or id column is optional and becomes the
         report's ``path``), a DataFrame of the same, or one label per row.
+    output, overwrite, on_progress
+        As for :func:`scan`.
     key_col : str, optional
         The key column of ``labels`` (default: a column named like a path or an id, if any;
         else a sample's key is its 0-based row number).

@@ -65,7 +65,22 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
 
 
 def write_report(report: pd.DataFrame, metadata: dict[str, Any], path: str | Path) -> Path:
-    """Write ``report`` to Parquet with ``metadata`` as JSON under the key ``noiseaudit``."""
+    """Write ``report`` to Parquet with ``metadata`` as JSON under the key ``noiseaudit``.
+
+    Parameters
+    ----------
+    report : pandas.DataFrame
+        One row per sample (README, "Report schema").
+    metadata : dict
+        JSON-ready run metadata (a scan's ``report.attrs["noiseaudit"]``).
+    path : path
+        Where to write; the file is written to a temp file beside it and renamed.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
     table = pa.Table.from_pandas(report, preserve_index=False)
     merged = dict(table.schema.metadata or {})
     merged[METADATA_KEY] = json.dumps(metadata, default=str).encode()
@@ -93,6 +108,22 @@ def read_report_table(path: str | Path, columns: list[str] | None = None) -> tup
 
 
 def read_report(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """A report and its run metadata."""
+    """A report and its run metadata.
+
+    Parameters
+    ----------
+    path : path
+        A Parquet report written by ``noiseaudit scan`` (or :func:`write_report`).
+
+    Returns
+    -------
+    (pandas.DataFrame, dict)
+        The report, one row per sample, and the run metadata stored with it.
+
+    Raises
+    ------
+    InputError
+        Naming the file when it is missing, a folder, or not a Parquet report.
+    """
     table, metadata = read_report_table(path)
     return table.to_pandas(), metadata
