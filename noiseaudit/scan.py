@@ -276,7 +276,8 @@ def _label_source(labels: Any, key_col: str | None, label_col: str | None) -> La
     if isinstance(labels, (str, Path)):
         return read_label_table(labels, key_col=key_col, label_col=label_col)
     frame = labels if isinstance(labels, pd.DataFrame) else pd.DataFrame({"label": list(labels)})
-    text = frame.astype(str).apply(lambda c: c.str.strip())
+    # missing cells become "" (refused as empty) on every pandas: pandas 2's astype(str) writes None as "None"
+    text = frame.astype(str).apply(lambda c: c.str.strip()).mask(frame.isna(), "")
     return label_table(text, [None] * len(text), "<labels>", Path.cwd(), key_col=key_col, label_col=label_col)
 
 

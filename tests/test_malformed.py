@@ -303,7 +303,8 @@ CASES = [
                  id="path-dotdot-after-segment"),
     pytest.param(Case(lambda ctx: with_rows(("..\\outside\\secret.png", "a")), ("escapes",), EXTRA_LINE),
                  id="path-backslash-dotdot"),
-    pytest.param(Case(lambda ctx: with_rows(("img\x00.png", "a")), ("contains a NUL character",), EXTRA_LINE),
+    # written by hand: Python 3.10's csv writer refuses a NUL
+    pytest.param(Case(lambda ctx: table(BASE) + "img\x00.png,a\n", ("contains a NUL character",), EXTRA_LINE),
                  id="path-nul-byte"),
     pytest.param(Case(symlinked_file, ("'link.png' resolves outside the image folder",), EXTRA_LINE),
                  id="path-symlink-file-outside"),

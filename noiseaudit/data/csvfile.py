@@ -37,6 +37,9 @@ def read_text_table(path: Path, what: str = "labels CSV") -> tuple[pd.DataFrame,
         raise InputError(f"not UTF-8 text (byte {exc.start})", path=path) from None
     if not text.strip():
         raise InputError(f"{what} is empty", path=path)
+    nul = text.find("\x00")
+    if nul >= 0:  # before parsing: Python 3.10's csv reader stops at one with an error of its own
+        raise InputError("contains a NUL character", path=path, line=text.count("\n", 0, nul) + 1)
     lines_in = text.splitlines(keepends=True)
     exhausted = False
 
