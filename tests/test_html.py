@@ -79,3 +79,19 @@ def test_gallery_shows_whole_file_names_and_marks_flagged_cards(tmp_path):
     assert page.count('<span class="badge">flagged</span>') == 3
     assert "are among the 3 samples the scan flags as likely wrong labels" in page
     assert "overflow-wrap:anywhere" in page
+
+
+def test_page_counts_the_flags_by_class_pair(tmp_path):
+    from test_cli_output import synthetic_report
+
+    from noiseaudit.report.html import render_html
+    from noiseaudit.report.io import read_report
+
+    frame, meta = read_report(synthetic_report(tmp_path / "r.parquet", n_flagged=6))
+    page = render_html(frame, meta, tmp_path, top=4)
+    assert "<h2>Flags by class pair</h2>" in page
+    assert "The 3 largest of 3 pairs hold 100.0% of the flags" in page
+    pairs = re.findall(r"<tr><td class=l>([\w-]+)</td><td class=l>([\w-]+)</td><td>(\d+)</td>", page)
+    assert sorted(pairs) == [("Bag", "Shirt", "2"), ("Shirt", "T-shirt", "2"), ("T-shirt", "Bag", "2")]
+    frame["is_suspect"] = False
+    assert "Flags by class pair" not in render_html(frame, meta, tmp_path, top=4)

@@ -23,12 +23,13 @@ from noiseaudit.errors import InputError, UsageError
 from noiseaudit.evaluate import evaluate
 from noiseaudit.extras import install_hint
 from noiseaudit.report.build import scored, truth_mask
+from noiseaudit.report.groups import flags_by_pair
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
 h1{font-size:1.5em} h2{font-size:1.15em;margin-top:1.6em}
 table{border-collapse:collapse} td,th{padding:2px 10px;border-bottom:1px solid #ddd;text-align:right}
-td:first-child,th:first-child{text-align:left}
+td:first-child,th:first-child,td.l,th.l{text-align:left}
 .plots img{max-width:380px;margin-right:12px}
 .gallery{display:flex;flex-wrap:wrap;gap:10px}
 .card{width:120px;font-size:11px;border:1px solid #ccc;border-radius:4px;padding:4px;text-align:center;
@@ -110,6 +111,24 @@ def _thumbnail(root: Path, path: str) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+def _pairs_section(report: pd.DataFrame, top: int = 10) -> str:
+    """The flags by (given, suggested) class pair, largest first ("" when nothing is flagged)."""
+    groups = flags_by_pair(report["given_label"].tolist(), report["suggested_label"].tolist(),
+                           report["is_suspect"].astype(bool).tolist())
+    if not groups:
+        return ""
+    e = html.escape
+    k = report["given_label"].nunique()
+    rows = "".join(f"<tr><td class=l>{e(str(g['given_label']))}</td><td class=l>{e(str(g['suggested_label']))}</td>"
+                   f"<td>{g['n_flagged']}</td><td>{formats.percent(g['share_of_flagged'])}</td>"
+                   f"<td>{formats.percent(g['share_of_class'])}</td></tr>" for g in groups[:top])
+    held = sum(g["share_of_flagged"] for g in groups[:k])
+    note = (f"<p>The {k} largest of {len(groups)} pairs hold {formats.percent(held)} of the flags; spread evenly "
+            f"over all {k * (k - 1)} pairs they would hold about {formats.percent(1 / (k - 1))}.</p>" if k > 2 else "")
+    return (f"<h2>Flags by class pair</h2>{note}<table><tr><th class=l>given</th><th class=l>suggested</th><th>flagged</th>"
+            f"<th>of the flags</th><th>of the class</th></tr>{rows}</table>")
+
+
 def render_html(report: pd.DataFrame, metadata: dict[str, Any], images_root: str | Path | None = None,
                 top: int = 48) -> str:
     """The page as a string. ``images_root`` defaults to the scan's image folder."""
@@ -129,6 +148,7 @@ def render_html(report: pd.DataFrame, metadata: dict[str, Any], images_root: str
                  ("precision / recall / F1", " / ".join(formats.score(m[k]) for k in ("precision", "recall", "f1"))),
                  ("AUROC / AP", " / ".join(formats.score(m[k]) for k in ("auroc", "average_precision")))]
     summary = "".join(f"<tr><td>{e(str(k))}</td><td>{e(str(v))}</td></tr>" for k, v in rows)
+    pairs = _pairs_section(report)
     plots = "".join(f'<img alt="{e(t)}" src="data:image/png;base64,{b}">' for t, b in _plots(report).items())
     cards = []
     ordered = report.sort_values("rank").head(top)
@@ -155,4 +175,4 @@ def render_html(report: pd.DataFrame, metadata: dict[str, Any], images_root: str
             f'<h2>Plots</h2><div class="plots">{plots}</div>'
             f"<h2>Top {len(cards)} suspects</h2>"
             f"<p>Lowest learned rate first.{legend} Hover a card for its full path.</p>"
-            f'<div class="gallery">{"".join(cards)}</div></body></html>')
+            f'<div class="gallery">{"".join(cards)}</div>{pairs}</body></html>')
