@@ -141,7 +141,8 @@ def html_command(
     top: Annotated[int, typer.Option(help="Suspects in the gallery.")] = 48,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
 ) -> None:
-    """A self-contained HTML page: summary, learned-rate histogram, PR curve, per-class counts, gallery, flags by class pair."""
+    """A self-contained HTML page: summary, learned-rate histogram, PR curve, per-class counts, gallery and
+    flags by class pair."""
     from noiseaudit.report.html import render_html
     from noiseaudit.report.io import atomic_write, check_writable, read_report
 
