@@ -125,8 +125,9 @@ def _pairs_section(report: pd.DataFrame, top: int = 10) -> str:
     held = sum(g["share_of_flagged"] for g in groups[:k])
     note = (f"<p>The {k} largest of {len(groups)} pairs hold {formats.percent(held)} of the flags; spread evenly "
             f"over all {k * (k - 1)} pairs they would hold about {formats.percent(1 / (k - 1))}.</p>" if k > 2 else "")
-    return (f"<h2>Flags by class pair</h2>{note}<table><tr><th class=l>given</th><th class=l>suggested</th><th>flagged</th>"
-            f"<th>of the flags</th><th>of the class</th></tr>{rows}</table>")
+    head = "".join(f"<th{' class=l' if i < 2 else ''}>{name}</th>"
+                   for i, name in enumerate(("given", "suggested", "flagged", "of the flags", "of the class")))
+    return f"<h2>Flags by class pair</h2>{note}<table><tr>{head}</tr>{rows}</table>"
 
 
 def render_html(report: pd.DataFrame, metadata: dict[str, Any], images_root: str | Path | None = None,
