@@ -96,7 +96,7 @@ def _show_samples(col: dict, rows: list[int], top: int, head: dict, title: str, 
 
 
 def _show_groups(col: dict, rows: list[int], by: GroupBy, top: int, head: dict, title: str, json_out: bool) -> None:
-    from noiseaudit.report.groups import flags_by_class, flags_by_pair
+    from noiseaudit.report.groups import flags_by_class, flags_by_pair, largest_pair_share
 
     given = [col["given_label"][i] for i in rows]
     flagged = [bool(col["is_suspect"][i]) for i in rows]
@@ -127,9 +127,8 @@ def _show_groups(col: dict, rows: list[int], by: GroupBy, top: int, head: dict, 
         stdout().print(f"{len(groups) - len(shown)} more; --top {len(groups)} shows all", highlight=False)
     k = len(set(given))
     if by is GroupBy.pair and head["class"] is None and k > 2 and groups:
-        held = sum(g["share_of_flagged"] for g in groups[:k])
-        stdout().print(f"The {k} largest pairs hold {formats.percent(held)} of the flags; flags spread evenly over "
-                       f"all {k * (k - 1)} pairs would put about {formats.percent(1 / (k - 1))} there.",
+        stdout().print(f"{formats.percent(largest_pair_share(groups))} of the flags fall in each class's most common "
+                       f"pair (about {formats.percent(1 / (k - 1))} if they were spread evenly over the other classes).",
                        highlight=False)
 
 

@@ -34,3 +34,14 @@ def flags_by_class(given: Sequence, flagged: Sequence[bool]) -> list[dict[str, A
     hits = Counter(g for g, f in zip(given, flagged) if f)
     return [{"given_label": g, "n_samples": n, "n_flagged": hits[g], "share_flagged": hits[g] / n}
             for g, n in sorted(size.items(), key=lambda item: (-hits[item[0]] / item[1], str(item[0])))]
+
+
+def largest_pair_share(pairs: list[dict[str, Any]]) -> float:
+    """The share of the flags in each given class's largest pair, summed over classes (``pairs`` from
+    :func:`flags_by_pair`). Flags spread evenly over the C - 1 other classes give about 1/(C - 1); all in
+    one pair per class, 1. The scan's ``rate_choice.concentration`` is the same share over the model's
+    disagreements, rescaled so that an even spread is 0."""
+    largest: dict[Any, float] = {}
+    for pair in pairs:
+        largest[pair["given_label"]] = max(largest.get(pair["given_label"], 0.0), pair["share_of_flagged"])
+    return sum(largest.values())
