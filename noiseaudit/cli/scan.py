@@ -82,7 +82,7 @@ def next_steps(output: Path, n_flagged: int) -> list[tuple[str, str]]:
     page = shlex.quote(str(output.with_suffix(".html")))
     html_note = "" if importlib.util.find_spec("matplotlib") else f"; needs {install_hint('html')}"
     return [
-        (f"noiseaudit show {report}", "the top suspects; --class C for one class"),
+        (f"noiseaudit show {report}", "the top suspects; --class C for one class, --by pair for where the flags fall"),
         (f"noiseaudit export {report} -o {shlex.quote(str(review))} {'--flagged' if n_flagged else '--top 50'}",
          "a sheet to review: fill in verdict, then noiseaudit apply"),
         (f"noiseaudit html {report} -o {page}", "a page with thumbnails" + html_note),
