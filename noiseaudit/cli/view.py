@@ -127,9 +127,9 @@ def _show_groups(col: dict, rows: list[int], by: GroupBy, top: int, head: dict, 
         stdout().print(f"{len(groups) - len(shown)} more; --top {len(groups)} shows all", highlight=False)
     k = len(set(given))
     if by is GroupBy.pair and head["class"] is None and k > 2 and groups:
+        even = formats.percent(1 / (k - 1))
         stdout().print(f"{formats.percent(largest_pair_share(groups))} of the flags fall in each class's most common "
-                       f"pair (about {formats.percent(1 / (k - 1))} if they were spread evenly over the other classes).",
-                       highlight=False)
+                       f"pair (about {even} if they were spread evenly over the other classes).", highlight=False)
 
 
 @exits_on_errors
