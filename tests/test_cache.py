@@ -88,3 +88,23 @@ def test_no_cache_writes_nothing(tmp_path, monkeypatch):
     assert CliRunner().invoke(app, [*args, "-o", str(tmp_path / "c.parquet"), "--cache-dir",
                                     str(tmp_path / "mine")]).exit_code == 0
     assert len(list((tmp_path / "mine").glob("*.npy"))) == 1
+
+
+def test_an_unwritable_cache_warns_once_and_the_scan_goes_on(tmp_path):
+    import warnings
+
+    from noiseaudit import scan
+    from noiseaudit.errors import NoiseAuditWarning
+
+    root, csv = _folder(tmp_path)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder would go\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = scan(root, csv, output=tmp_path / "r.parquet", cache_dir=str(blocker / "cache"), epochs=1,
+                      device="cpu", workers=1)
+    said = [str(w.message) for w in caught if issubclass(w.category, NoiseAuditWarning)]
+    assert len(said) == 1 and said[0].startswith(f"cannot write the decode cache in {blocker / 'cache'}"), said
+    assert "--no-cache" in said[0]
+    assert len(report) == 12 and (tmp_path / "r.parquet").is_file()
+    assert blocker.read_text() == "a file where the cache folder would go\n"

@@ -19,11 +19,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from noiseaudit.errors import NoiseAuditWarning
 from noiseaudit.report.io import atomic_write
 
 CACHE_VERSION = 1
@@ -51,6 +54,21 @@ class DecodeCache:
 
     def __init__(self, directory: str | Path | None = None):
         self.directory = Path(directory) if directory is not None else default_cache_dir()
+        self.writable = True  # False after a failed write: the cache is a speed-up, so the scan goes on without it
+
+    def _writing(self, write: Callable[[], None]) -> None:
+        """Run ``write``; on an OSError (no home, read-only, disk full) warn once and stop writing."""
+        if not self.writable:
+            return
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            write()
+        except OSError as exc:
+            self.writable = False
+            reason = exc.strerror or type(exc).__name__
+            warnings.warn(f"cannot write the decode cache in {self.directory} ({reason}); going on without it "
+                          "(--cache-dir DIR to put it elsewhere, --no-cache to skip it)", NoiseAuditWarning,
+                          stacklevel=3)
 
     def _path(self, key: str, suffix: str) -> Path:
         return self.directory / f"{key}{suffix}"
@@ -97,9 +115,8 @@ class DecodeCache:
     def store(self, key: str, image_size: int, array: np.ndarray, meta: dict[str, Any],
               variant: str | None = None) -> None:
         """Write ``array`` and its sidecar (array first, so a sidecar always has its array)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
         stem = self._stem(key, image_size, variant)
-        atomic_write(self._path(stem, ".npy"), lambda tmp: _save_npy(tmp, array))
+        self._writing(lambda: atomic_write(self._path(stem, ".npy"), lambda tmp: _save_npy(tmp, array)))
         self._write_json(self._path(stem, ".json"), {**meta, "n": int(array.shape[0])})
 
     @staticmethod
@@ -110,8 +127,7 @@ class DecodeCache:
             return None
 
     def _write_json(self, path: Path, value: dict[str, Any]) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda tmp: tmp.write_text(json.dumps(value)))
+        self._writing(lambda: atomic_write(path, lambda tmp: tmp.write_text(json.dumps(value))))
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
