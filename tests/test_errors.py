@@ -427,3 +427,31 @@ def test_json_output_is_strict_json(ds):
         raise ValueError(f"non-standard JSON token {token}")
 
     json.loads(result.stdout, parse_constant=reject)
+
+
+# ------------------------------------------------------------------------------------- the system refuses
+
+
+def test_an_output_folder_that_is_not_writable_is_refused_before_training(ds, monkeypatch):
+    import os
+
+    images, out, csv, good = ds
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == out.parent else real_access(p, mode))
+    assert_user_error(invoke(*scan_args(images, csv(good), out)), out, f"{out.parent}: output folder is not writable")
+
+
+def test_a_full_disk_while_writing_the_report_is_one_line_and_exit_2(ds, monkeypatch):
+    import errno
+
+    import pyarrow.parquet as pq
+
+    images, out, csv, good = ds
+
+    def full(_table, where, *args, **kwargs):
+        Path(where).write_bytes(b"PAR1 half")  # a partial file, as a real full disk leaves
+        raise OSError(errno.ENOSPC, "No space left on device", str(where))
+
+    monkeypatch.setattr(pq, "write_table", full)
+    line = assert_user_error(invoke(*scan_args(images, csv(good), out)), out, "No space left on device")
+    assert line == f"error: {out}: No space left on device"  # the target named, its temp file removed

@@ -51,7 +51,8 @@ def _warning_line(message: Warning | str, category: type[Warning], *_: Any, **__
 
 
 def exits_on_errors(fn: F) -> F:
-    """Turn a :class:`NoiseAuditError` into one line on stderr and its exit code."""
+    """Turn a :class:`NoiseAuditError` into one line on stderr and its exit code; an OSError (disk full,
+    permissions) into one line and exit 2."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -66,5 +67,9 @@ def exits_on_errors(fn: F) -> F:
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
+        except OSError as exc:  # the system refused (disk full, permissions): one line, and not exit 1 (findings)
+            where = f"{exc.filename}: " if exc.filename else ""
+            typer.echo(f"error: {where}{exc.strerror or exc}", err=True)
+            raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]

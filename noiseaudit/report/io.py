@@ -25,7 +25,8 @@ METADATA_KEY = b"noiseaudit"
 
 
 def check_writable(path: str | Path, overwrite: bool) -> Path:
-    """Refuse before any work is done if ``path`` exists (without ``overwrite``) or its folder is missing."""
+    """Refuse before any work is done if ``path`` exists (without ``overwrite``) or its folder is missing or
+    not writable."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise UsageError(f"{path}: output exists; pass --overwrite to replace it")
@@ -33,6 +34,8 @@ def check_writable(path: str | Path, overwrite: bool) -> Path:
         raise UsageError(f"{path}: output is a directory")
     if not path.parent.is_dir():
         raise UsageError(f"{path.parent}: output folder does not exist")
+    if not os.access(path.parent, os.W_OK):
+        raise UsageError(f"{path.parent}: output folder is not writable")
     return path
 
 
@@ -58,6 +61,11 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         write(tmp)
         os.chmod(tmp, _default_mode(path))
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno is None:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc  # named by the file the user asked for
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
