@@ -10,8 +10,8 @@ import pandas as pd
 
 from noiseaudit.data.csvfile import read_text_table
 from noiseaudit.data.pathmatch import PathIndex
-from noiseaudit.data.source import LABEL_COLUMN_NAMES, find_key_column, labels_file, pick_column
-from noiseaudit.errors import InputError
+from noiseaudit.data.source import LABEL_COLUMN_NAMES, find_key_column, pick_column
+from noiseaudit.errors import InputError, input_file
 from noiseaudit.report.export import VERDICTS
 
 
@@ -27,9 +27,7 @@ class ApplyResult:
 
 def read_reviewed(path: str | Path) -> tuple[pd.DataFrame, list[int | None]]:
     """A reviewed export (CSV, or the JSON records of ``export --format json``), cells as text."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("reviewed file not found", path=path)
+    path = input_file(path, "reviewed file")
     if path.suffix.lower() == ".json":
         try:
             records = json.loads(path.read_text(encoding="utf-8"))
@@ -56,7 +54,7 @@ def apply_review(labels_csv: str | Path, reviewed_path: str | Path, *, path_col:
     path there matches the report's path relative to the image folder, :class:`PathIndex`); for the
     labels of feature vectors, on its key (id) column, or on the 0-based row number when it has neither.
     """
-    labels_csv, reviewed_path = labels_file(labels_csv), Path(reviewed_path)
+    labels_csv, reviewed_path = input_file(labels_csv, "labels CSV"), Path(reviewed_path)
     table, _ = read_text_table(labels_csv)
     columns = list(table.columns)
     lcol = pick_column(columns, label_col, LABEL_COLUMN_NAMES, "label", labels_csv)

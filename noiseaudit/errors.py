@@ -28,6 +28,17 @@ class InputError(NoiseAuditError):
         super().__init__(where + message)
 
 
+def input_file(path: str | Path, what: str) -> Path:
+    """``path`` as a Path when it is a file; else an InputError naming it as ``what`` ("labels CSV",
+    "report", ...): "a folder, not a {what}" or "{what} not found"."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"a folder, not a {what}", path=path)
+    if not path.is_file():
+        raise InputError(f"{what} not found", path=path)
+    return path
+
+
 class UsageError(NoiseAuditError):
     """Options that cannot work together or are out of range."""
 

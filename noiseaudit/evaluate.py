@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from noiseaudit.data.pathmatch import PathIndex
-from noiseaudit.errors import InputError
+from noiseaudit.errors import InputError, input_file
 from noiseaudit.metrics import precision_recall_f1, ranking_metrics
 from noiseaudit.report.build import scored, signal_scores, truth_mask
 
@@ -18,9 +18,7 @@ def attach_truth(report: pd.DataFrame, truth_csv: str | Path) -> pd.DataFrame:
     """Join ``is_noisy`` / ``original_label`` from a CSV onto the report by ``path``."""
     from noiseaudit.data.source import PATH_COLUMN_NAMES
 
-    truth_csv = Path(truth_csv)
-    if not truth_csv.is_file():
-        raise InputError("truth CSV not found", path=truth_csv)
+    truth_csv = input_file(truth_csv, "truth CSV")
     truth = pd.read_csv(truth_csv, encoding="utf-8-sig", dtype=str, keep_default_na=False)
     pcol = next((c for c in truth.columns if c.strip().lower() in PATH_COLUMN_NAMES), None)
     cols = [c for c in ("is_noisy", "original_label") if c in truth.columns]

@@ -46,7 +46,7 @@ from noiseaudit.data.dataset import SampleData, load_dataset
 from noiseaudit.data.features import FEATURE_SUFFIXES, load_features
 from noiseaudit.data.images import LUMA
 from noiseaudit.data.source import LabeledSource, load_source, read_label_table
-from noiseaudit.errors import InputError, UsageError
+from noiseaudit.errors import InputError, UsageError, input_file
 from noiseaudit.models import build_feature_model, build_model
 from noiseaudit.report.io import atomic_write
 from noiseaudit.runtime import resolve_device
@@ -299,9 +299,7 @@ def load_model(path: str | Path) -> SavedModel:
     UsageError
         When a backbone model needs the ``pretrained`` extra and it is missing.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("model file not found", path=path)
+    path = input_file(path, "model file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's notes on pickle protocols of files that are not ours

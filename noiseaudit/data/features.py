@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from noiseaudit.data.source import LabeledSource
-from noiseaudit.errors import InputError
+from noiseaudit.errors import InputError, input_file
 
 FEATURE_SUFFIXES = (".npy", ".parquet", ".pq")
 CHUNK_ROWS = 16384
@@ -84,9 +84,7 @@ def _open(features: str | Path | np.ndarray | pd.DataFrame, source: LabeledSourc
         return _aligned(_frame_matrix(features, "<DataFrame>", ()), "<DataFrame>", source)
     if isinstance(features, np.ndarray):
         return _aligned(_check_array(features, "<array>"), "<array>", source)
-    path = Path(features)
-    if not path.is_file():
-        raise InputError("features file not found", path=path)
+    path = input_file(features, "features file")
     suffix = path.suffix.lower()
     if suffix == ".npy":
         return _npy(path, source)

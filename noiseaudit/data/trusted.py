@@ -24,12 +24,11 @@ from noiseaudit.data.source import (
     _normalise_labels,
     _refuse_empty,
     _unique_rows,
-    labels_file,
     pick_column,
     resolve_inside,
     root_relative,
 )
-from noiseaudit.errors import InputError
+from noiseaudit.errors import InputError, input_file
 
 
 def merge_trusted(source: LabeledSource, trusted_csv: str | Path, *, images: bool,
@@ -56,7 +55,7 @@ def merge_trusted(source: LabeledSource, trusted_csv: str | Path, *, images: boo
         The merged samples (extra ones last, named by the trusted file's lines in errors) and a bool
         mask of the trusted ones.
     """
-    csv = labels_file(trusted_csv, "trusted labels CSV")
+    csv = input_file(trusted_csv, "trusted labels CSV")
     frame, lines = read_text_table(csv, what="trusted labels CSV")
     columns = [str(c) for c in frame.columns]
     by_name = not source.from_folders  # the labels CSV's own column names; an ImageFolder has none

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from noiseaudit.errors import InputError, UsageError
+from noiseaudit.errors import InputError, UsageError, input_file
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -98,9 +98,7 @@ def write_report(report: pd.DataFrame, metadata: dict[str, Any], path: str | Pat
 
 def read_report_table(path: str | Path, columns: list[str] | None = None) -> tuple[pa.Table, dict[str, Any]]:
     """A report as a pyarrow Table (only those of ``columns`` it has, if given) and its run metadata."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("a folder, not a report" if path.is_dir() else "report not found", path=path)
+    path = input_file(path, "report")
     with open(path, "rb") as fh:
         if fh.read(4) != b"PAR1":
             raise InputError("not a Parquet report (give the .parquet file that noiseaudit scan wrote)", path=path)
