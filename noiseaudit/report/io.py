@@ -61,13 +61,10 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         write(tmp)
         os.chmod(tmp, _default_mode(path))
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
-        if exc.errno is None:
-            raise
-        raise OSError(exc.errno, exc.strerror, str(path)) from exc  # named by the file the user asked for
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno is not None:  # named by the file asked for, not the temp file
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
     return path
 
