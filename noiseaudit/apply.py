@@ -38,8 +38,7 @@ def read_reviewed(path: str | Path) -> tuple[pd.DataFrame, list[int | None]]:
                              path=path)
         frame = pd.DataFrame(records).fillna("").astype(str)
         return frame.apply(lambda c: c.str.strip()), [None] * len(frame)
-    frame, lines = read_text_table(path)
-    return frame, lines
+    return read_text_table(path, "reviewed file")
 
 
 def apply_review(labels_csv: str | Path, reviewed_path: str | Path, *, path_col: str | None = None,
@@ -54,7 +53,7 @@ def apply_review(labels_csv: str | Path, reviewed_path: str | Path, *, path_col:
     path there matches the report's path relative to the image folder, :class:`PathIndex`); for the
     labels of feature vectors, on its key (id) column, or on the 0-based row number when it has neither.
     """
-    labels_csv, reviewed_path = input_file(labels_csv, "labels CSV"), Path(reviewed_path)
+    labels_csv, reviewed_path = Path(labels_csv), Path(reviewed_path)
     table, _ = read_text_table(labels_csv)
     columns = list(table.columns)
     lcol = pick_column(columns, label_col, LABEL_COLUMN_NAMES, "label", labels_csv)

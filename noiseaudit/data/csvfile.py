@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from noiseaudit.errors import InputError
+from noiseaudit.errors import InputError, input_file
 
 DELIMITERS = ",;\t|"
 
@@ -26,8 +26,10 @@ def _sniff_delimiter(sample: str) -> str:
         return ","
 
 
-def read_text_table(path: Path, what: str = "labels CSV") -> tuple[pd.DataFrame, list[int]]:
-    """All cells as stripped strings, and the file line on which each data record starts."""
+def read_text_table(path: str | Path, what: str = "labels CSV") -> tuple[pd.DataFrame, list[int]]:
+    """All cells as stripped strings, and the file line on which each data record starts; errors name the
+    file as ``what``."""
+    path = input_file(path, what)
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             text = fh.read()

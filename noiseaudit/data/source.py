@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from noiseaudit.data.csvfile import read_text_table
-from noiseaudit.errors import InputError, NoiseAuditWarning, input_file
+from noiseaudit.errors import InputError, NoiseAuditWarning
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
 PATH_COLUMN_NAMES = ("path", "file", "filename", "image", "image_path", "filepath")
@@ -169,7 +169,7 @@ def read_labels_csv(
     label is None and ``label_col`` is None.
     """
     root = _check_dir(images_dir)
-    csv = input_file(labels_csv, "labels CSV")
+    csv = Path(labels_csv)
     frame, lines = read_text_table(csv)
     columns = [str(c) for c in frame.columns]
     pcol = pick_column(columns, path_col, PATH_COLUMN_NAMES, "path", csv)
@@ -218,7 +218,7 @@ def read_label_table(labels_csv: str | Path, *, key_col: str | None = None,
     0-based row number. A key listed twice is an InputError naming both lines.
     ``optional_label`` as for :func:`read_labels_csv`.
     """
-    csv = input_file(labels_csv, "labels CSV")
+    csv = Path(labels_csv)
     frame, lines = read_text_table(csv)
     return label_table(frame, lines, str(csv), Path(os.path.realpath(csv.parent)), key_col=key_col,
                        label_col=label_col, optional_label=optional_label)
@@ -237,8 +237,7 @@ def has_path_column(labels_csv: str | Path, path_col: str | None = None) -> bool
     """Whether the CSV names image paths: ``path_col`` is given, or a column is named like a path."""
     if path_col is not None:
         return True
-    csv = input_file(labels_csv, "labels CSV")
-    frame, _ = read_text_table(csv)
+    frame, _ = read_text_table(labels_csv)
     return any(str(c).strip().lower() in PATH_COLUMN_NAMES for c in frame.columns)
 
 

@@ -28,7 +28,7 @@ from noiseaudit.data.source import (
     resolve_inside,
     root_relative,
 )
-from noiseaudit.errors import InputError, input_file
+from noiseaudit.errors import InputError
 
 
 def merge_trusted(source: LabeledSource, trusted_csv: str | Path, *, images: bool,
@@ -55,7 +55,7 @@ def merge_trusted(source: LabeledSource, trusted_csv: str | Path, *, images: boo
         The merged samples (extra ones last, named by the trusted file's lines in errors) and a bool
         mask of the trusted ones.
     """
-    csv = input_file(trusted_csv, "trusted labels CSV")
+    csv = Path(trusted_csv)
     frame, lines = read_text_table(csv, what="trusted labels CSV")
     columns = [str(c) for c in frame.columns]
     by_name = not source.from_folders  # the labels CSV's own column names; an ImageFolder has none
