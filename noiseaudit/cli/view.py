@@ -96,7 +96,7 @@ def _show_samples(col: dict, rows: list[int], top: int, head: dict, title: str, 
 
 
 def _show_groups(col: dict, rows: list[int], by: GroupBy, top: int, head: dict, title: str, json_out: bool) -> None:
-    from noiseaudit.report.groups import flags_by_class, flags_by_pair, largest_pair_share
+    from noiseaudit.report.groups import concentration_line, flags_by_class, flags_by_pair
 
     given = [col["given_label"][i] for i in rows]
     flagged = [bool(col["is_suspect"][i]) for i in rows]
@@ -125,11 +125,9 @@ def _show_groups(col: dict, rows: list[int], by: GroupBy, top: int, head: dict, 
     stdout().print(out)
     if len(groups) > len(shown):
         stdout().print(f"{len(groups) - len(shown)} more; --top {len(groups)} shows all", highlight=False)
-    k = len(set(given))
-    if by is GroupBy.pair and head["class"] is None and k > 2 and groups:
-        even = formats.percent(1 / (k - 1))
-        stdout().print(f"{formats.percent(largest_pair_share(groups))} of the flags fall in each class's most common "
-                       f"pair (about {even} if they were spread evenly over the other classes).", highlight=False)
+    line = concentration_line(groups, len(set(given))) if by is GroupBy.pair and head["class"] is None else ""
+    if line:
+        stdout().print(line, highlight=False)
 
 
 @exits_on_errors

@@ -12,6 +12,8 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from noiseaudit.formats import percent
+
 
 def flags_by_pair(given: Sequence, suggested: Sequence, flagged: Sequence[bool]) -> list[dict[str, Any]]:
     """One dict per (given, suggested) pair among the flagged samples, most flags first.
@@ -45,3 +47,12 @@ def largest_pair_share(pairs: list[dict[str, Any]]) -> float:
     for pair in pairs:
         largest[pair["given_label"]] = max(largest.get(pair["given_label"], 0.0), pair["share_of_flagged"])
     return sum(largest.values())
+
+
+def concentration_line(pairs: list[dict[str, Any]], classes: int) -> str:
+    """:func:`largest_pair_share` in words, beside an even spread's share ("" below three classes or
+    without flags, where it says nothing)."""
+    if classes < 3 or not pairs:
+        return ""
+    return (f"{percent(largest_pair_share(pairs))} of the flags fall in each class's most common pair (about "
+            f"{percent(1 / (classes - 1))} if they were spread evenly over the other classes).")

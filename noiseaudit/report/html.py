@@ -23,7 +23,7 @@ from noiseaudit.errors import InputError, UsageError
 from noiseaudit.evaluate import evaluate
 from noiseaudit.extras import install_hint
 from noiseaudit.report.build import scored, truth_mask
-from noiseaudit.report.groups import flags_by_pair, largest_pair_share
+from noiseaudit.report.groups import concentration_line, flags_by_pair
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
@@ -118,13 +118,11 @@ def _pairs_section(report: pd.DataFrame, top: int = 10) -> str:
     if not groups:
         return ""
     e = html.escape
-    k = report["given_label"].nunique()
     rows = "".join(f"<tr><td class=l>{e(str(g['given_label']))}</td><td class=l>{e(str(g['suggested_label']))}</td>"
                    f"<td>{g['n_flagged']}</td><td>{formats.percent(g['share_of_flagged'])}</td>"
                    f"<td>{formats.percent(g['share_of_class'])}</td></tr>" for g in groups[:top])
-    note = (f"<p>{formats.percent(largest_pair_share(groups))} of the flags fall in each class's most common pair "
-            f"(about {formats.percent(1 / (k - 1))} if they were spread evenly over the other classes).</p>"
-            if k > 2 else "")
+    line = concentration_line(groups, report["given_label"].nunique())
+    note = f"<p>{line}</p>" if line else ""
     head = "".join(f"<th{' class=l' if i < 2 else ''}>{name}</th>"
                    for i, name in enumerate(("given", "suggested", "flagged", "of the flags", "of the class")))
     return f"<h2>Flags by class pair</h2>{note}<table><tr>{head}</tr>{rows}</table>"
