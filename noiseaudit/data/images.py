@@ -27,8 +27,8 @@ class DecodeError(Exception):
     """The file is not an image Pillow can decode; ``status`` says why, for the report's status column.
 
     status is one of ``empty`` (zero bytes), ``not_image`` (not a recognised
-    image format), ``too_large`` (over the pixel limit) or ``corrupt``
-    (truncated or damaged).
+    image format), ``too_large`` (over the pixel limit), ``unreadable`` (the
+    file's permissions refuse reading) or ``corrupt`` (truncated or damaged).
     """
 
     def __init__(self, message: str, status: str = "corrupt"):
@@ -83,6 +83,8 @@ def decode_image(path: Path, size: int) -> np.ndarray:
 
 
 def _decode_error(path: Path, exc: BaseException) -> DecodeError:
+    if isinstance(exc, PermissionError):
+        return DecodeError("cannot read the file (permission denied)", "unreadable")
     try:
         empty = path.stat().st_size == 0
     except OSError:
