@@ -450,15 +450,64 @@ def test_default_image_size_comes_from_the_data(tmp_path: Path, mode, sizes, exp
     assert data.inputs.shape == (len(sizes), channels, expected, expected)
 
 
-def test_default_size_uses_colour_clip_for_rgb_files_with_grey_pixels(tmp_path: Path):
-    # The size rule looks at file modes (RGB -> colour cap 32); the channel count looks at pixels (grey -> 1).
+def test_rgb_files_with_gray_pixels_get_the_gray_size(tmp_path: Path):
+    # RGB-mode files whose pixels are gray (scans, X-rays saved as RGB) are sized as the gray data
+    # they are, by a sample of their pixels, and keep one channel.
     root = tmp_path / "images"
     root.mkdir()
-    for name in ("a.png", "b.png"):
-        Image.new("RGB", (100, 100), (70, 70, 70)).save(root / name)
-    data = load(root, ["a.png", "b.png"], image_size=None)
+    for i, name in enumerate(("a.png", "b.png", "c.png")):
+        Image.new("RGB", (100, 100), (70 + i, 70, 70)).save(root / name)  # within GRAY_TOLERANCE
+    data = load(root, ["a.png", "b.png", "c.png"], image_size=None)
+    assert data.image_size == 64
+    assert data.inputs.shape == (3, 1, 64, 64)
+
+
+def test_gray_pixels_load_the_same_from_l_and_rgb_files(tmp_path: Path):
+    # The same gray pixels give the same dataset whatever mode the files were saved in.
+    rng = np.random.default_rng(0)
+    loaded = []
+    for mode in ("L", "RGB"):
+        root = tmp_path / mode
+        root.mkdir()
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 256, (48, 40), dtype=np.uint8), "L").convert(mode).save(root / f"{i}.png")
+        loaded.append(load(root, [f"{i}.png" for i in range(6)], image_size=None))
+        rng = np.random.default_rng(0)
+    assert loaded[0].image_size == loaded[1].image_size == 40
+    assert torch.equal(loaded[0].inputs, loaded[1].inputs)
+
+
+@pytest.mark.parametrize("sample", [256, 2])
+def test_one_colour_image_keeps_the_colour_size(tmp_path: Path, monkeypatch, sample: int):
+    # With 256 the sample draws all three images and sees the colour one. With 2 it draws the gray
+    # two (rows 2 and 0), so they are decoded at the gray size, and then shrunk to the colour cap.
+    monkeypatch.setattr("noiseaudit.data.dataset.GRAY_SAMPLE", sample)
+    root = tmp_path / "images"
+    root.mkdir()
+    for i, name in enumerate(("a.png", "b.png", "c.png")):
+        Image.new("RGB", (100, 100), (200, 40, 40) if i == 1 else (70, 70, 70)).save(root / name)
+    data = load(root, ["a.png", "b.png", "c.png"], image_size=None)
     assert data.image_size == 32
-    assert data.inputs.shape == (2, 1, 32, 32)
+    assert data.inputs.shape == (3, 3, 32, 32)
+    assert data.inputs[1, :, 5, 5].tolist() == [200, 40, 40] and data.inputs[0, :, 5, 5].tolist() == [70, 70, 70]
+
+
+def test_an_unreadable_image_has_its_own_status(four_images: Path, monkeypatch):
+    # Root reads every file whatever its mode bits, so the refusal is simulated where Pillow opens it.
+    real_open = PIL.Image.open
+
+    def refuse(path, *args, **kwargs):
+        if Path(path).name == "c.png":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(PIL.Image, "open", refuse)
+    csv = csv_for(four_images, ["a.png", "b.png", "c.png", "d.png"])
+    with pytest.raises(InputError) as info:
+        load_dataset(load_source(four_images, csv), image_size=8, workers=1)
+    assert str(info.value) == f"{csv}:4: 'c.png': cannot read the file (permission denied)"
+    data = load_dataset(load_source(four_images, csv), image_size=None, workers=1, on_bad_image="skip")
+    assert [(b.row, b.status) for b in data.skipped] == [(2, "unreadable")]
 
 
 # ------------------------------------------------------------------------------------------ path safety

@@ -73,12 +73,13 @@ class DecodeCache:
     def _path(self, key: str, suffix: str) -> Path:
         return self.directory / f"{key}{suffix}"
 
-    def auto_size(self, key: str) -> int | None:
-        meta = self.note(key, "size")
+    def auto_size(self, key: str, rule: int) -> int | None:
+        """The image size the automatic ``rule`` (a version number) chose for these files before."""
+        meta = self.note(key, f"size{rule}")
         return None if meta is None else int(meta["image_size"])
 
-    def store_auto_size(self, key: str, image_size: int) -> None:
-        self.store_note(key, "size", {"image_size": image_size})
+    def store_auto_size(self, key: str, image_size: int, rule: int) -> None:
+        self.store_note(key, f"size{rule}", {"image_size": image_size})
 
     def note(self, key: str, name: str) -> dict[str, Any] | None:
         """A small JSON value remembered for these files (the automatic image size, the backbone choice)."""

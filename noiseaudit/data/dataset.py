@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from noiseaudit.data.cache import DecodeCache, files_key
 from noiseaudit.data.hints import missing_image_hint
@@ -33,7 +34,7 @@ class SkippedImage:
     """A sample left out under ``on_bad_image="skip"``: its source row, why, and the details."""
 
     row: int
-    status: str  # missing, empty, not_image, too_large or corrupt
+    status: str  # missing, empty, not_image, too_large, unreadable or corrupt
     reason: str
 
 
@@ -102,10 +103,26 @@ def sorted_classes(labels: list) -> list:
     return sorted(uniq, key=str)
 
 
+GRAY_CAP, COLOUR_CAP = 64, 32  # the largest automatic image side for gray and for colour content
+GRAY_SAMPLE = 256  # images decoded to tell gray content in colour-mode files, where the cap depends on it
+SIZE_RULE = 2  # part of the cached size's name: raised when the rule changes (2: gray content, not file modes)
+
+
 def choose_image_size(shorter_sides: list[int], all_gray: bool) -> int:
-    """Median shorter side, clipped to [8, 64] for grayscale and [8, 32] for colour."""
+    """Median shorter side, clipped to [8, GRAY_CAP] for grayscale and [8, COLOUR_CAP] for colour."""
     median = int(np.median(shorter_sides))
-    return int(np.clip(median, 8, 64 if all_gray else 32))
+    return int(np.clip(median, 8, GRAY_CAP if all_gray else COLOUR_CAP))
+
+
+def _sample_is_gray(source: LabeledSource, files: list[Path], rows: list[int], workers: int) -> bool:
+    """Whether up to GRAY_SAMPLE of the ``rows`` (a fixed draw) hold gray pixels only, as :func:`as_gray` reads them.
+
+    Gray scans, X-rays and documents are often saved as RGB files; their headers say colour,
+    their pixels do not."""
+    pick = np.sort(np.random.default_rng(0).permutation(len(rows))[:GRAY_SAMPLE])
+    decoded = _each_file(lambda _, f: decode_image(f, 16), files, [rows[j] for j in pick], source, workers, None, {})
+    images = [d for d in decoded if not isinstance(d, DecodeError)]
+    return bool(images) and as_gray(np.stack(images)).shape[-1] == 1
 
 
 def _map(fn: Callable, items: list, workers: int, progress: Progress | None) -> list:
@@ -200,22 +217,46 @@ def load_dataset(source: LabeledSource, *, image_size: int | None = None, worker
         bad[i] = SkippedImage(i, "missing", "file not found")
     keep = [i for i in range(len(files)) if bad is None or i not in bad]
     key = None if cache is None else cache_key or files_key(source.root, [files[i] for i in keep])
-    if image_size is None and key is not None:
-        image_size = cache.auto_size(key)
-        if image_size is not None:
-            return _decoded(source, files, keep, image_size, workers, progress, bad, cache, key, encoder,
-                            min_classes)
+    if image_size is not None:
+        if image_size < 4:
+            raise InputError(f"--image-size must be at least 4, got {image_size}")
+        return _decoded(source, files, keep, image_size, workers, progress, bad, cache, key, encoder, min_classes)
+    image_size = None if key is None else cache.auto_size(key, SIZE_RULE)
     if image_size is None:
-        headers = _each_file(lambda _, f: image_header(f), files, keep, source, workers, None, bad)
-        good = [h for h in headers if not isinstance(h, DecodeError)]
-        if not good:
-            raise InputError("no readable images", path=source.origin)
-        image_size = choose_image_size([min(w, h) for w, h, _ in good], all(m in GRAY_MODES for *_, m in good))
-        if key is not None and len(good) == len(headers):
-            cache.store_auto_size(key, image_size)
-    elif image_size < 4:
-        raise InputError(f"--image-size must be at least 4, got {image_size}")
-    return _decoded(source, files, keep, image_size, workers, progress, bad, cache, key, encoder, min_classes)
+        known_bad = len(bad or {})
+        image_size = _auto_size(source, files, keep, workers, bad)
+        if key is not None and len(bad or {}) == known_bad:  # every header read: the size holds for these files
+            cache.store_auto_size(key, image_size, SIZE_RULE)
+    data = _decoded(source, files, keep, image_size, workers, progress, bad, cache, key, encoder, min_classes)
+    return _colour_capped(data)
+
+
+def _auto_size(source: LabeledSource, files: list[Path], keep: list[int], workers: int,
+               bad: dict[int, SkippedImage] | None) -> int:
+    """The automatic image side (:func:`choose_image_size`), from the headers of the ``keep`` files and,
+    where they say colour but the colour cap would bite, a sample of their pixels."""
+    headers = _each_file(lambda _, f: image_header(f), files, keep, source, workers, None, bad)
+    good = {keep[j]: h for j, h in enumerate(headers) if not isinstance(h, DecodeError)}
+    if not good:
+        raise InputError("no readable images", path=source.origin)
+    sides = [min(w, h) for w, h, _ in good.values()]
+    gray = all(m in GRAY_MODES for *_, m in good.values())
+    if not gray and np.median(sides) > COLOUR_CAP:
+        gray = _sample_is_gray(source, files, list(good), workers)
+    return choose_image_size(sides, gray)
+
+
+def _colour_capped(data: SampleData) -> SampleData:
+    """``data`` shrunk to COLOUR_CAP when its automatic size came from a gray sample but its
+    images turned out colour (a few colour images among gray ones), so the model stays small."""
+    if data.channels != 3 or data.image_size <= COLOUR_CAP:
+        return data
+    small = torch.empty((len(data.inputs), 3, COLOUR_CAP, COLOUR_CAP), dtype=torch.uint8)
+    for start in range(0, len(small), 4096):
+        part = F.interpolate(data.inputs[start:start + 4096].float(), size=(COLOUR_CAP, COLOUR_CAP), mode="area")
+        small[start:start + 4096] = part.round_().clamp_(0, 255)
+    data.inputs, data.image_size = small, COLOUR_CAP
+    return data
 
 
 def _decoded(source: LabeledSource, files: list[Path], keep: list[int], image_size: int, workers: int,
