@@ -11,7 +11,8 @@ import pandas as pd
 from noiseaudit.data.pathmatch import PathIndex
 from noiseaudit.errors import InputError, input_file
 from noiseaudit.metrics import precision_recall_f1, ranking_metrics
-from noiseaudit.report.build import scored, signal_scores, truth_mask
+from noiseaudit.report.build import scored, signal_scores
+from noiseaudit.report.truth import known_truth, yes_no
 
 
 def attach_truth(report: pd.DataFrame, truth_csv: str | Path) -> pd.DataFrame:
@@ -26,7 +27,7 @@ def attach_truth(report: pd.DataFrame, truth_csv: str | Path) -> pd.DataFrame:
         raise InputError("truth CSV needs a path column and is_noisy or original_label", path=truth_csv, line=1)
     truth = truth[[pcol, *cols]].rename(columns={pcol: "path"})
     if "is_noisy" in truth.columns:
-        truth["is_noisy"] = truth["is_noisy"].str.strip().str.lower().isin({"true", "1"})
+        truth["is_noisy"] = yes_no(truth["is_noisy"], truth_csv)
     index = PathIndex(truth["path"])  # absolute truth paths match the report's relative ones
     index.learn_root(report["path"].astype(str))
     rows = [index.row(p) for p in report["path"].astype(str)]
@@ -47,9 +48,13 @@ def evaluate(report: pd.DataFrame, k: int | None = None, truth_csv: str | Path |
     if truth_csv is not None:
         report = attach_truth(report, truth_csv)
     report = scored(report)
-    truth = truth_mask(report)
-    if truth is None:
+    known = known_truth(report)
+    if known is None:
         raise InputError("no truth: the report has no is_noisy or original_label column; pass --truth CSV")
+    n_scored = len(report)
+    report, truth = known
+    if not len(report):
+        raise InputError("no truth: is_noisy / original_label is blank on every scored row")
     flagged = report["is_suspect"].to_numpy(bool)
     precision, recall, f1 = precision_recall_f1(truth, flagged)
     scores = signal_scores(report)
@@ -63,7 +68,8 @@ def evaluate(report: pd.DataFrame, k: int | None = None, truth_csv: str | Path |
                           "n_noisy": int(t.sum()), "n_flagged": int(f.sum()), "precision": p, "recall": r,
                           "f1": f1c})
     return {
-        "n": len(report), "n_noisy": int(truth.sum()), "n_flagged": int(flagged.sum()),
+        "n": len(report), "n_unknown": n_scored - len(report), "n_noisy": int(truth.sum()),
+        "n_flagged": int(flagged.sum()),
         "precision": precision, "recall": recall, "f1": f1,
         "auroc": top["auroc"], "average_precision": top["average_precision"],
         "precision_at_k": top["precision_at_k"], "recall_at_k": top["recall_at_k"], "k": top["k"],

@@ -95,3 +95,25 @@ def test_page_counts_the_flags_by_class_pair(tmp_path):
     assert sorted(pairs) == [("Bag", "Shirt", "2"), ("Shirt", "T-shirt", "2"), ("T-shirt", "Bag", "2")]
     frame["is_suspect"] = False
     assert "Flags by class pair" not in render_html(frame, meta, tmp_path, top=4)
+
+
+def test_page_and_summary_score_only_rows_of_known_truth(tmp_path):
+    from test_cli_output import synthetic_report
+
+    from noiseaudit.errors import NoiseAuditWarning
+    from noiseaudit.report.html import render_html
+    from noiseaudit.report.io import read_report
+    from noiseaudit.report.summary import summarize
+
+    frame, meta = read_report(synthetic_report(tmp_path / "r.parquet", n_flagged=6))
+    frame.loc[30:, "original_label"] = None  # truth checked for the first 30 rows only
+    page = render_html(frame, meta, tmp_path, top=8)
+    wrong = int((frame["original_label"][:30] != frame["given_label"][:30]).sum())
+    assert f"<td>known wrong labels</td><td>{wrong} (truth unknown for 10)</td>" in page
+    truth = summarize(frame, meta)["truth"]
+    assert truth["n_known"] == 30 and truth["n_noisy"] == wrong
+    words = frame.drop(columns="original_label").assign(is_noisy=["maybe"] + ["no"] * (len(frame) - 1))
+    with pytest.warns(NoiseAuditWarning, match="cannot read 'maybe'"):
+        assert "truth" not in summarize(words, meta)
+    with pytest.warns(NoiseAuditWarning, match="cannot read 'maybe'"):
+        assert "known wrong labels" not in render_html(words, meta, tmp_path, top=4)

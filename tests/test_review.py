@@ -83,6 +83,45 @@ def test_evaluate_with_k_and_truth_csv(hand_report, tmp_path):
     assert "Rankings by signal" in text and "Per class" in text
 
 
+def test_evaluate_leaves_rows_of_unknown_truth_out(hand_report, tmp_path):
+    # Truth checked for some rows only: blank cells are unknown, not right labels (nor, as text, wrong ones).
+    report, truth, _ = hand_report
+    known = np.arange(len(report)) % 3 != 0
+    words = np.where(truth, "yes", "no").astype(object)
+    words[~known] = ""
+    bare = report.drop(columns=["original_label"])
+    write_report(bare, {}, tmp_path / "bare.parquet")
+    pd.DataFrame({"path": report["path"], "is_noisy": words}).to_csv(tmp_path / "truth.csv", index=False)
+    result = invoke("evaluate", tmp_path / "bare.parquet", "--truth", tmp_path / "truth.csv", "--json")
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.stdout)
+    assert got["n"] == known.sum() and got["n_unknown"] == (~known).sum() and got["n_noisy"] == truth[known].sum()
+    assert got["average_precision"] == pytest.approx(average_precision_score(truth[known], -report["rank"][known]))
+    assert "of unknown truth, left out" in invoke("evaluate", tmp_path / "bare.parquet", "--truth",
+                                                  tmp_path / "truth.csv").stdout
+    # The same from a partial original_label column carried in the report, ints against floats with NaN.
+    ints = report.assign(given_label=report["given_label"].map({"a": 0, "b": 1, "c": 2}),
+                         original_label=report["original_label"].map({"a": 0.0, "b": 1.0, "c": 2.0}).where(known))
+    write_report(ints, {}, tmp_path / "ints.parquet")
+    got = json.loads(invoke("evaluate", tmp_path / "ints.parquet", "--json").stdout)
+    assert got["n"] == known.sum() and got["n_noisy"] == truth[known].sum()
+
+
+def test_evaluate_refuses_an_is_noisy_it_cannot_read(hand_report, tmp_path):
+    report, truth, _ = hand_report
+    write_report(report.drop(columns=["original_label"]), {}, tmp_path / "bare.parquet")
+    words = np.where(truth, "true", "false").astype(object)
+    words[5] = "maybe"
+    pd.DataFrame({"path": report["path"], "is_noisy": words}).to_csv(tmp_path / "truth.csv", index=False)
+    result = invoke("evaluate", tmp_path / "bare.parquet", "--truth", tmp_path / "truth.csv")
+    assert result.exit_code == 2
+    assert "truth.csv:7: is_noisy: cannot read 'maybe' as true or false" in result.output
+    carried = report.drop(columns=["original_label"]).assign(is_noisy=words)
+    write_report(carried, {}, tmp_path / "carried.parquet")
+    result = invoke("evaluate", tmp_path / "carried.parquet")
+    assert result.exit_code == 2 and "is_noisy: cannot read 'maybe' (report row 6) as true or false" in result.output
+
+
 @pytest.mark.parametrize("fmt", ["csv", "json", "labelstudio"])
 def test_export_formats(hand_report, tmp_path, fmt):
     _, _, path = hand_report

@@ -17,7 +17,9 @@ SIGNAL_METRICS = (("AUROC", "auroc"), ("AP", "average_precision"), ("precision@k
 
 def print_evaluation(result: dict[str, Any]) -> None:
     out = stdout()
-    out.print(f"{result['n']} samples, {result['n_noisy']} known wrong ({formats.percent(result['true_noise_rate'])}); "
+    unknown = f" (and {result['n_unknown']} of unknown truth, left out)" if result.get("n_unknown") else ""
+    out.print(f"{result['n']} samples{unknown}, {result['n_noisy']} known wrong "
+              f"({formats.percent(result['true_noise_rate'])}); "
               f"{result['n_flagged']} flagged (estimated noise rate {formats.percent(result['estimated_noise_rate'])})",
               highlight=False)
     out.print(f"Flagged set: precision {formats.score(result['precision'])}, recall {formats.score(result['recall'])}, "

@@ -66,7 +66,9 @@ def print_summary(summary: dict[str, Any], output: Path) -> None:
                   highlight=False)
     truth = summary.get("truth")
     if truth:
-        out.print(f"Against the known wrong labels ({truth['n_noisy']}, {formats.percent(truth['true_noise_rate'])}): "
+        where = f" among the {truth['n_known']} samples of known truth" if truth["n_known"] < summary["n_samples"] else ""
+        out.print(f"Against the known wrong labels ({truth['n_noisy']}, {formats.percent(truth['true_noise_rate'])}"
+                  f"{where}): "
                   + ", ".join(f"{name} {formats.score(truth[key])}" for name, key in METRIC_NAMES),
                   highlight=False)
     out.print(f"Report written to {output}", highlight=False)

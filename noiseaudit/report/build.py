@@ -104,19 +104,6 @@ def scored(report: pd.DataFrame) -> pd.DataFrame:
     return report if bool(ok.all()) else report[ok].reset_index(drop=True)
 
 
-def truth_mask(report: pd.DataFrame) -> np.ndarray | None:
-    """Known wrong labels: ``original_label`` != ``given_label``, else the ``is_noisy`` column.
-
-    ``original_label`` wins because it stays true after labels are corrected,
-    while a carried ``is_noisy`` describes the labels as they were injected.
-    """
-    if "original_label" in report.columns:
-        return (report["original_label"].astype(str) != report["given_label"].astype(str)).to_numpy()
-    if "is_noisy" in report.columns:
-        return report["is_noisy"].astype(bool).to_numpy()
-    return None
-
-
 def signal_scores(report: pd.DataFrame) -> dict[str, np.ndarray]:
     """Every signal column present, oriented so that higher means more suspect."""
     return {name: sign * report[name].to_numpy(dtype=np.float64)

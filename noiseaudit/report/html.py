@@ -22,7 +22,8 @@ from noiseaudit.data.source import IMAGE_EXTENSIONS, resolve_inside
 from noiseaudit.errors import InputError, UsageError
 from noiseaudit.evaluate import evaluate
 from noiseaudit.extras import install_hint
-from noiseaudit.report.build import scored, truth_mask
+from noiseaudit.report.build import scored
+from noiseaudit.report.truth import truth_values
 from noiseaudit.report.groups import concentration_line, flags_by_pair
 
 CSS = """
@@ -50,7 +51,7 @@ def _png(fig: Any) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def _plots(report: pd.DataFrame) -> dict[str, str]:
+def _plots(report: pd.DataFrame, truth_by_row: pd.Series | None) -> dict[str, str]:
     try:
         import matplotlib
 
@@ -60,14 +61,18 @@ def _plots(report: pd.DataFrame) -> dict[str, str]:
         raise UsageError(f"noiseaudit html draws plots with matplotlib: {install_hint('html')}") from None
     from sklearn.metrics import precision_recall_curve
 
-    truth = truth_mask(report)
+    rows, truth = None, None
+    if truth_by_row is not None and truth_by_row.notna().any():
+        known = truth_by_row.notna().to_numpy()
+        rows, truth = report[known], truth_by_row[known].to_numpy(dtype=bool)
     log_lr = np.log(report["learned_lr"].to_numpy(dtype=np.float64))
     out: dict[str, str] = {}
     fig, ax = plt.subplots(figsize=(5, 3.2))
     bins = np.linspace(log_lr.min(), log_lr.max() + 1e-9, 50)
     if truth is not None:
-        ax.hist(log_lr[~truth], bins=bins, alpha=0.6, label="clean", color="#3a7")
-        ax.hist(log_lr[truth], bins=bins, alpha=0.6, label="wrong label", color="#c33")
+        known_lr = np.log(rows["learned_lr"].to_numpy(dtype=np.float64))
+        ax.hist(known_lr[~truth], bins=bins, alpha=0.6, label="clean", color="#3a7")
+        ax.hist(known_lr[truth], bins=bins, alpha=0.6, label="wrong label", color="#c33")
         ax.legend()
     else:
         ax.hist(log_lr, bins=bins, color="#37a")
@@ -78,7 +83,7 @@ def _plots(report: pd.DataFrame) -> dict[str, str]:
     plt.close(fig)
     if truth is not None and 0 < truth.sum() < truth.size:
         fig, ax = plt.subplots(figsize=(5, 3.2))
-        precision, recall, _ = precision_recall_curve(truth, -report["rank"].to_numpy())
+        precision, recall, _ = precision_recall_curve(truth, -rows["rank"].to_numpy())
         ax.plot(recall, precision, color="#37a")
         ax.set_xlabel("recall")
         ax.set_ylabel("precision")
@@ -134,27 +139,29 @@ def render_html(report: pd.DataFrame, metadata: dict[str, Any], images_root: str
     root = Path(images_root or metadata.get("images_root") or ".").resolve()
     e = html.escape
     report = scored(report)
-    truth = truth_mask(report)
+    truth = truth_values(report, lenient=True)
     n, flagged = len(report), int(report["is_suspect"].sum())
     rows = [("samples", n), ("classes", report["given_label"].nunique()), ("flagged", flagged),
             ("estimated noise rate", formats.percent(flagged / n) if n else formats.MISSING),
             ("model", metadata.get("model", "?")), ("device", metadata.get("device", "?")),
             ("epochs", metadata.get("config", {}).get("epochs", "?")), ("seed", metadata.get("seed", "?")),
             ("noiseaudit", metadata.get("version", "?"))]
-    if truth is not None:
+    if truth is not None and truth.notna().any():
         m = evaluate(report)
-        rows += [("known wrong labels", m["n_noisy"]),
+        unknown = f" (truth unknown for {m['n_unknown']})" if m["n_unknown"] else ""
+        rows += [("known wrong labels", f"{m['n_noisy']}{unknown}"),
                  ("precision / recall / F1", " / ".join(formats.score(m[k]) for k in ("precision", "recall", "f1"))),
                  ("AUROC / AP", " / ".join(formats.score(m[k]) for k in ("auroc", "average_precision")))]
     summary = "".join(f"<tr><td>{e(str(k))}</td><td>{e(str(v))}</td></tr>" for k, v in rows)
     pairs = _pairs_section(report)
-    plots = "".join(f'<img alt="{e(t)}" src="data:image/png;base64,{b}">' for t, b in _plots(report).items())
+    plots = "".join(f'<img alt="{e(t)}" src="data:image/png;base64,{b}">' for t, b in _plots(report, truth).items())
     cards = []
+    known_wrong = None if truth is None else truth.fillna(False).to_numpy(bool)
     ordered = report.sort_values("rank").head(top)
     # feature-vector reports keyed by ids or row numbers have nothing to show
     pictures = any(PurePosixPath(str(p)).suffix.lower() in IMAGE_EXTENSIONS for p in ordered["path"])
     for pos, row in zip(ordered.index, ordered.itertuples(index=False)):
-        wrong = truth is not None and bool(truth[pos])
+        wrong = known_wrong is not None and bool(known_wrong[pos])
         picture = (f'<img alt="{e(str(row.path))}" src="data:image/png;base64,{_thumbnail(root, row.path)}">'
                    if pictures else "")
         kind = "card" + (" flagged" if row.is_suspect else "") + (" noisy" if wrong else "")

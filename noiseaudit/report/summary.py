@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from noiseaudit.metrics import detection_metrics
-from noiseaudit.report.build import scored, truth_mask
+from noiseaudit.report.build import scored
+from noiseaudit.report.truth import known_truth
 
 
 def _plain(value: Any) -> Any:
@@ -45,9 +46,10 @@ def summarize(report: pd.DataFrame, metadata: dict[str, Any], top: int = 10) -> 
             for _, row in suspects.iterrows()
         ],
     }
-    truth = truth_mask(report)
-    if truth is not None:
-        metrics = detection_metrics(truth, -report["rank"].to_numpy(dtype=np.float64),
-                                    report["is_suspect"].to_numpy(bool))
-        summary["truth"] = {"n_noisy": int(truth.sum()), "true_noise_rate": float(truth.mean()), **metrics}
+    known = known_truth(report, lenient=True)
+    if known is not None and len(known[0]):
+        rows, truth = known
+        metrics = detection_metrics(truth, -rows["rank"].to_numpy(dtype=np.float64), rows["is_suspect"].to_numpy(bool))
+        summary["truth"] = {"n_known": len(rows), "n_noisy": int(truth.sum()), "true_noise_rate": float(truth.mean()),
+                            **metrics}
     return summary

@@ -1,0 +1,84 @@
+"""Which labels are known to be wrong: a report's ``original_label`` or ``is_noisy`` column.
+
+Truth may be known for some rows only (say, the ones a person checked). A blank, NaN or None
+cell means "unknown", and such rows are left out of every score rather than counted as right or
+wrong.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from noiseaudit.errors import InputError, NoiseAuditWarning
+
+TRUE_WORDS = frozenset({"true", "1", "yes", "y", "t"})
+FALSE_WORDS = frozenset({"false", "0", "no", "n", "f"})
+UNKNOWN_WORDS = frozenset({"", "nan", "none", "na", "n/a", "<na>", "null"})
+
+
+def truth_values(report: pd.DataFrame, *, lenient: bool = False) -> pd.Series | None:
+    """Per row: True for a known wrong label, False for a known right one, NA where unknown.
+
+    ``original_label`` != ``given_label`` decides where present (it stays true after labels are
+    corrected, while a carried ``is_noisy`` describes the labels as they were injected); else
+    ``is_noisy``. None when the report has neither column. An ``is_noisy`` value that is not a
+    yes/no word is an :class:`InputError` naming the row; with ``lenient`` (views that show truth
+    as a bonus: the scan's summary, the HTML page) a warning, and None.
+    """
+    if lenient:
+        try:
+            return truth_values(report)
+        except InputError as err:
+            warnings.warn(f"{err}; shown without scores against it", NoiseAuditWarning, stacklevel=3)
+            return None
+    if "original_label" in report.columns:
+        original = report["original_label"].map(_label_text)
+        given = report["given_label"].map(_label_text)
+        wrong = pd.Series((original != given).to_numpy(), index=report.index, dtype="boolean")
+        return wrong.mask(original.isna())
+    if "is_noisy" in report.columns:
+        return yes_no(report["is_noisy"])
+    return None
+
+
+def known_truth(report: pd.DataFrame, *, lenient: bool = False) -> tuple[pd.DataFrame, np.ndarray] | None:
+    """The rows of ``report`` whose truth is known (index reset), and their wrong-label mask;
+    None when the report has no truth column (see :func:`truth_values` for ``lenient``)."""
+    truth = truth_values(report, lenient=lenient)
+    if truth is None:
+        return None
+    known = truth.notna().to_numpy()
+    rows = report if known.all() else report[known].reset_index(drop=True)
+    return rows, truth[known].to_numpy(dtype=bool)
+
+
+def _label_text(value: object) -> str | None:
+    """A label as text for comparison (3, 3.0 and "3" alike); None for a missing one."""
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return None
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    text = str(value).strip()
+    return None if text.lower() in UNKNOWN_WORDS else text
+
+
+def yes_no(column: pd.Series, path: str | Path | None = None, first_line: int = 2) -> pd.Series:
+    """An ``is_noisy`` column as True / False / NA. A value that is not a yes/no word is an
+    :class:`InputError` naming its line of ``path`` (row k on line k + first_line - 1), or its
+    report row without one."""
+    if pd.api.types.is_bool_dtype(column):
+        return column.astype("boolean")
+    words = column.map(_label_text)
+    lowered = words.str.lower()
+    unreadable = words.notna() & ~lowered.isin(TRUE_WORDS | FALSE_WORDS)
+    if unreadable.any():
+        pos = int(np.flatnonzero(unreadable.to_numpy())[0])
+        where = "" if path is not None else f" (report row {pos + 1})"
+        raise InputError(f"is_noisy: cannot read {column.iloc[pos]!r}{where} as true or false; "
+                         "use true/false, 1/0 or yes/no, blank where unknown",
+                         path=path, line=None if path is None else pos + first_line)
+    return lowered.isin(TRUE_WORDS).astype("boolean").mask(words.isna())
