@@ -28,10 +28,21 @@ _LAZY = {
     "detection_metrics": "noiseaudit.metrics",
     "ranking_metrics": "noiseaudit.metrics",
     "load_model": "noiseaudit.model_io",
+    # the other commands, for notebooks: inject, evaluate, export, apply, html
+    "inject_file": "noiseaudit.inject",
+    "evaluate": "noiseaudit.evaluate",
+    "select_suspects": "noiseaudit.report.export",
+    "review_table": "noiseaudit.report.export",
+    "write_review": "noiseaudit.report.export",
+    "apply_review": "noiseaudit.apply",
+    "render_html": "noiseaudit.report.html",
 }
+# public functions that share their name with the module defining them
+_SAME_NAME = frozenset({"scan", "evaluate"})
 
 __all__ = ["__version__", "scan", "scan_features", "ScanConfig", "load_model", "read_report", "write_report",
-           "detection_metrics", "ranking_metrics", "InputError", "NoiseAuditError", "UsageError"]
+           "inject_file", "evaluate", "select_suspects", "review_table", "write_review", "apply_review",
+           "render_html", "detection_metrics", "ranking_metrics", "InputError", "NoiseAuditError", "UsageError"]
 
 
 def __getattr__(name: str) -> Any:
@@ -47,12 +58,13 @@ def __dir__() -> list[str]:
 
 
 class _Package(types.ModuleType):
-    """``noiseaudit.scan`` names the function, as it always has, even once the module of the same name is
-    imported (the import system then sets the package attribute to the module; this keeps the function)."""
+    """``noiseaudit.scan`` and ``noiseaudit.evaluate`` name the functions, even once the modules of the
+    same names are imported (the import system then sets the package attribute to the module; this
+    keeps the function)."""
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name == "scan" and isinstance(value, types.ModuleType) and hasattr(value, "scan"):
-            value = value.scan
+        if name in _SAME_NAME and isinstance(value, types.ModuleType) and hasattr(value, name):
+            value = getattr(value, name)
         super().__setattr__(name, value)
 
 

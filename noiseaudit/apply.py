@@ -43,7 +43,10 @@ def read_reviewed(path: str | Path) -> tuple[pd.DataFrame, list[int | None]]:
 
 def apply_review(labels_csv: str | Path, reviewed_path: str | Path, *, path_col: str | None = None,
                  label_col: str | None = None, allow_new_labels: bool = False) -> ApplyResult:
-    """The labels table with verdicts applied.
+    """The labels table with a reviewed sheet's verdicts applied (``noiseaudit apply``).
+
+    Returns an :class:`ApplyResult`: the new ``table`` (write it with ``to_csv``), the counts
+    ``relabeled``, ``dropped``, ``kept`` and ``unreviewed``, and ``changes`` as (path, old, new).
 
     ``relabel`` sets the label to ``new_label``, or to ``suggested_label`` when
     ``new_label`` is empty; ``drop`` removes the row; ``keep`` or an empty

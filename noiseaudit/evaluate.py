@@ -40,10 +40,32 @@ def attach_truth(report: pd.DataFrame, truth_csv: str | Path) -> pd.DataFrame:
 
 
 def evaluate(report: pd.DataFrame, k: int | None = None, truth_csv: str | Path | None = None) -> dict[str, Any]:
-    """Detection scores of a report; see the README's ``evaluate`` section for the keys.
+    """Score a report against known wrong labels: the flagged set, every signal's ranking, per class.
 
-    The top-level ranking metrics are those of the report's ``rank``; ``signals``
-    scores every signal column side by side. ``k`` defaults to the true noisy count.
+    Parameters
+    ----------
+    report : DataFrame
+        A report (:func:`noiseaudit.scan` or :func:`noiseaudit.read_report`). The truth comes from its
+        ``original_label`` column (compared with ``given_label``) or else ``is_noisy``; rows where it
+        is blank are unknown and left out (counted in ``n_unknown``).
+    k : int, optional
+        The cut-off of precision@k and recall@k; by default the number of known wrong labels.
+    truth_csv : str or Path, optional
+        A CSV with a path column and ``is_noisy`` and/or ``original_label``, joined on ``path``
+        (replacing the report's own truth columns).
+
+    Returns
+    -------
+    dict
+        ``n``, ``n_unknown``, ``n_noisy``, ``n_flagged``; ``precision``, ``recall`` and ``f1`` of
+        ``is_suspect``; ``auroc``, ``average_precision``, ``precision_at_k``, ``recall_at_k`` and ``k``
+        of the report's ``rank``; ``estimated_noise_rate`` and ``true_noise_rate``; ``signals`` (the
+        ranking metrics of every signal column, by name) and ``per_class`` (by given label).
+
+    Raises
+    ------
+    InputError
+        No truth column, no row of known truth, or an ``is_noisy`` value that is not yes/no.
     """
     if truth_csv is not None:
         report = attach_truth(report, truth_csv)

@@ -111,8 +111,30 @@ def inject_file(input_path: str | Path, rate: float, kind: str = "symmetric", se
                 images_dir: str | Path | None = None, pairs_file: str | Path | None = None,
                 path_col: str | None = None, label_col: str | None = None, device: str = "auto",
                 features: str | Path | None = None) -> InjectionResult:
-    """Inject noise into a labels CSV (paths relative to ``images_dir``), an ImageFolder tree, or the
-    labels of feature vectors (a CSV with ``features``, or one without a path column)."""
+    """Corrupt exactly ``round(rate * N)`` labels on purpose, keeping the truth, to check detection.
+
+    Parameters
+    ----------
+    input_path : str or Path
+        A labels CSV (paths relative to ``images_dir``, by default its own folder), an ImageFolder
+        tree, or the labels of feature vectors (a CSV with ``features``, or one without a path column).
+    rate : float
+        The fraction of labels to change, in [0, 1).
+    kind : {"symmetric", "asymmetric", "instance"}
+        To any other class at random; to one fixed other class per class (``pairs_file``, a JSON
+        map, or the next class); or to the class a quickly trained model confuses each sample with
+        (this trains on ``device``).
+    seed : int
+        Seeds the draw (and the model for ``instance``).
+    images_dir, pairs_file, path_col, label_col, device, features
+        As the ``inject`` command's options.
+
+    Returns
+    -------
+    InjectionResult
+        ``table``: the input rows with the new labels, plus ``original_label`` and ``is_noisy``;
+        ``classes``; ``noise_matrix``, the (K, K) counts of original to new label.
+    """
     input_path = Path(input_path)
     if input_path.is_dir():
         source = load_source(input_path)

@@ -122,6 +122,28 @@ def test_evaluate_refuses_an_is_noisy_it_cannot_read(hand_report, tmp_path):
     assert result.exit_code == 2 and "is_noisy: cannot read 'maybe' (report row 6) as true or false" in result.output
 
 
+def test_the_commands_have_python_functions(hand_report, tmp_path):
+    # A notebook runs the same workflow as the commands, from the package's top level.
+    import noiseaudit
+
+    _, _, path = hand_report
+    report, meta = noiseaudit.read_report(path)
+    assert noiseaudit.evaluate(report) == json.loads(invoke("evaluate", path, "--json").stdout)
+    sheet = noiseaudit.review_table(noiseaudit.select_suspects(report, top=5))
+    noiseaudit.write_review(sheet, tmp_path / "py.csv")
+    assert invoke("export", path, "-o", tmp_path / "cli.csv", "--top", "5").exit_code == 0
+    assert (tmp_path / "py.csv").read_text() == (tmp_path / "cli.csv").read_text()
+    labels = tmp_path / "labels.csv"
+    report[["path", "given_label"]].rename(columns={"given_label": "label"}).to_csv(labels, index=False)
+    reviewed = pd.read_csv(tmp_path / "py.csv", keep_default_na=False).assign(verdict="relabel")
+    reviewed.to_csv(tmp_path / "reviewed.csv", index=False)
+    result = noiseaudit.apply_review(labels, tmp_path / "reviewed.csv")
+    assert result.relabeled + result.kept == 5 and result.relabeled == len(result.changes) > 0
+    assert len(result.table) == len(report)
+    report.attrs["noiseaudit"] = meta
+    assert "<h2>Summary</h2>" in noiseaudit.render_html(report, images_root=tmp_path, top=4)
+
+
 @pytest.mark.parametrize("fmt", ["csv", "json", "labelstudio"])
 def test_export_formats(hand_report, tmp_path, fmt):
     _, _, path = hand_report

@@ -70,6 +70,9 @@ def test_the_public_names_still_import_and_scan_is_the_function():
             "detection_metrics, ranking_metrics, InputError, __version__); "
             "import noiseaudit.scan; assert callable(noiseaudit.scan) and noiseaudit.scan is scan; "
             "from noiseaudit.scan import scan_features as f; assert f is scan_features; "
+            "import noiseaudit.evaluate; from noiseaudit import evaluate; "
+            "assert callable(noiseaudit.evaluate) and noiseaudit.evaluate is evaluate; "
+            "assert all(callable(getattr(noiseaudit, n)) for n in noiseaudit.__all__ if n != '__version__'); "
             "assert set(noiseaudit.__all__) <= set(dir(noiseaudit)); print('ok')")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.stdout.strip() == "ok", proc.stderr

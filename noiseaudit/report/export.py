@@ -21,7 +21,24 @@ DECIMALS = 4  # every number of the sheet, so that a column reads 0.5700, 0.5720
 
 def select_suspects(report: pd.DataFrame, *, top: int | None = None, min_suspicion: float | None = None,
                     flagged: bool = False) -> pd.DataFrame:
-    """Rows to review, most suspect first: the top N, those above a suspicion, or the flagged ones (default)."""
+    """Rows of a report to review, most suspect first.
+
+    Parameters
+    ----------
+    report : DataFrame
+        A report; rows not scored (skipped images, trusted samples) are left out.
+    top : int, optional
+        The ``top`` most suspect rows.
+    min_suspicion : float, optional
+        The rows whose ``suspicion`` is at least this.
+    flagged : bool
+        The flagged rows (``is_suspect``); also what is chosen when none of the three is given.
+
+    Returns
+    -------
+    DataFrame
+        The chosen report rows, sorted by ``rank``.
+    """
     chosen = sum(x is not None and x is not False for x in (top, min_suspicion, flagged))
     if chosen > 1:
         raise UsageError("choose one of --top, --min-suspicion and --flagged")
@@ -36,8 +53,20 @@ def select_suspects(report: pd.DataFrame, *, top: int | None = None, min_suspici
 
 
 def review_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """The reviewer's sheet: suggestion and evidence, whether the scan flagged it, and empty ``verdict`` and
-    ``new_label`` to fill in. Numbers are rounded to :data:`DECIMALS` places."""
+    """The reviewer's sheet for report ``rows`` (from :func:`select_suspects`).
+
+    Parameters
+    ----------
+    rows : DataFrame
+        Report rows.
+
+    Returns
+    -------
+    DataFrame
+        ``path``, ``given_label``, ``suggested_label``, ``confidence``, ``learned_lr``, ``rank``,
+        ``flagged``, ``suspicion``, and empty ``verdict`` (``keep``, ``relabel`` or ``drop``) and
+        ``new_label`` to fill in. Numbers are rounded to :data:`DECIMALS` places.
+    """
     return pd.DataFrame({
         "path": rows["path"].to_numpy(),
         "given_label": rows["given_label"].to_numpy(),
@@ -74,6 +103,24 @@ def label_studio_tasks(table: pd.DataFrame, image_prefix: str = "") -> list[dict
 
 
 def write_review(table: pd.DataFrame, path: str | Path, fmt: str = "csv", image_prefix: str = "") -> Path:
+    """Write a review sheet atomically (a temp file, then renamed).
+
+    Parameters
+    ----------
+    table : DataFrame
+        A sheet from :func:`review_table`.
+    path : str or Path
+        Where to write it.
+    fmt : {"csv", "json", "labelstudio"}
+        CSV; JSON records; or Label Studio tasks with the suggestion as a pre-annotation.
+    image_prefix : str
+        Prepended to each path in Label Studio tasks (where the tool serves the images from).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if fmt == "csv":

@@ -133,9 +133,27 @@ def _pairs_section(report: pd.DataFrame, top: int = 10) -> str:
     return f"<h2>Flags by class pair</h2>{note}<table><tr>{head}</tr>{rows}</table>"
 
 
-def render_html(report: pd.DataFrame, metadata: dict[str, Any], images_root: str | Path | None = None,
+def render_html(report: pd.DataFrame, metadata: dict[str, Any] | None = None, images_root: str | Path | None = None,
                 top: int = 48) -> str:
-    """The page as a string. ``images_root`` defaults to the scan's image folder."""
+    """The self-contained HTML page of a report (``noiseaudit html``), as a string.
+
+    Parameters
+    ----------
+    report : DataFrame
+        A report (:func:`noiseaudit.scan` or :func:`noiseaudit.read_report`).
+    metadata : dict, optional
+        The run's metadata; by default ``report.attrs["noiseaudit"]``.
+    images_root : str or Path, optional
+        Where the thumbnails' images are; by default the scan's image folder.
+    top : int
+        How many of the most suspect samples the gallery shows.
+
+    Returns
+    -------
+    str
+        The page: summary, plots (they need matplotlib), the flags by class pair and the gallery.
+    """
+    metadata = report.attrs.get("noiseaudit", {}) if metadata is None else metadata
     root = Path(images_root or metadata.get("images_root") or ".").resolve()
     e = html.escape
     report = scored(report)
