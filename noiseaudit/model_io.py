@@ -164,8 +164,9 @@ class SavedModel:
         Returns
         -------
         pandas.DataFrame
-            ``sample_id, path, [given_label], predicted_label, pred_prob, prob_<class>...``; run
-            metadata in ``.attrs["noiseaudit"]``.
+            ``sample_id, path, [given_label], predicted_label, pred_prob, [given_prob],
+            prob_<class>...`` (``given_prob``: the probability of the given label; sort by it to
+            check a held-out split's labels); run metadata in ``.attrs["noiseaudit"]``.
         """
         t0 = time.perf_counter()
         dev = resolve_device(device)
@@ -241,11 +242,15 @@ class SavedModel:
         predicted = probs.argmax(axis=1)
         frame = pd.DataFrame({"sample_id": rows.astype(np.int64),
                               "path": [str(r) for r in rows] if source is None else [source.paths[r] for r in rows]})
+        given = None
         if source is not None and source.label_col is not None:
-            by_text = {str(c): c for c in self.classes}
-            frame["given_label"] = [by_text[str(source.labels[r])] for r in rows]
+            index = {str(c): k for k, c in enumerate(self.classes)}
+            given = np.asarray([index[str(source.labels[r])] for r in rows], dtype=np.int64)
+            frame["given_label"] = names[given]
         frame["predicted_label"] = names[predicted]
         frame["pred_prob"] = probs[np.arange(len(rows)), predicted].astype(np.float32)
+        if given is not None:  # low: the model doubts the given label (a held-out split's label check)
+            frame["given_prob"] = probs[np.arange(len(rows)), given].astype(np.float32)
         for k, c in enumerate(self.classes):
             frame[f"prob_{c}"] = probs[:, k].astype(np.float32)
         if all(isinstance(c, int) for c in self.classes):
@@ -257,11 +262,12 @@ class SavedModel:
     def _metadata(self, frame: pd.DataFrame, source: LabeledSource | None, device: torch.device,
                   seconds: float) -> dict[str, Any]:
         labelled = "given_label" in frame
-        accuracy = float((frame["given_label"] == frame["predicted_label"]).mean()) if labelled else None
+        disagree = int((frame["given_label"] != frame["predicted_label"]).sum()) if labelled else None
+        accuracy = 1.0 - disagree / len(frame) if labelled and len(frame) else None
         counts = frame["predicted_label"].value_counts()
         return {"version": __version__, "model_file": self.path, "model": self.info["description"],
                 "kind": self.kind, "classes": self.classes, "input": None if source is None else source.origin,
-                "n_samples": len(frame), "accuracy": accuracy,
+                "n_samples": len(frame), "accuracy": accuracy, "n_disagree": disagree,
                 "predicted_counts": {str(c): int(counts.get(c, 0)) for c in self.classes},
                 "device": str(device), "timings": {"total_s": seconds}}
 

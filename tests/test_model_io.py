@@ -74,6 +74,18 @@ def test_scratch_model_predicts_the_scans_own_labels(digits_model, tmp_path):
     probs = predictions[[f"prob_{k}" for k in range(10)]].to_numpy()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     assert (probs.argmax(axis=1) == predictions["predicted_label"].to_numpy()).all()
+    # given_prob: the probability of the given label, the report's own on the scan's images
+    given = predictions["given_label"].to_numpy()
+    np.testing.assert_array_equal(predictions["given_prob"].to_numpy(), probs[np.arange(len(given)), given])
+    np.testing.assert_allclose(predictions["given_prob"].to_numpy(), report["given_prob"].to_numpy(),
+                               rtol=1e-5, atol=1e-6)
+    disagree = predictions[predictions["given_label"] != predictions["predicted_label"]]
+    assert summary["n_disagree"] == len(disagree) > 10
+    doubted = disagree.sort_values("given_prob", kind="stable")["path"][:10]
+    assert [d["path"] for d in summary["most_doubted"]] == list(doubted)
+    text = invoke("predict", model, images, csv, "--label-col", "digit", "-o", out, "--overwrite", "--device", "cpu",
+                  "--quiet").stdout
+    assert f"Given labels the model doubts most ({len(disagree)} disagree" in text
 
 
 def test_load_model_round_trip_and_unlabelled_inputs(digits_model, tmp_path):
@@ -85,6 +97,7 @@ def test_load_model_round_trip_and_unlabelled_inputs(digits_model, tmp_path):
     assert (saved.info["channels"], saved.info["image_size"]) == (1, 8)
     everything = saved.predict(images, device="cpu", cache=False)  # no CSV: every image under the folder
     assert "given_label" not in everything and everything.attrs["noiseaudit"]["accuracy"] is None
+    assert "given_prob" not in everything and everything.attrs["noiseaudit"]["n_disagree"] is None
     assert_same_predictions(report, everything)
     listed = tmp_path / "paths.csv"  # a CSV of paths only, in another order, one class or none
     pd.DataFrame({"file": report["path"].iloc[::-7]}).to_csv(listed, index=False)

@@ -25,7 +25,26 @@ def print_summary(summary: dict[str, Any]) -> None:
     for name, count in summary["predicted_counts"].items():
         table.add_row(name, str(count))
     out.print(table)
+    if summary.get("most_doubted"):
+        doubted = Table(title=f"Given labels the model doubts most ({summary['n_disagree']} disagree; "
+                              "sort the file by given_prob for all)")
+        for name in ("path", "given", "predicted", "p(given)"):
+            doubted.add_column(name, justify="right" if name == "p(given)" else "left")
+        for row in summary["most_doubted"]:
+            doubted.add_row(str(row["path"]), str(row["given_label"]),
+                            f"{row['predicted_label']} ({formats.percent(row['pred_prob'])})",
+                            formats.percent(row["given_prob"]))
+        out.print(doubted)
     out.print(f"Predictions written to {summary['output']}", highlight=False)
+
+
+def most_doubted(frame: Any, top: int = 10) -> list[dict[str, Any]]:
+    """The ``top`` predictions that disagree with their given label, lowest probability of that label first."""
+    rows = frame[frame["given_label"] != frame["predicted_label"]].sort_values("given_prob", kind="stable").head(top)
+    return [{"path": r.path, "given_label": r.given_label.item() if hasattr(r.given_label, "item") else r.given_label,
+             "predicted_label": r.predicted_label.item() if hasattr(r.predicted_label, "item") else r.predicted_label,
+             "pred_prob": float(r.pred_prob), "given_prob": float(r.given_prob)}
+            for r in rows.itertuples(index=False)]
 
 
 @exits_on_errors
@@ -75,8 +94,10 @@ def predict_command(
                               on_progress=on_progress)
     meta = frame.attrs["noiseaudit"]
     write_report(frame, meta, output)
-    summary = {**{k: meta[k] for k in ("model_file", "model", "kind", "n_samples", "accuracy", "predicted_counts",
-                                       "device")}, "output": str(output)}
+    summary = {**{k: meta[k] for k in ("model_file", "model", "kind", "n_samples", "accuracy", "n_disagree",
+                                       "predicted_counts", "device")}, "output": str(output)}
+    if "given_prob" in frame:
+        summary["most_doubted"] = most_doubted(frame)
     if json_out:
         echo_json(summary)
     else:
