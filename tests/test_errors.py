@@ -15,7 +15,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from noiseaudit.cli import app
-from noiseaudit.report.io import read_report
+from noiseaudit.report.io import read_report, write_report
 
 REQUIRED_COLUMNS = ("sample_id", "path", "given_label", "predicted_label", "pred_prob", "given_prob",
                     "learned_lr", "learned_lr_mean", "loss", "margin", "rank", "suspicion", "is_suspect")
@@ -117,9 +117,16 @@ def test_arguments_mixed_up_say_what_each_one_is(ds):
     assert_user_error(invoke(*scan_args(images, labels, out, "--trusted", images)), out,
                       f"{images}: a folder, not a trusted labels CSV")
     page = images.parent / "page.html"
+    predictions, other = images.parent / "predictions.parquet", images.parent / "vectors.parquet"
+    write_report(pd.DataFrame({"path": ["a.png"], "predicted_label": ["x"], "pred_prob": [0.9]}),
+                 {"model_file": "model.pt", "kind": "images"}, predictions)  # what noiseaudit predict writes
+    pd.DataFrame({"id": [1, 2], "x": [0.5, 0.25]}).to_parquet(other)
     for wrong, said in ((labels, "not a Parquet report (give the .parquet file that noiseaudit scan wrote)"),
-                        (images, "a folder, not a report")):
-        for args in (["show", wrong], ["evaluate", wrong], ["html", wrong, "-o", page]):
+                        (images, "a folder, not a report"),
+                        (predictions, "predictions (noiseaudit predict), not a scan report: give the .parquet "
+                                      "file that noiseaudit scan wrote"),
+                        (other, "not a noiseaudit scan report (it lacks path, given_label, rank, is_suspect)")):
+        for args in (["show", wrong], ["evaluate", wrong], ["html", wrong, "-o", page], ["export", wrong, "-o", page]):
             result = invoke(*args)
             assert result.exit_code == 2 and result.stderr.strip() == f"error: {wrong}: {said}", result.stderr
     assert not page.exists()

@@ -52,7 +52,7 @@ def evaluate_command(
     from noiseaudit.evaluate import evaluate
     from noiseaudit.report.io import read_report
 
-    frame, _ = read_report(report)
+    frame, _ = read_report(report, scan=True)
     result = evaluate(frame, k=k, truth_csv=truth)
     if json_out:
         echo_json(result)

@@ -35,7 +35,7 @@ def export_command(
     from noiseaudit.report.io import check_writable, read_report
 
     check_writable(output, overwrite)
-    frame, _ = read_report(report)
+    frame, _ = read_report(report, scan=True)
     table = review_table(select_suspects(frame, top=top, min_suspicion=min_suspicion, flagged=flagged))
     write_review(table, output, fmt.value, image_prefix)
     stdout().print(f"Wrote {len(table)} samples to {output}", highlight=False)

@@ -60,7 +60,7 @@ def show_command(
     from noiseaudit.report.io import read_report_table
 
     # plain lists from pyarrow: pandas (or even .to_numpy()) would cost show most of a second of start-up
-    table, meta = read_report_table(report, SHOWN)
+    table, meta = read_report_table(report, SHOWN, scan=True)
     col = table.to_pydict()
     rows = [i for i, status in enumerate(col.get("status") or ["ok"] * table.num_rows) if status == "ok"]
     label = None
@@ -144,7 +144,7 @@ def html_command(
     from noiseaudit.report.io import atomic_write, check_writable, read_report
 
     check_writable(output, overwrite)
-    frame, meta = read_report(report)
+    frame, meta = read_report(report, scan=True)
     page = render_html(frame, meta, images_dir, top)
     atomic_write(output, lambda tmp: tmp.write_text(page, encoding="utf-8"))
     stdout().print(f"Wrote {output}", highlight=False)

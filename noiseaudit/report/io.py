@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 METADATA_KEY = b"noiseaudit"
+SCAN_COLUMNS = ("path", "given_label", "rank", "is_suspect")  # what the commands that read a scan's report need
 
 
 def check_writable(path: str | Path, overwrite: bool) -> Path:
@@ -93,14 +94,18 @@ def write_report(report: pd.DataFrame, metadata: dict[str, Any], path: str | Pat
     return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
-def read_report_table(path: str | Path, columns: list[str] | None = None) -> tuple[pa.Table, dict[str, Any]]:
-    """A report as a pyarrow Table (only those of ``columns`` it has, if given) and its run metadata."""
+def read_report_table(path: str | Path, columns: list[str] | None = None, *,
+                      scan: bool = False) -> tuple[pa.Table, dict[str, Any]]:
+    """A report as a pyarrow Table (only those of ``columns`` it has, if given) and its run metadata.
+    With ``scan``, a file without a scan report's columns (predictions, say) is an InputError."""
     path = input_file(path, "report")
     with open(path, "rb") as fh:
         if fh.read(4) != b"PAR1":
             raise InputError("not a Parquet report (give the .parquet file that noiseaudit scan wrote)", path=path)
     try:
         file = pq.ParquetFile(path)  # not pq.read_table: its dataset layer imports pandas
+        if scan:
+            _check_scan_columns(path, file)
         if columns is not None:
             columns = [c for c in columns if c in set(file.schema_arrow.names)]
         table = file.read(columns=columns)
@@ -110,13 +115,27 @@ def read_report_table(path: str | Path, columns: list[str] | None = None) -> tup
     return table, json.loads(raw) if raw else {}
 
 
-def read_report(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+def _check_scan_columns(path: Path, file: pq.ParquetFile) -> None:
+    missing = [c for c in SCAN_COLUMNS if c not in set(file.schema_arrow.names)]
+    if not missing:
+        return
+    raw = (file.schema_arrow.metadata or {}).get(METADATA_KEY)
+    if raw and "model_file" in json.loads(raw):
+        raise InputError("predictions (noiseaudit predict), not a scan report: give the .parquet file that "
+                         "noiseaudit scan wrote", path=path)
+    raise InputError(f"not a noiseaudit scan report (it lacks {', '.join(missing)})", path=path)
+
+
+def read_report(path: str | Path, *, scan: bool = False) -> tuple[pd.DataFrame, dict[str, Any]]:
     """A report and its run metadata.
 
     Parameters
     ----------
     path : path
         A Parquet report written by ``noiseaudit scan`` (or :func:`write_report`).
+    scan : bool
+        Refuse a file that lacks a scan report's columns (``path``, ``given_label``, ``rank``,
+        ``is_suspect``), such as the predictions of ``noiseaudit predict``.
 
     Returns
     -------
@@ -126,7 +145,8 @@ def read_report(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     Raises
     ------
     InputError
-        Naming the file when it is missing, a folder, or not a Parquet report.
+        Naming the file when it is missing, a folder, or not a Parquet report (or, with ``scan``,
+        not a scan's).
     """
-    table, metadata = read_report_table(path)
+    table, metadata = read_report_table(path, scan=scan)
     return table.to_pandas(), metadata
