@@ -38,7 +38,9 @@ def read_reviewed(path: str | Path) -> tuple[pd.DataFrame, list[int | None]]:
                              path=path)
         frame = pd.DataFrame(records).fillna("").astype(str)
         return frame.apply(lambda c: c.str.strip()), [None] * len(frame)
-    return read_text_table(path, "reviewed file")
+    report_hint = (f": export the suspects first (noiseaudit export {path} -o review.csv), fill in verdict and "
+                   "new_label, then apply that")  # the report itself, most likely
+    return read_text_table(path, "reviewed file", report_hint)
 
 
 def apply_review(labels_csv: str | Path, reviewed_path: str | Path, *, path_col: str | None = None,

@@ -132,6 +132,10 @@ def test_arguments_mixed_up_say_what_each_one_is(ds):
     assert not page.exists()
     result = invoke("apply", images, labels, "-o", images.parent / "fixed.csv")
     assert result.exit_code == 2 and result.stderr.strip() == f"error: {images}: a folder, not a labels CSV"
+    result = invoke("apply", labels, predictions, "-o", images.parent / "fixed.csv")  # a report, not its export
+    assert result.exit_code == 2 and result.stderr.strip() == (
+        f"error: {predictions}: a Parquet file, not a reviewed file: export the suspects first (noiseaudit export "
+        f"{predictions} -o review.csv), fill in verdict and new_label, then apply that")
 
 
 def test_imagefolder_without_class_folders(ds):

@@ -26,16 +26,17 @@ def _sniff_delimiter(sample: str) -> str:
         return ","
 
 
-def read_text_table(path: str | Path, what: str = "labels CSV") -> tuple[pd.DataFrame, list[int]]:
+def read_text_table(path: str | Path, what: str = "labels CSV",
+                    parquet_hint: str = "") -> tuple[pd.DataFrame, list[int]]:
     """All cells as stripped strings, and the file line on which each data record starts; errors name the
-    file as ``what``."""
+    file as ``what``, and a Parquet file given instead adds ``parquet_hint``."""
     path = input_file(path, what)
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             text = fh.read()
     except UnicodeDecodeError as exc:
         if exc.object[:4] == b"PAR1":
-            raise InputError(f"a Parquet file, not a {what}", path=path) from None
+            raise InputError(f"a Parquet file, not a {what}{parquet_hint}", path=path) from None
         raise InputError(f"not UTF-8 text (byte {exc.start})", path=path) from None
     if not text.strip():
         raise InputError(f"{what} is empty", path=path)
