@@ -12,7 +12,7 @@ from noiseaudit.data.csvfile import read_text_table
 from noiseaudit.data.pathmatch import PathIndex
 from noiseaudit.data.source import LABEL_COLUMN_NAMES, find_key_column, pick_column
 from noiseaudit.errors import InputError, input_file
-from noiseaudit.report.export import VERDICTS
+from noiseaudit.report.export import CHOICES, VERDICTS, label_studio_answers, verdicts_from_choices
 
 
 @dataclass
@@ -26,16 +26,25 @@ class ApplyResult:
 
 
 def read_reviewed(path: str | Path) -> tuple[pd.DataFrame, list[int | None]]:
-    """A reviewed export (CSV, or the JSON records of ``export --format json``), cells as text."""
-    path = input_file(path, "reviewed file")
+    """A reviewed export, cells as text: the CSV or JSON records of ``export``, or Label Studio's export
+    of the ``--format labelstudio`` tasks (JSON, JSON-MIN or CSV), whose chosen classes become verdicts."""
+    sheet, lines = _read_sheet(input_file(path, "reviewed file"))
+    if "verdict" not in sheet.columns and {CHOICES, "given_label", "path"} <= set(sheet.columns):
+        sheet = verdicts_from_choices(sheet)
+    return sheet, lines
+
+
+def _read_sheet(path: Path) -> tuple[pd.DataFrame, list[int | None]]:
     if path.suffix.lower() == ".json":
         try:
             records = json.loads(path.read_text(encoding="utf-8"))
         except ValueError as exc:
             raise InputError(f"not valid JSON ({exc})", path=path) from None
         if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-            raise InputError("expected a JSON list of records as written by `noiseaudit export --format json`",
-                             path=path)
+            raise InputError("expected a JSON list of records as written by `noiseaudit export --format json`, "
+                             "or Label Studio's export of `--format labelstudio` tasks", path=path)
+        if records and all("annotations" in r and "data" in r for r in records):  # Label Studio's JSON export
+            records = label_studio_answers(records)
         frame = pd.DataFrame(records).fillna("").astype(str)
         return frame.apply(lambda c: c.str.strip()), [None] * len(frame)
     report_hint = (f": export the suspects first (noiseaudit export {path} -o review.csv), fill in verdict and "

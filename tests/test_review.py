@@ -168,6 +168,37 @@ def test_export_formats(hand_report, tmp_path, fmt):
         assert tasks[0]["data"]["image"].startswith("img/")
 
 
+def test_apply_reads_label_studio_exports_of_the_tasks(hand_report, tmp_path):
+    # Export tasks, "annotate" them as Label Studio would, and apply its JSON, JSON-MIN and CSV exports.
+    report, _, path = hand_report
+    assert invoke("export", path, "-o", tmp_path / "tasks.json", "--top", "4", "--format", "labelstudio").exit_code == 0
+    tasks = json.loads((tmp_path / "tasks.json").read_text())
+    given = [t["data"]["given_label"] for t in tasks]
+    other = [next(c for c in "abc" if c != g) for g in given]
+
+    def answer(choice, cancelled=False):
+        return {"was_cancelled": cancelled, "result": [
+            {"from_name": "label", "to_name": "image", "type": "choices", "value": {"choices": [choice]}}]}
+    tasks[0]["annotations"] = [answer(given[0])]  # confirmed: keep
+    tasks[1]["annotations"] = [answer(given[1]), answer(other[1])]  # the last submitted answer wins: relabel
+    tasks[2]["annotations"] = [answer(other[2], cancelled=True)]  # skipped: unreviewed
+    tasks[3]["annotations"] = []
+    (tmp_path / "ls.json").write_text(json.dumps(tasks))
+    flat = [{"image": t["data"]["image"], "path": t["data"]["path"], "given_label": t["data"]["given_label"],
+             "id": i, "label": choice} for i, (t, choice) in enumerate(zip(tasks, [given[0], other[1], "", ""]))]
+    (tmp_path / "ls-min.json").write_text(json.dumps(flat))
+    pd.DataFrame(flat).to_csv(tmp_path / "ls.csv", index=False)
+    labels = tmp_path / "labels.csv"
+    report[["path", "given_label"]].rename(columns={"given_label": "label"}).to_csv(labels, index=False)
+    for name in ("ls.json", "ls-min.json", "ls.csv"):
+        result = invoke("apply", labels, tmp_path / name, "-o", tmp_path / f"fixed-{name}.csv", "--json")
+        assert result.exit_code == 0, result.output
+        got = json.loads(result.stdout)
+        assert (got["relabeled"], got["kept"], got["unreviewed"]) == (1, 1, 2), (name, got)
+        fixed = pd.read_csv(tmp_path / f"fixed-{name}.csv")
+        assert fixed.loc[fixed["path"] == tasks[1]["data"]["path"], "label"].item() == other[1]
+
+
 def test_export_selections(hand_report, tmp_path):
     report, _, path = hand_report
     assert len(pd.read_csv(_export(path, tmp_path, "--flagged"))) == 70

@@ -17,6 +17,7 @@ VERDICTS = ("keep", "relabel", "drop")
 REVIEW_COLUMNS = ("path", "given_label", "suggested_label", "confidence", "learned_lr", "rank", "flagged",
                   "suspicion", "verdict", "new_label")
 DECIMALS = 4  # every number of the sheet, so that a column reads 0.5700, 0.5720, 0.6000
+CHOICES = "label"  # the name of the Label Studio Choices tag the tasks pre-annotate (its from_name)
 
 
 def select_suspects(report: pd.DataFrame, *, top: int | None = None, min_suspicion: float | None = None,
@@ -95,11 +96,38 @@ def label_studio_tasks(table: pd.DataFrame, image_prefix: str = "") -> list[dict
             "predictions": [{
                 "model_version": f"noiseaudit-{__version__}",
                 "score": float(row.confidence),
-                "result": [{"from_name": "label", "to_name": "image", "type": "choices",
+                "result": [{"from_name": CHOICES, "to_name": "image", "type": "choices",
                             "value": {"choices": [str(row.suggested_label)]}}],
             }],
         })
     return tasks
+
+
+def label_studio_answers(tasks: list[dict]) -> list[dict[str, str]]:
+    """Label Studio's JSON export of the tasks :func:`label_studio_tasks` made, as review records:
+    ``path``, ``given_label`` and the class the annotator chose under ``label`` ("" where no
+    annotation was submitted; the last submitted one wins)."""
+    records = []
+    for task in tasks:
+        data, chosen = task.get("data") or {}, ""
+        for annotation in task.get("annotations") or []:
+            if annotation.get("was_cancelled"):
+                continue
+            for item in annotation.get("result") or []:
+                picked = (item.get("value") or {}).get("choices") or []
+                if item.get("type") == "choices" and item.get("from_name") == CHOICES and picked:
+                    chosen = str(picked[0])
+        records.append({"path": str(data.get("path", "")), "given_label": str(data.get("given_label", "")),
+                        CHOICES: chosen})
+    return records
+
+
+def verdicts_from_choices(sheet: pd.DataFrame) -> pd.DataFrame:
+    """A reviewed sheet that holds the chosen class in ``label`` (Label Studio's exports) instead of
+    verdicts: ``keep`` where it is the given label, ``relabel`` to it where not, unreviewed where blank."""
+    chosen, given = sheet[CHOICES], sheet["given_label"]
+    verdict = chosen.where(chosen == "", "relabel").where(chosen != given, "keep")
+    return sheet.assign(verdict=verdict, new_label=chosen.where(verdict == "relabel", ""))
 
 
 def write_review(table: pd.DataFrame, path: str | Path, fmt: str = "csv", image_prefix: str = "") -> Path:
