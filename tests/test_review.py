@@ -171,7 +171,9 @@ def test_export_formats(hand_report, tmp_path, fmt):
 def test_apply_reads_label_studio_exports_of_the_tasks(hand_report, tmp_path):
     # Export tasks, "annotate" them as Label Studio would, and apply its JSON, JSON-MIN and CSV exports.
     report, _, path = hand_report
-    assert invoke("export", path, "-o", tmp_path / "tasks.json", "--top", "4", "--format", "labelstudio").exit_code == 0
+    result = invoke("export", path, "-o", tmp_path / "tasks.json", "--top", "4", "--format", "labelstudio")
+    assert result.exit_code == 0 and '<Choices name="label" toName="image"' in result.stderr
+    assert all(f'<Choice value="{c}"/>' in result.stderr for c in "abc")  # the interface to paste, every class
     tasks = json.loads((tmp_path / "tasks.json").read_text())
     given = [t["data"]["given_label"] for t in tasks]
     other = [next(c for c in "abc" if c != g) for g in given]

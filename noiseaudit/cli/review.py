@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from noiseaudit.cli.console import echo_json, exits_on_errors, stdout
+from noiseaudit.cli.console import echo_json, exits_on_errors, stderr, stdout
 from noiseaudit.errors import UsageError
 
 
@@ -31,20 +31,26 @@ def export_command(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
 ) -> None:
     """Write a review sheet of suspects with empty verdict (keep/relabel/drop) and new_label columns."""
-    from noiseaudit.report.export import review_table, select_suspects, write_review
+    from noiseaudit.report.export import label_studio_config, review_table, select_suspects, write_review
     from noiseaudit.report.io import check_writable, read_report
 
     check_writable(output, overwrite)
-    frame, _ = read_report(report, scan=True)
+    frame, meta = read_report(report, scan=True)
     table = review_table(select_suspects(frame, top=top, min_suspicion=min_suspicion, flagged=flagged))
     write_review(table, output, fmt.value, image_prefix)
     stdout().print(f"Wrote {len(table)} samples to {output}", highlight=False)
+    if fmt == Format.labelstudio:
+        classes = meta.get("classes") or sorted(set(frame["given_label"]) | set(frame["suggested_label"]), key=str)
+        stderr().print(f"Next: a Label Studio project with this labeling interface; import {output}, review, "
+                       "export (JSON, JSON-MIN or CSV), then noiseaudit apply LABELS_CSV EXPORT -o FIXED.csv\n"
+                       + label_studio_config(classes), highlight=False, markup=False)
 
 
 @exits_on_errors
 def apply_command(
     labels_csv: Annotated[Path, typer.Argument(help="The labels CSV that was scanned.")],
-    reviewed: Annotated[Path, typer.Argument(help="The reviewed export (CSV or JSON).")],
+    reviewed: Annotated[Path, typer.Argument(help="The reviewed export (CSV or JSON), or Label Studio's "
+                                                  "export of the labelstudio tasks.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Corrected labels CSV to write.")],
     path_col: Annotated[Optional[str], typer.Option(help="Path column name (default: auto-detect).")] = None,
     label_col: Annotated[Optional[str], typer.Option(help="Label column name (default: auto-detect).")] = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -101,6 +102,14 @@ def label_studio_tasks(table: pd.DataFrame, image_prefix: str = "") -> list[dict
             }],
         })
     return tasks
+
+
+def label_studio_config(classes: list) -> str:
+    """The Label Studio labeling interface for the tasks: the image and one choice per class."""
+    choices = "\n".join(f'    <Choice value="{html.escape(str(c), quote=True)}"/>' for c in classes)
+    return (f'<View>\n  <Image name="image" value="$image"/>\n'
+            f'  <Choices name="{CHOICES}" toName="image" choice="single" showInLine="true">\n{choices}\n'
+            "  </Choices>\n</View>")
 
 
 def label_studio_answers(tasks: list[dict]) -> list[dict[str, str]]:
