@@ -107,6 +107,15 @@ def test_evaluate_leaves_rows_of_unknown_truth_out(hand_report, tmp_path):
     assert got["n"] == known.sum() and got["n_noisy"] == truth[known].sum()
 
 
+def test_truth_words_and_class_names():
+    from noiseaudit.report.truth import truth_values
+
+    labels = pd.DataFrame({"given_label": ["none", "none", "NA", "b"], "original_label": ["none", "NA", "NA", ""]})
+    assert truth_values(labels).tolist() == [False, True, False, pd.NA]  # "none" and "NA" are classes here
+    flags = pd.DataFrame({"given_label": list("abcdef"), "is_noisy": ["Yes", "n", " 1 ", "NA", "", None]})
+    assert truth_values(flags).tolist() == [True, False, True, pd.NA, pd.NA, pd.NA]
+
+
 def test_evaluate_refuses_an_is_noisy_it_cannot_read(hand_report, tmp_path):
     report, truth, _ = hand_report
     write_report(report.drop(columns=["original_label"]), {}, tmp_path / "bare.parquet")

@@ -1,8 +1,8 @@
 """Which labels are known to be wrong: a report's ``original_label`` or ``is_noisy`` column.
 
 Truth may be known for some rows only (say, the ones a person checked). A blank, NaN or None
-cell means "unknown", and such rows are left out of every score rather than counted as right or
-wrong.
+cell means "unknown" (in ``is_noisy`` also NA, n/a, null...; in ``original_label`` such words are
+labels), and such rows are left out of every score rather than counted as right or wrong.
 """
 
 from __future__ import annotations
@@ -57,13 +57,14 @@ def known_truth(report: pd.DataFrame, *, lenient: bool = False) -> tuple[pd.Data
 
 
 def _label_text(value: object) -> str | None:
-    """A label as text for comparison (3, 3.0 and "3" alike); None for a missing one."""
-    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+    """A label as text for comparison (3, 3.0 and "3" alike); None for a missing or blank one (a
+    class may well be called "none", so only real gaps count)."""
+    if value is None or value is pd.NA or (isinstance(value, (float, np.floating)) and np.isnan(value)):
         return None
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
         return str(int(value))
     text = str(value).strip()
-    return None if text.lower() in UNKNOWN_WORDS else text
+    return text or None
 
 
 def yes_no(column: pd.Series, path: str | Path | None = None, first_line: int = 2) -> pd.Series:
@@ -72,13 +73,13 @@ def yes_no(column: pd.Series, path: str | Path | None = None, first_line: int = 
     report row without one."""
     if pd.api.types.is_bool_dtype(column):
         return column.astype("boolean")
-    words = column.map(_label_text)
-    lowered = words.str.lower()
-    unreadable = words.notna() & ~lowered.isin(TRUE_WORDS | FALSE_WORDS)
+    lowered = column.map(_label_text).str.lower()
+    words = lowered.where(~lowered.isin(UNKNOWN_WORDS))
+    unreadable = words.notna() & ~words.isin(TRUE_WORDS | FALSE_WORDS)
     if unreadable.any():
         pos = int(np.flatnonzero(unreadable.to_numpy())[0])
         where = "" if path is not None else f" (report row {pos + 1})"
         raise InputError(f"is_noisy: cannot read {column.iloc[pos]!r}{where} as true or false; "
                          "use true/false, 1/0 or yes/no, blank where unknown",
                          path=path, line=None if path is None else pos + first_line)
-    return lowered.isin(TRUE_WORDS).astype("boolean").mask(words.isna())
+    return words.isin(TRUE_WORDS).astype("boolean").mask(words.isna())
