@@ -16,7 +16,8 @@ from noiseaudit.report.truth import known_truth, yes_no
 
 
 def attach_truth(report: pd.DataFrame, truth_csv: str | Path) -> pd.DataFrame:
-    """Join ``is_noisy`` / ``original_label`` from a CSV onto the report by ``path``."""
+    """Join ``is_noisy`` / ``original_label`` from a CSV onto the report by ``path``; report rows the CSV
+    does not list get no truth (unknown), but at least one must match."""
     from noiseaudit.data.source import PATH_COLUMN_NAMES
 
     truth_csv = input_file(truth_csv, "truth CSV")
@@ -31,11 +32,13 @@ def attach_truth(report: pd.DataFrame, truth_csv: str | Path) -> pd.DataFrame:
     index = PathIndex(truth["path"])  # absolute truth paths match the report's relative ones
     index.learn_root(report["path"].astype(str))
     rows = [index.row(p) for p in report["path"].astype(str)]
-    missing = [p for p, i in zip(report["path"], rows) if i is None]
-    if missing:
-        raise InputError(f"{len(missing)} report paths are not in the truth CSV, e.g. {missing[0]!r}", path=truth_csv)
+    if len(rows) and all(i is None for i in rows):
+        raise InputError(f"no report path is in the truth CSV (the report's first is {report['path'].iloc[0]!r})",
+                         path=truth_csv)
+    unknown = pd.DataFrame({c: [pd.NA] for c in cols})  # the row of every report path the CSV lacks
+    padded = pd.concat([truth[cols].astype(object), unknown], ignore_index=True)
+    matched = padded.iloc[[len(truth) if i is None else i for i in rows]].reset_index(drop=True)
     base = report.drop(columns=[c for c in cols if c in report.columns]).reset_index(drop=True)
-    matched = truth.iloc[rows][cols].reset_index(drop=True)
     return pd.concat([base, matched], axis=1)
 
 

@@ -99,6 +99,17 @@ def test_evaluate_leaves_rows_of_unknown_truth_out(hand_report, tmp_path):
     assert got["average_precision"] == pytest.approx(average_precision_score(truth[known], -report["rank"][known]))
     assert "of unknown truth, left out" in invoke("evaluate", tmp_path / "bare.parquet", "--truth",
                                                   tmp_path / "truth.csv").stdout
+    # A truth CSV that lists the checked rows only: the others are unknown; one listing none is refused.
+    checked = pd.DataFrame({"path": report["path"], "is_noisy": truth})[known]
+    checked.to_csv(tmp_path / "checked.csv", index=False)
+    again = json.loads(invoke("evaluate", tmp_path / "bare.parquet", "--truth", tmp_path / "checked.csv",
+                              "--json").stdout)
+    assert {k: again[k] for k in ("n", "n_unknown", "average_precision")} == {
+        k: got[k] for k in ("n", "n_unknown", "average_precision")}
+    pd.DataFrame({"path": ["elsewhere/x.png"], "is_noisy": [True]}).to_csv(tmp_path / "none.csv", index=False)
+    result = invoke("evaluate", tmp_path / "bare.parquet", "--truth", tmp_path / "none.csv")
+    assert result.exit_code == 2 and "no report path is in the truth CSV (the report's first is 'img/0.png')" in (
+        result.stderr)
     # The same from a partial original_label column carried in the report, ints against floats with NaN.
     ints = report.assign(given_label=report["given_label"].map({"a": 0, "b": 1, "c": 2}),
                          original_label=report["original_label"].map({"a": 0.0, "b": 1.0, "c": 2.0}).where(known))
