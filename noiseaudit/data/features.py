@@ -90,7 +90,17 @@ def _open(features: str | Path | np.ndarray | pd.DataFrame, source: LabeledSourc
         return _npy(path, source)
     if suffix in (".parquet", ".pq"):
         return _parquet(path, source)
-    raise InputError(f"unknown features format {suffix or '(no suffix)'!r}; use .npy or .parquet", path=path)
+    how = CONVERT.get(suffix, "")
+    raise InputError(f"unknown features format {suffix or '(no suffix)'!r}; use .npy or .parquet{how}", path=path)
+
+
+# how to turn common other formats into one that is read in streaming passes
+CONVERT = {
+    ".npz": " (np.save('features.npy', np.load(path)[name]) writes the array you want as .npy)",
+    ".pt": " (np.save('features.npy', torch.load(path).numpy()) writes a tensor as .npy)",
+    ".pth": " (np.save('features.npy', torch.load(path).numpy()) writes a tensor as .npy)",
+    ".csv": " (pandas.read_csv(path).to_parquet('features.parquet') keeps the numeric columns)",
+}
 
 
 def _check_array(x: np.ndarray, origin: str) -> np.ndarray:
