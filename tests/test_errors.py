@@ -202,6 +202,8 @@ def test_listed_image_that_does_not_exist(ds):
     ("Sub/x.png", "'sub/x.png' exists: paths are case-sensitive here"),
     ("sub\\x.jpeg", "'sub/x.png' exists: the CSV's paths name another file extension"),
     ("Sub/ghost.png", "the folder is 'sub': paths are case-sensitive here"),
+    ("https://example.com/img1.png", "it is a URL: noiseaudit reads local files and downloads nothing"),
+    ("s3://bucket/img1.png", "it is a URL: noiseaudit reads local files and downloads nothing"),
     ("ghost.png", "not found under {images}"),
 ])
 def test_a_missing_image_names_the_likely_slip(ds, listed, hint):

@@ -7,17 +7,23 @@ one directory read however large the dataset is.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path, PurePosixPath
 
 from noiseaudit.data.source import IMAGE_EXTENSIONS
+
+URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+://")  # http://, https://, s3://, gs://... (not C:\ or C:/)
 
 
 def missing_image_hint(root: Path, relative: str) -> str:
     """A short clause for a missing ``relative`` under ``root`` ("" when no likely slip is found).
 
-    It recognises paths that repeat the image folder's own name, a different or missing file
+    It recognises URLs, paths that repeat the image folder's own name, a different or missing file
     extension, and a difference in letter case.
     """
+    if URL.match(relative):
+        return "; it is a URL: noiseaudit reads local files and downloads nothing (download the images, then list " \
+               "their paths under the image folder)"
     rel = PurePosixPath(relative.replace("\\", "/"))
     parts = [p for p in rel.parts if p not in ("", ".")]
     if not parts:
