@@ -347,7 +347,9 @@ def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, 
     threshold = choose_threshold(score[ranked], result.signals["loss"][ranked], disagrees[ranked],
                                  noise_rate=cfg.noise_rate, seed=cfg.seed, trust_disagreements=plan.name is not None)
     ranked_by = RANKED_BY[cfg.method]
-    if trusted.any() and cfg.method == "learned-lr":  # the trusted set's second use: see signals/trusted_fit.py
+    # the trusted set's second use (signals/trusted_fit.py), where it was measured: not on a pretrained backbone's
+    # top, where the refitted copy's doubt ranked CIFAR-10N's wrong labels below chance (bench/README.md)
+    if trusted.any() and cfg.method == "learned-lr" and plan.name is None:
         t2 = time.perf_counter()
         fitted = trusted_fit_probs(model, data, device, cfg.seed, precision=train_cfg.precision)
         result.signals["trusted_given_prob"] = fitted[np.arange(len(data)), data.targets.numpy()].astype(np.float32)

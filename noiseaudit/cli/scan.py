@@ -58,8 +58,10 @@ def print_summary(summary: dict[str, Any], output: Path) -> None:
                       formats.learned_rate(row["learned_lr"]), "yes" if row["is_suspect"] else "")
     out.print(table)
     if summary.get("n_trusted"):
-        out.print(f"{summary['n_trusted']} trusted samples trained with their verified labels, steered the rates and "
-                  "refitted a copy of the model; they are in the report, not ranked (status trusted).", highlight=False)
+        refit = "trusted_given_prob" in str((summary.get("threshold") or {}).get("ranked_by", ""))
+        out.print(f"{summary['n_trusted']} trusted samples trained with their verified labels, steered the rates"
+                  f"{' and refitted a copy of the model' if refit else ''}; they are in the report, not ranked "
+                  "(status trusted).", highlight=False)
     if summary.get("n_skipped"):
         counts = ", ".join(f"{v} {k}" for k, v in summary["skipped_by_status"].items())
         out.print(f"Skipped {summary['n_skipped']} bad images ({counts}); they are in the report with that status.",
