@@ -6,10 +6,6 @@ i.e. carries its true label and is marked as in ``--trusted``. The learned-rate 
 once without a trusted set and once per fraction; every AP is taken on the rows that are
 not trusted in that fraction, the run without a trusted set included, so the two are
 compared on the same samples. Results: bench/results/detect_trusted.json and .md.
-
-These rows rank by the learned rates alone, as the scan did before it refitted a copy of the model
-to the trusted samples (noiseaudit.signals.trusted_fit); the scan's ranking with a trusted set is
-measured side by side in bench/trusted_finetune.py.
 """
 
 from __future__ import annotations

@@ -44,9 +44,8 @@ from noiseaudit.optim.layerwise import RULES as LAYERWISE_RULES
 from noiseaudit.optim.schedule import SCHEDULES
 from noiseaudit.report.build import add_skipped, build_report, carried_columns
 from noiseaudit.report.io import check_writable, write_report
-from noiseaudit.report.threshold import Threshold, choose_threshold, reranked, unranked
+from noiseaudit.report.threshold import Threshold, choose_threshold, unranked
 from noiseaudit.runtime import resolve_device, seed_everything
-from noiseaudit.signals.trusted_fit import mixed_score, trusted_fit_probs
 from noiseaudit.train import METHODS, PREDICT_BATCH, StepCallback, TrainConfig, train
 
 
@@ -346,17 +345,6 @@ def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, 
     score = ranking_score(result.signals, cfg.method)
     threshold = choose_threshold(score[ranked], result.signals["loss"][ranked], disagrees[ranked],
                                  noise_rate=cfg.noise_rate, seed=cfg.seed, trust_disagreements=plan.name is not None)
-    ranked_by = RANKED_BY[cfg.method]
-    # the trusted set's second use (signals/trusted_fit.py), where it was measured: not on a pretrained backbone's
-    # top, where the refitted copy's doubt ranked CIFAR-10N's wrong labels below chance (bench/README.md)
-    if trusted.any() and cfg.method == "learned-lr" and plan.name is None:
-        t2 = time.perf_counter()
-        fitted = trusted_fit_probs(model, data, device, cfg.seed, precision=train_cfg.precision)
-        result.signals["trusted_given_prob"] = fitted[np.arange(len(data)), data.targets.numpy()].astype(np.float32)
-        threshold = reranked(threshold, mixed_score(score[ranked], result.signals["trusted_given_prob"][ranked]),
-                             result.signals["loss"][ranked])
-        ranked_by = f"mean rank of {ranked_by} and trusted_given_prob"
-        timings["trusted_fit_s"] = time.perf_counter() - t2
     rows = data.rows if data.rows is not None else np.arange(len(data))
 
     def part(keep: np.ndarray, thr: Threshold) -> pd.DataFrame:
@@ -390,7 +378,7 @@ def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, 
         "n_trusted": int(trusted.sum()),
         "threshold": {"method": threshold.method, "n_flagged": threshold.n_flagged,
                       "estimated_noise_rate": threshold.estimated_noise_rate,
-                      "ranked_by": ranked_by,
+                      "ranked_by": RANKED_BY[cfg.method],
                       "rate_choice": result.rate_choice,
                       "score_cutoff": threshold.cutoff},
         "skipped": [{"path": source.paths[b.row], "line": source.lines[b.row], "status": b.status,

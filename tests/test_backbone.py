@@ -191,20 +191,6 @@ def test_top_finetune_trains_the_last_stage_over_its_cached_input(textures, tmp_
 
 
 @needs_extra
-def test_a_backbone_scan_with_a_trusted_set_ranks_by_the_rates_alone(textures, tmp_path):
-    # The trusted refit was measured below chance on a pretrained top (bench/README.md), so it does not run there.
-    images, csv = textures
-    table = pd.read_csv(csv)
-    table.head(12)[["path", "original_label"]].rename(columns={"original_label": "label"}).to_csv(
-        tmp_path / "trusted.csv", index=False)
-    report = scan(images, csv, backbone=lite0.NAME, finetune="top", device="cpu", seed=0, workers=1, epochs=1,
-                  trusted=str(tmp_path / "trusted.csv"), cache_dir=str(tmp_path / "cache"))
-    meta = report.attrs["noiseaudit"]
-    assert meta["n_trusted"] == 12 and meta["threshold"]["ranked_by"] == "log learned_lr"
-    assert "trusted_given_prob" not in report.columns and "trusted_fit_s" not in meta["timings"]
-
-
-@needs_extra
 def test_resume_in_the_last_epoch_keeps_the_weight_average(textures, tmp_path):
     """A backbone's final model is the mean of the last epoch's weights (optim/averaging.py): a scan interrupted
     inside that epoch resumes to exactly the report of an uninterrupted one."""

@@ -55,53 +55,6 @@ def test_trusted_labels_override_join_and_stay_out_of_the_ranking(digits_with_tr
     assert ev["n"] == 1737  # scored without the trusted rows
 
 
-def test_trusted_rows_refit_the_model_and_the_ranking_mixes_both_ranks(digits_with_trusted):
-    # The trusted set's second use: a copy of the trained model fitted to the verified labels; the untrusted
-    # rows are ranked by the mean rank of the log learned rate and that copy's p(given label).
-    from noiseaudit.signals.trusted_fit import mixed_score
-
-    images, csv, trusted_csv, _ = digits_with_trusted
-    report = scan(images, csv, label_col="digit", trusted=str(trusted_csv), **OPTIONS)
-    meta = report.attrs["noiseaudit"]
-    assert meta["threshold"]["ranked_by"] == "mean rank of log learned_lr and trusted_given_prob"
-    assert "trusted_fit_s" in meta["timings"]
-    ranked = report[~report["trusted"]].reset_index(drop=True)
-    assert ranked["trusted_given_prob"].between(0, 1).all()
-    mixed = mixed_score(np.log(ranked["learned_lr"].to_numpy(np.float64)), ranked["trusted_given_prob"].to_numpy())
-    by_rank = ranked.sort_values("rank")
-    assert np.all(np.diff(mixed[by_rank.index]) >= 0)  # the rank follows the mixed score
-    assert np.all(np.diff(by_rank["suspicion"].to_numpy()) <= 0)  # suspicion falls along the ranking
-    assert by_rank["is_suspect"].to_numpy().tolist() == sorted(by_rank["is_suspect"], reverse=True)
-    assert "trusted_given_prob" in evaluate(report)["signals"]  # scored side by side with the others
-
-
-def test_the_refit_moves_the_model_toward_the_verified_labels():
-    import torch
-
-    from noiseaudit.data.dataset import SampleData
-    from noiseaudit.models import build_model
-    from noiseaudit.signals.trusted_fit import trusted_fit_probs
-    from noiseaudit.train import normaliser, predict
-
-    gen = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (64, 1, 8, 8), generator=gen, dtype=torch.uint8)
-    targets = torch.arange(64) % 4
-    trusted = torch.zeros(64, dtype=torch.bool)
-    trusted[:24] = True
-    data = SampleData(images, targets, list(range(4)), 8, trusted=trusted)
-    torch.manual_seed(0)
-    model = build_model("small-cnn", 1, 8, 4)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    mean, std = normaliser(images, model)
-    start = predict(model, images, mean, std)[np.arange(64), targets.numpy()]
-    fitted = trusted_fit_probs(model, data, torch.device("cpu"), seed=0)[np.arange(64), targets.numpy()]
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the scan's model is untouched
-    gain = fitted - start  # random pixels: what the fit learns of the trusted rows does not carry to the others
-    assert gain[:24].mean() > 0.03 and gain[:24].mean() > gain[24:].mean() + 0.03, (gain[:24].mean(), gain[24:].mean())
-    again = trusted_fit_probs(model, data, torch.device("cpu"), seed=0)[np.arange(64), targets.numpy()]
-    np.testing.assert_array_equal(fitted, again)  # seeded
-
-
 def test_trusted_from_the_cli_prints_the_count(digits_with_trusted, tmp_path):
     images, csv, trusted_csv, _ = digits_with_trusted
     out = tmp_path / "r.parquet"

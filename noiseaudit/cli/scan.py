@@ -58,10 +58,8 @@ def print_summary(summary: dict[str, Any], output: Path) -> None:
                       formats.learned_rate(row["learned_lr"]), "yes" if row["is_suspect"] else "")
     out.print(table)
     if summary.get("n_trusted"):
-        refit = "trusted_given_prob" in str((summary.get("threshold") or {}).get("ranked_by", ""))
-        out.print(f"{summary['n_trusted']} trusted samples trained with their verified labels, steered the rates"
-                  f"{' and refitted a copy of the model' if refit else ''}; they are in the report, not ranked "
-                  "(status trusted).", highlight=False)
+        out.print(f"{summary['n_trusted']} trusted samples trained with their verified labels and steered the "
+                  "rates; they are in the report, not ranked (status trusted).", highlight=False)
     if summary.get("n_skipped"):
         counts = ", ".join(f"{v} {k}" for k, v in summary["skipped_by_status"].items())
         out.print(f"Skipped {summary['n_skipped']} bad images ({counts}); they are in the report with that status.",
@@ -185,10 +183,9 @@ def scan_command(
     workers: Annotated[int, typer.Option(help="Threads decoding images.")] = 2,
     fail_above: Annotated[Optional[float], typer.Option(help="Exit 1 if the flagged fraction exceeds this.")] = None,
     trusted: Annotated[Optional[Path], typer.Option(help="A CSV of verified labels (same path and label columns "
-                                                   "as the labels CSV): those samples steer the per-sample rates, "
-                                                   "refit a copy of the model whose doubt joins the ranking, and "
-                                                   "are kept out of it; paths not in the labels CSV are extra "
-                                                   "samples.")] = None,
+                                                   "as the labels CSV): those samples steer the per-sample rates "
+                                                   "and are kept out of the ranking; paths not in the labels CSV "
+                                                   "are extra samples.")] = None,
     trusted_weight: Annotated[float, typer.Option(help="With --trusted: weight in [0, 1] of the trusted samples' "
                                                        "class references against the whole data's.")] = 0.5,
     force: Annotated[bool, typer.Option(help="Scan even when the data looks like the wrong folder level or label "

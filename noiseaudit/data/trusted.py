@@ -4,9 +4,8 @@ The trusted CSV has the same path (or key) and label columns as the labels CSV. 
 sample listed in both takes the trusted label and is marked trusted; a path listed only
 in the trusted file is an extra sample (images only: a feature scan has no vector for
 it). Trusted samples train like any other, steer the per-sample rates
-(:class:`noiseaudit.optim.PerSampleRate` ``trusted=``), refit a copy of the trained model
-whose doubt joins the ranking (:mod:`noiseaudit.signals.trusted_fit`), and are kept out of
-the ranking and the threshold.
+(:class:`noiseaudit.optim.PerSampleRate` ``trusted=``) and are kept out of the
+ranking and the threshold.
 """
 
 from __future__ import annotations

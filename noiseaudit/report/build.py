@@ -18,9 +18,9 @@ REPORT_COLUMNS = (
 # Columns whose values rank samples, each with the direction in which it is more suspect.
 SIGNAL_COLUMNS = {"rank": -1.0, "learned_lr": -1.0, "learned_lr_mean": -1.0, "loss": 1.0, "margin": -1.0,
                   "suspicion": 1.0, "given_prob": -1.0, "learned_lr_large": -1.0, "learned_lr_small": -1.0,
-                  "dba_selected_frac": -1.0, "trusted_given_prob": -1.0}
-# Signals that only some runs record (two-regime schedule, dba method, a trusted set); added after the fixed columns.
-OPTIONAL_SIGNALS = ("learned_lr_large", "learned_lr_small", "dba_selected_frac", "trusted_given_prob")
+                  "dba_selected_frac": -1.0}
+# Signals that only some runs record (two-regime schedule, dba method); added after the fixed columns.
+OPTIONAL_SIGNALS = ("learned_lr_large", "learned_lr_small", "dba_selected_frac")
 
 
 def build_report(paths: list[str], given: np.ndarray, classes: list, signals: dict[str, np.ndarray],
