@@ -28,6 +28,8 @@ def stderr() -> Console:
 
 
 def _finite(value: Any) -> Any:
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+        value = value.item()  # a numpy scalar (a report cell): its Python value, not default=str's text
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
@@ -38,7 +40,7 @@ def _finite(value: Any) -> Any:
 
 
 def echo_json(value: Any) -> None:
-    """Strict JSON on stdout: NaN and infinities become null."""
+    """Strict JSON on stdout: numpy scalars as Python numbers, NaN and infinities as null."""
     typer.echo(json.dumps(_finite(value), default=str, allow_nan=False))
 
 

@@ -41,10 +41,7 @@ def print_summary(summary: dict[str, Any]) -> None:
 def most_doubted(frame: Any, top: int = 10) -> list[dict[str, Any]]:
     """The ``top`` predictions that disagree with their given label, lowest probability of that label first."""
     rows = frame[frame["given_label"] != frame["predicted_label"]].sort_values("given_prob", kind="stable").head(top)
-    return [{"path": r.path, "given_label": r.given_label.item() if hasattr(r.given_label, "item") else r.given_label,
-             "predicted_label": r.predicted_label.item() if hasattr(r.predicted_label, "item") else r.predicted_label,
-             "pred_prob": float(r.pred_prob), "given_prob": float(r.given_prob)}
-            for r in rows.itertuples(index=False)]
+    return rows[["path", "given_label", "predicted_label", "pred_prob", "given_prob"]].to_dict("records")
 
 
 @exits_on_errors

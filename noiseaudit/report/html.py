@@ -23,8 +23,8 @@ from noiseaudit.errors import InputError, UsageError
 from noiseaudit.evaluate import evaluate
 from noiseaudit.extras import install_hint
 from noiseaudit.report.build import scored
-from noiseaudit.report.truth import truth_values
 from noiseaudit.report.groups import concentration_line, flags_by_pair
+from noiseaudit.report.truth import split_known, truth_values
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
@@ -63,8 +63,7 @@ def _plots(report: pd.DataFrame, truth_by_row: pd.Series | None) -> dict[str, st
 
     rows, truth = None, None
     if truth_by_row is not None and truth_by_row.notna().any():
-        known = truth_by_row.notna().to_numpy()
-        rows, truth = report[known], truth_by_row[known].to_numpy(dtype=bool)
+        rows, truth = split_known(report, truth_by_row)
     log_lr = np.log(report["learned_lr"].to_numpy(dtype=np.float64))
     out: dict[str, str] = {}
     fig, ax = plt.subplots(figsize=(5, 3.2))

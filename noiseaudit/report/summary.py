@@ -12,12 +12,6 @@ from noiseaudit.report.build import scored
 from noiseaudit.report.truth import known_truth
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
 def summarize(report: pd.DataFrame, metadata: dict[str, Any], top: int = 10) -> dict[str, Any]:
     """Counts over the scored samples (trusted ones apart: they are not ranked), the skipped ones by status, the
     top suspects and truth metrics."""
@@ -41,8 +35,8 @@ def summarize(report: pd.DataFrame, metadata: dict[str, Any], top: int = 10) -> 
         "device": metadata.get("device"),
         "timings": metadata.get("timings", {}),
         "top_suspects": [
-            {k: _plain(row[k]) for k in ("rank", "path", "given_label", "suggested_label", "suggested_prob",
-                                          "learned_lr", "suspicion", "is_suspect")}
+            {k: row[k] for k in ("rank", "path", "given_label", "suggested_label", "suggested_prob",
+                                  "learned_lr", "suspicion", "is_suspect")}
             for _, row in suspects.iterrows()
         ],
     }

@@ -49,8 +49,12 @@ def known_truth(report: pd.DataFrame, *, lenient: bool = False) -> tuple[pd.Data
     """The rows of ``report`` whose truth is known (index reset), and their wrong-label mask;
     None when the report has no truth column (see :func:`truth_values` for ``lenient``)."""
     truth = truth_values(report, lenient=lenient)
-    if truth is None:
-        return None
+    return None if truth is None else split_known(report, truth)
+
+
+def split_known(report: pd.DataFrame, truth: pd.Series) -> tuple[pd.DataFrame, np.ndarray]:
+    """The rows of ``report`` where ``truth`` (from :func:`truth_values`) is known (index reset), and
+    their wrong-label mask."""
     known = truth.notna().to_numpy()
     rows = report if known.all() else report[known].reset_index(drop=True)
     return rows, truth[known].to_numpy(dtype=bool)
