@@ -119,7 +119,7 @@ def report_metrics(path: Path) -> dict:
     out = {k: ev[k] for k in ("average_precision", "auroc", "precision_at_k", "precision", "recall", "f1",
                               "estimated_noise_rate", "true_noise_rate", "n", "n_noisy", "n_flagged")}
     out["signals"] = {s: {k: v[k] for k in ("average_precision", "auroc", "precision_at_k")}
-                      for s, v in ev["signals"].items() if s in ("learned_lr", "loss", "margin")}
+                      for s, v in ev["signals"].items() if s in ("learned_lr", "given_prob", "loss", "margin")}
     out["model"], out["backbone"] = meta["model"], meta.get("backbone")
     out["threshold"], out["timings"] = meta["threshold"], meta["timings"]
     return out
@@ -268,7 +268,7 @@ EMBEDDING_BASELINES = {"cleanlab_logreg": "cleanlab, 5-fold logistic regression"
 
 def markdown(results: dict) -> str:
     """Two tables: the scan against the baselines, and its threshold and costs."""
-    ap_head = ("| N | labels | learned rate AP (AUROC) | " + " | ".join(EMBEDDING_BASELINES.values()) +
+    ap_head = ("| N | labels | the scan's ranking AP (AUROC) | learned rate alone | " + " | ".join(EMBEDDING_BASELINES.values()) +
                " | best baseline on the embeddings | Δ | plain fine-tune loss / AUM | Δ vs plain AUM | "
                "same run's loss / AUM |")
     ap_lines = [ap_head, "|" + "---|" * (ap_head.count("|") - 1)]
@@ -291,7 +291,8 @@ def markdown(results: dict) -> str:
         sl, sm = s["signals"]["loss"]["average_precision"], s["signals"]["margin"]["average_precision"]
         labels = c["labels"] + (f" (`{c['scan_args']}`)" if c.get("scan_args") else "")
         labels += f", at {c['code']}" if c.get("code") else ""  # a row measured with the code of an earlier commit
-        ap_lines.append(f"| {c['n']} | {labels} | {ap:.3f} ({s['auroc']:.3f}) | " + " | ".join(cells) +
+        rate = s["signals"]["learned_lr"]["average_precision"]  # before --rank-by, the ranking itself
+        ap_lines.append(f"| {c['n']} | {labels} | {ap:.3f} ({s['auroc']:.3f}) | {rate:.3f} | " + " | ".join(cells) +
                         f" | {EMBEDDING_BASELINES[best]} {have[best]:.3f} | {ap - have[best]:+.3f} | "
                         f"{plain_cells} | {sl:.3f} / {sm:.3f} |")
         ev = s["backbone"]["evidence"]

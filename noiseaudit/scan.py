@@ -44,7 +44,7 @@ from noiseaudit.optim.layerwise import RULES as LAYERWISE_RULES
 from noiseaudit.optim.schedule import SCHEDULES
 from noiseaudit.report.build import add_skipped, build_report, carried_columns
 from noiseaudit.report.io import check_writable, write_report
-from noiseaudit.report.threshold import Threshold, choose_threshold, unranked
+from noiseaudit.report.threshold import Threshold, choose_threshold, rank_sum, reranked, unranked
 from noiseaudit.runtime import resolve_device, seed_everything
 from noiseaudit.train import METHODS, PREDICT_BATCH, StepCallback, TrainConfig, train
 
@@ -89,6 +89,7 @@ class ScanConfig:
     trusted: str | None = None  # a CSV of verified labels (see noiseaudit.data.trusted)
     trusted_weight: float = TRUSTED_WEIGHT
     save_model: str | None = None  # write the trained classifier here (noiseaudit.model_io; noiseaudit predict)
+    rank_by: str = "auto"  # see RANK_BY
 
     def validate(self) -> None:
         if self.method not in METHODS:
@@ -126,6 +127,11 @@ class ScanConfig:
                              f"got {self.on_bad_image!r}")
         if not 0.0 <= self.trusted_weight <= 1.0:
             raise UsageError(f"--trusted-weight must be in [0, 1], got {self.trusted_weight}")
+        if self.rank_by not in RANK_BY:
+            raise UsageError(f"unknown --rank-by {self.rank_by!r}; choose one of {', '.join(RANK_BY)}")
+        if self.rank_by != "auto" and self.method != "learned-lr":
+            raise UsageError(f"--rank-by {self.rank_by} ranks learned rates; --method {self.method} ranks by "
+                             f"{RANKED_BY[self.method]} (leave --rank-by at auto)")
         if self.noise_rate is not None and not 0.0 <= self.noise_rate < 1.0:
             raise UsageError(f"--noise-rate must be in [0, 1), got {self.noise_rate}")
 
@@ -134,6 +140,20 @@ class ScanConfig:
 # within 10 epochs at 0.05 and the count collapses) and a larger rate step (measured in bench/README.md)
 FEATURE_DEFAULTS = (10, 0.01, 0.3)
 RANKED_BY = {"learned-lr": "log learned_lr", "plain": "minus mean loss", "dba": "dba_selected_frac"}
+# --rank-by: the learned rate alone, or the mean of its rank and the rank of the final model's probability of the
+# given label; auto is the latter with a pretrained backbone (it ranked CIFAR-10N's human label noise better,
+# bench/README.md "Ranking a pretrained model's scan"), the rate alone from scratch (whose model memorises its
+# training labels, so that probability says little)
+RANK_BY = ("auto", "rate", "rate+prob")
+RATE_AND_PROB = "mean rank of log learned_lr and given_prob"
+
+
+def resolve_rank_by(rank_by: str, method: str, pretrained: bool) -> str:
+    """What ``--rank-by auto`` means for a scan: ``rate+prob`` for learned rates on a pretrained backbone,
+    otherwise ``rate`` (for ``--method plain`` / ``dba``: their own score, as ``RANKED_BY`` says)."""
+    if rank_by != "auto":
+        return rank_by
+    return "rate+prob" if method == "learned-lr" and pretrained else "rate"
 
 
 def ranking_score(signals: dict[str, np.ndarray], method: str) -> np.ndarray:
@@ -343,8 +363,15 @@ def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, 
     ranked = np.flatnonzero(~trusted)  # trusted samples are kept out of the ranking and the threshold
     disagrees = result.probs.argmax(axis=1) != data.targets.numpy()
     score = ranking_score(result.signals, cfg.method)
-    threshold = choose_threshold(score[ranked], result.signals["loss"][ranked], disagrees[ranked],
+    loss = result.signals["loss"]
+    threshold = choose_threshold(score[ranked], loss[ranked], disagrees[ranked],
                                  noise_rate=cfg.noise_rate, seed=cfg.seed, trust_disagreements=plan.name is not None)
+    ranked_by = RANKED_BY[cfg.method]
+    if resolve_rank_by(cfg.rank_by, cfg.method, plan.name is not None) == "rate+prob":
+        # the count stays the one above; the mean rank only orders who fills it
+        given_prob = result.probs[np.arange(len(data)), data.targets.numpy()]
+        threshold = reranked(threshold, rank_sum(score[ranked], given_prob[ranked]), loss[ranked])
+        ranked_by = RATE_AND_PROB
     rows = data.rows if data.rows is not None else np.arange(len(data))
 
     def part(keep: np.ndarray, thr: Threshold) -> pd.DataFrame:
@@ -378,7 +405,7 @@ def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, 
         "n_trusted": int(trusted.sum()),
         "threshold": {"method": threshold.method, "n_flagged": threshold.n_flagged,
                       "estimated_noise_rate": threshold.estimated_noise_rate,
-                      "ranked_by": RANKED_BY[cfg.method],
+                      "ranked_by": ranked_by,
                       "rate_choice": result.rate_choice,
                       "score_cutoff": threshold.cutoff},
         "skipped": [{"path": source.paths[b.row], "line": source.lines[b.row], "status": b.status,

@@ -161,6 +161,23 @@ def test_backbone_scan_ranks_injected_noise_and_a_warm_scan_opens_no_image(textu
     pd.testing.assert_frame_equal(warm, cold)
 
 
+def test_a_backbone_scan_ranks_by_the_rate_and_the_models_probability_and_keeps_the_rates_count(textures, tmp_path):
+    images, csv = textures
+    opts = dict(backbone=lite0.NAME, device="cpu", seed=0, cache_dir=str(tmp_path / "cache"), workers=1)
+    mixed, alone = scan(images, csv, **opts), scan(images, csv, rank_by="rate", **opts)
+    assert mixed.attrs["noiseaudit"]["config"]["rank_by"] == "auto"
+    assert mixed.attrs["noiseaudit"]["threshold"]["ranked_by"] == "mean rank of log learned_lr and given_prob"
+    assert alone.attrs["noiseaudit"]["threshold"]["ranked_by"] == "log learned_lr"
+    # the same training; the rank is the mean of the two ranks (ties: higher loss first), the count unchanged
+    pd.testing.assert_series_equal(mixed["learned_lr"], alone["learned_lr"])
+    both = np.argsort(np.argsort(mixed["learned_lr"], kind="stable"), kind="stable") + np.argsort(
+        np.argsort(mixed["given_prob"], kind="stable"), kind="stable")
+    assert (np.diff(both[np.argsort(mixed["rank"].to_numpy())]) >= 0).all()
+    assert alone.sort_values("rank")["learned_lr"].is_monotonic_increasing
+    assert mixed["is_suspect"].sum() == alone["is_suspect"].sum() > 0
+    assert set(mixed.loc[mixed["is_suspect"], "rank"]) == set(range(1, int(mixed["is_suspect"].sum()) + 1))
+
+
 def test_finetune_auto_trains_deep_and_deep_grows_its_input_and_epochs_with_the_data():
     n = backbone.LARGE_FROM
     assert backbone.finetune_settings("auto", n - 1) == ("deep", 128, 4, f"auto: deep; {n - 1} samples < {n}: "

@@ -63,7 +63,7 @@ def test_summary_with_nothing_flagged_says_so_and_shows_no_suspicion(tmp_path, m
     text = buffer.getvalue()
     assert "40 samples, 3 classes: none flagged (0.0%, estimated from the learned rates); model small-cnn on cpu, " \
            "12 s" in text
-    assert "Lowest learned rates (none is flagged; for a look)" in text
+    assert "Most suspect (none is flagged; for a look)" in text
     assert "suspicion" not in text and "0.999" not in text and "Top suspects" not in text
     assert not re.search(r"│ yes", text)
 
@@ -165,7 +165,7 @@ def test_show_by_pair_and_by_class(tmp_path):
 
 def test_show_with_nothing_flagged(tmp_path):
     result = invoke("show", synthetic_report(tmp_path / "r.parquet", n_flagged=0))
-    assert result.exit_code == 0 and "40 samples, none flagged (lowest learned rates first)" in result.stdout
+    assert result.exit_code == 0 and "40 samples, none flagged (most suspect first)" in result.stdout
 
 
 def test_review_sheet_carries_the_flag_beside_the_suspicion(tmp_path):

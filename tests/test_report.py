@@ -12,7 +12,8 @@ from noiseaudit import read_report, scan
 from noiseaudit.metrics import detection_metrics
 from noiseaudit.report.build import REPORT_COLUMNS
 from noiseaudit.report.io import atomic_write
-from noiseaudit.report.threshold import choose_threshold, density_valley
+from noiseaudit.errors import UsageError
+from noiseaudit.report.threshold import choose_threshold, density_valley, rank_sum, reranked
 
 REQUIRED = ["sample_id", "path", "given_label", "predicted_label", "pred_prob", "given_prob", "learned_lr",
             "learned_lr_mean", "loss", "margin", "rank", "suspicion", "is_suspect"]
@@ -178,3 +179,25 @@ def test_density_valley_lies_between_two_modes_and_is_none_without_one():
     assert 1.0 < density_valley(two, 0.0, 2.5) < 2.0  # the far mode may peak past the far mean
     one = rng.normal(0.0, 1.0, 4000)  # no dip between the mean and a point in its tail
     assert density_valley(one, 0.0, 2.0) is None
+
+
+def test_reranking_keeps_the_count_and_hands_the_suspicions_down_the_new_order():
+    rng = np.random.default_rng(0)
+    score, loss = rng.normal(size=50), rng.random(50)
+    thr = choose_threshold(score, loss, np.zeros(50, bool), noise_rate=0.2, seed=0)
+    prob = rng.random(50)
+    mixed = rank_sum(score, prob)
+    assert sorted(mixed) == sorted(np.argsort(np.argsort(score)) + np.argsort(np.argsort(prob)))
+    new = reranked(thr, mixed, loss)
+    assert new.n_flagged == thr.n_flagged == 10 and new.method == thr.method
+    assert (np.diff(mixed[new.order]) >= 0).all()
+    assert np.allclose(np.sort(new.suspicion), np.sort(thr.suspicion))
+    assert (np.diff(new.suspicion[new.order]) <= 0).all()
+    assert new.cutoff == mixed[new.order[9]]
+
+
+@pytest.mark.parametrize(("options", "message"), [({"rank_by": "prob"}, "unknown --rank-by 'prob'"),
+                                                  ({"rank_by": "rate+prob", "method": "plain"}, "--method plain")])
+def test_rank_by_is_checked_before_anything_is_read(tmp_path, options, message):
+    with pytest.raises(UsageError, match=message.replace("+", r"\+")):
+        scan(tmp_path / "missing", tmp_path / "missing.csv", **options)

@@ -19,7 +19,8 @@ from noiseaudit.extras import install_hint
 METRIC_NAMES = (("precision", "precision"), ("recall", "recall"), ("F1", "f1"), ("AUROC", "auroc"),
                 ("AP", "average_precision"))
 SCORED_BY = {"log learned_lr": "the learned rates", "minus mean loss": "the training losses",
-             "dba_selected_frac": "the DBA selections"}
+             "dba_selected_frac": "the DBA selections",
+             "mean rank of log learned_lr and given_prob": "the learned rates"}  # the count; the mix only orders
 
 
 def _how_counted(threshold: dict[str, Any]) -> str:
@@ -47,8 +48,7 @@ def print_summary(summary: dict[str, Any], output: Path) -> None:
                   f"with {formats.percent(summary['model_agreement'])} of the given labels) and hard samples are "
                   "flagged beside wrong ones: review a sample of the flags before acting on the count.",
                   highlight=False)
-    title = ("Top suspects (lowest learned rate first)" if n_flagged else
-             "Lowest learned rates (none is flagged; for a look)")
+    title = ("Top suspects (most suspect first)" if n_flagged else "Most suspect (none is flagged; for a look)")
     table = Table(title=title)
     for col in ("rank", "path", "given label", "suggested label", "learned rate", "flagged"):
         table.add_column(col, justify="right" if col in ("rank", "learned rate") else "left")
@@ -188,6 +188,10 @@ def scan_command(
                                                    "are extra samples.")] = None,
     trusted_weight: Annotated[float, typer.Option(help="With --trusted: weight in [0, 1] of the trusted samples' "
                                                        "class references against the whole data's.")] = 0.5,
+    rank_by: Annotated[str, typer.Option(help="rate: rank by the learned rate alone; rate+prob: by the mean of its "
+                                              "rank and the final model's probability of the given label; auto: "
+                                              "rate+prob with a pretrained backbone, rate from scratch. The "
+                                              "count of flags is the same either way.")] = "auto",
     force: Annotated[bool, typer.Option(help="Scan even when the data looks like the wrong folder level or label "
                                              "column (images in subfolders of the class folders, a class of "
                                              "fewer than 5 samples beside a large one, classes 100x apart).")] = False,
@@ -207,7 +211,8 @@ def scan_command(
             layerwise_rule=layerwise_rule, resume=resume,
             checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir), noise_rate=noise_rate,
             device=device, seed=seed, force=force, trusted=None if trusted is None else str(trusted),
-            trusted_weight=trusted_weight, save_model=None if save_model is None else str(save_model))
+            trusted_weight=trusted_weight, save_model=None if save_model is None else str(save_model),
+            rank_by=rank_by)
         if features is not None:
             if labels_csv is not None:
                 raise typer.BadParameter("with --features give only the labels CSV: noiseaudit scan --features "

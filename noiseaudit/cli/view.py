@@ -84,7 +84,7 @@ def _show_samples(col: dict, rows: list[int], top: int, head: dict, title: str, 
         fields = [name for name in SHOWN if name != "status"]
         echo_json({**head, "rows": [{name: col[name][i] for name in fields} for i in shown]})
         return
-    out = Table(title=title + ("" if head["n_flagged"] else " (lowest learned rates first)"))
+    out = Table(title=title + ("" if head["n_flagged"] else " (most suspect first)"))
     for name in ("rank", "path", "given", "suggested", "learned rate", "loss", "flagged"):
         out.add_column(name, justify="left" if name in ("path", "given", "suggested", "flagged") else "right")
     for i in shown:

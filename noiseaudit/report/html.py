@@ -190,12 +190,12 @@ def render_html(report: pd.DataFrame, metadata: dict[str, Any] | None = None, im
             f'<div class="sugg">suggested: {e(str(row.suggested_label))} ({formats.percent(row.suggested_prob)})</div>'
             f'<div class="name">{e(PurePosixPath(str(row.path)).name)}</div></div>')
     legend = (f" Orange cards marked <b>flagged</b> are among the {flagged} samples the scan flags as likely wrong "
-              "labels" if flagged else " None is flagged: these are the lowest learned rates, for a look")
+              "labels" if flagged else " None is flagged: these are the most suspect, for a look")
     legend += "; red outline: a known wrong label." if truth is not None else "."
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>noiseaudit report</title>"
             f"<style>{CSS}</style></head><body><h1>noiseaudit report</h1>"
             f"<h2>Summary</h2><table>{summary}</table>"
             f'<h2>Plots</h2><div class="plots">{plots}</div>'
             f"<h2>Top {len(cards)} suspects</h2>"
-            f"<p>Lowest learned rate first.{legend} Hover a card for its full path.</p>"
+            f"<p>Most suspect first.{legend} Hover a card for its full path.</p>"
             f'<div class="gallery">{"".join(cards)}</div>{pairs}</body></html>')

@@ -74,6 +74,23 @@ def unranked(n: int) -> Threshold:
     return Threshold("none", 0, 0.0, float("nan"), np.zeros(n), np.arange(n))
 
 
+def reranked(threshold: Threshold, score: np.ndarray, loss: np.ndarray) -> Threshold:
+    """``threshold``'s count and suspicions on another ranking, by ``score`` (lower = more suspect): the
+    k-th most suspect sample gets the k-th highest suspicion, and the first ``n_flagged`` are flagged."""
+    order = rank_order(np.asarray(score, dtype=np.float64), loss)
+    suspicion = np.empty_like(threshold.suspicion)
+    suspicion[order] = np.sort(threshold.suspicion)[::-1]
+    n = threshold.n_flagged
+    cutoff = float(score[order[n - 1]]) if n else float("nan")
+    return Threshold(threshold.method, n, threshold.estimated_noise_rate, cutoff, suspicion, order, threshold.counts)
+
+
+def rank_sum(*scores: np.ndarray) -> np.ndarray:
+    """Lower = more suspect: the sum of each score's ranks (0 for its lowest value, ties in order)."""
+    return sum(np.argsort(np.argsort(np.asarray(s, dtype=np.float64), kind="stable"), kind="stable")
+               for s in scores).astype(np.float64)
+
+
 def rank_order(score: np.ndarray, loss: np.ndarray) -> np.ndarray:
     """Sample indices from most to least suspect: lowest score first, ties broken by higher loss."""
     return np.lexsort((-loss, score))
