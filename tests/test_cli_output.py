@@ -106,7 +106,7 @@ def test_show_json_gives_the_counts_and_the_top_rows_by_rank(tmp_path):
     assert [row["rank"] for row in out["rows"]] == [1, 4, 7]
     assert {row["given_label"] for row in out["rows"]} == {"Shirt"}
     assert [row["is_suspect"] for row in out["rows"]] == [True, True, False]
-    assert set(out["rows"][0]) == {"rank", "path", "given_label", "suggested_label", "suggested_prob", "learned_lr",
+    assert set(out["rows"][0]) == {"rank", "path", "given_label", "given_prob", "suggested_label", "suggested_prob", "learned_lr",
                                    "loss", "is_suspect"}
 
 

@@ -33,7 +33,7 @@ def match_class(wanted: str, classes: list, report: Path) -> object:
     raise InputError(f"no class {wanted!r} in this report; its classes are {listed}", path=report)
 
 
-SHOWN = ["rank", "path", "given_label", "suggested_label", "suggested_prob", "learned_lr", "loss", "is_suspect",
+SHOWN = ["rank", "path", "given_label", "given_prob", "suggested_label", "suggested_prob", "learned_lr", "loss", "is_suspect",
          "status"]
 
 
@@ -88,7 +88,8 @@ def _show_samples(col: dict, rows: list[int], top: int, head: dict, title: str, 
     for name in ("rank", "path", "given", "suggested", "learned rate", "loss", "flagged"):
         out.add_column(name, justify="left" if name in ("path", "given", "suggested", "flagged") else "right")
     for i in shown:
-        out.add_row(str(col["rank"][i]), str(col["path"][i]), str(col["given_label"][i]),
+        out.add_row(str(col["rank"][i]), str(col["path"][i]),
+                    f"{col['given_label'][i]} ({formats.percent(col['given_prob'][i])})",
                     f"{col['suggested_label'][i]} ({formats.percent(col['suggested_prob'][i])})",
                     formats.learned_rate(col["learned_lr"][i]), formats.loss(col["loss"][i]),
                     "yes" if col["is_suspect"][i] else "")

@@ -186,7 +186,7 @@ def render_html(report: pd.DataFrame, metadata: dict[str, Any] | None = None, im
         cards.append(
             f'<div class="{kind}" title="{e(str(row.path))}">{badge}{picture}'
             f"<div>#{row.rank} · η={formats.learned_rate(row.learned_lr)}</div>"
-            f'<div class="given">given: {e(str(row.given_label))}</div>'
+            f'<div class="given">given: {e(str(row.given_label))} ({formats.percent(row.given_prob)})</div>'
             f'<div class="sugg">suggested: {e(str(row.suggested_label))} ({formats.percent(row.suggested_prob)})</div>'
             f'<div class="name">{e(PurePosixPath(str(row.path)).name)}</div></div>')
     legend = (f" Orange cards marked <b>flagged</b> are among the {flagged} samples the scan flags as likely wrong "

@@ -35,8 +35,8 @@ def summarize(report: pd.DataFrame, metadata: dict[str, Any], top: int = 10) -> 
         "device": metadata.get("device"),
         "timings": metadata.get("timings", {}),
         "top_suspects": [
-            {k: row[k] for k in ("rank", "path", "given_label", "suggested_label", "suggested_prob",
-                                  "learned_lr", "suspicion", "is_suspect")}
+            {k: row[k] for k in ("rank", "path", "given_label", "given_prob", "suggested_label",
+                                  "suggested_prob", "learned_lr", "suspicion", "is_suspect")}
             for _, row in suspects.iterrows()
         ],
     }
