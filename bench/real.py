@@ -268,7 +268,8 @@ EMBEDDING_BASELINES = {"cleanlab_logreg": "cleanlab, 5-fold logistic regression"
 
 def markdown(results: dict) -> str:
     """Two tables: the scan against the baselines, and its threshold and costs."""
-    ap_head = ("| N | labels | the scan's ranking AP (AUROC) | learned rate alone | " + " | ".join(EMBEDDING_BASELINES.values()) +
+    ap_head = ("| N | labels | the scan's ranking AP (AUROC) | learned rate alone | "
+               + " | ".join(EMBEDDING_BASELINES.values()) +
                " | best baseline on the embeddings | Δ | plain fine-tune loss / AUM | Δ vs plain AUM | "
                "same run's loss / AUM |")
     ap_lines = [ap_head, "|" + "---|" * (ap_head.count("|") - 1)]

@@ -53,7 +53,8 @@ def print_summary(summary: dict[str, Any], output: Path) -> None:
     for col in ("rank", "path", "given label", "suggested label", "learned rate", "flagged"):
         table.add_column(col, justify="right" if col in ("rank", "learned rate") else "left")
     for row in summary["top_suspects"]:
-        table.add_row(str(row["rank"]), str(row["path"]), f"{row['given_label']} ({formats.percent(row['given_prob'])})",
+        table.add_row(str(row["rank"]), str(row["path"]),
+                      f"{row['given_label']} ({formats.percent(row['given_prob'])})",
                       f"{row['suggested_label']} ({formats.percent(row['suggested_prob'])})",
                       formats.learned_rate(row["learned_lr"]), "yes" if row["is_suspect"] else "")
     out.print(table)

@@ -33,8 +33,8 @@ def match_class(wanted: str, classes: list, report: Path) -> object:
     raise InputError(f"no class {wanted!r} in this report; its classes are {listed}", path=report)
 
 
-SHOWN = ["rank", "path", "given_label", "given_prob", "suggested_label", "suggested_prob", "learned_lr", "loss", "is_suspect",
-         "status"]
+SHOWN = ["rank", "path", "given_label", "given_prob", "suggested_label", "suggested_prob", "learned_lr", "loss",
+         "is_suspect", "status"]
 
 
 class GroupBy(str, Enum):
