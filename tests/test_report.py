@@ -201,3 +201,12 @@ def test_reranking_keeps_the_count_and_hands_the_suspicions_down_the_new_order()
 def test_rank_by_is_checked_before_anything_is_read(tmp_path, options, message):
     with pytest.raises(UsageError, match=message.replace("+", r"\+")):
         scan(tmp_path / "missing", tmp_path / "missing.csv", **options)
+
+
+@pytest.mark.parametrize(("rank_by", "method", "pretrained", "resolved"), [
+    ("auto", "learned-lr", True, "rate+prob"), ("auto", "learned-lr", False, "rate"), ("auto", "plain", True, "rate"),
+    ("auto", "dba", True, "rate"), ("rate", "learned-lr", True, "rate"), ("rate+prob", "learned-lr", False, "rate+prob")])
+def test_rank_by_auto_mixes_in_the_models_probability_only_for_learned_rates_on_a_pretrained_model(
+        rank_by, method, pretrained, resolved):
+    from noiseaudit.scan import resolve_rank_by
+    assert resolve_rank_by(rank_by, method, pretrained) == resolved
