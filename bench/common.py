@@ -97,6 +97,8 @@ def as_dataset(x: np.ndarray, labels: np.ndarray) -> SampleData:
 class Run:
     result: TrainResult
     seconds: float
+    model: torch.nn.Module | None = None  # the trained model and the data it trained on
+    data: SampleData | None = None
 
 
 def run(x: np.ndarray, labels: np.ndarray, cfg: TrainConfig, seed: int, device: str = "cpu",
@@ -112,7 +114,7 @@ def run(x: np.ndarray, labels: np.ndarray, cfg: TrainConfig, seed: int, device: 
     result = train(data, model, cfg, torch.device(device), gen)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-    return Run(result, time.perf_counter() - t0)
+    return Run(result, time.perf_counter() - t0, model, data)
 
 
 def make_noise(x: np.ndarray, y: np.ndarray, cell: str, seed: int, device: str = "cpu") -> NoisyLabels:

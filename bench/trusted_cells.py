@@ -30,6 +30,20 @@ def trusted_mask(n: int, frac: float, seed: int) -> np.ndarray:
     return mask
 
 
+def mean_aps(cells: list[dict], key) -> dict[str, dict]:
+    """Per group of cells (``key(cell)``) and score: mean AP, its mean difference from ``rate_none`` on the
+    same seeds, and the seeds (cells without a score are left out of its mean)."""
+    out: dict[str, dict] = {}
+    for group in dict.fromkeys(key(c) for c in cells):
+        aps = [c["ap"] for c in cells if key(c) == group]
+        out[group] = {}
+        for k in dict.fromkeys(k for a in aps for k in a):
+            have = [a for a in aps if k in a]
+            out[group][k] = {"mean": float(np.mean([a[k] for a in have])), "seeds": len(have),
+                             "delta_vs_rate_none": float(np.mean([a[k] - a["rate_none"] for a in have]))}
+    return out
+
+
 def _score(truth: np.ndarray, result, labels: np.ndarray, keep: np.ndarray, seed: int) -> dict:
     score = ranking_score(result.signals, "learned-lr")[keep]
     m = ranking_metrics(truth[keep], -score)

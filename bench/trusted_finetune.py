@@ -12,7 +12,7 @@ probability of each sample's given label:
 
 - ``p_none``: the no-trusted model's own p(given), for reference;
 - ``{setting}_p``: the fine-tuned model's p(given), lower = more suspect;
-- ``{setting}_rankmix``: the mean of that ranking's and the rate's ranks (:func:`mixed_score`).
+- ``{setting}_rankmix``: the mean of that ranking's and the rate's ranks (``rank_sum``, as ``--rank-by``).
 
 Settings: ``short`` (lr 0.005, 5 epochs: fixed before any result) and ``fit`` (lr 0.02, 20 epochs:
 tried after ``short`` had run on Fashion-MNIST and, on one thread, MNIST instance noise, so it was
@@ -35,15 +35,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from common import EPOCHS, as_dataset, load, make_noise
-from trusted_cells import trusted_mask
+from common import EPOCHS, load, make_noise, run
+from trusted_cells import mean_aps, trusted_mask
 
 from noiseaudit.data.dataset import SampleData
 from noiseaudit.metrics import ranking_metrics
-from noiseaudit.models import build_model, default_model
-from noiseaudit.runtime import seed_everything
+from noiseaudit.report.threshold import rank_sum
 from noiseaudit.scan import ranking_score
-from noiseaudit.train import TrainConfig, TrainResult, as_input, autocast, normaliser, pick_views, predict, train
+from noiseaudit.train import TrainConfig, as_input, autocast, normaliser, pick_views, predict
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FIT_LR, FIT_EPOCHS, FIT_BATCH = 0.02, 20, 32  # SGD with momentum 0.9 over the trusted samples only
@@ -77,24 +76,7 @@ def trusted_fit_probs(model: torch.nn.Module, data: SampleData, device: torch.de
         return predict(tuned, data.inputs.to(device), mean, std)
 
 
-def mixed_score(score: np.ndarray, fit_given_prob: np.ndarray) -> np.ndarray:
-    """Lower = more suspect: the sum of the ranks (lowest first) of ``score`` (the log learned rate)
-    and of the fitted copy's probability of the given label."""
-    def ranks(v: np.ndarray) -> np.ndarray:
-        return np.argsort(np.argsort(v, kind="stable"), kind="stable").astype(np.float64)
-    return ranks(np.asarray(score, dtype=np.float64)) + ranks(np.asarray(fit_given_prob, dtype=np.float64))
-
 SETTINGS = {"short": (0.005, 5), "fit": (FIT_LR, FIT_EPOCHS)}  # lr, epochs over the trusted rows
-
-
-def trained(x: np.ndarray, labels: np.ndarray, trusted: np.ndarray | None, epochs: int,
-            seed: int) -> tuple[torch.nn.Module, SampleData, TrainResult]:
-    data = as_dataset(x, labels)
-    data.trusted = None if trusted is None else torch.from_numpy(trusted)
-    gen = seed_everything(seed)
-    model = build_model(default_model(data.channels, data.image_size), data.channels, data.image_size,
-                        len(data.classes))
-    return model, data, train(data, model, TrainConfig(epochs=epochs), torch.device("cpu"), gen)
 
 
 def cell(name: str, x: np.ndarray, y: np.ndarray, noise: str, seed: int, fraction: float) -> dict:
@@ -106,8 +88,9 @@ def cell(name: str, x: np.ndarray, y: np.ndarray, noise: str, seed: int, fractio
     truth = (noisy.labels != y)[keep]
     given = (np.arange(y.size), noisy.labels)
     ap = lambda suspect: ranking_metrics(truth, suspect)["average_precision"]  # noqa: E731  (higher = more suspect)
-    _, _, alone = trained(x, noisy.labels, None, EPOCHS[name], seed)
-    model, data, result = trained(x, labels, trusted, EPOCHS[name], seed)
+    alone = run(x, noisy.labels, TrainConfig(epochs=EPOCHS[name]), seed).result
+    fit = run(x, labels, TrainConfig(epochs=EPOCHS[name]), seed, trusted=torch.from_numpy(trusted))
+    model, data, result = fit.model, fit.data, fit.result
     rate = ranking_score(result.signals, "learned-lr")[keep]  # lower = more suspect, as every score below
     out = {"dataset": name, "noise": noise, "seed": seed, "fraction": fraction,
            "ap": {"rate_none": ap(-ranking_score(alone.signals, "learned-lr")[keep]), "rate_trusted": ap(-rate),
@@ -115,21 +98,15 @@ def cell(name: str, x: np.ndarray, y: np.ndarray, noise: str, seed: int, fractio
     for setting, (lr, epochs) in SETTINGS.items():
         fitted = trusted_fit_probs(model, data, torch.device("cpu"), seed, lr=lr, epochs=epochs)[given][keep]
         out["ap"][f"{setting}_p"] = ap(-fitted)
-        out["ap"][f"{setting}_rankmix"] = ap(-mixed_score(rate, fitted))
+        out["ap"][f"{setting}_rankmix"] = ap(-rank_sum(rate, fitted))
     out["seconds"] = time.perf_counter() - t0
     return out
 
 
 def summarise(cells: list[dict]) -> dict[str, dict]:
-    """Per dataset and noise: each score's mean AP and its mean change against ``rate_none`` on the same seeds."""
-    out: dict[str, dict] = {}
-    label = lambda c: f"{c['dataset']}/{c['noise']}/{c.get('fraction', 0.02):g}"  # noqa: E731
-    for key in dict.fromkeys(label(c) for c in cells):
-        aps = [c["ap"] for c in cells if label(c) == key]
-        out[key] = {k: {"mean": float(np.mean([a[k] for a in aps])),
-                        "delta_vs_rate_none": float(np.mean([a[k] - a["rate_none"] for a in aps])), "seeds": len(aps)}
-                    for k in aps[0]}
-    return out
+    """Per dataset, noise and fraction: each score's mean AP and its mean change against ``rate_none`` on the
+    same seeds."""
+    return mean_aps(cells, lambda c: f"{c['dataset']}/{c['noise']}/{c.get('fraction', 0.02):g}")
 
 
 def main() -> None:

@@ -53,7 +53,7 @@ from sklearn.mixture import GaussianMixture
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.preprocessing import StandardScaler
 from torch.func import functional_call, jvp
-from trusted_cells import trusted_mask
+from trusted_cells import mean_aps, trusted_mask
 
 from noiseaudit.metrics import ranking_metrics
 from noiseaudit.models import build_model, default_model
@@ -208,15 +208,7 @@ def merge_signals(stored: list[dict], new: dict) -> dict:
 
 def summarise(cells: list[dict]) -> dict[str, dict]:
     """Per dataset and score: mean AP, its mean difference from ``rate_none`` on the same seeds, and the seeds."""
-    out: dict[str, dict] = {}
-    for ds in dict.fromkeys(c["dataset"] for c in cells):
-        aps = [c["ap"] for c in cells if c["dataset"] == ds]
-        out[ds] = {}
-        for k in dict.fromkeys(k for a in aps for k in a):
-            have = [a for a in aps if k in a]
-            out[ds][k] = {"mean": float(np.mean([a[k] for a in have])), "seeds": len(have),
-                          "delta_vs_rate_none": float(np.mean([a[k] - a["rate_none"] for a in have]))}
-    return out
+    return mean_aps(cells, lambda c: c["dataset"])
 
 
 def main() -> None:
