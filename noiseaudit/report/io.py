@@ -104,10 +104,11 @@ def read_report_table(path: str | Path, columns: list[str] | None = None, *,
             raise InputError("not a Parquet report (give the .parquet file that noiseaudit scan wrote)", path=path)
     try:
         file = pq.ParquetFile(path)  # not pq.read_table: its dataset layer imports pandas
+        names = set(file.schema_arrow.names)
         if scan:
-            _check_scan_columns(path, file)
+            _check_scan_columns(path, file, names)
         if columns is not None:
-            columns = [c for c in columns if c in set(file.schema_arrow.names)]
+            columns = [c for c in columns if c in names]
         table = file.read(columns=columns)
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"not a Parquet report ({str(exc).splitlines()[0]})", path=path) from None
@@ -115,8 +116,8 @@ def read_report_table(path: str | Path, columns: list[str] | None = None, *,
     return table, json.loads(raw) if raw else {}
 
 
-def _check_scan_columns(path: Path, file: pq.ParquetFile) -> None:
-    missing = [c for c in SCAN_COLUMNS if c not in set(file.schema_arrow.names)]
+def _check_scan_columns(path: Path, file: pq.ParquetFile, names: set[str]) -> None:
+    missing = [c for c in SCAN_COLUMNS if c not in names]
     if not missing:
         return
     raw = (file.schema_arrow.metadata or {}).get(METADATA_KEY)
