@@ -301,6 +301,15 @@ def _label_source(labels: Any, key_col: str | None, label_col: str | None) -> La
     return label_table(text, [None] * len(text), "<labels>", Path.cwd(), key_col=key_col, label_col=label_col)
 
 
+def _train_progress(on_progress: ProgressCallback, epochs: int) -> StepCallback:
+    """The trainer's per-step callback, reporting to ``on_progress`` as stage "train"."""
+
+    def step_cb(epoch: int, step: int, steps: int, loss: float | None) -> None:
+        on_progress("train", epoch * steps + step, epochs * steps, {"epoch": epoch + 1, "epochs": epochs, "loss": loss})
+
+    return step_cb
+
+
 def _start(cfg: ScanConfig, output: str | Path | None,
            overwrite: bool) -> tuple[torch.device, Distributed | None, str | Path | None]:
     """The device, the data-parallel group (under torchrun) and the output this process writes, checked."""
@@ -333,14 +342,7 @@ def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, 
                             layerwise_rule=cfg.layerwise_rule,
                             # a pretrained model's count is its disagreements: predict with the last epoch's mean
                             average_last_epoch=plan.name is not None)
-    step_cb: StepCallback | None = None
-    if on_progress is not None:
-        steps_total = cfg.epochs
-
-        def step_cb(epoch: int, step: int, steps: int, loss: float | None) -> None:
-            on_progress("train", epoch * steps + step, steps_total * steps,
-                        {"epoch": epoch + 1, "epochs": steps_total, "loss": loss})
-
+    step_cb = None if on_progress is None else _train_progress(on_progress, cfg.epochs)
     checkpoints = None
     ckpt_dir = cfg.checkpoint_dir or (None if output is None else str(Path(output)) + ".ckpt")
     if ckpt_dir is not None and dist is None:
