@@ -21,11 +21,26 @@ class InputError(NoiseAuditError):
     def __init__(self, message: str, *, path: str | Path | None = None, line: int | None = None):
         self.path = None if path is None else str(path)
         self.line = line
-        where = ""
-        if self.path is not None:
-            where = self.path if line is None else f"{self.path}:{line}"
-            where += ": "
-        super().__init__(where + message)
+        super().__init__(("" if self.path is None else place(self.path, line) + ": ") + message)
+
+
+def in_memory(path: str | Path) -> bool:
+    """Whether ``path`` names a table passed from Python ("<labels DataFrame>"), not a file."""
+    name = str(path)
+    return name.startswith("<") and name.endswith(">")
+
+
+def place(path: str | Path, line: int | None) -> str:
+    """Where an input error is: "file.csv:7" (the line as an editor shows it), "<labels DataFrame> row 5"
+    (a table from Python: its 0-based row), or the bare name when no line applies."""
+    if line is None:
+        return str(path)
+    return f"{path} row {line}" if in_memory(path) else f"{path}:{line}"
+
+
+def header_line(path: str | Path) -> int | None:
+    """The line to name for a problem with the column names: 1 in a file, none in a table from Python."""
+    return None if in_memory(path) else 1
 
 
 def input_file(path: str | Path, what: str) -> Path:

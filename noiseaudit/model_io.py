@@ -133,7 +133,8 @@ class SavedModel:
         return BackbonePlan(None) if b is None else BackbonePlan(b["name"], b["finetune"], b["image_size"],
                                                                   b["precision"])
 
-    def predict(self, inputs: str | Path | np.ndarray | pd.DataFrame, labels_csv: str | Path | None = None, *,
+    def predict(self, inputs: str | Path | np.ndarray | pd.DataFrame,
+                labels_csv: str | Path | pd.DataFrame | None = None, *,
                 path_col: str | None = None, label_col: str | None = None, device: str = "auto",
                 workers: int = 2, cache: bool = True, cache_dir: str | None = None,
                 on_progress: ProgressCallback | None = None) -> pd.DataFrame:
@@ -146,10 +147,11 @@ class SavedModel:
             (paths relative to the folder, as for ``scan``), else every image under it at any depth.
             For a features model, the vectors: a ``.npy`` or Parquet file, an array or a DataFrame
             (as for ``scan_features``), standardised with the training vectors' statistics.
-        labels_csv : path, optional
-            Images: a CSV with a path column and optionally a label column. Features: a labels table
-            with a key column (or row order) and optionally labels. Given labels must be classes of the
-            model; they become ``given_label``, and the accuracy against them goes into the metadata.
+        labels_csv : path or pandas.DataFrame, optional
+            Images: a CSV (or DataFrame) with a path column and optionally a label column. Features: a
+            labels table with a key column (or row order) and optionally labels. Given labels must be
+            classes of the model; they become ``given_label``, and the accuracy against them goes into
+            the metadata.
         path_col, label_col : str, optional
             Column names (default: detected as for ``scan``); ``path_col`` is the key column for features.
         device : str
@@ -199,7 +201,7 @@ class SavedModel:
         with autocast(device, self.info["precision"]):
             return predict(self.network, x.to(device), mean, std, batch_size=int(self.info["batch_size"]))
 
-    def _images(self, images_dir: str | Path, labels_csv: str | Path | None, path_col: str | None,
+    def _images(self, images_dir: str | Path, labels_csv: str | Path | pd.DataFrame | None, path_col: str | None,
                 label_col: str | None, device: torch.device, workers: int, cache: DecodeCache | None,
                 on_progress: ProgressCallback | None) -> tuple[LabeledSource, SampleData]:
         source = load_source(images_dir, labels_csv, path_col=path_col, label_col=label_col, for_prediction=True)
@@ -214,7 +216,8 @@ class SavedModel:
             data.inputs = match_channels(data.inputs, int(self.info["channels"]))
         return source, data
 
-    def _features(self, features: str | Path | np.ndarray | pd.DataFrame, labels_csv: str | Path | None,
+    def _features(self, features: str | Path | np.ndarray | pd.DataFrame,
+                  labels_csv: str | Path | pd.DataFrame | None,
                   key_col: str | None, label_col: str | None) -> tuple[LabeledSource | None, torch.Tensor]:
         if isinstance(features, (str, Path)) and Path(features).is_dir():
             raise UsageError(f"{self.path}: a features model predicts from feature vectors (--features), "

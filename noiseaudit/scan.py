@@ -33,7 +33,7 @@ from noiseaudit.data.dataset import (
     source_key,
 )
 from noiseaudit.data.features import load_features
-from noiseaudit.data.source import LabeledSource, label_table, load_source, read_label_table
+from noiseaudit.data.source import LabeledSource, load_source, read_label_table
 from noiseaudit.data.trusted import merge_trusted
 from noiseaudit.distributed import Distributed, from_environment, local_device
 from noiseaudit.errors import InputError, NoiseAuditWarning, UsageError
@@ -179,16 +179,18 @@ def skipped_rows(source: LabeledSource, skipped: list[SkippedImage]) -> pd.DataF
 ProgressCallback = Callable[[str, int, int, dict[str, Any]], None]
 
 
-def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output: str | Path | None = None,
-         overwrite: bool = False, on_progress: ProgressCallback | None = None, **options: Any) -> pd.DataFrame:
+def scan(images_dir: str | Path, labels_csv: str | Path | pd.DataFrame | None = None, *,
+         output: str | Path | None = None, overwrite: bool = False, on_progress: ProgressCallback | None = None,
+         **options: Any) -> pd.DataFrame:
     """Train with per-sample learned rates and rank every sample by how likely its label is wrong.
 
     Parameters
     ----------
     images_dir : path
         Image root. Without ``labels_csv`` it must hold one subfolder per class.
-    labels_csv : path, optional
-        CSV with a path column (relative to ``images_dir``) and a label column.
+    labels_csv : path or pandas.DataFrame, optional
+        CSV with a path column (relative to ``images_dir``) and a label column, or a DataFrame
+        of the same (errors then name its 0-based row: ``<labels DataFrame> row 5``).
     output : path, optional
         Write the report here as Parquet (atomically), with run metadata.
     overwrite : bool
@@ -196,7 +198,8 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
     on_progress : callable, optional
         Called as ``on_progress(stage, done, total, info)`` while decoding and training.
     **options
-        Any field of :class:`ScanConfig` (``epochs``, ``lr``, ``seed``, ``noise_rate``, ...).
+        Any field of :class:`ScanConfig` (``epochs``, ``lr``, ``seed``, ``noise_rate``, ...);
+        ``trusted`` may be a DataFrame too.
 
     Returns
     -------
@@ -204,17 +207,18 @@ def scan(images_dir: str | Path, labels_csv: str | Path | None = None, *, output
         One row per sample (see README, "Report schema"); the run metadata is
         in ``report.attrs["noiseaudit"]``.
     """
-    cfg = ScanConfig(images_dir=str(images_dir), labels_csv=None if labels_csv is None else str(labels_csv),
-                     **options)
+    trusted_table = options.pop("trusted", None)
+    cfg = ScanConfig(images_dir=str(images_dir), labels_csv=_table_name(labels_csv, "labels"),
+                     trusted=_table_name(trusted_table, "trusted"), **options)
     cfg.validate()
     device, dist, output = _start(cfg, output, overwrite)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    source = load_source(cfg.images_dir, cfg.labels_csv, path_col=cfg.path_col, label_col=cfg.label_col)
+    source = load_source(cfg.images_dir, labels_csv, path_col=cfg.path_col, label_col=cfg.label_col)
     check_source(source, force=cfg.force)
     trusted = None
-    if cfg.trusted is not None:
-        source, trusted = merge_trusted(source, cfg.trusted, images=True, images_dir=cfg.images_dir)
+    if trusted_table is not None:
+        source, trusted = merge_trusted(source, trusted_table, images=True, images_dir=cfg.images_dir)
     data, model, model_name, plan, gen = prepare(cfg, source, device, on_progress, timings)
     data.trusted = _rows_mask(trusted, data)
     timings["load_s"] = time.perf_counter() - t0
@@ -251,8 +255,11 @@ def scan_features(features: str | Path | np.ndarray | pd.DataFrame, labels: Any,
         The same report as :func:`scan`.
     """
     origin = features if isinstance(features, (str, Path)) else f"<{type(features).__name__}>"
-    cfg = ScanConfig(images_dir=None, labels_csv=str(labels) if isinstance(labels, (str, Path)) else None,
-                     features=str(origin), label_col=options.pop("label_col", None), path_col=key_col, **options)
+    trusted_table = options.pop("trusted", None)
+    labels_name = _table_name(labels, "labels") if isinstance(labels, (str, Path, pd.DataFrame)) else None
+    cfg = ScanConfig(images_dir=None, labels_csv=labels_name,
+                     features=str(origin), label_col=options.pop("label_col", None), path_col=key_col,
+                     trusted=_table_name(trusted_table, "trusted"), **options)
     cfg.validate()
     device, dist, output = _start(cfg, output, overwrite)
     timings: dict[str, float] = {}
@@ -260,8 +267,8 @@ def scan_features(features: str | Path | np.ndarray | pd.DataFrame, labels: Any,
     source = _label_source(labels, key_col, cfg.label_col)
     check_source(source, force=cfg.force)
     trusted = None
-    if cfg.trusted is not None:
-        source, trusted = merge_trusted(source, cfg.trusted, images=False)
+    if trusted_table is not None:
+        source, trusted = merge_trusted(source, trusted_table, images=False)
     table = load_features(features, source)
     classes = sorted_classes(source.labels)
     if len(classes) < 2:
@@ -284,6 +291,13 @@ def scan_features(features: str | Path | np.ndarray | pd.DataFrame, labels: Any,
                                  "key_col": source.path_col}}, standardisation=(table.mean, table.scale))
 
 
+def _table_name(table: str | Path | pd.DataFrame | None, what: str) -> str | None:
+    """How the config records an input table: its path, or "<labels DataFrame>" for one passed from Python."""
+    if table is None:
+        return None
+    return f"<{what} DataFrame>" if isinstance(table, pd.DataFrame) else str(table)
+
+
 def _rows_mask(mask: np.ndarray | None, data: SampleData) -> torch.Tensor | None:
     """A per-source-row mask as a per-sample one (skipped images dropped)."""
     if mask is None:
@@ -293,12 +307,8 @@ def _rows_mask(mask: np.ndarray | None, data: SampleData) -> torch.Tensor | None
 
 def _label_source(labels: Any, key_col: str | None, label_col: str | None) -> LabeledSource:
     """The labels of a features scan: a CSV path, a DataFrame, or one label per row."""
-    if isinstance(labels, (str, Path)):
-        return read_label_table(labels, key_col=key_col, label_col=label_col)
-    frame = labels if isinstance(labels, pd.DataFrame) else pd.DataFrame({"label": list(labels)})
-    # missing cells become "" (refused as empty) on every pandas: pandas 2's astype(str) writes None as "None"
-    text = frame.astype(str).apply(lambda c: c.str.strip()).mask(frame.isna(), "")
-    return label_table(text, [None] * len(text), "<labels>", Path.cwd(), key_col=key_col, label_col=label_col)
+    table = labels if isinstance(labels, (str, Path, pd.DataFrame)) else pd.DataFrame({"label": list(labels)})
+    return read_label_table(table, key_col=key_col, label_col=label_col)
 
 
 def _train_progress(on_progress: ProgressCallback, epochs: int) -> StepCallback:

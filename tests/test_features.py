@@ -430,15 +430,16 @@ def test_python_input_errors(small):
         scan_features(x[:11], labels, output=out, **OPTIONS)
     with pytest.raises(InputError, match=r"^<array>: features row 2 \(0-based\) holds NaN or inf"):
         scan_features(_nan_at(x, 2), list(range(12)), output=out, **OPTIONS)
-    with pytest.raises(InputError, match=r"^<labels>: key 's0' in column 'id' is listed twice \(also row 0\)"):
+    with pytest.raises(InputError,
+                       match=r"^<labels DataFrame> row 1: key 's0' in column 'id' is listed twice \(also row 0\)"):
         scan_features(x, pd.DataFrame({"id": ["s0"] * 12, "label": [0, 1] * 6}), output=out, **OPTIONS)
     with pytest.raises(InputError, match="at least two classes"):
         scan_features(x, [1] * 12, output=out, **OPTIONS)
-    with pytest.raises(InputError, match=r"^<labels>: empty label in column 'label' \(1 row\)"):
+    with pytest.raises(InputError, match=r"^<labels DataFrame> row 10: empty label in column 'label' \(1 row\)"):
         scan_features(x, ["a", "b"] * 5 + [None, "b"], output=out, **OPTIONS)  # not a class "nan"
-    with pytest.raises(InputError, match=r"^<labels>: empty label in column 'label'"):
+    with pytest.raises(InputError, match=r"^<labels DataFrame> row 10: empty label in column 'label'"):
         scan_features(x, pd.DataFrame({"label": [0.0, 1.0] * 5 + [np.nan, 1.0]}), output=out, **OPTIONS)
-    with pytest.raises(InputError, match=r"^<labels>: empty .* in column 'id'"):
+    with pytest.raises(InputError, match=r"^<labels DataFrame> row 11: empty .* in column 'id'"):
         scan_features(x, pd.DataFrame({"id": ids[:11] + [None], "label": [0, 1] * 6}), output=out, **OPTIONS)
     with pytest.raises(UsageError, match="--model small-cnn takes images"):
         scan_features(x, labels, output=out, model="small-cnn", **OPTIONS)

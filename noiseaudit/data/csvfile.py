@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from noiseaudit.errors import InputError, input_file
@@ -83,7 +84,7 @@ def read_text_table(path: str | Path, what: str = "labels CSV",
     return pd.DataFrame(rows, columns=header, dtype=object), lines
 
 
-def _check_header(header: list[str], path: Path, line: int) -> None:
+def _check_header(header: list[str], path: str | Path, line: int | None) -> None:
     seen: set[str] = set()
     for name in header:
         if not name:
@@ -91,3 +92,31 @@ def _check_header(header: list[str], path: Path, line: int) -> None:
         if name in seen:
             raise InputError(f"column {name!r} appears twice in the header", path=path, line=line)
         seen.add(name)
+
+
+def read_table(table: str | Path | pd.DataFrame, what: str = "labels CSV",
+               parquet_hint: str = "") -> tuple[pd.DataFrame, list[int], str]:
+    """:func:`read_text_table` of a CSV file, or the same of a DataFrame passed from Python, and the name
+    errors give it. A DataFrame's "lines" are its 0-based row positions and its name is "<labels
+    DataFrame>" (``what``'s first word), so errors read "<labels DataFrame> row 5: ..."."""
+    if not isinstance(table, pd.DataFrame):
+        frame, lines = read_text_table(table, what, parquet_hint)
+        return frame, lines, str(table)
+    origin = f"<{what.split()[0]} DataFrame>"
+    if table.empty:
+        raise InputError(f"the {what.split()[0]} DataFrame has no rows", path=origin)
+    _check_header([str(c).strip() for c in table.columns], origin, None)
+    return text_cells(table), list(range(len(table))), origin
+
+
+def text_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """A DataFrame as a CSV reader would give it: every cell stripped text, a missing one empty, a float
+    column of whole numbers written as ints (pandas makes an int column with a gap float)."""
+    out = {}
+    for name, col in frame.items():
+        values = col
+        if pd.api.types.is_float_dtype(col) and np.isfinite(col.dropna()).all() and (col.dropna() % 1 == 0).all():
+            values = col.astype("Int64")
+        text = values.astype(str).str.strip().mask(col.isna(), "")  # pandas 2 writes None as "None": cleared here
+        out[str(name).strip()] = text.astype(object).reset_index(drop=True)
+    return pd.DataFrame(out, dtype=object)

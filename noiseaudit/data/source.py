@@ -17,8 +17,8 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from noiseaudit.data.csvfile import read_text_table
-from noiseaudit.errors import InputError, NoiseAuditWarning
+from noiseaudit.data.csvfile import read_table, read_text_table
+from noiseaudit.errors import InputError, NoiseAuditWarning, header_line, in_memory, place
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
 PATH_COLUMN_NAMES = ("path", "file", "filename", "image", "image_path", "filepath")
@@ -53,7 +53,7 @@ class LabeledSource:
 def pick_column(columns: list[str], wanted: str | None, candidates: tuple[str, ...], kind: str, csv: Path) -> str:
     if wanted is not None:
         if wanted not in columns:
-            raise InputError(f"no {kind} column {wanted!r}; columns are {columns}", path=csv, line=1)
+            raise InputError(f"no {kind} column {wanted!r}; columns are {columns}", path=csv, line=header_line(csv))
         return wanted
     lowered = {c.strip().lower(): c for c in columns}
     for name in candidates:
@@ -61,9 +61,9 @@ def pick_column(columns: list[str], wanted: str | None, candidates: tuple[str, .
             return lowered[name]
     raise InputError(
         f"no {kind} column found (looked for {', '.join(candidates)}); columns are {columns}; "
-        f"name one with --{kind}-col",
+        f"name one with {f'{kind}_col=' if in_memory(csv) else f'--{kind}-col'}",
         path=csv,
-        line=1,
+        line=header_line(csv),
     )
 
 
@@ -157,30 +157,30 @@ def _normalise_labels(values: pd.Series) -> list:
 
 def read_labels_csv(
     images_dir: str | Path,
-    labels_csv: str | Path,
+    labels_csv: str | Path | pd.DataFrame,
     *,
     path_col: str | None = None,
     label_col: str | None = None,
     optional_label: bool = False,
 ) -> LabeledSource:
-    """Read a labels CSV whose path column is relative to ``images_dir``.
+    """Read a labels CSV (or a DataFrame of the same) whose path column is relative to ``images_dir``.
 
     With ``optional_label`` (prediction) a CSV without a label column is a list of paths: every
     label is None and ``label_col`` is None.
     """
     root = _check_dir(images_dir)
-    csv = Path(labels_csv)
-    frame, lines = read_text_table(csv)
+    frame, lines, origin = read_table(labels_csv)
+    csv = Path(origin)
     columns = [str(c) for c in frame.columns]
     pcol = pick_column(columns, path_col, PATH_COLUMN_NAMES, "path", csv)
     lcol = _label_column(columns, label_col, csv, optional_label)
     if pcol == lcol:
-        raise InputError(f"path and label columns are the same column {pcol!r}", path=csv, line=1)
+        raise InputError(f"path and label columns are the same column {pcol!r}", path=csv, line=header_line(csv))
     _refuse_empty(frame, pcol, lcol, lines, csv)
     stored = []  # checked row by row, so that the first bad line is the one named
     for p, line in zip(frame[pcol], lines):
-        stored.append(root_relative(root, p, given_root=images_dir, origin=str(csv), line=line))
-        resolve_inside(root, stored[-1], origin=str(csv), line=line)
+        stored.append(root_relative(root, p, given_root=images_dir, origin=origin, line=line))
+        resolve_inside(root, stored[-1], origin=origin, line=line)
     frame[pcol] = stored
     keys = [PurePosixPath(p.replace("\\", "/")) for p in frame[pcol]]  # "./a.png" and "a.png" are one path
     given = list(frame[lcol].str.strip()) if lcol is not None else [""] * len(frame)
@@ -192,7 +192,7 @@ def read_labels_csv(
     extra = extra.apply(_infer_column)
     labels = _normalise_labels(frame[lcol]) if lcol is not None else [None] * len(paths)
     return LabeledSource(root=root, paths=paths, labels=labels, lines=lines,
-                         origin=str(csv), extra=extra, path_col=pcol, label_col=lcol, columns=columns)
+                         origin=origin, extra=extra, path_col=pcol, label_col=lcol, columns=columns)
 
 
 def _refuse_empty(frame: pd.DataFrame, pcol: str | None, lcol: str | None, lines: list[int], csv: Path,
@@ -210,18 +210,19 @@ def _refuse_empty(frame: pd.DataFrame, pcol: str | None, lcol: str | None, lines
                              line=lines[first])
 
 
-def read_label_table(labels_csv: str | Path, *, key_col: str | None = None,
+def read_label_table(labels_csv: str | Path | pd.DataFrame, *, key_col: str | None = None,
                      label_col: str | None = None, optional_label: bool = False) -> LabeledSource:
-    """A labels CSV for feature vectors: a label column and, optionally, a key (a path or id column).
+    """A labels CSV (or DataFrame) for feature vectors: a label column and, optionally, a key (a path or id
+    column).
 
     Nothing is looked up on disk. Without a key column a sample's key is its
     0-based row number. A key listed twice is an InputError naming both lines.
     ``optional_label`` as for :func:`read_labels_csv`.
     """
-    csv = Path(labels_csv)
-    frame, lines = read_text_table(csv)
-    return label_table(frame, lines, str(csv), Path(os.path.realpath(csv.parent)), key_col=key_col,
-                       label_col=label_col, optional_label=optional_label)
+    frame, lines, origin = read_table(labels_csv)
+    root = Path.cwd() if in_memory(origin) else Path(os.path.realpath(Path(origin).parent))
+    return label_table(frame, lines, origin, root, key_col=key_col, label_col=label_col,
+                       optional_label=optional_label)
 
 
 def find_key_column(columns: list[str], wanted: str | None, label_col: str | None, table: Path) -> str | None:
@@ -250,14 +251,15 @@ def label_table(frame: pd.DataFrame, lines: list[int | None], origin: str, root:
     lcol = _label_column(columns, label_col, Path(origin), optional_label)
     kcol = find_key_column(columns, key_col, lcol, Path(origin))
     if kcol is not None and kcol == lcol:
-        raise InputError(f"key and label columns are the same column {kcol!r}", path=origin, line=1)
+        raise InputError(f"key and label columns are the same column {kcol!r}", path=origin,
+                         line=header_line(origin))
     _refuse_empty(frame, kcol, lcol, lines, Path(origin), what="key")
     keys = [str(i) for i in range(len(frame))] if kcol is None else list(frame[kcol])
     first: dict[str, int] = {}
     for i, key in enumerate(keys):
         j = first.setdefault(key, i)
         if j != i:
-            also = f"line {lines[j]}" if lines[j] is not None else f"row {j}"
+            also = _line_word(origin, lines[j])
             raise InputError(f"key {key!r} in column {kcol!r} is listed twice (also {also})", path=origin,
                              line=lines[i])
     extra = frame.drop(columns=[c for c in (kcol, lcol) if c is not None]).reset_index(drop=True)
@@ -278,15 +280,20 @@ def _unique_rows(keys: list[PurePosixPath], paths: list[str], labels: list[str],
         if j == i:
             continue
         if labels[i] != labels[j]:
-            raise InputError(f"{paths[i]!r} is listed twice with different labels: {labels[j]!r} on line {lines[j]}, "
-                             f"{labels[i]!r} here", path=csv, line=lines[i])
+            raise InputError(f"{paths[i]!r} is listed twice with different labels: {labels[j]!r} on "
+                             f"{_line_word(csv, lines[j])}, {labels[i]!r} here", path=csv, line=lines[i])
         repeats.append(i)
     if repeats:
         i = repeats[0]
-        warnings.warn(f"{csv}:{lines[i]}: {paths[i]!r} repeats line {lines[first[keys[i]]]} with the same label; "
-                      f"{len(repeats)} repeated row(s) ignored", NoiseAuditWarning, stacklevel=3)
+        warnings.warn(f"{place(csv, lines[i])}: {paths[i]!r} repeats {_line_word(csv, lines[first[keys[i]]])} with "
+                      f"the same label; {len(repeats)} repeated row(s) ignored", NoiseAuditWarning, stacklevel=3)
     dropped = set(repeats)
     return [i for i in range(len(keys)) if i not in dropped]
+
+
+def _line_word(origin: str | Path, line: int | None) -> str:
+    """"line 7" of a file, "row 5" of a table from Python."""
+    return f"row {line}" if in_memory(origin) else f"line {line}"
 
 
 def _infer_column(col: pd.Series) -> pd.Series:
@@ -352,10 +359,10 @@ def _check_dir(images_dir: str | Path) -> Path:
     return Path(os.path.realpath(root))
 
 
-def load_source(images_dir: str | Path, labels_csv: str | Path | None = None, *,
+def load_source(images_dir: str | Path, labels_csv: str | Path | pd.DataFrame | None = None, *,
                 path_col: str | None = None, label_col: str | None = None,
                 for_prediction: bool = False) -> LabeledSource:
-    """A labels CSV if one is given, else the ImageFolder layout.
+    """A labels CSV (or a DataFrame of one) if one is given, else the ImageFolder layout.
 
     ``for_prediction``: labels are optional (a CSV may list paths only), and without a CSV every
     image under ``images_dir`` is a sample, unlabelled.

@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from noiseaudit.data.csvfile import read_text_table
+from noiseaudit.data.csvfile import read_table
 from noiseaudit.data.source import (
     LABEL_COLUMN_NAMES,
     PATH_COLUMN_NAMES,
@@ -31,7 +31,7 @@ from noiseaudit.data.source import (
 from noiseaudit.errors import InputError
 
 
-def merge_trusted(source: LabeledSource, trusted_csv: str | Path, *, images: bool,
+def merge_trusted(source: LabeledSource, trusted_csv: str | Path | pd.DataFrame, *, images: bool,
                   images_dir: str | Path | None = None) -> tuple[LabeledSource, np.ndarray]:
     """``source`` with the trusted file's labels applied (and its new samples appended), and the trusted mask.
 
@@ -40,8 +40,9 @@ def merge_trusted(source: LabeledSource, trusted_csv: str | Path, *, images: boo
     source : LabeledSource
         The samples of the scan: a labels CSV or an ImageFolder (``images``), or a labels table of
         feature vectors.
-    trusted_csv : path
-        A CSV with the source's path (key) and label columns; for an ImageFolder, a path and a label column.
+    trusted_csv : path or pandas.DataFrame
+        A CSV (or a DataFrame) with the source's path (key) and label columns; for an ImageFolder, a path
+        and a label column.
     images : bool
         Paths name images under ``source.root`` (checked as the labels CSV's are; a path absent from
         ``source`` becomes an extra sample). Otherwise they are keys of a features table, and every one
@@ -55,8 +56,8 @@ def merge_trusted(source: LabeledSource, trusted_csv: str | Path, *, images: boo
         The merged samples (extra ones last, named by the trusted file's lines in errors) and a bool
         mask of the trusted ones.
     """
-    csv = Path(trusted_csv)
-    frame, lines = read_text_table(csv, what="trusted labels CSV")
+    frame, lines, origin = read_table(trusted_csv, what="trusted labels CSV")
+    csv = Path(origin)
     columns = [str(c) for c in frame.columns]
     by_name = not source.from_folders  # the labels CSV's own column names; an ImageFolder has none
     pcol = pick_column(columns, source.path_col if by_name and source.path_col else None, PATH_COLUMN_NAMES,

@@ -1,0 +1,97 @@
+"""Labels and trusted labels as pandas DataFrames (the Python API, for notebooks): the same report as the
+CSV gives, and errors that name the DataFrame's row."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from noiseaudit import load_model, scan
+from noiseaudit.data.csvfile import text_cells
+from noiseaudit.errors import InputError
+
+OPTIONS = dict(epochs=1, device="cpu", seed=0, workers=1, label_col="digit")
+
+
+@pytest.fixture(scope="module")
+def table(noisy_digits):
+    return pd.read_csv(noisy_digits[1])
+
+
+def test_a_dataframe_gives_the_csvs_report(noisy_digits, table, tmp_path):
+    images, csv = noisy_digits
+    model = tmp_path / "m.pt"
+    from_csv = scan(images, csv, **OPTIONS)
+    from_frame = scan(images, table, save_model=str(model), **OPTIONS)
+    pd.testing.assert_frame_equal(from_csv, from_frame)  # carried columns keep their types too
+    assert from_frame.attrs["noiseaudit"]["config"]["labels_csv"] == "<labels DataFrame>"
+    predicted = load_model(model).predict(images, table[["file", "digit"]].head(50), label_col="digit")
+    assert (predicted["predicted_label"].to_numpy() == from_frame["predicted_label"].head(50).to_numpy()).all()
+    assert (predicted["given_label"].to_numpy() == table["digit"].head(50).to_numpy()).all()
+
+
+def test_a_trusted_dataframe_is_the_trusted_csv(noisy_digits, table, tmp_path):
+    images, csv = noisy_digits
+    verified = table.sample(40, random_state=1)[["file", "original_label"]].rename(
+        columns={"original_label": "digit"})
+    verified.to_csv(tmp_path / "trusted.csv", index=False)
+    from_csv = scan(images, csv, trusted=str(tmp_path / "trusted.csv"), **OPTIONS)
+    from_frame = scan(images, table, trusted=verified, **OPTIONS)
+    assert from_frame["trusted"].sum() == 40
+    np.testing.assert_array_equal(from_csv["learned_lr"].to_numpy(), from_frame["learned_lr"].to_numpy())
+    assert from_frame.attrs["noiseaudit"]["config"]["trusted"] == "<trusted DataFrame>"
+
+
+def _with(table: pd.DataFrame, row: int, column: str, value) -> pd.DataFrame:
+    changed = table.copy()
+    changed[column] = changed[column].astype(object)
+    changed.loc[row, column] = value
+    return changed
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda t: _with(t, 5, "file", "nope.png"), r"^<labels DataFrame> row 5: image 'nope.png' not found"),
+    (lambda t: _with(t, 7, "digit", None), r"^<labels DataFrame> row 7: empty label in column 'digit'"),
+    (lambda t: pd.concat([t, t.iloc[[2]].assign(digit=11)], ignore_index=True),
+     r"^<labels DataFrame> row 1797: 'd0002.png' is listed twice with different labels: '\d' on row 2, '11' here"),
+    (lambda t: t.rename(columns={"digit": "lbl"}), r"^<labels DataFrame>: no label column 'digit'"),
+    (lambda t: t.head(0), r"^<labels DataFrame>: the labels DataFrame has no rows"),
+])
+def test_dataframe_errors_name_the_row(noisy_digits, table, tmp_path, edit, message):
+    out = tmp_path / "r.parquet"
+    with pytest.raises(InputError, match=message):
+        scan(noisy_digits[0], edit(table), output=out, **OPTIONS)
+    assert not out.exists()
+
+
+def test_a_trusted_dataframe_error_names_its_row(noisy_digits, table):
+    verified = pd.DataFrame({"file": ["d0001.png", "d0002.png"], "digit": [1, 12]})
+    with pytest.raises(InputError, match=r"^<trusted DataFrame> row 1: class 12 of 'd0002.png' is not a class"):
+        scan(noisy_digits[0], table, trusted=verified, **OPTIONS)
+
+
+def test_without_a_label_column_the_hint_is_the_keyword(noisy_digits, table):
+    with pytest.raises(InputError, match=r"name one with label_col=$"):
+        scan(noisy_digits[0], table.rename(columns={"digit": "lbl"}), epochs=1, device="cpu")
+
+
+def test_text_cells_reads_a_frame_as_the_csv_reader_would():
+    frame = pd.DataFrame({" path ": ["a.png", None], "y": [3.0, np.nan], "z": [0.5, 1.0], "flag": [True, False]})
+    cells = text_cells(frame)
+    assert list(cells.columns) == ["path", "y", "z", "flag"]
+    assert cells.to_dict("list") == {"path": ["a.png", ""], "y": ["3", ""], "z": ["0.5", "1.0"],
+                                     "flag": ["True", "False"]}
+
+
+def test_a_features_scan_takes_a_trusted_dataframe():
+    from noiseaudit import scan_features
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 1, (40, 4)), rng.normal(3, 1, (40, 4))])
+    labels = pd.DataFrame({"id": [f"s{i}" for i in range(80)], "label": [0] * 40 + [1] * 40})
+    report = scan_features(x, labels, trusted=pd.DataFrame({"id": ["s3", "s50"], "label": [0, 1]}), epochs=2,
+                           device="cpu", seed=0)
+    assert sorted(report.loc[report["trusted"], "path"]) == ["s3", "s50"]
+    with pytest.raises(InputError, match=r"^<trusted DataFrame> row 0: key 'x9' is not in <labels DataFrame>"):
+        scan_features(x, labels, trusted=pd.DataFrame({"id": ["x9"], "label": [0]}), epochs=2, device="cpu")
