@@ -8,7 +8,7 @@ import math
 import sys
 import warnings
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -16,6 +16,9 @@ from rich.console import Console
 from noiseaudit.errors import NoiseAuditError, NoiseAuditWarning
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# A flag with no --no- twin: replacing an existing output is opted into, never out of.
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
 
 
 def stdout() -> Console:

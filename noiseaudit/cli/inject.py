@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from noiseaudit import formats
-from noiseaudit.cli.console import echo_json, exits_on_errors, stdout
+from noiseaudit.cli.console import Overwrite, echo_json, exits_on_errors, stdout
 
 if TYPE_CHECKING:
     from noiseaudit.inject import InjectionResult
@@ -56,7 +56,7 @@ def inject_command(
                                                     help="Path (or key) column name (default: auto-detect).")] = None,
     label_col: Annotated[Optional[str], typer.Option(help="Label column name (default: auto-detect).")] = None,
     device: Annotated[str, typer.Option(help="Device for --kind instance.")] = "auto",
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+    overwrite: Overwrite = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
 ) -> None:
     """Flip exactly round(rate*N) labels, never to the same class; keep the truth in original_label/is_noisy."""

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from noiseaudit import formats
-from noiseaudit.cli.console import echo_json, exits_on_errors, stdout
+from noiseaudit.cli.console import Overwrite, echo_json, exits_on_errors, stdout
 from noiseaudit.cli.progress import progress_reporter
 
 
@@ -56,7 +56,7 @@ def predict_command(
                                                           "Parquet, as for scan --features).")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Parquet file to write.")] = Path(
         "predictions.parquet"),
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+    overwrite: Overwrite = False,
     path_col: Annotated[Optional[str], typer.Option("--path-col", "--key-col", help="Path column name; with "
                                                     "--features, the key column (default: auto-detect).")] = None,
     label_col: Annotated[Optional[str], typer.Option(help="Label column name (default: auto-detect; "

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from noiseaudit.cli.console import echo_json, exits_on_errors, stderr, stdout
+from noiseaudit.cli.console import Overwrite, echo_json, exits_on_errors, stderr, stdout
 from noiseaudit.errors import UsageError
 
 
@@ -28,7 +28,7 @@ def export_command(
     flagged: Annotated[bool, typer.Option("--flagged", help="The flagged samples (the default).")] = False,
     fmt: Annotated[Format, typer.Option("--format", help="csv, json, or labelstudio tasks.")] = Format.csv,
     image_prefix: Annotated[str, typer.Option(help="Prefix for image URLs in Label Studio tasks.")] = "",
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """Write a review sheet of suspects with empty verdict (keep/relabel/drop) and new_label columns."""
     from noiseaudit.report.export import label_studio_config, review_table, select_suspects, write_review
@@ -54,8 +54,8 @@ def apply_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="Corrected labels CSV to write.")],
     path_col: Annotated[Optional[str], typer.Option(help="Path column name (default: auto-detect).")] = None,
     label_col: Annotated[Optional[str], typer.Option(help="Label column name (default: auto-detect).")] = None,
-    allow_new_labels: Annotated[bool, typer.Option(help="Accept relabels to classes not yet in the CSV.")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+    allow_new_labels: Annotated[bool, typer.Option("--allow-new-labels", help="Accept relabels to classes not yet in the CSV.")] = False,
+    overwrite: Overwrite = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
 ) -> None:
     """Apply verdicts (relabel to new_label or the suggestion, drop, keep); the input is never edited."""

@@ -101,103 +101,112 @@ def print_next_steps(output: Path, n_flagged: int) -> None:
         err.print(f"  {cmd.ljust(width)}  # {what}", highlight=False, markup=False)
 
 
+INPUTS, OUTPUT, MODEL, TRAINING = "Inputs", "Output", "Model", "Training"
+VERIFIED, FLAGS, RUN = "Verified labels", "Ranking and flags", "Running"  # scan --help groups its options
+
+
 @exits_on_errors
 def scan_command(
-    images_dir: Annotated[Path, typer.Argument(help="Image folder (one subfolder per class if no CSV is given); "
-                                                    "with --features, the labels CSV.")],
+    images_dir: Annotated[Path, typer.Argument(
+        help="Image folder (one subfolder per class if no CSV is given); with --features, the labels CSV.")],
     labels_csv: Annotated[Optional[Path], typer.Argument(help="CSV with a path column and a label column.")] = None,
-    features: Annotated[Optional[Path], typer.Option(help="Feature vectors instead of images (embeddings, tabular "
-                                                          "columns): a .npy row-aligned with the labels CSV, or a "
-                                                          "Parquet file (one list column or numeric columns; "
-                                                          "joined on the CSV's key column if it has it).")] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Parquet report to write.")] = Path("report.parquet"),
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing report (and --save-model file).")] = False,
-    save_model: Annotated[Optional[Path], typer.Option(help="Also write the trained classifier here (e.g. "
-                                                       "model.pt), for noiseaudit predict.")] = None,
-    path_col: Annotated[Optional[str], typer.Option("--path-col", "--key-col", help="Path column name; with "
-                                                    "--features, the key (path or id) column (default: "
-                                                    "auto-detect; for features, optional).")] = None,
-    label_col: Annotated[Optional[str], typer.Option(help="Label column name (default: auto-detect).")] = None,
-    backbone: Annotated[str, typer.Option(help="auto: the pretrained efficientnet-lite0 for colour images when "
-                                              "the 'pretrained' extra is installed and a quick probe says it fits "
-                                              "(else from scratch); none: always from scratch; or "
-                                              "efficientnet-lite0.")] = "auto",
+    features: Annotated[Optional[Path], typer.Option(rich_help_panel=INPUTS,
+        help="Feature vectors instead of images (embeddings, tabular columns): a .npy row-aligned with the labels CSV,"
+             " or a Parquet file (one list column or numeric columns; joined on the CSV's key column if it has it)."
+    )] = None,
+    path_col: Annotated[Optional[str], typer.Option("--path-col", "--key-col", rich_help_panel=INPUTS,
+        help="Path column name; with --features, the key (path or id) column (default: auto-detect; for features, "
+             "optional).")] = None,
+    label_col: Annotated[Optional[str], typer.Option(rich_help_panel=INPUTS,
+        help="Label column name (default: auto-detect).")] = None,
+    on_bad_image: Annotated[str, typer.Option(rich_help_panel=INPUTS,
+        help="fail: stop at the first missing or undecodable image; skip: leave it out and list it with its status."
+    )] = "fail",
+    trusted: Annotated[Optional[Path], typer.Option(rich_help_panel=VERIFIED,
+        help="A CSV of verified labels (same path and label columns as the labels CSV): those samples steer the "
+             "per-sample rates and are kept out of the ranking; paths not in the labels CSV are extra samples."
+    )] = None,
+    trusted_weight: Annotated[float, typer.Option(rich_help_panel=VERIFIED,
+        help="With --trusted: weight in [0, 1] of the trusted samples' class references against the whole data's."
+    )] = 0.5,
+    backbone: Annotated[str, typer.Option(rich_help_panel=MODEL,
+        help="auto: the pretrained efficientnet-lite0 for colour images when the 'pretrained' extra is installed and a"
+             " quick probe says it fits (else from scratch); none: always from scratch; or efficientnet-lite0."
+    )] = "auto",
     # "20,000" is noiseaudit.backbone.LARGE_FROM, not imported here: that module loads torch at start-up
-    finetune: Annotated[str, typer.Option(help="With a backbone: auto (deep), none (a head on frozen "
-                                              "embeddings), top (its last stage and head, on cached "
-                                              "activations: about 2.5x faster, ranks worse), deep (its last two "
-                                              "stages: 4 epochs at 128 px below 20,000 images, 6 at 160 px from "
-                                              "there) or all (the whole network; for GPUs).")] = "auto",
-    model: Annotated[Optional[str], typer.Option(help="From-scratch model: small-cnn (the default for grayscale "
-                                                      "up to 64 px and colour up to 32 px; about 4 s an epoch "
-                                                      "per 1,000 colour 32-px images on 2 CPU cores), resnet18 "
-                                                      "(the default above; about 20x that time, and it ranked "
-                                                      "worse on 2,000 CIFAR-10 photos) or mlp (a hidden layer "
-                                                      "on the pixels); on --features, mlp (default) or "
-                                                      "linear.")] = None,
-    image_size: Annotated[Optional[int], typer.Option(help="Resize images to this square side (default: from "
-                                                           "the data; with a backbone 128, 160 for deep from "
-                                                           "20,000 images).")] = None,
-    method: Annotated[str, typer.Option(help="learned-lr; plain (uniform rates, ranked by loss); or dba "
-                                            "(Dynamic Batch Adaptation, ranked by how often a sample is "
-                                            "selected).")] = "learned-lr",
-    epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default: 10 from scratch, 6 with a "
-                                                       "backbone; deep 4 below 20,000 images).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
-    lr: Annotated[Optional[float], typer.Option(help="Base learning rate (SGD, momentum 0.9; default: 0.05 from "
-                                                     "scratch, 0.02 with a backbone).")] = None,
-    hyper_lr: Annotated[Optional[float], typer.Option(help="Step size of the per-sample rate update (default: "
-                                                           "0.05 from scratch, 0.2 with a backbone).")] = None,
-    margin_weight: Annotated[float, typer.Option(help="Weight of the sample's own probability margin in the "
-                                                      "rate update, beside its class alignment.")] = 0.5,
-    meta: Annotated[str, typer.Option(help="Meta-objective of the rate update: given, given+predicted "
-                                          "(better on class-pair confusions), or auto (learn both, rank by "
-                                          "the one the disagreement structure favours).")] = "auto",
-    schedule: Annotated[str, typer.Option(help="Base LR schedule: constant, cosine, step, two-regime "
-                                              "(large step until the loss plateaus, then a tenth), or mlr-snet "
-                                              "(a shipped schedule network sets each step's rate from the "
-                                              "batch loss; --lr is then not used).")] = "constant",
-    layerwise: Annotated[bool, typer.Option(help="Scale each layer's rate by 1 + ln(1 + 1/(|g_l| + eps)) of its "
-                                                 "gradient g_l (a small gradient, a flat region: a larger "
-                                                 "step).")] = False,
-    layerwise_rule: Annotated[str, typer.Option(help="With --layerwise: grad-norm (the formula above) or secant "
-                                                     "(a running curvature estimate, gradient change over "
-                                                     "parameter change).")] = "grad-norm",
-    augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", help="From scratch or with "
-                                                    "--finetune all: random shifts and flips; with --finetune "
-                                                    "top, deep or none: a cached mirror image of each photo, one "
-                                                    "of the two per visit (default: on with a backbone, off from "
-                                                    "scratch).")] = None,
-    on_bad_image: Annotated[str, typer.Option(help="fail: stop at the first missing or undecodable image; "
-                                                   "skip: leave it out and list it with its status.")] = "fail",
-    checkpoint_dir: Annotated[Optional[Path], typer.Option(help="Where to checkpoint every epoch and on "
-                                                            "Ctrl-C/SIGTERM (default: OUTPUT.ckpt).")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue from the checkpoint of an interrupted scan.")] = False,
-    cache_dir: Annotated[Optional[Path], typer.Option(help="Decoded-image cache (default: $NOISEAUDIT_CACHE_DIR, "
-                                                       "else ~/.cache/noiseaudit).")] = None,
-    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse images decoded by an earlier scan "
-                                                                  "of the same files.")] = True,
-    noise_rate: Annotated[Optional[float], typer.Option(help="Flag this fraction of samples "
-                                                             "(default: estimate it).")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    seed: Annotated[int, typer.Option(help="Seed for everything random.")] = 0,
-    workers: Annotated[int, typer.Option(help="Threads decoding images.")] = 2,
-    fail_above: Annotated[Optional[float], typer.Option(help="Exit 1 if the flagged fraction exceeds this.")] = None,
-    trusted: Annotated[Optional[Path], typer.Option(help="A CSV of verified labels (same path and label columns "
-                                                   "as the labels CSV): those samples steer the per-sample rates "
-                                                   "and are kept out of the ranking; paths not in the labels CSV "
-                                                   "are extra samples.")] = None,
-    trusted_weight: Annotated[float, typer.Option(help="With --trusted: weight in [0, 1] of the trusted samples' "
-                                                       "class references against the whole data's.")] = 0.5,
-    rank_by: Annotated[str, typer.Option(help="rate: rank by the learned rate alone; rate+prob: by the mean of its "
-                                              "rank and the final model's probability of the given label; auto: "
-                                              "rate+prob with a pretrained backbone, rate from scratch. The "
-                                              "count of flags is the same either way.")] = "auto",
-    force: Annotated[bool, typer.Option(help="Scan even when the data looks like the wrong folder level or label "
-                                             "column (images in subfolders of the class folders, a class of "
-                                             "fewer than 5 samples beside a large one, classes 100x apart).")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or hints on stderr.")] = False,
+    finetune: Annotated[str, typer.Option(rich_help_panel=MODEL,
+        help="With a backbone: auto (deep), none (a head on frozen embeddings), top (its last stage and head, on "
+             "cached activations: about 2.5x faster, ranks worse), deep (its last two stages: 4 epochs at 128 px below"
+             " 20,000 images, 6 at 160 px from there) or all (the whole network; for GPUs).")] = "auto",
+    model: Annotated[Optional[str], typer.Option(rich_help_panel=MODEL,
+        help="From-scratch model: small-cnn (the default for grayscale up to 64 px and colour up to 32 px; about 4 s "
+             "an epoch per 1,000 colour 32-px images on 2 CPU cores), resnet18 (the default above; about 20x that "
+             "time, and it ranked worse on 2,000 CIFAR-10 photos) or mlp (a hidden layer on the pixels); on "
+             "--features, mlp (default) or linear.")] = None,
+    image_size: Annotated[Optional[int], typer.Option(rich_help_panel=MODEL,
+        help="Resize images to this square side (default: from the data; with a backbone 128, 160 for deep from 20,000"
+             " images).")] = None,
+    augment: Annotated[Optional[bool], typer.Option("--augment/--no-augment", rich_help_panel=MODEL,
+        help="From scratch or with --finetune all: random shifts and flips; with --finetune top, deep or none: a "
+             "cached mirror image of each photo, one of the two per visit (default: on with a backbone, off from "
+             "scratch).")] = None,
+    method: Annotated[str, typer.Option(rich_help_panel=TRAINING,
+        help="learned-lr; plain (uniform rates, ranked by loss); or dba (Dynamic Batch Adaptation, ranked by how often"
+             " a sample is selected).")] = "learned-lr",
+    epochs: Annotated[Optional[int], typer.Option(rich_help_panel=TRAINING,
+        help="Training epochs (default: 10 from scratch, 6 with a backbone; deep 4 below 20,000 images).")] = None,
+    batch_size: Annotated[int, typer.Option(rich_help_panel=TRAINING, help="Batch size.")] = 128,
+    lr: Annotated[Optional[float], typer.Option(rich_help_panel=TRAINING,
+        help="Base learning rate (SGD, momentum 0.9; default: 0.05 from scratch, 0.02 with a backbone).")] = None,
+    hyper_lr: Annotated[Optional[float], typer.Option(rich_help_panel=TRAINING,
+        help="Step size of the per-sample rate update (default: 0.05 from scratch, 0.2 with a backbone).")] = None,
+    margin_weight: Annotated[float, typer.Option(rich_help_panel=TRAINING,
+        help="Weight of the sample's own probability margin in the rate update, beside its class alignment.")] = 0.5,
+    meta: Annotated[str, typer.Option(rich_help_panel=TRAINING,
+        help="Meta-objective of the rate update: given, given+predicted (better on class-pair confusions), or auto "
+             "(learn both, rank by the one the disagreement structure favours).")] = "auto",
+    schedule: Annotated[str, typer.Option(rich_help_panel=TRAINING,
+        help="Base LR schedule: constant, cosine, step, two-regime (large step until the loss plateaus, then a tenth),"
+             " or mlr-snet (a shipped schedule network sets each step's rate from the batch loss; --lr is then not "
+             "used).")] = "constant",
+    layerwise: Annotated[bool, typer.Option("--layerwise", rich_help_panel=TRAINING,
+        help="Scale each layer's rate by 1 + ln(1 + 1/(|g_l| + eps)) of its gradient g_l (a small gradient, a flat "
+             "region: a larger step).")] = False,
+    layerwise_rule: Annotated[str, typer.Option(rich_help_panel=TRAINING,
+        help="With --layerwise: grad-norm (the formula above) or secant (a running curvature estimate, gradient change"
+             " over parameter change).")] = "grad-norm",
+    noise_rate: Annotated[Optional[float], typer.Option(rich_help_panel=FLAGS,
+        help="Flag this fraction of samples (default: estimate it).")] = None,
+    rank_by: Annotated[str, typer.Option(rich_help_panel=FLAGS,
+        help="rate: rank by the learned rate alone; rate+prob: by the mean of its rank and the final model's "
+             "probability of the given label; auto: rate+prob with a pretrained backbone, rate from scratch. The count"
+             " of flags is the same either way.")] = "auto",
+    output: Annotated[Path, typer.Option("--output", "-o", rich_help_panel=OUTPUT,
+        help="Parquet report to write.")] = Path("report.parquet"),
+    overwrite: Annotated[bool, typer.Option("--overwrite", rich_help_panel=OUTPUT,
+        help="Replace an existing report (and --save-model file).")] = False,
+    save_model: Annotated[Optional[Path], typer.Option(rich_help_panel=OUTPUT,
+        help="Also write the trained classifier here (e.g. model.pt), for noiseaudit predict.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", rich_help_panel=OUTPUT,
+        help="Print a JSON summary on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", rich_help_panel=OUTPUT,
+        help="No progress or hints on stderr.")] = False,
+    fail_above: Annotated[Optional[float], typer.Option(rich_help_panel=OUTPUT,
+        help="Exit 1 if the flagged fraction exceeds this.")] = None,
+    device: Annotated[str, typer.Option(rich_help_panel=RUN, help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    seed: Annotated[int, typer.Option(rich_help_panel=RUN, help="Seed for everything random.")] = 0,
+    workers: Annotated[int, typer.Option(rich_help_panel=RUN, help="Threads decoding images.")] = 2,
+    checkpoint_dir: Annotated[Optional[Path], typer.Option(rich_help_panel=RUN,
+        help="Where to checkpoint every epoch and on Ctrl-C/SIGTERM (default: OUTPUT.ckpt).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", rich_help_panel=RUN,
+        help="Continue from the checkpoint of an interrupted scan.")] = False,
+    cache_dir: Annotated[Optional[Path], typer.Option(rich_help_panel=RUN,
+        help="Decoded-image cache (default: $NOISEAUDIT_CACHE_DIR, else ~/.cache/noiseaudit).")] = None,
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", rich_help_panel=RUN,
+        help="Reuse images decoded by an earlier scan of the same files.")] = True,
+    force: Annotated[bool, typer.Option("--force", rich_help_panel=RUN,
+        help="Scan even when the data looks like the wrong folder level or label column (images in subfolders of the "
+             "class folders, a class of fewer than 5 samples beside a large one, classes 100x apart).")] = False,
 ) -> None:
     """Train with per-sample learned rates and write a report ranking every sample by suspicion."""
     from noiseaudit.report.summary import summarize

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from noiseaudit import formats
-from noiseaudit.cli.console import echo_json, exits_on_errors, stdout
+from noiseaudit.cli.console import Overwrite, echo_json, exits_on_errors, stdout
 from noiseaudit.errors import InputError
 
 
@@ -137,7 +137,7 @@ def html_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write.")],
     images_dir: Annotated[Optional[Path], typer.Option(help="Image folder (default: the one scanned).")] = None,
     top: Annotated[int, typer.Option(help="Suspects in the gallery.")] = 48,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+    overwrite: Overwrite = False,
 ) -> None:
     """A self-contained HTML page: summary, learned-rate histogram, PR curve, per-class counts, gallery and
     flags by class pair."""
