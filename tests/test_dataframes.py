@@ -9,7 +9,7 @@ import pytest
 
 from noiseaudit import load_model, scan
 from noiseaudit.data.csvfile import text_cells
-from noiseaudit.errors import InputError
+from noiseaudit.errors import InputError, UsageError
 
 OPTIONS = dict(epochs=1, device="cpu", seed=0, workers=1, label_col="digit")
 
@@ -69,6 +69,11 @@ def test_a_trusted_dataframe_error_names_its_row(noisy_digits, table):
     verified = pd.DataFrame({"file": ["d0001.png", "d0002.png"], "digit": [1, 12]})
     with pytest.raises(InputError, match=r"^<trusted DataFrame> row 1: class 12 of 'd0002.png' is not a class"):
         scan(noisy_digits[0], table, trusted=verified, **OPTIONS)
+
+
+def test_a_series_is_refused_plainly(noisy_digits, table):
+    with pytest.raises(UsageError, match=r"^the labels CSV must be a path or a pandas DataFrame, not Series$"):
+        scan(noisy_digits[0], table["digit"], epochs=1, device="cpu")
 
 
 def test_without_a_label_column_the_hint_is_the_keyword(noisy_digits, table):

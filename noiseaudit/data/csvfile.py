@@ -9,12 +9,13 @@ delimiter is sniffed among ``, ; TAB |``.
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from noiseaudit.errors import InputError, input_file
+from noiseaudit.errors import InputError, UsageError, input_file
 
 DELIMITERS = ",;\t|"
 
@@ -98,10 +99,12 @@ def read_table(table: str | Path | pd.DataFrame, what: str = "labels CSV",
                parquet_hint: str = "") -> tuple[pd.DataFrame, list[int], str]:
     """:func:`read_text_table` of a CSV file, or the same of a DataFrame passed from Python, and the name
     errors give it. A DataFrame's "lines" are its 0-based row positions and its name is "<labels
-    DataFrame>" (``what``'s first word), so errors read "<labels DataFrame> row 5: ..."."""
-    if not isinstance(table, pd.DataFrame):
+    DataFrame>" (``what``'s first word), so errors read "<labels DataFrame> row 5: ..." (``df.iloc[5]``)."""
+    if isinstance(table, (str, os.PathLike)):
         frame, lines = read_text_table(table, what, parquet_hint)
         return frame, lines, str(table)
+    if not isinstance(table, pd.DataFrame):
+        raise UsageError(f"the {what} must be a path or a pandas DataFrame, not {type(table).__name__}")
     origin = f"<{what.split()[0]} DataFrame>"
     if table.empty:
         raise InputError(f"the {what.split()[0]} DataFrame has no rows", path=origin)
