@@ -40,6 +40,7 @@ from noiseaudit.errors import InputError, NoiseAuditWarning, UsageError
 from noiseaudit.model_io import save_model
 from noiseaudit.models import FEATURE_MODELS, MODELS, build_feature_model, build_model, default_model
 from noiseaudit.optim import META_OBJECTIVES
+from noiseaudit.optim.averaging import fits as averaging_fits
 from noiseaudit.optim.layerwise import RULES as LAYERWISE_RULES
 from noiseaudit.optim.schedule import SCHEDULES
 from noiseaudit.report.build import add_skipped, build_report, carried_columns
@@ -350,8 +351,9 @@ def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, 
                             precision="fp32" if plan.name is None else plan.precision,
                             trusted_weight=cfg.trusted_weight, layerwise=cfg.layerwise,
                             layerwise_rule=cfg.layerwise_rule,
-                            # a pretrained model's count is its disagreements: predict with the last epoch's mean
-                            average_last_epoch=plan.name is not None)
+                            # the final model is the last epoch's mean weights where BatchNorm does not train:
+                            # a backbone's top (its count is the model's disagreements), models without any
+                            average_last_epoch=plan.name is not None or averaging_fits(model))
     step_cb = None if on_progress is None else _train_progress(on_progress, cfg.epochs)
     checkpoints = None
     ckpt_dir = cfg.checkpoint_dir or (None if output is None else str(Path(output)) + ".ckpt")
