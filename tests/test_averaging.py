@@ -1,4 +1,4 @@
-"""The weight average behind a backbone's final model (noiseaudit.optim.averaging, train's average_last_epoch)."""
+"""The weight average behind the final model (noiseaudit.optim.averaging, train's average_last_epoch)."""
 
 from __future__ import annotations
 
@@ -77,3 +77,17 @@ def test_training_predicts_with_the_mean_of_the_last_epochs_weights():
     assert any(not torch.equal(p.detach(), s) for p, s in zip(model.parameters(), last))  # not the last step's
     mean, std = normaliser(data.inputs, model)
     np.testing.assert_allclose(result.probs, predict(model, data.inputs, mean, std), rtol=1e-6, atol=1e-7)
+
+
+def test_models_without_batchnorm_average_and_a_scan_says_which_final_model_it_used(noisy_digits):
+    from noiseaudit import scan
+    from noiseaudit.models import build_model
+    from noiseaudit.optim.averaging import fits
+
+    assert fits(build_model("small-cnn", 1, 8, 10)) and fits(build_model("mlp", 1, 8, 10))
+    assert not fits(build_model("resnet18", 3, 32, 10))  # its BatchNorm statistics belong to the last step
+    images, csv = noisy_digits
+    options = dict(label_col="digit", epochs=1, device="cpu", seed=0, workers=1)
+    assert scan(images, csv, **options).attrs["noiseaudit"]["final_model"] == "mean of the last epoch's weights"
+    assert scan(images, csv, model="resnet18", batch_size=512, **options).attrs["noiseaudit"]["final_model"] \
+        == "last step's weights"

@@ -14,7 +14,7 @@ from the last step's weights, and 0.373-0.374 / 0.114-0.117 / 0.191-0.194 from t
 From scratch the ranking is the learned rate's, which the average leaves alone, but the final model
 still gives every sample's ``predicted_label``, ``given_prob`` and ``suggested_label``, the
 disagreements the count brackets with, and the ``--save-model`` file. Averaged, it is the better
-model there too. Clean-test accuracy of the scan's Fashion-MNIST 10k model, seeds 0-2: +1.1 to +7.7
+model there too. Clean-test accuracy of the scan's Fashion-MNIST 10k model, seeds 0-2: +1.1 to +7.3
 points on the noisy cells of bench/detect.py (40% pair-flip: 73.2 → 80.5), with flag F1 unchanged
 but on instance noise (−0.002 to −0.009); bench/README.md.
 
