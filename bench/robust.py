@@ -20,8 +20,8 @@ set, score the accuracy on the other 10% against its *noisy* labels (what a user
 the best. With that rate each method then trains on the whole noisy set with seeds 0, 1, 2 (the seed
 draws the noise, the initial weights and the batch order) and is scored on the clean test split.
 
-Cells: Fashion-MNIST 10k (``common.load("fmnist10k")``, the small CNN, 10 epochs; tested on the
-10,000 Fashion-MNIST test images) with clean labels, 40% symmetric, 40% pair-flip and 20% instance
+Cells: Fashion-MNIST 10k (``common.load("fmnist10k")``, the small CNN, 10 epochs, the final model the mean
+of the last epoch's weights as the scan's is; tested on the 10,000 Fashion-MNIST test images) with clean labels, 40% symmetric, 40% pair-flip and 20% instance
 noise (``common.make_noise``); and ``cifar10n-worse``: the first 10,000 CIFAR-10 training photos with
 CIFAR-10N's ``worse`` labels (40.2% wrong, real human noise) through the scan's default backbone path
 (``--finetune auto``: the frozen EfficientNet-Lite0 bottom computed once per photo and its mirror image,
@@ -112,10 +112,11 @@ def fit_and_score(data: SampleData, model: torch.nn.Module, cfg: TrainConfig, se
 
 
 class Fmnist:
-    """Fashion-MNIST 10k: the small CNN from scratch."""
+    """Fashion-MNIST 10k: the small CNN from scratch, its final model the mean of the last epoch's weights (as
+    the scan's, for every method alike)."""
 
     family = "fmnist"
-    model = "small CNN from scratch"
+    model = "small CNN from scratch, last epoch's mean weights"
 
     def __init__(self) -> None:
         from fashion_mnist import load_fashion_mnist
@@ -123,7 +124,7 @@ class Fmnist:
         self.x, self.y = load("fmnist10k")
         tx, ty = load_fashion_mnist("test")
         self.test_x, self.test_y = torch.from_numpy(tx[:, None].copy()), ty
-        self.base = TrainConfig(epochs=EPOCHS["fmnist10k"])
+        self.base = TrainConfig(epochs=EPOCHS["fmnist10k"], average_last_epoch=True)
 
     def labels(self, cell: str, seed: int) -> np.ndarray:
         return self.y.copy() if cell == "clean" else make_noise(self.x, self.y, cell, seed).labels
@@ -261,15 +262,16 @@ def markdown(results: dict, source: str = "robust.json") -> str:
              "| cell | learned-lr (scan) | SGD | Adam | learned-lr − SGD | setting: learned / SGD / Adam |",
              "|---|---|---|---|---|---|"]
     cells = [(cell, results["cells"].get(cell)) for cell in (*FMNIST_CELLS, CIFAR_CELL)]
-    cells += [(CIFAR_CELL, old["cell"]) for old in results.get("superseded", [])]
+    for old in results.get("superseded", []):  # one cell each in the older format, every stale cell in the newer
+        cells += list(old["cells"].items()) if "cells" in old else [(CIFAR_CELL, old["cell"])]
     for cell, c in cells:
-        if c is None:
+        if c is None or "summary" not in c:
             continue
         s = c["summary"]
         rates = " / ".join(label(c["chosen"][m]) if m in c.get("chosen", {}) else "–" for m in METHODS)
         name = "Fashion-MNIST 10k " + cell if cell in FMNIST_CELLS else f"CIFAR-10N worse 10k ({c['model']})"
         if c.get("superseded_at"):
-            name += f", superseded at {c['superseded_at']}"
+            name += (f" ({c['model']})" if cell in FMNIST_CELLS else "") + f", superseded at {c['superseded_at']}"
         lines.append(f"| {name} | {accuracy(s, 'learned-lr')} | {accuracy(s, 'sgd')} | {accuracy(s, 'adam')} | "
                      f"{difference(s, 'learned-lr', 'sgd')} | {rates} |")
     cosine = [cell for cell in FMNIST_CELLS
@@ -291,15 +293,16 @@ def markdown(results: dict, source: str = "robust.json") -> str:
 
 
 def supersede(results: dict, family: str, cell: str, model: str) -> None:
-    """Move a family's stored sweep and cell aside (to ``results["superseded"]``) when they were measured with
-    another model than the one the bench now trains, so the two are never mixed."""
+    """Move a family's stored sweep and every cell measured with it aside (to ``results["superseded"]``) when
+    they were measured with another model than the one the bench now trains, so the two are never mixed."""
     stored = results["sweeps"].get(family)
     if stored is None or stored.get("model") == model:
         return
-    old = results["cells"].pop(cell, None)
-    if old is not None:
-        old.setdefault("superseded_at", "a later default")
-    results.setdefault("superseded", []).append({"sweep": results["sweeps"].pop(family), "cell": old})
+    old = {name: results["cells"].pop(name) for name in
+           [name for name, c in results["cells"].items() if c.get("model") == stored.get("model")]}
+    for c in old.values():
+        c.setdefault("superseded_at", "a later default")
+    results.setdefault("superseded", []).append({"sweep": results["sweeps"].pop(family), "cells": old})
 
 
 def main() -> None:
