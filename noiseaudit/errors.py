@@ -38,6 +38,11 @@ def place(path: str | Path, line: int | None) -> str:
     return f"{path} row {line}" if in_memory(path) else f"{path}:{line}"
 
 
+def line_word(path: str | Path, line: int | None) -> str:
+    """The place within ``path`` in words: "line 7" of a file, "row 5" of a table from Python."""
+    return f"row {line}" if in_memory(path) else f"line {line}"
+
+
 def header_line(path: str | Path) -> int | None:
     """The line to name for a problem with the column names: 1 in a file, none in a table from Python."""
     return None if in_memory(path) else 1

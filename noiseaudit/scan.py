@@ -24,6 +24,7 @@ from noiseaudit.backbone import (BackbonePlan, build_top, check_options, encoder
 from noiseaudit.checkpoint import Checkpointer, dataset_fingerprint
 from noiseaudit.data.cache import DecodeCache
 from noiseaudit.data.checks import check_source
+from noiseaudit.data.csvfile import table_name
 from noiseaudit.data.dataset import (
     BAD_IMAGE_POLICIES,
     SampleData,
@@ -209,8 +210,8 @@ def scan(images_dir: str | Path, labels_csv: str | Path | pd.DataFrame | None = 
         in ``report.attrs["noiseaudit"]``.
     """
     trusted_table = options.pop("trusted", None)
-    cfg = ScanConfig(images_dir=str(images_dir), labels_csv=_table_name(labels_csv, "labels"),
-                     trusted=_table_name(trusted_table, "trusted"), **options)
+    cfg = ScanConfig(images_dir=str(images_dir), labels_csv=_table_name(labels_csv, "labels CSV"),
+                     trusted=_table_name(trusted_table, "trusted labels CSV"), **options)
     cfg.validate()
     device, dist, output = _start(cfg, output, overwrite)
     timings: dict[str, float] = {}
@@ -257,10 +258,10 @@ def scan_features(features: str | Path | np.ndarray | pd.DataFrame, labels: Any,
     """
     origin = features if isinstance(features, (str, Path)) else f"<{type(features).__name__}>"
     trusted_table = options.pop("trusted", None)
-    labels_name = _table_name(labels, "labels") if isinstance(labels, (str, Path, pd.DataFrame)) else None
+    labels_name = _table_name(labels, "labels CSV") if isinstance(labels, (str, Path, pd.DataFrame)) else None
     cfg = ScanConfig(images_dir=None, labels_csv=labels_name,
                      features=str(origin), label_col=options.pop("label_col", None), path_col=key_col,
-                     trusted=_table_name(trusted_table, "trusted"), **options)
+                     trusted=_table_name(trusted_table, "trusted labels CSV"), **options)
     cfg.validate()
     device, dist, output = _start(cfg, output, overwrite)
     timings: dict[str, float] = {}
@@ -293,10 +294,8 @@ def scan_features(features: str | Path | np.ndarray | pd.DataFrame, labels: Any,
 
 
 def _table_name(table: str | Path | pd.DataFrame | None, what: str) -> str | None:
-    """How the config records an input table: its path, or "<labels DataFrame>" for one passed from Python."""
-    if table is None:
-        return None
-    return f"<{what} DataFrame>" if isinstance(table, pd.DataFrame) else str(table)
+    """How the config records an input table: the name its errors give it (:func:`table_name`), if any."""
+    return None if table is None else table_name(table, what)
 
 
 def _rows_mask(mask: np.ndarray | None, data: SampleData) -> torch.Tensor | None:

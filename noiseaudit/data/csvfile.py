@@ -105,11 +105,17 @@ def read_table(table: str | Path | pd.DataFrame, what: str = "labels CSV",
         return frame, lines, str(table)
     if not isinstance(table, pd.DataFrame):
         raise UsageError(f"the {what} must be a path or a pandas DataFrame, not {type(table).__name__}")
-    origin = f"<{what.split()[0]} DataFrame>"
+    origin = table_name(table, what)
     if table.empty:
         raise InputError(f"the {what.split()[0]} DataFrame has no rows", path=origin)
     _check_header([str(c).strip() for c in table.columns], origin, None)
     return text_cells(table), list(range(len(table))), origin
+
+
+def table_name(table: str | Path | pd.DataFrame, what: str = "labels CSV") -> str:
+    """How errors and the run's config name an input table: its path, or "<labels DataFrame>" (``what``'s
+    first word) for a DataFrame passed from Python."""
+    return f"<{what.split()[0]} DataFrame>" if isinstance(table, pd.DataFrame) else str(table)
 
 
 def text_cells(frame: pd.DataFrame) -> pd.DataFrame:

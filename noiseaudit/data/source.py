@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from noiseaudit.data.csvfile import read_table, read_text_table
-from noiseaudit.errors import InputError, NoiseAuditWarning, header_line, in_memory, place
+from noiseaudit.errors import InputError, NoiseAuditWarning, header_line, in_memory, line_word, place
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
 PATH_COLUMN_NAMES = ("path", "file", "filename", "image", "image_path", "filepath")
@@ -259,7 +259,7 @@ def label_table(frame: pd.DataFrame, lines: list[int | None], origin: str, root:
     for i, key in enumerate(keys):
         j = first.setdefault(key, i)
         if j != i:
-            also = _line_word(origin, lines[j])
+            also = line_word(origin, lines[j])
             raise InputError(f"key {key!r} in column {kcol!r} is listed twice (also {also})", path=origin,
                              line=lines[i])
     extra = frame.drop(columns=[c for c in (kcol, lcol) if c is not None]).reset_index(drop=True)
@@ -281,19 +281,14 @@ def _unique_rows(keys: list[PurePosixPath], paths: list[str], labels: list[str],
             continue
         if labels[i] != labels[j]:
             raise InputError(f"{paths[i]!r} is listed twice with different labels: {labels[j]!r} on "
-                             f"{_line_word(csv, lines[j])}, {labels[i]!r} here", path=csv, line=lines[i])
+                             f"{line_word(csv, lines[j])}, {labels[i]!r} here", path=csv, line=lines[i])
         repeats.append(i)
     if repeats:
         i = repeats[0]
-        warnings.warn(f"{place(csv, lines[i])}: {paths[i]!r} repeats {_line_word(csv, lines[first[keys[i]]])} with "
+        warnings.warn(f"{place(csv, lines[i])}: {paths[i]!r} repeats {line_word(csv, lines[first[keys[i]]])} with "
                       f"the same label; {len(repeats)} repeated row(s) ignored", NoiseAuditWarning, stacklevel=3)
     dropped = set(repeats)
     return [i for i in range(len(keys)) if i not in dropped]
-
-
-def _line_word(origin: str | Path, line: int | None) -> str:
-    """"line 7" of a file, "row 5" of a table from Python."""
-    return f"row {line}" if in_memory(origin) else f"line {line}"
 
 
 def _infer_column(col: pd.Series) -> pd.Series:
