@@ -41,9 +41,6 @@ def _keep_last_step(self: averaging.WeightAverage, model: torch.nn.Module) -> No
     _copy_to(self, model)
 
 
-averaging.WeightAverage.copy_to = _keep_last_step  # the trainer copies the average in at the very end
-
-
 def score(model: torch.nn.Module, inputs: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, rate: np.ndarray,
           loss: np.ndarray, given: np.ndarray, truth: np.ndarray, true: np.ndarray, seed: int,
           test: tuple[torch.Tensor, np.ndarray] | None) -> dict:
@@ -87,6 +84,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--out", type=Path, default=RESULTS / "final_model.json")
     args = ap.parse_args()
+    averaging.WeightAverage.copy_to = _keep_last_step  # the trainer copies the average in at the very end
     cells = []
     for name in args.datasets.split(","):
         x, y = load(name)
