@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from noiseaudit.metrics import ranking_metrics
+from noiseaudit.metrics import precision_recall_f1, ranking_metrics
 from noiseaudit.report.threshold import rank_order, rank_sum
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -37,7 +37,7 @@ def rescored(report: pd.DataFrame) -> dict[str, float]:
     suspect = np.empty(len(r))
     suspect[order] = -np.arange(len(r), dtype=np.float64)  # higher = more suspect
     ap = lambda s: ranking_metrics(truth, s)["average_precision"]  # noqa: E731
-    f1 = lambda f: float(2 * (f & truth).sum() / (f.sum() + truth.sum()))  # noqa: E731
+    f1 = lambda f: precision_recall_f1(truth, f)[2]  # noqa: E731
     return {"stored_ranking": ap(-r["rank"].to_numpy(np.float64)), "rate": ap(-r["learned_lr"].to_numpy(np.float64)),
             "given_prob": ap(-r["given_prob"].to_numpy(np.float64)), "mean_rank": ap(suspect),
             "mean_rank_auroc": ranking_metrics(truth, suspect)["auroc"],
