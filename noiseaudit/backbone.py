@@ -41,7 +41,7 @@ from noiseaudit.data.cache import DecodeCache
 from noiseaudit.data.dataset import Encoder, SampleData, load_dataset, source_key
 from noiseaudit.data.images import GRAY_MODES, DecodeError, image_header
 from noiseaudit.data.source import LabeledSource
-from noiseaudit.errors import NoiseAuditWarning, UsageError
+from noiseaudit.errors import NoiseAuditHint, UsageError
 from noiseaudit.models import efficientnet as lite0
 
 BACKBONES = ("auto", "none", lite0.NAME)
@@ -202,7 +202,7 @@ def plan_backbone(backbone: str, finetune: str, source: LabeledSource, device: t
             cache.store_note(key, note, evidence)
     if evidence["reason"] == "no extra":
         warnings.warn(f"colour images: a pretrained backbone usually finds wrong labels here better and faster; "
-                      f"install it with {lite0.INSTALL}", NoiseAuditWarning, stacklevel=2)
+                      f"install it with {lite0.INSTALL}", NoiseAuditHint, stacklevel=2)
     use = evidence.get("chosen") == lite0.NAME
     return BackbonePlan(lite0.NAME if use else None, finetune, size, plan.precision, evidence, rule if use else "",
                         epochs)

@@ -63,5 +63,13 @@ class UsageError(NoiseAuditError):
     """Options that cannot work together or are out of range."""
 
 
+class TrainingFailed(NoiseAuditError):
+    """Training diverged or collapsed at these settings; its checkpoint is of no use to ``--resume``."""
+
+
 class NoiseAuditWarning(UserWarning):
     """Something the user should know that does not stop the run (the CLI prints it on stderr)."""
+
+
+class NoiseAuditHint(NoiseAuditWarning):
+    """A suggestion (an extra to install, another option) rather than a problem; ``--quiet`` hides it."""

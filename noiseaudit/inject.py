@@ -22,6 +22,7 @@ from noiseaudit.data.dataset import SampleData, load_dataset, sorted_classes
 from noiseaudit.data.source import LabeledSource, has_path_column, load_source, read_label_table
 from noiseaudit.errors import InputError, UsageError
 from noiseaudit.noise import KINDS, inject_noise
+from noiseaudit.runtime import check_seed
 
 
 @dataclass
@@ -83,6 +84,7 @@ def inject(source: LabeledSource, rate: float, kind: str = "symmetric", seed: in
     """
     if kind not in KINDS:
         raise UsageError(f"unknown noise kind {kind!r}; choose one of {', '.join(KINDS)}")
+    check_seed(seed)
     classes = sorted_classes(source.labels)
     if len(classes) < 2:
         raise InputError(f"need at least two classes to inject noise, found {len(classes)}", path=source.origin)

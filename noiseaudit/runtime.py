@@ -38,6 +38,12 @@ def resolve_device(spec: str = "auto") -> torch.device:
     return device
 
 
+def check_seed(seed: int) -> None:
+    """Refuse a seed that NumPy or torch cannot take (both take 0 to 2**32 - 1 alike)."""
+    if not 0 <= seed < 2**32:
+        raise UsageError(f"--seed must be an integer from 0 to 2**32 - 1, got {seed}")
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch; return a CPU generator for shuffling and augmentation."""
     random.seed(seed)

@@ -6,6 +6,7 @@ source -> dataset -> trainer -> per-sample records -> report (-> Parquet).
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import time
 import warnings
@@ -37,7 +38,7 @@ from noiseaudit.data.features import load_features
 from noiseaudit.data.source import LabeledSource, load_source, read_label_table
 from noiseaudit.data.trusted import merge_trusted
 from noiseaudit.distributed import Distributed, from_environment, local_device
-from noiseaudit.errors import InputError, NoiseAuditWarning, UsageError
+from noiseaudit.errors import InputError, NoiseAuditWarning, TrainingFailed, UsageError
 from noiseaudit.model_io import save_model
 from noiseaudit.models import FEATURE_MODELS, MODELS, build_feature_model, build_model, default_model
 from noiseaudit.optim import META_OBJECTIVES
@@ -47,10 +48,11 @@ from noiseaudit.optim.schedule import SCHEDULES
 from noiseaudit.report.build import add_skipped, build_report, carried_columns
 from noiseaudit.report.io import check_writable, write_report
 from noiseaudit.report.threshold import Threshold, choose_threshold, rank_sum, reranked, unranked
-from noiseaudit.runtime import resolve_device, seed_everything
+from noiseaudit.runtime import check_seed, resolve_device, seed_everything
 from noiseaudit.train import METHODS, PREDICT_BATCH, StepCallback, TrainConfig, train
 
 
+MAX_IMAGE_SIZE = 1024  # --image-size: images are decoded whole into memory at this side
 TRUSTED_WEIGHT = 0.5  # weight of the trusted samples' class references (measured in bench/detect.py --trusted)
 
 
@@ -101,8 +103,12 @@ class ScanConfig:
         for name in ("epochs", "batch_size", "workers"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.lr is not None and not self.lr > 0:
-            raise UsageError(f"--lr must be positive, got {self.lr}")
+        if self.lr is not None and not 0 < self.lr < math.inf:
+            raise UsageError(f"--lr must be a positive number, got {self.lr}")
+        if self.image_size is not None and not 4 <= self.image_size <= MAX_IMAGE_SIZE:
+            raise UsageError(f"--image-size must be between 4 and {MAX_IMAGE_SIZE} (the side of the square "
+                             f"images are resized to), got {self.image_size}")
+        check_seed(self.seed)
         check_options(self.backbone, self.finetune)
         if self.features is not None:
             if self.model is not None and self.model not in FEATURE_MODELS:
@@ -115,10 +121,10 @@ class ScanConfig:
 
         if self.meta not in META_OBJECTIVES:
             raise UsageError(f"unknown meta-objective {self.meta!r}; choose one of {', '.join(META_OBJECTIVES)}")
-        if self.hyper_lr is not None and not self.hyper_lr >= 0:
-            raise UsageError(f"--hyper-lr must be non-negative, got {self.hyper_lr}")
-        if not self.margin_weight >= 0:
-            raise UsageError(f"--margin-weight must be non-negative, got {self.margin_weight}")
+        if self.hyper_lr is not None and not 0 <= self.hyper_lr < math.inf:
+            raise UsageError(f"--hyper-lr must be a non-negative number, got {self.hyper_lr}")
+        if not 0 <= self.margin_weight < math.inf:
+            raise UsageError(f"--margin-weight must be a non-negative number, got {self.margin_weight}")
         if self.schedule not in SCHEDULES:
             raise UsageError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
         if self.layerwise_rule not in LAYERWISE_RULES:
@@ -365,8 +371,13 @@ def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, 
     elif cfg.resume:
         raise UsageError("--resume needs --output or --checkpoint-dir to find the checkpoint")
     t1 = time.perf_counter()
-    result = train(data, model, train_cfg, device, gen, on_step=step_cb, checkpoints=checkpoints, resume=cfg.resume,
-                   dist=dist)
+    try:
+        result = train(data, model, train_cfg, device, gen, on_step=step_cb, checkpoints=checkpoints,
+                       resume=cfg.resume, dist=dist)
+    except TrainingFailed:
+        if checkpoints is not None:
+            checkpoints.remove()  # resuming would train on from the same failure
+        raise
     timings["train_s"] = time.perf_counter() - t1
     if cfg.save_model is not None and (dist is None or dist.is_main):
         save_model(cfg.save_model, model, data, plan, model_name, precision=train_cfg.precision,

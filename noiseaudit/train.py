@@ -32,7 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from noiseaudit.checkpoint import Checkpointer, Interrupted
 from noiseaudit.data.dataset import SampleData
 from noiseaudit.distributed import Distributed, FeaturesAndLogits
-from noiseaudit.errors import NoiseAuditError
+from noiseaudit.errors import TrainingFailed
 from noiseaudit.optim import PerSampleRate
 from noiseaudit.optim.averaging import WeightAverage
 from noiseaudit.optim.dba import DynamicBatchAdaptation
@@ -326,6 +326,8 @@ def train(data: SampleData, model: nn.Module, cfg: TrainConfig, device: torch.de
         average.copy_to(model)
     with autocast(device, cfg.precision):
         probs = predict(model, inputs, mean, std)
+    if not np.isfinite(probs).all():  # the epoch losses were finite, but a last step (or the average) was not
+        raise TrainingFailed("training diverged: the final model's predictions are not finite; try a lower --lr")
     predicted, targets = probs.argmax(axis=1), data.targets.numpy()
     if rates is not None:
         refuse_collapse(predicted, targets, rates)
@@ -346,7 +348,7 @@ def refuse_collapse(predicted: np.ndarray, targets: np.ndarray, rates: PerSample
     at_bounds = float(((log_rates <= rates.log_min + 1e-3) | (log_rates >= rates.log_max - 1e-3)).float().mean())
     if agreement > constant + COLLAPSE_MARGIN or at_bounds < COLLAPSE_AT_BOUNDS:
         return  # a tiny or hard dataset can leave a weak model too, but with its rates inside their bounds
-    raise NoiseAuditError(f"training collapsed: the model agrees with {agreement:.1%} of the given labels, no better "
+    raise TrainingFailed(f"training collapsed: the model agrees with {agreement:.1%} of the given labels, no better "
                           f"than always predicting the most common one ({constant:.1%}), and {at_bounds:.0%} of the "
                           f"learned rates sit at their bounds; try a lower --hyper-lr (this run's was "
                           f"{rates.hyper_lr:g})")
@@ -369,7 +371,7 @@ def recover(run: RunState, last_good: dict[str, Any], epoch_loss: float) -> None
     """Roll back to the last good epoch end and halve the learning rate, or give up with a clear error."""
     what = "loss" if not math.isfinite(epoch_loss) else "learned rate"
     if len(run.recoveries) >= MAX_RECOVERIES:
-        raise NoiseAuditError(f"training diverged at epoch {run.epoch + 1} (non-finite {what}) even after "
+        raise TrainingFailed(f"training diverged at epoch {run.epoch + 1} (non-finite {what}) even after "
                               f"{MAX_RECOVERIES} restarts at a lower learning rate; try a lower --lr")
     recoveries = run.recoveries
     run.load_state_dict(last_good)

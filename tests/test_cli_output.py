@@ -217,6 +217,27 @@ def test_no_next_steps_with_json_or_quiet(tiny, tmp_path, flag):
     assert "Next:" not in result.stderr and "noiseaudit show" not in result.output
 
 
+def test_quiet_hides_the_install_hint_but_a_plain_scan_shows_it(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from noiseaudit.models import efficientnet
+
+    monkeypatch.setattr(efficientnet, "available", lambda: False)  # colour photos, the extra missing
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(("red", "blue")):
+        (tmp_path / "tree" / name).mkdir(parents=True)
+        for i in range(6):
+            pixels = np.clip(rng.normal(60 + 130 * k, 30, (40, 40, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels, "RGB").save(tmp_path / "tree" / name / f"{i}.png")
+    args = scan_cmd(tmp_path / "tree", tmp_path / "a.parquet", "--no-cache")
+    shown = invoke(*args)
+    assert shown.exit_code == 0, shown.output
+    assert "warning: colour images: a pretrained backbone" in shown.stderr
+    quiet = invoke(*scan_cmd(tmp_path / "tree", tmp_path / "b.parquet", "--no-cache", "--quiet"))
+    assert quiet.exit_code == 0, quiet.output
+    assert quiet.stderr == ""
+
+
 def test_next_steps_name_the_html_extra_when_matplotlib_is_missing(monkeypatch):
     import importlib.util
 

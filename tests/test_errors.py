@@ -345,7 +345,15 @@ def test_unknown_model(ds):
 @pytest.mark.parametrize(("option", "value", "fragment"), [
     ("--epochs", "0", "--epochs must be at least 1"),
     ("--batch-size", "0", "--batch-size must be at least 1"),
-    ("--lr", "0", "--lr must be positive"),
+    ("--lr", "0", "--lr must be a positive number"),
+    ("--lr", "inf", "--lr must be a positive number, got inf"),
+    ("--hyper-lr", "inf", "--hyper-lr must be a non-negative number, got inf"),
+    ("--margin-weight", "inf", "--margin-weight must be a non-negative number"),
+    ("--seed", "-1", "--seed must be an integer from 0 to 2**32 - 1, got -1"),
+    ("--seed", str(2**64), "--seed must be an integer from 0"),
+    ("--image-size", "100000", "--image-size must be between 4 and 1024"),
+    ("--fail-above", "5", "--fail-above is a fraction of the samples, from 0 to 1 (5% is 0.05), got 5"),
+    ("--fail-above", "-0.1", "--fail-above is a fraction"),
     ("--noise-rate", "1.5", "--noise-rate must be in [0, 1)"),
     ("--method", "magic", "unknown method 'magic'"),
 ])

@@ -16,7 +16,7 @@ import torch
 
 from noiseaudit import read_report, scan
 from noiseaudit.checkpoint import Interrupted
-from noiseaudit.errors import NoiseAuditError, NoiseAuditWarning, UsageError
+from noiseaudit.errors import NoiseAuditError, NoiseAuditWarning, TrainingFailed, UsageError
 from noiseaudit.train import TrainConfig, train
 
 OPTIONS = dict(epochs=4, seed=3, device="cpu", workers=1, label_col="digit")
@@ -176,6 +176,44 @@ def test_persistent_divergence_is_a_clear_error():
     with pytest.raises(NoiseAuditError, match="diverged at epoch 1.*lower --lr"):
         train(data, _Exploding(bad_epoch=0, steps=10**9), TrainConfig(epochs=2, lr=float("inf")),
               torch.device("cpu"), torch.Generator().manual_seed(0))
+
+
+class _NanWhenPredicting(_Exploding):
+    """Trains with finite losses, but its final predictions are NaN (a last step or an average gone bad)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x)
+        return out if self.training else out * float("nan")
+
+
+def test_non_finite_final_predictions_are_a_clear_error():
+    with pytest.raises(TrainingFailed, match="final model's predictions are not finite; try a lower --lr"):
+        train(_digits_dataset(), _NanWhenPredicting(bad_epoch=10**6, steps=1), TrainConfig(epochs=1),
+              torch.device("cpu"), torch.Generator().manual_seed(0))
+
+
+def test_a_scan_that_diverges_leaves_no_checkpoint_behind(noisy_digits, tmp_path, monkeypatch):
+    """Epoch 1 trains and is checkpointed; from epoch 2 every step is NaN, so the restarts give up. Resuming would
+    only meet the same failure, so the checkpoint goes (an interrupted run keeps its checkpoint: tests above)."""
+    import importlib
+
+    scan_module = importlib.import_module("noiseaudit.scan")  # the module; noiseaudit.scan is also the function
+
+    class DivergesFromEpoch2(_Exploding):
+        def __init__(self, *_: object) -> None:
+            super().__init__(bad_epoch=1, steps=STEPS_PER_EPOCH)
+            self.bad_calls = range(STEPS_PER_EPOCH, 10**12)
+
+    saved = []
+    real_save = scan_module.Checkpointer.save
+    monkeypatch.setattr(scan_module, "build_model", lambda *a, **k: DivergesFromEpoch2())
+    monkeypatch.setattr(scan_module.Checkpointer, "save",
+                        lambda self, *a, **k: (saved.append(self.path), real_save(self, *a, **k))[1])
+    images, csv = noisy_digits
+    out = tmp_path / "r.parquet"
+    with pytest.raises(TrainingFailed, match="diverged at epoch 2"):
+        scan(images, csv, output=out, **OPTIONS)
+    assert saved and not out.exists() and not (tmp_path / "r.parquet.ckpt").exists()
 
 
 def test_a_collapsed_learned_rate_model_is_a_clear_error():

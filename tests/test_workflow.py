@@ -118,3 +118,11 @@ def test_inject_pair_map_and_refusals(clean_digits, tmp_path):
     result = CliRunner().invoke(app, ["inject", str(clean_digits / "labels.csv"), "-o", str(tmp_path / "r.csv"),
                                       "--rate", "0.1", "--kind", "asymmetric", "--pairs", str(bad)])
     assert result.exit_code == 2 and "unknown class 'eleven'" in result.stderr
+
+
+def test_inject_refuses_a_seed_numpy_cannot_take(clean_digits, tmp_path):
+    out = tmp_path / "s.csv"
+    result = CliRunner().invoke(app, ["inject", str(clean_digits / "labels.csv"), "-o", str(out), "--rate", "0.1",
+                                      "--seed", "-1"])
+    assert result.exit_code == 2 and not out.exists()
+    assert result.stderr.strip() == "error: --seed must be an integer from 0 to 2**32 - 1, got -1"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shlex
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -14,6 +15,7 @@ from rich.table import Table
 from noiseaudit import formats
 from noiseaudit.cli.console import echo_json, exits_on_errors, stderr, stdout
 from noiseaudit.cli.progress import progress_reporter
+from noiseaudit.errors import NoiseAuditHint, UsageError
 from noiseaudit.extras import install_hint
 
 METRIC_NAMES = (("precision", "precision"), ("recall", "recall"), ("F1", "f1"), ("AUROC", "auroc"),
@@ -212,6 +214,10 @@ def scan_command(
     from noiseaudit.report.summary import summarize
     from noiseaudit.scan import scan, scan_features
 
+    if fail_above is not None and not 0.0 <= fail_above <= 1.0:
+        raise UsageError(f"--fail-above is a fraction of the samples, from 0 to 1 (5% is 0.05), got {fail_above:g}")
+    if quiet:
+        warnings.simplefilter("ignore", NoiseAuditHint)
     follower = int(os.environ.get("RANK", "0")) > 0  # under torchrun, rank 0 reports for everyone
     with progress_reporter(quiet or follower) as on_progress:
         options: dict[str, Any] = dict(
