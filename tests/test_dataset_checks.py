@@ -102,3 +102,27 @@ def test_wildly_unbalanced_class_folders(tmp_path):
     assert_user_error(invoke(*scan_args(root, None, out)), out,
                       "class folder 'many' holds 200 of 202 images (99.0%) and 'few' only 2: classes 100x apart "
                       "usually mean the wrong folder level")
+
+
+def test_a_folder_scan_names_what_it_leaves_out(tmp_path):
+    """Files without an image extension, class folders without an image and files beside the class folders were
+    dropped silently; each kind is now one warning line. A GIF is an image (as it is when a CSV lists it)."""
+    from PIL import Image
+
+    top = tmp_path / "photos"
+    write_images(top / "cats", n=4)
+    write_images(top / "dogs", n=4)
+    Image.new("L", (8, 8), 90).save(top / "dogs" / "extra.gif")
+    (top / "cats" / "notes.txt").write_text("x")
+    (top / "cats" / ".DS_Store").write_text("x")  # hidden: left out without a word
+    (top / "birds").mkdir()
+    (top / "README.md").write_text("x")
+    out = tmp_path / "r.parquet"
+    result = invoke(*scan_args(top, None, out))
+    assert result.exit_code == 0, result.output
+    assert "9 samples, 2 classes" in result.stdout
+    assert result.stderr.splitlines() == [
+        f"warning: {top}: 1 file(s) without an image extension (.bmp, .gif, .jpeg, .jpg, .png, .tif, .tiff, .webp) "
+        "left out: 'cats/notes.txt'",
+        f"warning: {top}: 1 class folder(s) without an image, so not classes: 'birds'",
+        f"warning: {top}: 1 file(s) outside the class folders left out: 'README.md'"]

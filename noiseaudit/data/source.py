@@ -20,7 +20,8 @@ import pandas as pd
 from noiseaudit.data.csvfile import read_table, read_text_table
 from noiseaudit.errors import InputError, NoiseAuditWarning, header_line, in_memory, line_word, place
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+NOT_IMAGES = f"file(s) without an image extension ({', '.join(sorted(IMAGE_EXTENSIONS))}) left out"
 PATH_COLUMN_NAMES = ("path", "file", "filename", "image", "image_path", "filepath")
 LABEL_COLUMN_NAMES = ("label", "class", "target", "category", "y")
 ID_COLUMN_NAMES = ("id", "key", "uid", "sample_id", "name")
@@ -306,22 +307,35 @@ def _infer_column(col: pd.Series) -> pd.Series:
     return col
 
 
-def _images_under(root: Path, folder: Path) -> list[str]:
-    """The image files below ``folder`` (any depth, hidden ones left out), sorted, relative to ``root``."""
+def _images_under(root: Path, folder: Path, ignored: list[str]) -> list[str]:
+    """The image files below ``folder`` (any depth, hidden ones left out), sorted, relative to ``root``; the other
+    files that are not hidden (no image extension) are added to ``ignored``."""
     paths = []
     for file in sorted(folder.rglob("*")):
         rel = file.relative_to(root).as_posix()
-        hidden = any(part.startswith(".") for part in PurePosixPath(rel).parts)
-        if file.suffix.lower() in IMAGE_EXTENSIONS and not hidden and file.is_file():
+        if any(part.startswith(".") for part in PurePosixPath(rel).parts) or not file.is_file():
+            continue
+        if file.suffix.lower() in IMAGE_EXTENSIONS:
             resolve_inside(root, rel, origin=str(root), line=None)
             paths.append(rel)
+        else:
+            ignored.append(rel)
     return paths
+
+
+def _warn_left_out(root: Path, names: list[str], why: str) -> None:
+    """One warning line for what a folder scan leaves out, naming the first few."""
+    if names:
+        shown = ", ".join(repr(p) for p in names[:3]) + (", ..." if len(names) > 3 else "")
+        warnings.warn(f"{root}: {len(names)} {why}: {shown}", NoiseAuditWarning, stacklevel=3)
 
 
 def read_image_files(images_dir: str | Path) -> LabeledSource:
     """Every image file under ``images_dir``, at any depth, unlabelled (labels None): what to predict."""
     root = _check_dir(images_dir)
-    paths = _images_under(root, root)
+    ignored: list[str] = []
+    paths = _images_under(root, root, ignored)
+    _warn_left_out(root, ignored, NOT_IMAGES)
     if not paths:
         raise InputError("no images found", path=root)
     return LabeledSource(root=root, paths=paths, labels=[None] * len(paths), lines=[None] * len(paths),
@@ -333,10 +347,19 @@ def read_image_folder(images_dir: str | Path) -> LabeledSource:
     root = _check_dir(images_dir)
     paths: list[str] = []
     labels: list = []
+    ignored: list[str] = []
+    empty: list[str] = []
     for class_dir in sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")):
-        found = _images_under(root, class_dir)
+        found = _images_under(root, class_dir, ignored)
         paths += found
         labels += [class_dir.name] * len(found)
+        if not found:
+            empty.append(class_dir.name)
+    if paths:
+        _warn_left_out(root, ignored, NOT_IMAGES)
+        _warn_left_out(root, empty, "class folder(s) without an image, so not classes")
+        loose = sorted(f.name for f in root.iterdir() if f.is_file() and not f.name.startswith("."))
+        _warn_left_out(root, loose, "file(s) outside the class folders left out")
     if not paths:
         raise InputError("no images found in class subfolders (expected IMAGES_DIR/<class>/<image>; "
                          "or pass a labels CSV)", path=root)
