@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,8 +11,8 @@ import pandas as pd
 
 from noiseaudit.data.csvfile import read_text_table
 from noiseaudit.data.pathmatch import PathIndex
-from noiseaudit.data.source import LABEL_COLUMN_NAMES, find_key_column, pick_column
-from noiseaudit.errors import InputError, input_file
+from noiseaudit.data.source import LABEL_COLUMN_NAMES, find_key_column, pick_column, read_image_folder
+from noiseaudit.errors import InputError, NoiseAuditWarning, UsageError, input_file, place
 from noiseaudit.report.export import CHOICES, VERDICTS, label_studio_answers, verdicts_from_choices
 
 
@@ -52,6 +53,67 @@ def _read_sheet(path: Path) -> tuple[pd.DataFrame, list[int | None]]:
     return read_text_table(path, "reviewed file", report_hint)
 
 
+def read_labels(labels: Path, path_col: str | None = None,
+                label_col: str | None = None) -> tuple[pd.DataFrame, str | None, str]:
+    """The labels to apply a review to, cells as text, with their key and label columns.
+
+    Parameters
+    ----------
+    labels : Path
+        A labels CSV, or an ImageFolder directory (one subfolder per class), which gives a
+        ``path,label`` table of its images.
+    path_col, label_col : str, optional
+        The CSV's key (path or id) and label columns; by default detected.
+
+    Returns
+    -------
+    tuple
+        The table, its key column (None: rows are keyed by their 0-based number) and its label column.
+    """
+    if labels.is_dir() and any(d.is_dir() and not d.name.startswith(".") for d in labels.iterdir()):
+        if path_col is not None or label_col is not None:
+            raise UsageError("--path-col and --label-col name columns of a labels CSV, not of an image folder")
+        source = read_image_folder(labels)
+        table = pd.DataFrame({"path": source.paths, "label": [str(c) for c in source.labels]}, dtype=object)
+        return table, "path", "label"
+    table, _ = read_text_table(labels)  # a folder without class subfolders: "a folder, not a labels CSV"
+    columns = list(table.columns)
+    lcol = pick_column(columns, label_col, LABEL_COLUMN_NAMES, "label", labels)
+    return table, find_key_column(columns, path_col, lcol, labels), lcol
+
+
+def _warn_stale(reviewed: pd.DataFrame, lines: list[int | None], current: list[str], reviewed_path: Path,
+                labels_name: str) -> None:
+    """One warning counting the reviewed rows whose given_label is not the label the table has now."""
+    if "given_label" not in reviewed.columns:
+        return
+    given = reviewed["given_label"].tolist()
+    stale = [k for k, (g, c) in enumerate(zip(given, current)) if g != "" and g != c]
+    if stale:
+        k = stale[0]
+        warnings.warn(f"{place(reviewed_path, lines[k])}: {_rows(len(stale))} a given_label other than the label in "
+                      f"{labels_name} (the first: {reviewed['path'].iloc[k]!r}, {given[k]!r} here, {current[k]!r} "
+                      "there); a review of other labels? Applied all the same", NoiseAuditWarning, stacklevel=3)
+
+
+def _warn_unused_new_labels(reviewed: pd.DataFrame, lines: list[int | None], reviewed_path: Path) -> None:
+    """One warning counting the keep and drop verdicts that have a new_label (only relabel uses one)."""
+    if "new_label" not in reviewed.columns:
+        return
+    unused = [k for k, (v, n) in enumerate(zip(reviewed["verdict"].str.lower(), reviewed["new_label"]))
+              if v in ("keep", "drop") and n != ""]
+    if unused:
+        k = unused[0]
+        warnings.warn(f"{place(reviewed_path, lines[k])}: {_rows(len(unused))} a keep or drop verdict with a "
+                      f"new_label (the first: {reviewed['path'].iloc[k]!r}, new_label {reviewed['new_label'].iloc[k]!r}"
+                      "); only relabel uses new_label, so it is ignored", NoiseAuditWarning, stacklevel=3)
+
+
+def _rows(n: int) -> str:
+    """The count as a subject: "1 reviewed row has", "3 reviewed rows have"."""
+    return f"{n} reviewed row has" if n == 1 else f"{n} reviewed rows have"
+
+
 def apply_review(labels_csv: str | Path, reviewed_path: str | Path, *, path_col: str | None = None,
                  label_col: str | None = None, allow_new_labels: bool = False) -> ApplyResult:
     """The labels table with a reviewed sheet's verdicts applied (``noiseaudit apply``).
@@ -66,12 +128,13 @@ def apply_review(labels_csv: str | Path, reviewed_path: str | Path, *, path_col:
     refused, naming the reviewed file and line. Rows are matched on the table's path column (an absolute
     path there matches the report's path relative to the image folder, :class:`PathIndex`); for the
     labels of feature vectors, on its key (id) column, or on the 0-based row number when it has neither.
+    ``labels_csv`` may also be an ImageFolder directory (one subfolder per class): the table is then its
+    images' ``path,label``. A warning counts the reviewed rows whose ``given_label`` is not the table's
+    label (a review of other labels), and another the ``keep`` or ``drop`` verdicts with a ``new_label``
+    (which only ``relabel`` uses).
     """
     labels_csv, reviewed_path = Path(labels_csv), Path(reviewed_path)
-    table, _ = read_text_table(labels_csv)
-    columns = list(table.columns)
-    lcol = pick_column(columns, label_col, LABEL_COLUMN_NAMES, "label", labels_csv)
-    pcol = find_key_column(columns, path_col, lcol, labels_csv)  # None: keyed by row number (features)
+    table, pcol, lcol = read_labels(labels_csv, path_col, label_col)
     reviewed, lines = read_reviewed(reviewed_path)
     for needed in ("path", "verdict"):
         if needed not in reviewed.columns:
@@ -80,11 +143,13 @@ def apply_review(labels_csv: str | Path, reviewed_path: str | Path, *, path_col:
     index = PathIndex(table[pcol] if pcol is not None else map(str, range(len(table))))
     index.learn_root(reviewed["path"])
     decisions: dict[int, tuple[str, str, int | None]] = {}
+    matched: list[int] = []  # the table row of each reviewed row
     for rec, line in zip(reviewed.to_dict("records"), lines):
         p, verdict = rec["path"], rec["verdict"].lower()
         i = index.row(p)
         if i is None:
             raise InputError(f"path {p!r} is not in {labels_csv.name}", path=reviewed_path, line=line)
+        matched.append(i)
         if verdict not in VERDICTS and verdict != "":
             raise InputError(f"unknown verdict {rec['verdict']!r} (use keep, relabel or drop)",
                              path=reviewed_path, line=line)
@@ -101,6 +166,8 @@ def apply_review(labels_csv: str | Path, reviewed_path: str | Path, *, path_col:
             raise InputError(f"conflicting verdicts for {p!r} (also on line {decisions[i][2]})",
                              path=reviewed_path, line=line)
         decisions[i] = (verdict, target, line)
+    _warn_stale(reviewed, lines, table[lcol].iloc[matched].tolist(), reviewed_path, labels_csv.name)
+    _warn_unused_new_labels(reviewed, lines, reviewed_path)
 
     result = ApplyResult(table=table)
     drop = []

@@ -2,44 +2,108 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import warnings
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from noiseaudit.data.pathmatch import PathIndex
-from noiseaudit.errors import InputError, input_file
+from noiseaudit.errors import InputError, NoiseAuditWarning, UsageError, input_file, line_word
 from noiseaudit.metrics import precision_recall_f1, ranking_metrics
 from noiseaudit.report.build import scored, signal_scores
 from noiseaudit.report.truth import known_truth, yes_no
 
+TRUTH_COLUMNS = ("is_noisy", "original_label")  # a truth CSV replaces both of the report's
+
 
 def attach_truth(report: pd.DataFrame, truth_csv: str | Path) -> pd.DataFrame:
-    """Join ``is_noisy`` / ``original_label`` from a CSV onto the report by ``path``; report rows the CSV
-    does not list get no truth (unknown), but at least one must match."""
-    from noiseaudit.data.source import PATH_COLUMN_NAMES
+    """The report with its truth columns replaced by a CSV's, joined on ``path``.
 
+    Parameters
+    ----------
+    report : DataFrame
+        A report; its own ``is_noisy`` and ``original_label`` columns are dropped.
+    truth_csv : str or Path
+        A CSV with a path column and ``is_noisy`` and/or ``original_label``.
+
+    Returns
+    -------
+    DataFrame
+        The report with the CSV's truth columns; report rows the CSV does not list get no truth
+        (unknown), but at least one must match. CSV rows that match no report row are counted in a
+        warning and ignored.
+
+    Raises
+    ------
+    InputError
+        No path or truth column, a path listed twice with different values, an ``is_noisy`` that is
+        not yes/no, or no report path in the CSV.
+    """
     truth_csv = input_file(truth_csv, "truth CSV")
-    truth = pd.read_csv(truth_csv, encoding="utf-8-sig", dtype=str, keep_default_na=False)
-    pcol = next((c for c in truth.columns if c.strip().lower() in PATH_COLUMN_NAMES), None)
-    cols = [c for c in ("is_noisy", "original_label") if c in truth.columns]
-    if pcol is None or not cols:
-        raise InputError("truth CSV needs a path column and is_noisy or original_label", path=truth_csv, line=1)
-    truth = truth[[pcol, *cols]].rename(columns={pcol: "path"})
-    if "is_noisy" in truth.columns:
-        truth["is_noisy"] = yes_no(truth["is_noisy"], truth_csv)
+    truth, lines = _read_truth(truth_csv)
+    cols = [c for c in TRUTH_COLUMNS if c in truth.columns]
     index = PathIndex(truth["path"])  # absolute truth paths match the report's relative ones
     index.learn_root(report["path"].astype(str))
     rows = [index.row(p) for p in report["path"].astype(str)]
     if len(rows) and all(i is None for i in rows):
         raise InputError(f"no report path is in the truth CSV (the report's first is {report['path'].iloc[0]!r})",
                          path=truth_csv)
+    _warn_unmatched(truth["path"], lines, rows, truth_csv)
     unknown = pd.DataFrame({c: [pd.NA] for c in cols})  # the row of every report path the CSV lacks
     padded = pd.concat([truth[cols].astype(object), unknown], ignore_index=True)
     matched = padded.iloc[[len(truth) if i is None else i for i in rows]].reset_index(drop=True)
-    base = report.drop(columns=[c for c in cols if c in report.columns]).reset_index(drop=True)
+    base = report.drop(columns=[c for c in TRUTH_COLUMNS if c in report.columns]).reset_index(drop=True)
     return pd.concat([base, matched], axis=1)
+
+
+def _read_truth(csv: Path) -> tuple[pd.DataFrame, list[int]]:
+    """The truth CSV's ``path`` and truth columns, one row per path, and the line of each row."""
+    from noiseaudit.data.csvfile import read_text_table
+    from noiseaudit.data.source import PATH_COLUMN_NAMES
+
+    table, lines = read_text_table(csv, "truth CSV")
+    pcol = next((c for c in table.columns if c.strip().lower() in PATH_COLUMN_NAMES), None)
+    cols = [c for c in TRUTH_COLUMNS if c in table.columns]
+    if pcol is None or not cols:
+        raise InputError("truth CSV needs a path column and is_noisy or original_label", path=csv, line=1)
+    raw = table[[pcol, *cols]].rename(columns={pcol: "path"})
+    truth = raw.copy()
+    if "is_noisy" in cols:
+        truth["is_noisy"] = yes_no(raw["is_noisy"], csv, lines=lines)
+    keep = _unique_paths(raw, truth, lines, csv)
+    return truth.iloc[keep].reset_index(drop=True), [lines[i] for i in keep]
+
+
+def _unique_paths(raw: pd.DataFrame, truth: pd.DataFrame, lines: list[int], csv: Path) -> list[int]:
+    """The rows to keep, the first of each path; a path listed again with different truth is an
+    :class:`InputError` naming both lines."""
+    cols = [c for c in truth.columns if c != "path"]
+    values = list(zip(*(truth[c].astype(object).where(truth[c].notna(), None) for c in cols)))
+    first: dict[PurePosixPath, int] = {}
+    for i, p in enumerate(raw["path"]):
+        j = first.setdefault(PurePosixPath(p.replace("\\", "/")), i)  # "./a.png" and "a.png" are one path
+        if j != i and values[i] != values[j]:
+            raise InputError(f"{p!r} is listed twice with different truth: {_cells(raw, j, cols)} on "
+                             f"{line_word(csv, lines[j])}, {_cells(raw, i, cols)} here", path=csv, line=lines[i])
+    return sorted(first.values())
+
+
+def _cells(table: pd.DataFrame, row: int, cols: list[str]) -> str:
+    """A row's cells as they read in the file: "is_noisy 'yes', original_label 'cat'"."""
+    return ", ".join(f"{c} {table[c].iloc[row]!r}" for c in cols)
+
+
+def _warn_unmatched(paths: pd.Series, lines: list[int], rows: list[int | None], csv: Path) -> None:
+    """One warning counting the truth CSV's paths that no report row matched."""
+    matched = set(rows)
+    missing = [i for i in range(len(paths)) if i not in matched]
+    if missing:
+        n, first = len(missing), missing[0]
+        warnings.warn(f"{csv}: {n} path{'s are' if n > 1 else ' is'} not in the report (the first: "
+                      f"{paths.iloc[first]!r} on {line_word(csv, lines[first])}); ignored",
+                      NoiseAuditWarning, stacklevel=3)
 
 
 def evaluate(report: pd.DataFrame, k: int | None = None, truth_csv: str | Path | None = None) -> dict[str, Any]:
@@ -52,10 +116,11 @@ def evaluate(report: pd.DataFrame, k: int | None = None, truth_csv: str | Path |
         ``original_label`` column (compared with ``given_label``) or else ``is_noisy``; rows where it
         is blank are unknown and left out (counted in ``n_unknown``).
     k : int, optional
-        The cut-off of precision@k and recall@k; by default the number of known wrong labels.
+        The cut-off of precision@k and recall@k; by default the number of known wrong labels. At least
+        1; one above the number of scored rows of known truth is lowered to it, with a warning.
     truth_csv : str or Path, optional
         A CSV with a path column and ``is_noisy`` and/or ``original_label``, joined on ``path``
-        (replacing the report's own truth columns).
+        (replacing the report's own truth columns, both of them: :func:`attach_truth`).
 
     Returns
     -------
@@ -67,9 +132,13 @@ def evaluate(report: pd.DataFrame, k: int | None = None, truth_csv: str | Path |
 
     Raises
     ------
+    UsageError
+        ``k`` below 1.
     InputError
         No truth column, no row of known truth, or an ``is_noisy`` value that is not yes/no.
     """
+    if k is not None and k < 1:
+        raise UsageError(f"--k must be at least 1, got {k}")
     if truth_csv is not None:
         report = attach_truth(report, truth_csv)
     report = scored(report)
@@ -80,6 +149,7 @@ def evaluate(report: pd.DataFrame, k: int | None = None, truth_csv: str | Path |
     report, truth = known
     if not len(report):
         raise InputError("no truth: is_noisy / original_label is blank on every scored row")
+    k = _cut_off(k, len(report))
     flagged = report["is_suspect"].to_numpy(bool)
     precision, recall, f1 = precision_recall_f1(truth, flagged)
     scores = signal_scores(report)
@@ -101,3 +171,12 @@ def evaluate(report: pd.DataFrame, k: int | None = None, truth_csv: str | Path |
         "estimated_noise_rate": float(flagged.mean()), "true_noise_rate": float(truth.mean()),
         "signals": signals, "per_class": per_class,
     }
+
+
+def _cut_off(k: int | None, n: int) -> int | None:
+    """``k``, or ``n`` (with a warning) where it asks for more than the ``n`` rows there are."""
+    if k is None or k <= n:
+        return k
+    warnings.warn(f"--k {k} is more than the {n} scored samples of known truth; using k = {n}", NoiseAuditWarning,
+                  stacklevel=3)
+    return n

@@ -117,3 +117,27 @@ def test_page_and_summary_score_only_rows_of_known_truth(tmp_path):
         assert "truth" not in summarize(words, meta)
     with pytest.warns(NoiseAuditWarning, match="cannot read 'maybe'"):
         assert "known wrong labels" not in render_html(words, meta, tmp_path, top=4)
+
+
+@pytest.mark.parametrize("command", [["show"], ["show", "--by", "pair"], ["html", "-o", "page.html"],
+                                     ["export", "-o", "sheet.csv"]])
+def test_top_below_one_is_refused_by_every_command(tmp_path, command):
+    from test_cli_output import synthetic_report
+
+    report = synthetic_report(tmp_path / "r.parquet")
+    args = [command[0], str(report), *[str(tmp_path / a) if a.endswith((".html", ".csv")) else a for a in command[1:]]]
+    for top in ("-5", "0"):
+        result = CliRunner().invoke(app, [*args, "--top", top])
+        assert result.exit_code == 2 and result.stderr.strip() == f"error: --top must be at least 1, got {top}"
+    assert not (tmp_path / "page.html").exists() and not (tmp_path / "sheet.csv").exists()
+
+
+def test_html_refuses_an_images_dir_that_is_not_a_folder(tmp_path):
+    from test_cli_output import synthetic_report
+
+    report, page = synthetic_report(tmp_path / "r.parquet"), tmp_path / "page.html"
+    for wrong, said in ((tmp_path / "nonexistent", "image folder not found"), (report, "a file, not an image folder")):
+        result = CliRunner().invoke(app, ["html", str(report), "-o", str(page), "--images-dir", str(wrong)])
+        assert result.exit_code == 2 and result.stderr.strip() == f"error: {wrong}: {said}"
+        assert not page.exists()
+    assert CliRunner().invoke(app, ["html", str(report), "-o", str(page), "--images-dir", str(tmp_path)]).exit_code == 0

@@ -282,3 +282,135 @@ def test_apply_never_writes_in_place(labels, tmp_path):
     review = _review(tmp_path, [("img/0.png", "b", "relabel", "")])
     result = invoke("apply", labels, review, "-o", labels)
     assert result.exit_code == 2 and "in place" in result.stderr
+
+
+# ------------------------------------------------------------------- findings of a user test: evaluate
+
+
+def test_a_truth_csv_replaces_the_reports_own_truth_columns(hand_report, tmp_path):
+    # The report carries original_label (as a scan of labels.csv does); a truth CSV of is_noisy alone wins.
+    report, truth, path = hand_report
+    assert json.loads(invoke("evaluate", path, "--json").stdout)["n_noisy"] == truth.sum() > 0
+    pd.DataFrame({"path": report["path"], "is_noisy": False}).to_csv(tmp_path / "clean.csv", index=False)
+    result = invoke("evaluate", path, "--truth", tmp_path / "clean.csv", "--json")
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.stdout)
+    assert (got["n"], got["n_unknown"], got["n_noisy"], got["true_noise_rate"]) == (200, 0, 0, 0.0)
+    # Truth for half the rows: the other half is unknown, not the report's original_label.
+    pd.DataFrame({"path": report["path"][:100], "is_noisy": truth[:100]}).to_csv(tmp_path / "half.csv", index=False)
+    got = json.loads(invoke("evaluate", path, "--truth", tmp_path / "half.csv", "--json").stdout)
+    assert (got["n"], got["n_unknown"], got["n_noisy"]) == (100, 100, truth[:100].sum())
+
+
+def test_a_truth_csv_that_lists_a_path_twice(hand_report, tmp_path):
+    report, truth, path = hand_report
+    rows = pd.DataFrame({"path": report["path"], "is_noisy": np.where(truth, "yes", "no")})
+    same = pd.concat([rows, rows.iloc[[1]].assign(path="./img/1.png", is_noisy="true" if truth[1] else "false")])
+    same.to_csv(tmp_path / "same.csv", index=False)  # the same path and value, written otherwise: fine
+    result = invoke("evaluate", path, "--truth", tmp_path / "same.csv", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["n"] == 200, result.output
+    other = "no" if truth[1] else "yes"
+    pd.concat([rows.iloc[:3], rows.iloc[[1]].assign(is_noisy=other), rows.iloc[3:]]).to_csv(
+        tmp_path / "twice.csv", index=False)
+    result = invoke("evaluate", path, "--truth", tmp_path / "twice.csv")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (f"error: {tmp_path / 'twice.csv'}:5: 'img/1.png' is listed twice with different "
+                                     f"truth: is_noisy {rows['is_noisy'][1]!r} on line 3, is_noisy {other!r} here")
+
+
+def test_truth_rows_not_in_the_report_are_counted_in_one_warning(hand_report, tmp_path):
+    report, truth, path = hand_report
+    extra = pd.DataFrame({"path": [f"elsewhere/{i}.png" for i in range(3)], "is_noisy": True})
+    listed = pd.concat([pd.DataFrame({"path": report["path"], "is_noisy": truth}), extra])
+    listed.to_csv(tmp_path / "truth.csv", index=False)
+    result = invoke("evaluate", path, "--truth", tmp_path / "truth.csv", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["n_noisy"] == truth.sum()
+    assert result.stderr.strip() == (f"warning: {tmp_path / 'truth.csv'}: 3 paths are not in the report "
+                                     "(the first: 'elsewhere/0.png' on line 202); ignored")
+    pd.DataFrame({"path": report["path"], "is_noisy": truth}).to_csv(tmp_path / "exact.csv", index=False)
+    assert invoke("evaluate", path, "--truth", tmp_path / "exact.csv").stderr == ""
+
+
+@pytest.mark.parametrize("k", ["0", "-3"])
+def test_evaluate_refuses_k_below_one(hand_report, k):
+    _, _, path = hand_report
+    result = invoke("evaluate", path, "--k", k)
+    assert result.exit_code == 2 and result.stderr.strip() == f"error: --k must be at least 1, got {k}"
+
+
+def test_evaluate_lowers_a_k_above_the_scored_rows_and_says_so(hand_report):
+    report, truth, path = hand_report
+    result = invoke("evaluate", path, "--k", "100000", "--json")
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.stdout)
+    assert got["k"] == 200 and got["signals"]["loss"]["k"] == 200
+    assert got["precision_at_k"] == pytest.approx(truth.mean()) and got["recall_at_k"] == 1.0
+    assert result.stderr.strip() == ("warning: --k 100000 is more than the 200 scored samples of known truth; "
+                                     "using k = 200")
+    assert "k = 200" in invoke("evaluate", path, "--k", "100000").stdout
+
+
+# ---------------------------------------------------------------------- findings of a user test: apply
+
+
+def test_apply_never_writes_over_the_review(labels, tmp_path):
+    review = _review(tmp_path, [("img/0.png", "b", "relabel", "")])
+    before = review.read_text()
+    result = invoke("apply", labels, review, "-o", review, "--overwrite")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: output must differ from the reviewed file (apply never edits in place)"
+    result = invoke("apply", labels, review, "-o", tmp_path / "." / "review.csv", "--overwrite")
+    assert result.exit_code == 2 and review.read_text() == before
+
+
+def _sheet(tmp_path, rows):
+    p = tmp_path / "sheet.csv"
+    pd.DataFrame(rows, columns=["path", "given_label", "suggested_label", "verdict", "new_label"]).to_csv(
+        p, index=False)
+    return p
+
+
+def test_apply_warns_once_about_a_stale_review(labels, tmp_path):
+    # labels.csv has a, b, c, a: the sheet says img/1.png and img/3.png were given other labels.
+    sheet = _sheet(tmp_path, [("img/0.png", "a", "b", "keep", ""), ("img/1.png", "c", "a", "relabel", ""),
+                              ("img/2.png", "c", "a", "", ""), ("img/3.png", "b", "c", "drop", "")])
+    result = invoke("apply", labels, sheet, "-o", tmp_path / "fixed.csv", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["relabeled"] == 1
+    assert result.stderr.strip() == (f"warning: {sheet}:3: 2 reviewed rows have a given_label other than the label "
+                                     "in labels.csv (the first: 'img/1.png', 'c' here, 'b' there); a review of "
+                                     "other labels? Applied all the same")
+    fresh = _sheet(tmp_path, [("img/0.png", "a", "b", "keep", ""), ("img/1.png", "b", "a", "relabel", "")])
+    assert invoke("apply", labels, fresh, "-o", tmp_path / "fixed2.csv").stderr == ""
+
+
+def test_apply_warns_once_about_new_labels_that_keep_and_drop_ignore(labels, tmp_path):
+    review = _review(tmp_path, [("img/0.png", "b", "relabel", "c"), ("img/1.png", "a", "keep", "c"),
+                                ("img/2.png", "a", "Drop", "b")])
+    result = invoke("apply", labels, review, "-o", tmp_path / "fixed.csv", "--json")
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.stdout)
+    assert (got["relabeled"], got["kept"], got["dropped"]) == (1, 1, 1)
+    assert pd.read_csv(tmp_path / "fixed.csv")["label"].tolist() == ["c", "b", "a"]
+    assert result.stderr.strip() == (f"warning: {review}:3: 2 reviewed rows have a keep or drop verdict with a "
+                                     "new_label (the first: 'img/1.png', new_label 'c'); only relabel uses "
+                                     "new_label, so it is ignored")
+
+
+def test_apply_to_an_image_folder_writes_a_path_label_csv(tmp_path):
+    from PIL import Image
+
+    images = tmp_path / "images"
+    for label, names in (("cat", ["1.png", "2.png"]), ("dog", ["3.png"])):
+        (images / label).mkdir(parents=True)
+        for name in names:
+            Image.new("L", (4, 4)).save(images / label / name)
+    review = _review(tmp_path, [("cat/2.png", "dog", "relabel", ""), ("dog/3.png", "cat", "drop", "")])
+    out = tmp_path / "labels.fixed.csv"
+    result = invoke("apply", images, review, "-o", out, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["rows_written"] == 2
+    assert out.read_text() == "path,label\ncat/1.png,cat\ncat/2.png,dog\n"
+    result = invoke("apply", images, review, "-o", tmp_path / "x.csv", "--label-col", "label")
+    assert result.exit_code == 2 and "not of an image folder" in result.stderr

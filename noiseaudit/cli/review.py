@@ -48,7 +48,8 @@ def export_command(
 
 @exits_on_errors
 def apply_command(
-    labels_csv: Annotated[Path, typer.Argument(help="The labels CSV that was scanned.")],
+    labels_csv: Annotated[Path, typer.Argument(help="The labels CSV that was scanned, or the ImageFolder "
+                                                    "directory (which gives a path,label CSV).")],
     reviewed: Annotated[Path, typer.Argument(help="The reviewed export (CSV or JSON), or Label Studio's "
                                                   "export of the labelstudio tasks.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Corrected labels CSV to write.")],
@@ -64,6 +65,8 @@ def apply_command(
 
     if output.resolve() == labels_csv.resolve():
         raise UsageError("output must differ from the input labels CSV (apply never edits in place)")
+    if output.resolve() == reviewed.resolve():
+        raise UsageError("output must differ from the reviewed file (apply never edits in place)")
     check_writable(output, overwrite)
     result = apply_review(labels_csv, reviewed, path_col=path_col, label_col=label_col,
                           allow_new_labels=allow_new_labels)

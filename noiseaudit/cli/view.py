@@ -57,8 +57,10 @@ def show_command(
 ) -> None:
     """The most suspect samples as a table, with the ones the scan flagged marked (or the flags by class pair
     or by class)."""
+    from noiseaudit.report.export import check_top
     from noiseaudit.report.io import read_report_table
 
+    check_top(top)
     # plain lists from pyarrow: pandas (or even .to_numpy()) would cost show most of a second of start-up
     table, meta = read_report_table(report, SHOWN, scan=True)
     col = table.to_pydict()
@@ -79,7 +81,7 @@ def show_command(
 
 
 def _show_samples(col: dict, rows: list[int], top: int, head: dict, title: str, json_out: bool) -> None:
-    shown = heapq.nsmallest(max(top, 0), rows, key=lambda i: col["rank"][i])
+    shown = heapq.nsmallest(top, rows, key=lambda i: col["rank"][i])
     if json_out:
         fields = [name for name in SHOWN if name != "status"]
         echo_json({**head, "rows": [{name: col[name][i] for name in fields} for i in shown]})
@@ -105,7 +107,7 @@ def _show_groups(col: dict, rows: list[int], by: GroupBy, top: int, head: dict, 
         groups = flags_by_pair(given, [col["suggested_label"][i] for i in rows], flagged)
     else:
         groups = flags_by_class(given, flagged)
-    shown = groups[:max(top, 0)]
+    shown = groups[:top]
     if json_out:
         echo_json({**head, "by": by.value, "n_groups": len(groups), "rows": shown})
         return
@@ -141,10 +143,14 @@ def html_command(
 ) -> None:
     """A self-contained HTML page: summary, learned-rate histogram, PR curve, per-class counts, gallery and
     flags by class pair."""
-    from noiseaudit.report.html import render_html
+    from noiseaudit.report.export import check_top
+    from noiseaudit.report.html import image_folder, render_html
     from noiseaudit.report.io import atomic_write, check_writable, read_report
 
+    check_top(top)
     check_writable(output, overwrite)
+    if images_dir is not None:
+        image_folder(images_dir)  # before the report is read and the page drawn
     frame, meta = read_report(report, scan=True)
     page = render_html(frame, meta, images_dir, top)
     atomic_write(output, lambda tmp: tmp.write_text(page, encoding="utf-8"))

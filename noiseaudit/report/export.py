@@ -5,13 +5,14 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from noiseaudit._version import __version__
 from noiseaudit.errors import UsageError
-from noiseaudit.report.build import scored
 from noiseaudit.report.io import atomic_write
+
+if TYPE_CHECKING:  # pandas only where used: show imports check_top from here and starts without it
+    import pandas as pd
 
 FORMATS = ("csv", "json", "labelstudio")
 VERDICTS = ("keep", "relabel", "drop")
@@ -19,6 +20,23 @@ REVIEW_COLUMNS = ("path", "given_label", "suggested_label", "confidence", "learn
                   "suspicion", "verdict", "new_label")
 DECIMALS = 4  # every number of the sheet, so that a column reads 0.5700, 0.5720, 0.6000
 CHOICES = "label"  # the name of the Label Studio Choices tag the tasks pre-annotate (its from_name)
+
+
+def check_top(top: int) -> None:
+    """Refuse a ``--top`` below 1 (``export``, ``show`` and ``html``).
+
+    Parameters
+    ----------
+    top : int
+        How many of the most suspect rows to take.
+
+    Raises
+    ------
+    UsageError
+        ``top`` is below 1.
+    """
+    if top < 1:
+        raise UsageError(f"--top must be at least 1, got {top}")
 
 
 def select_suspects(report: pd.DataFrame, *, top: int | None = None, min_suspicion: float | None = None,
@@ -44,10 +62,11 @@ def select_suspects(report: pd.DataFrame, *, top: int | None = None, min_suspici
     chosen = sum(x is not None and x is not False for x in (top, min_suspicion, flagged))
     if chosen > 1:
         raise UsageError("choose one of --top, --min-suspicion and --flagged")
+    from noiseaudit.report.build import scored
+
     ordered = scored(report).sort_values("rank")
     if top is not None:
-        if top < 1:
-            raise UsageError(f"--top must be at least 1, got {top}")
+        check_top(top)
         return ordered.head(top)
     if min_suspicion is not None:
         return ordered[ordered["suspicion"] >= min_suspicion]
@@ -69,6 +88,8 @@ def review_table(rows: pd.DataFrame) -> pd.DataFrame:
         ``flagged``, ``suspicion``, and empty ``verdict`` (``keep``, ``relabel`` or ``drop``) and
         ``new_label`` to fill in. Numbers are rounded to :data:`DECIMALS` places.
     """
+    import pandas as pd
+
     return pd.DataFrame({
         "path": rows["path"].to_numpy(),
         "given_label": rows["given_label"].to_numpy(),

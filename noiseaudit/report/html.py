@@ -23,6 +23,7 @@ from noiseaudit.errors import InputError, UsageError
 from noiseaudit.evaluate import evaluate
 from noiseaudit.extras import install_hint
 from noiseaudit.report.build import scored
+from noiseaudit.report.export import check_top
 from noiseaudit.report.groups import concentration_line, flags_by_pair
 from noiseaudit.report.truth import split_known, truth_values
 
@@ -132,6 +133,30 @@ def _pairs_section(report: pd.DataFrame, top: int = 10) -> str:
     return f"<h2>Flags by class pair</h2>{note}<table><tr>{head}</tr>{rows}</table>"
 
 
+def image_folder(images_root: str | Path) -> Path:
+    """``images_root`` resolved, when it is a folder; else an InputError naming it.
+
+    Parameters
+    ----------
+    images_root : str or Path
+        The folder the thumbnails' images are read from (``--images-dir``).
+
+    Returns
+    -------
+    Path
+        The folder, resolved.
+
+    Raises
+    ------
+    InputError
+        ``images_root`` is missing or a file.
+    """
+    root = Path(images_root)
+    if not root.is_dir():
+        raise InputError("a file, not an image folder" if root.exists() else "image folder not found", path=root)
+    return root.resolve()
+
+
 def render_html(report: pd.DataFrame, metadata: dict[str, Any] | None = None, images_root: str | Path | None = None,
                 top: int = 48) -> str:
     """The self-contained HTML page of a report (``noiseaudit html``), as a string.
@@ -143,17 +168,25 @@ def render_html(report: pd.DataFrame, metadata: dict[str, Any] | None = None, im
     metadata : dict, optional
         The run's metadata; by default ``report.attrs["noiseaudit"]``.
     images_root : str or Path, optional
-        Where the thumbnails' images are; by default the scan's image folder.
+        Where the thumbnails' images are (a folder); by default the scan's image folder.
     top : int
-        How many of the most suspect samples the gallery shows.
+        How many of the most suspect samples the gallery shows (at least 1).
 
     Returns
     -------
     str
         The page: summary, plots (they need matplotlib), the flags by class pair and the gallery.
+
+    Raises
+    ------
+    UsageError
+        ``top`` below 1.
+    InputError
+        ``images_root`` is missing or not a folder.
     """
+    check_top(top)
     metadata = report.attrs.get("noiseaudit", {}) if metadata is None else metadata
-    root = Path(images_root or metadata.get("images_root") or ".").resolve()
+    root = image_folder(images_root) if images_root else Path(metadata.get("images_root") or ".").resolve()
     e = html.escape
     report = scored(report)
     truth = truth_values(report, lenient=True)

@@ -71,10 +71,11 @@ def _label_text(value: object) -> str | None:
     return text or None
 
 
-def yes_no(column: pd.Series, path: str | Path | None = None, first_line: int = 2) -> pd.Series:
+def yes_no(column: pd.Series, path: str | Path | None = None, first_line: int = 2, *,
+           lines: list[int] | None = None) -> pd.Series:
     """An ``is_noisy`` column as True / False / NA. A value that is not a yes/no word is an
-    :class:`InputError` naming its line of ``path`` (row k on line k + first_line - 1), or its
-    report row without one."""
+    :class:`InputError` naming its line of ``path`` (the row at 0-based position k on ``lines[k]``,
+    by default on line k + first_line), or its report row without one."""
     if pd.api.types.is_bool_dtype(column):
         return column.astype("boolean")
     lowered = column.map(_label_text).str.lower()
@@ -85,5 +86,5 @@ def yes_no(column: pd.Series, path: str | Path | None = None, first_line: int = 
         where = "" if path is not None else f" (report row {pos + 1})"
         raise InputError(f"is_noisy: cannot read {column.iloc[pos]!r}{where} as true or false; "
                          "use true/false, 1/0 or yes/no, blank where unknown",
-                         path=path, line=None if path is None else pos + first_line)
+                         path=path, line=None if path is None else lines[pos] if lines else pos + first_line)
     return words.isin(TRUE_WORDS).astype("boolean").mask(words.isna())
