@@ -406,3 +406,42 @@ def test_scan_help_says_what_each_model_costs():
     assert "small-cnn (the default for grayscale up to 64 px and colour up to 32 px; about 4 s an epoch per 1,000" \
         in text
     assert "resnet18 (the default above; about 20x that time" in text
+
+
+# --- a reader that stops early (| head)
+
+
+def test_a_reader_that_stops_early_ends_the_run_with_141_not_1(monkeypatch):
+    """`noiseaudit scan ... | head`: Rich ended such a run with exit 1, which here means findings over --fail-above.
+    141 is what a shell shows for a writer ended by SIGPIPE."""
+    import typer
+
+    from noiseaudit.cli import console
+
+    class Closed(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError
+
+    discarded = []
+    monkeypatch.setattr(console, "_discard_output", lambda: discarded.append(True))  # not pytest's own stdout
+
+    @console.exits_on_errors
+    def command() -> None:
+        out = console.stdout()
+        out.file = Closed()
+        out.print("a result line")
+
+    with pytest.raises(typer.Exit) as ended:
+        command()
+    assert ended.value.exit_code == console.BROKEN_PIPE == 141 and discarded
+
+
+def test_piped_progress_goes_quiet_when_its_reader_has_gone():
+    class Closed(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError
+
+    progress = PipedProgress(Closed(), clock=iter(range(100)).__next__)
+    progress("train", 0, 10, {"epoch": 1, "epochs": 2})
+    progress("train", 10, 10, {"epoch": 1, "epochs": 2, "loss": 0.5})  # no error: the scan goes on
+    assert progress.stream is None

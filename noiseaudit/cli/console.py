@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import io
 import json
 import math
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -21,13 +23,21 @@ F = TypeVar("F", bound=Callable[..., Any])
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """The reader went away (``| head``): raise, for :func:`exits_on_errors` to end the run with
+        ``BROKEN_PIPE``, instead of Rich's own exit 1 (which means findings here)."""
+        self.quiet = True
+        raise BrokenPipeError
+
+
 def stdout() -> Console:
     """Results. Piped output gets a wide console so that tables don't truncate paths."""
-    return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+    return _Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
 
 def stderr() -> Console:
-    return Console(stderr=True, soft_wrap=True)
+    return _Console(stderr=True, soft_wrap=True)
 
 
 def _finite(value: Any) -> Any:
@@ -48,11 +58,30 @@ def echo_json(value: Any) -> None:
 
 
 def _warning_line(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
-    """NoiseAuditWarnings as one ``warning:`` line on stderr; other warnings as Python prints them."""
-    if issubclass(category, NoiseAuditWarning):
-        typer.echo(f"warning: {message}", err=True)
-    else:
-        sys.stderr.write(warnings.formatwarning(message, category, "", 0))  # type: ignore[arg-type]
+    """NoiseAuditWarnings as one ``warning:`` line on stderr; other warnings as Python prints them. A stderr
+    whose reader has gone (``2>&1 | head``) loses the line; the run goes on."""
+    try:
+        if issubclass(category, NoiseAuditWarning):
+            typer.echo(f"warning: {message}", err=True)
+        else:
+            sys.stderr.write(warnings.formatwarning(message, category, "", 0))  # type: ignore[arg-type]
+    except BrokenPipeError:
+        pass
+
+
+BROKEN_PIPE = 141  # what a shell reports for a process killed by SIGPIPE: the reader of our output went away
+
+
+def _discard_output() -> None:
+    """Point stdout and stderr at /dev/null, so that nothing more (not even the flush at exit) meets the closed
+    pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            os.dup2(devnull, stream.fileno())
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass  # not a real file (a test runner's buffer)
+    os.close(devnull)
 
 
 def exits_on_errors(fn: F) -> F:
@@ -72,6 +101,9 @@ def exits_on_errors(fn: F) -> F:
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
+        except BrokenPipeError:  # `noiseaudit scan ... | head`: the report is written, the reader is gone
+            _discard_output()
+            raise typer.Exit(BROKEN_PIPE) from None
         except OSError as exc:  # the system refused (disk full, permissions): one line, and not exit 1 (findings)
             where = f"{exc.filename}: " if exc.filename else ""
             typer.echo(f"error: {where}{exc.strerror or exc}", err=True)

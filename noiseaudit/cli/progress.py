@@ -29,7 +29,8 @@ class PipedProgress:
     """
 
     def __init__(self, stream: TextIO, clock: Callable[[], float] = time.monotonic):
-        self.stream, self.clock = stream, clock
+        self.stream: TextIO | None = stream  # None once its reader has gone
+        self.clock = clock
         self.mark = clock()  # when anything last reported
         self.started: dict[str, tuple[float, int]] = {}  # stage -> (time, work done) at its start
         self.last: dict[str, tuple[float, int]] = {}  # stage -> (time, work done) at its last line
@@ -60,8 +61,13 @@ class PipedProgress:
             self._print(f"{STAGES.get(stage, stage)}: {done}/{total} ({share}); {timing}")
 
     def _print(self, line: str) -> None:
-        self.stream.write(line + "\n")
-        self.stream.flush()
+        if self.stream is None:
+            return
+        try:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+        except BrokenPipeError:  # the reader went away (`2>&1 | head`): the scan goes on without progress
+            self.stream = None
 
 
 @contextmanager
