@@ -38,7 +38,7 @@ from noiseaudit.data.features import load_features
 from noiseaudit.data.source import LabeledSource, load_source, read_label_table
 from noiseaudit.data.trusted import merge_trusted
 from noiseaudit.distributed import Distributed, from_environment, local_device
-from noiseaudit.errors import InputError, NoiseAuditWarning, TrainingFailed, UsageError
+from noiseaudit.errors import InputError, NoiseAuditWarning, TrainingFailed, UsageError, in_memory
 from noiseaudit.model_io import save_model
 from noiseaudit.models import FEATURE_MODELS, MODELS, build_feature_model, build_model, default_model
 from noiseaudit.optim import META_OBJECTIVES
@@ -335,6 +335,11 @@ def _start(cfg: ScanConfig, output: str | Path | None,
         raise UsageError("--resume is not supported under torchrun yet; resume with a single process")
     if dist is not None and not dist.is_main:
         output = None  # rank 0 writes the report
+    inputs = {Path(p).resolve(): what for p, what in ((cfg.labels_csv, "labels CSV"), (cfg.trusted, "--trusted file"),
+                                                      (cfg.features, "--features file")) if _is_file_name(p)}
+    for path, option in ((output, "--output"), (cfg.save_model, "--save-model")):
+        if path is not None and Path(path).resolve() in inputs:
+            raise UsageError(f"{path}: {option} names the {inputs[Path(path).resolve()]}, an input of this scan")
     if output is not None:
         check_writable(output, overwrite)
     if cfg.save_model is not None and (dist is None or dist.is_main):
@@ -342,6 +347,11 @@ def _start(cfg: ScanConfig, output: str | Path | None,
             raise UsageError(f"{cfg.save_model}: --save-model and --output name the same file")
         check_writable(cfg.save_model, overwrite)
     return device, dist, output
+
+
+def _is_file_name(value: str | None) -> bool:
+    """Whether a config's input is a file's name, not absent or a table passed from Python ("<labels DataFrame>")."""
+    return value is not None and not in_memory(value)
 
 
 def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, model: torch.nn.Module,

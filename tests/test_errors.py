@@ -476,3 +476,16 @@ def test_a_full_disk_while_writing_the_report_is_one_line_and_exit_2(ds, monkeyp
     monkeypatch.setattr(pq, "write_table", full)
     line = assert_user_error(invoke(*scan_args(images, csv(good), out)), out, "No space left on device")
     assert line == f"error: {out}: No space left on device"  # the target named, its temp file removed
+
+
+@pytest.mark.parametrize("which", ["labels", "trusted"])
+def test_an_output_that_names_an_input_is_refused_even_with_overwrite(ds, which):
+    images, out, csv, good = ds
+    labels, trusted = csv(good), csv("path,label\nimg0.png,a\n", name="verified.csv")
+    target = labels if which == "labels" else trusted
+    before = target.read_bytes()
+    result = invoke(*scan_args(images, labels, target, "--overwrite", "--trusted", trusted))
+    assert result.exit_code == 2 and result.stdout == ""
+    what = "labels CSV" if which == "labels" else "--trusted file"
+    assert result.stderr.strip() == f"error: {target}: --output names the {what}, an input of this scan"
+    assert target.read_bytes() == before

@@ -116,3 +116,15 @@ def test_trusted_keys_of_a_features_scan(tmp_path):
     pd.DataFrame({"id": ["s999"], "label": [0]}).to_csv(tmp_path / "u.csv", index=False)
     with pytest.raises(Exception, match=r"u\.csv:2: key 's999' is not in"):
         scan_features(x, labels, key_col="id", trusted=str(tmp_path / "u.csv"), epochs=1, device="cpu")
+
+
+def test_a_trusted_file_that_holds_every_sample_is_an_error(noisy_digits, tmp_path):
+    """Passing the labels CSV itself as --trusted trained everything as verified and ranked nothing (exit 0)."""
+    images, csv = noisy_digits
+    out = tmp_path / "r.parquet"
+    result = CliRunner().invoke(app, ["scan", str(images), str(csv), "--label-col", "digit", "--trusted", str(csv),
+                                      "-o", str(out), "--epochs", "1", "--device", "cpu", "--quiet"])
+    assert result.exit_code == 2 and not out.exists()
+    assert result.stderr.strip().startswith(f"error: {csv}: every sample of ")
+    assert result.stderr.strip().endswith("so none is left to rank; pass the labels someone has verified, not the "
+                                          "labels to check")

@@ -98,6 +98,9 @@ def merge_trusted(source: LabeledSource, trusted_csv: str | Path | pd.DataFrame,
             new_labels.append(label)
             new_lines.append(lines[i])
     n = len(source)
+    if len(set(trusted_rows)) == n:
+        raise InputError(f"every sample of {source.origin} is in this file, so none is left to rank; pass the labels "
+                         "someone has verified, not the labels to check", path=csv)
     extra = source.extra
     if new_paths:
         extra = pd.concat([source.extra, pd.DataFrame(index=range(len(new_paths)))], ignore_index=True)
