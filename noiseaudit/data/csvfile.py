@@ -28,6 +28,17 @@ def _sniff_delimiter(sample: str) -> str:
         return ","
 
 
+def _not_utf8(exc: UnicodeDecodeError, path: str | Path) -> InputError:
+    """Where a CSV stops being UTF-8 (its line), and how to save it as UTF-8: UTF-16 is what Excel's "Unicode
+    Text" writes; other bytes are most often a legacy code page (Latin-1, Windows-1252)."""
+    raw = exc.object
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return InputError("UTF-16 text (Excel's \"Unicode Text\"), not UTF-8; save it as \"CSV UTF-8\"", path=path)
+    line = raw.count(b"\n", 0, exc.start) + 1
+    return InputError(f"not UTF-8 text (byte {raw[exc.start]:#04x}, probably Latin-1 or Windows-1252); save it "
+                      "as UTF-8 (\"CSV UTF-8\" in Excel)", path=path, line=line)
+
+
 def read_text_table(path: str | Path, what: str = "labels CSV",
                     parquet_hint: str = "") -> tuple[pd.DataFrame, list[int]]:
     """All cells as stripped strings, and the file line on which each data record starts; errors name the
@@ -39,7 +50,7 @@ def read_text_table(path: str | Path, what: str = "labels CSV",
     except UnicodeDecodeError as exc:
         if exc.object[:4] == b"PAR1":
             raise InputError(f"a Parquet file, not a {what}{parquet_hint}", path=path) from None
-        raise InputError(f"not UTF-8 text (byte {exc.start})", path=path) from None
+        raise _not_utf8(exc, path) from None
     if not text.strip():
         raise InputError(f"{what} is empty", path=path)
     nul = text.find("\x00")

@@ -60,6 +60,9 @@ def pick_column(columns: list[str], wanted: str | None, candidates: tuple[str, .
     for name in candidates:
         if name in lowered:
             return lowered[name]
+    if any(PurePosixPath(c.strip()).suffix.lower() in IMAGE_EXTENSIONS for c in columns):
+        raise InputError(f"no header: the first line names an image ({columns}); add a header line such as "
+                         "path,label", path=csv, line=header_line(csv))
     raise InputError(
         f"no {kind} column found (looked for {', '.join(candidates)}); columns are {columns}; "
         f"name one with {f'{kind}_col=' if in_memory(csv) else f'--{kind}-col'}",
