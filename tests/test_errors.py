@@ -324,6 +324,14 @@ def test_output_folder_missing(ds):
     assert_user_error(invoke(*scan_args(images, csv(good), target)), target, "output folder does not exist")
 
 
+@pytest.mark.parametrize("overwrite", [(), ("--overwrite",)])
+def test_an_output_that_is_a_folder_says_so_first(ds, overwrite):
+    images, out, csv, good = ds
+    result = invoke(*scan_args(images, csv(good), out.parent, *overwrite))
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.strip() == f"error: {out.parent}: output is a directory; name a file in it"
+
+
 # --------------------------------------------------------------------------------------------- options
 
 

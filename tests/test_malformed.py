@@ -309,6 +309,9 @@ CASES = [
                  id="path-dotdot-after-segment"),
     pytest.param(Case(lambda ctx: with_rows(("..\\outside\\secret.png", "a")), ("escapes",), EXTRA_LINE),
                  id="path-backslash-dotdot"),
+    pytest.param(Case(lambda ctx: with_rows(("sub/../img0.png", "a")),
+                      ("'sub/../img0.png' has a '..' component, which paths may not have; write it as 'img0.png'",),
+                      EXTRA_LINE), id="path-dotdot-that-stays-inside"),
     # written by hand: Python 3.10's csv writer refuses a NUL
     pytest.param(Case(lambda ctx: table(BASE) + "img\x00.png,a\n", ("contains a NUL character",), EXTRA_LINE),
                  id="path-nul-byte"),

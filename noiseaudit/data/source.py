@@ -10,6 +10,7 @@ columns, which are carried unchanged into the report.
 from __future__ import annotations
 
 import os
+import posixpath
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -97,7 +98,11 @@ def resolve_inside(root: Path, relative: str, *, origin: str, line: int | None) 
         raise InputError(f"absolute path {relative!r} is not allowed; paths must be relative to the image folder",
                          path=origin, line=line)
     if ".." in rel.split("/"):
-        raise InputError(f"path {relative!r} escapes the image folder", path=origin, line=line)
+        plain = posixpath.normpath(rel)
+        if plain == ".." or plain.startswith("../"):
+            raise InputError(f"path {relative!r} escapes the image folder", path=origin, line=line)
+        raise InputError(f"path {relative!r} has a '..' component, which paths may not have; write it as "
+                         f"{plain!r}", path=origin, line=line)
     # Plain string operations: this runs twice for every sample of a scan.
     top = str(root)
     resolved = os.path.realpath(os.path.join(top, rel))

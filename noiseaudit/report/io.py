@@ -29,10 +29,10 @@ def check_writable(path: str | Path, overwrite: bool) -> Path:
     """Refuse before any work is done if ``path`` exists (without ``overwrite``) or its folder is missing or
     not writable."""
     path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{path}: output is a directory; name a file in it")
     if path.exists() and not overwrite:
         raise UsageError(f"{path}: output exists; pass --overwrite to replace it")
-    if path.is_dir():
-        raise UsageError(f"{path}: output is a directory")
     if not path.parent.is_dir():
         raise UsageError(f"{path.parent}: output folder does not exist")
     if not os.access(path.parent, os.W_OK):
