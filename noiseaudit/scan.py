@@ -342,6 +342,9 @@ def _start(cfg: ScanConfig, output: str | Path | None,
             raise UsageError(f"{path}: {option} names the {inputs[Path(path).resolve()]}, an input of this scan")
     if output is not None:
         check_writable(output, overwrite)
+        if Path(output).suffix.lower() in (".csv", ".json", ".tsv", ".txt", ".xlsx", ".html"):
+            warnings.warn(f"{output}: the report is a Parquet file whatever its name (noiseaudit export writes a "
+                          "CSV of the suspects, noiseaudit html a page)", NoiseAuditWarning, stacklevel=3)
     if cfg.save_model is not None and (dist is None or dist.is_main):
         if output is not None and Path(cfg.save_model).resolve() == Path(output).resolve():
             raise UsageError(f"{cfg.save_model}: --save-model and --output name the same file")

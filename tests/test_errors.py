@@ -497,3 +497,13 @@ def test_an_output_that_names_an_input_is_refused_even_with_overwrite(ds, which)
     what = "labels CSV" if which == "labels" else "--trusted file"
     assert result.stderr.strip() == f"error: {target}: --output names the {what}, an input of this scan"
     assert target.read_bytes() == before
+
+
+def test_a_report_named_like_a_csv_is_written_as_parquet_with_a_warning(ds):
+    images, out, csv, good = ds
+    target = out.parent / "report.csv"
+    result = invoke(*scan_args(images, csv(good), target))
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip() == (f"warning: {target}: the report is a Parquet file whatever its name (noiseaudit "
+                                     "export writes a CSV of the suspects, noiseaudit html a page)")
+    assert target.read_bytes()[:4] == b"PAR1"
