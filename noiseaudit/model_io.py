@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +43,7 @@ from torch import nn
 from noiseaudit._version import __version__
 from noiseaudit.backbone import BackbonePlan, build_top, encoder
 from noiseaudit.data.cache import DecodeCache
-from noiseaudit.data.dataset import SampleData, load_dataset
+from noiseaudit.data.dataset import BAD_IMAGE_POLICIES, SampleData, SkippedImage, load_dataset
 from noiseaudit.data.features import FEATURE_SUFFIXES, load_features
 from noiseaudit.data.images import LUMA
 from noiseaudit.data.source import LabeledSource, load_source, read_label_table
@@ -137,7 +138,7 @@ class SavedModel:
                 labels_csv: str | Path | pd.DataFrame | None = None, *,
                 path_col: str | None = None, label_col: str | None = None, device: str = "auto",
                 workers: int = 2, cache: bool = True, cache_dir: str | None = None,
-                on_progress: ProgressCallback | None = None) -> pd.DataFrame:
+                on_progress: ProgressCallback | None = None, on_bad_image: str = "fail") -> pd.DataFrame:
         """Predict the class of every input.
 
         Parameters
@@ -162,16 +163,24 @@ class SavedModel:
             Use the decoded-image cache (a scan's own cache entry is reused for the same files).
         on_progress : callable, optional
             Called as ``on_progress(stage, done, total, info)`` while decoding or embedding.
+        on_bad_image : {"fail", "skip"}
+            ``fail``: a missing or undecodable image is an :class:`InputError`; ``skip``: it is left out
+            of the predictions and listed with its ``status``, as ``scan`` does.
 
         Returns
         -------
         pandas.DataFrame
             ``sample_id, path, [given_label], predicted_label, pred_prob, [given_prob],
             prob_<class>...`` (``given_prob``: the probability of the given label; sort by it to
-            check a held-out split's labels); run metadata in ``.attrs["noiseaudit"]``.
+            check a held-out split's labels), and with ``on_bad_image="skip"`` a ``status`` column
+            (``ok``, or why the image was left out; such rows have no predictions); run metadata in
+            ``.attrs["noiseaudit"]``.
         """
+        if on_bad_image not in BAD_IMAGE_POLICIES:
+            raise UsageError(f"--on-bad-image must be one of {', '.join(BAD_IMAGE_POLICIES)}, got {on_bad_image!r}")
         t0 = time.perf_counter()
         dev = resolve_device(device)
+        skipped: list[SkippedImage] = []
         if self.kind == "features":
             source, x = self._features(inputs, labels_csv, path_col, label_col)
             rows = np.arange(len(x))
@@ -184,11 +193,17 @@ class SavedModel:
                                  f"{inputs} is a file: give the folder, then the CSV if any (noiseaudit predict "
                                  "MODEL IMAGES_DIR [LABELS_CSV])")
             source, data = self._images(inputs, labels_csv, path_col, label_col, dev, workers,
-                                        DecodeCache(cache_dir) if cache else None, on_progress)
+                                        DecodeCache(cache_dir) if cache else None, on_progress, on_bad_image)
             x, rows = data.inputs, data.rows if data.rows is not None else np.arange(len(data))
+            skipped = data.skipped
         probs = self.probabilities(x, dev)
         frame = self._frame(source, rows, probs)
-        frame.attrs["noiseaudit"] = self._metadata(frame, source, dev, time.perf_counter() - t0)
+        meta = self._metadata(frame, source, dev, time.perf_counter() - t0)
+        if on_bad_image == "skip" and source is not None:
+            frame = _with_skipped(frame.assign(status="ok"), source, skipped)
+            meta["n_skipped"] = len(skipped)
+            meta["skipped_by_status"] = dict(Counter(s.status for s in skipped))
+        frame.attrs["noiseaudit"] = meta
         return frame
 
     @torch.no_grad()
@@ -203,7 +218,7 @@ class SavedModel:
 
     def _images(self, images_dir: str | Path, labels_csv: str | Path | pd.DataFrame | None, path_col: str | None,
                 label_col: str | None, device: torch.device, workers: int, cache: DecodeCache | None,
-                on_progress: ProgressCallback | None) -> tuple[LabeledSource, SampleData]:
+                on_progress: ProgressCallback | None, on_bad_image: str) -> tuple[LabeledSource, SampleData]:
         source = load_source(images_dir, labels_csv, path_col=path_col, label_col=label_col, for_prediction=True)
         self._check_labels(source)
         plan = self.plan
@@ -211,7 +226,7 @@ class SavedModel:
         stage = "decode" if frozen is None else "embed"
         progress = None if on_progress is None else (lambda done, total: on_progress(stage, done, total, {}))
         data = load_dataset(source, image_size=self.info["image_size"], workers=workers, progress=progress,
-                            cache=cache, encoder=frozen, min_classes=0)
+                            cache=cache, encoder=frozen, min_classes=0, on_bad_image=on_bad_image)
         if frozen is None:
             data.inputs = match_channels(data.inputs, int(self.info["channels"]))
         return source, data
@@ -273,6 +288,21 @@ class SavedModel:
                 "n_samples": len(frame), "accuracy": accuracy, "n_disagree": disagree,
                 "predicted_counts": {str(c): int(counts.get(c, 0)) for c in self.classes},
                 "device": str(device), "timings": {"total_s": seconds}}
+
+
+def _with_skipped(frame: pd.DataFrame, source: LabeledSource, skipped: list[SkippedImage]) -> pd.DataFrame:
+    """The predictions with a row for each image left out (its status, no predictions), in input order."""
+    if not skipped:
+        return frame
+    rows = {"sample_id": [s.row for s in skipped], "path": [source.paths[s.row] for s in skipped],
+            "status": [s.status for s in skipped]}
+    if "given_label" in frame:
+        rows["given_label"] = [source.labels[s.row] for s in skipped]
+    out = pd.concat([frame, pd.DataFrame(rows)], ignore_index=True).sort_values("sample_id", kind="stable")
+    for col in ("given_label", "predicted_label"):
+        if col in frame and pd.api.types.is_integer_dtype(frame[col]):
+            out[col] = out[col].astype("Int64")
+    return out.reset_index(drop=True)
 
 
 def match_channels(images: torch.Tensor, channels: int) -> torch.Tensor:

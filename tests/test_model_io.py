@@ -9,6 +9,7 @@ the training statistics). Bad input is one ``error:`` line naming the file, exit
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +110,31 @@ def test_load_model_round_trip_and_unlabelled_inputs(digits_model, tmp_path):
     sevens[["path", "given_label"]].rename(columns={"given_label": "label"}).to_csv(one_class, index=False)
     seven = saved.predict(images, one_class, device="cpu")
     assert seven.attrs["noiseaudit"]["accuracy"] == pytest.approx(float((sevens["predicted_label"] == 7).mean()))
+
+
+def test_predict_can_skip_bad_images_and_list_them(digits_model, tmp_path):
+    """One corrupt image stopped predict; with --on-bad-image skip it is listed with its status, as a scan does,
+    and the rest are predicted as before."""
+    images, csv, report_path, model = digits_model
+    report, _ = read_report(report_path)
+    folder = tmp_path / "images"
+    shutil.copytree(images, folder)
+    broken = report["path"].iloc[3]
+    (folder / broken).write_bytes(b"not an image")
+    out = tmp_path / "p.parquet"
+    refused = invoke("predict", model, folder, csv, "--label-col", "digit", "-o", out, "--device", "cpu", "--quiet")
+    assert refused.exit_code == 2 and broken in refused.stderr and not out.exists()
+    result = invoke("predict", model, folder, csv, "--label-col", "digit", "-o", out, "--device", "cpu", "--quiet",
+                    "--on-bad-image", "skip")
+    assert result.exit_code == 0, result.output
+    assert "Skipped 1 bad images (1 not_image)" in result.stdout
+    predictions, meta = read_report(out)
+    assert len(predictions) == len(report) and meta["n_skipped"] == 1
+    bad = predictions[predictions["path"] == broken].iloc[0]
+    assert bad["status"] == "not_image" and pd.isna(bad["predicted_label"]) and bad["given_label"] == \
+        report["given_label"].iloc[3]
+    ok = predictions[predictions["status"] == "ok"]
+    assert_same_predictions(report[report["path"] != broken], ok.astype({"predicted_label": "int64"}))
 
 
 def test_a_gray_model_takes_colour_images_and_the_other_way_round():

@@ -35,6 +35,10 @@ def print_summary(summary: dict[str, Any]) -> None:
                             f"{row['predicted_label']} ({formats.percent(row['pred_prob'])})",
                             formats.percent(row["given_prob"]))
         out.print(doubted)
+    if summary.get("n_skipped"):
+        counts = ", ".join(f"{v} {k}" for k, v in summary["skipped_by_status"].items())
+        out.print(f"Skipped {summary['n_skipped']} bad images ({counts}); they are in the file with that status.",
+                  highlight=False)
     out.print(f"Predictions written to {summary['output']}", highlight=False)
 
 
@@ -69,6 +73,8 @@ def predict_command(
                                                                   "earlier scan of the same files.")] = True,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
+    on_bad_image: Annotated[str, typer.Option(help="fail: stop at the first missing or undecodable image; skip: "
+                                                   "leave it out and list it with its status.")] = "fail",
 ) -> None:
     """Predict the class of every image (or feature vector) with a model saved by scan --save-model."""
     from noiseaudit.model_io import load_model
@@ -88,11 +94,12 @@ def predict_command(
     with progress_reporter(quiet) as on_progress:
         frame = saved.predict(inputs, table, path_col=path_col, label_col=label_col, device=device,
                               workers=workers, cache=cache, cache_dir=None if cache_dir is None else str(cache_dir),
-                              on_progress=on_progress)
+                              on_progress=on_progress, on_bad_image=on_bad_image)
     meta = frame.attrs["noiseaudit"]
     write_report(frame, meta, output)
     summary = {**{k: meta[k] for k in ("model_file", "model", "kind", "n_samples", "accuracy", "n_disagree",
-                                       "predicted_counts", "device")}, "output": str(output)}
+                                       "predicted_counts", "device")}, "output": str(output),
+               **{k: meta[k] for k in ("n_skipped", "skipped_by_status") if k in meta}}
     if "given_prob" in frame:
         summary["most_doubted"] = most_doubted(frame)
     if json_out:
