@@ -338,8 +338,9 @@ def _start(cfg: ScanConfig, output: str | Path | None,
     inputs = {Path(p).resolve(): what for p, what in ((cfg.labels_csv, "labels CSV"), (cfg.trusted, "--trusted file"),
                                                       (cfg.features, "--features file")) if _is_file_name(p)}
     for path, option in ((output, "--output"), (cfg.save_model, "--save-model")):
-        if path is not None and Path(path).resolve() in inputs:
-            raise UsageError(f"{path}: {option} names the {inputs[Path(path).resolve()]}, an input of this scan")
+        named = None if path is None else inputs.get(Path(path).resolve())
+        if named is not None:
+            raise UsageError(f"{path}: {option} names the {named}, an input of this scan")
     if output is not None:
         check_writable(output, overwrite)
         if Path(output).suffix.lower() in (".csv", ".json", ".tsv", ".txt", ".xlsx", ".html"):

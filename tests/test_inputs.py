@@ -19,7 +19,7 @@ from PIL import Image
 from noiseaudit.data.dataset import as_gray, choose_image_size, load_dataset
 from noiseaudit.data.images import GRAY_TOLERANCE, LUMA
 from noiseaudit.data.source import LabeledSource, load_source
-from noiseaudit.errors import InputError
+from noiseaudit.errors import InputError, NoiseAuditWarning
 
 # ---------------------------------------------------------------------------------------------- helpers
 
@@ -208,7 +208,12 @@ def test_image_folder_layout_ignores_hidden_and_non_image_files(tmp_path: Path):
     (root / "dog" / "notes.txt").write_text("not an image")
     (root / "dog" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
     (root / "empty_class").mkdir()
-    src = load_source(root)
+    with pytest.warns(NoiseAuditWarning) as said:
+        src = load_source(root)
+    assert [str(w.message).split(": ", 1)[1] for w in said] == [  # the hidden ones without a word
+        "1 file(s) without an image extension (.bmp, .gif, .jpeg, .jpg, .png, .tif, .tiff, .webp) left out: "
+        "'dog/notes.txt'", "1 class folder(s) without an image, so not classes: 'empty_class'",
+        "1 file(s) outside the class folders left out: 'stray.png'"]
     assert src.paths == ["cat/c1.png", "cat/c2.jpg", "cat/nested/c3.png", "dog/d1.PNG"]
     assert src.labels == ["cat", "cat", "cat", "dog"]
     assert src.lines == [None] * 4
@@ -606,7 +611,8 @@ def test_image_folder_symlink_out_of_root_is_refused(escape_setup, opened):
     (root / "dog" / "d.png").unlink()
     (root / "dog" / "linked_dir").symlink_to(sentinel.parent, target_is_directory=True)
     gray(root / "dog" / "e.png")
-    src = load_source(root)  # rglob does not descend into symlinked folders
+    with pytest.warns(NoiseAuditWarning, match="2 file.s. outside the class folders left out: 'a.png', 'b.png'"):
+        src = load_source(root)  # rglob does not descend into symlinked folders
     assert "dog/linked_dir/secret.png" not in src.paths
     assert str(sentinel.resolve()) not in opened
 
