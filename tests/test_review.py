@@ -188,6 +188,20 @@ def test_export_formats(hand_report, tmp_path, fmt):
         assert tasks[0]["data"]["image"].startswith("img/")
 
 
+@pytest.mark.parametrize(("name", "is_json"), [("sheet.json", True), ("sheet.JSON", True), ("sheet.csv", False),
+                                               ("sheet.txt", False)])
+def test_export_without_format_follows_the_output_name(hand_report, tmp_path, name, is_json):
+    """`export -o review.json` wrote CSV into a .json file; without --format the name now decides."""
+    _, _, path = hand_report
+    out = tmp_path / name
+    assert invoke("export", path, "-o", out, "--top", "3").exit_code == 0
+    text = out.read_text()
+    if is_json:
+        assert [r["rank"] for r in json.loads(text)] == [1, 2, 3]
+    else:
+        assert text.startswith("path,given_label,")
+
+
 def test_apply_reads_label_studio_exports_of_the_tasks(hand_report, tmp_path):
     # Export tasks, "annotate" them as Label Studio would, and apply its JSON, JSON-MIN and CSV exports.
     report, _, path = hand_report

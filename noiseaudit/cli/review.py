@@ -26,7 +26,8 @@ def export_command(
     min_suspicion: Annotated[Optional[float], typer.Option(help="Samples with suspicion >= X (a ranking score "
                                                                 "in [0, 1], not the flag).")] = None,
     flagged: Annotated[bool, typer.Option("--flagged", help="The flagged samples (the default).")] = False,
-    fmt: Annotated[Format, typer.Option("--format", help="csv, json, or labelstudio tasks.")] = Format.csv,
+    fmt: Annotated[Optional[Format], typer.Option("--format", help="csv, json, or labelstudio tasks (default: json "
+                                                                    "for a .json output, else csv).")] = None,
     image_prefix: Annotated[str, typer.Option(help="Prefix for image URLs in Label Studio tasks.")] = "",
     overwrite: Overwrite = False,
 ) -> None:
@@ -35,6 +36,8 @@ def export_command(
     from noiseaudit.report.io import check_writable, read_report
 
     check_writable(output, overwrite)
+    if fmt is None:
+        fmt = Format.json if output.suffix.lower() == ".json" else Format.csv
     frame, meta = read_report(report, scan=True)
     table = review_table(select_suspects(frame, top=top, min_suspicion=min_suspicion, flagged=flagged))
     write_review(table, output, fmt.value, image_prefix)
