@@ -43,7 +43,7 @@ from torch import nn
 from noiseaudit._version import __version__
 from noiseaudit.backbone import BackbonePlan, build_top, encoder
 from noiseaudit.data.cache import DecodeCache
-from noiseaudit.data.dataset import BAD_IMAGE_POLICIES, SampleData, SkippedImage, load_dataset
+from noiseaudit.data.dataset import SampleData, SkippedImage, check_bad_image_policy, load_dataset
 from noiseaudit.data.features import FEATURE_SUFFIXES, load_features
 from noiseaudit.data.images import LUMA
 from noiseaudit.data.source import LabeledSource, load_source, read_label_table
@@ -176,8 +176,7 @@ class SavedModel:
             (``ok``, or why the image was left out; such rows have no predictions); run metadata in
             ``.attrs["noiseaudit"]``.
         """
-        if on_bad_image not in BAD_IMAGE_POLICIES:
-            raise UsageError(f"--on-bad-image must be one of {', '.join(BAD_IMAGE_POLICIES)}, got {on_bad_image!r}")
+        check_bad_image_policy(on_bad_image)
         t0 = time.perf_counter()
         dev = resolve_device(device)
         skipped: list[SkippedImage] = []

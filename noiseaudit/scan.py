@@ -27,9 +27,9 @@ from noiseaudit.data.cache import DecodeCache
 from noiseaudit.data.checks import check_source
 from noiseaudit.data.csvfile import table_name
 from noiseaudit.data.dataset import (
-    BAD_IMAGE_POLICIES,
     SampleData,
     SkippedImage,
+    check_bad_image_policy,
     load_dataset,
     sorted_classes,
     source_key,
@@ -130,9 +130,7 @@ class ScanConfig:
         if self.layerwise_rule not in LAYERWISE_RULES:
             raise UsageError(f"unknown --layerwise-rule {self.layerwise_rule!r}; choose one of "
                              f"{', '.join(LAYERWISE_RULES)}")
-        if self.on_bad_image not in BAD_IMAGE_POLICIES:
-            raise UsageError(f"--on-bad-image must be one of {', '.join(BAD_IMAGE_POLICIES)}, "
-                             f"got {self.on_bad_image!r}")
+        check_bad_image_policy(self.on_bad_image)
         if not 0.0 <= self.trusted_weight <= 1.0:
             raise UsageError(f"--trusted-weight must be in [0, 1], got {self.trusted_weight}")
         if self.rank_by not in RANK_BY:

@@ -21,12 +21,18 @@ from noiseaudit.data.cache import DecodeCache, files_key
 from noiseaudit.data.hints import missing_image_hint
 from noiseaudit.data.images import GRAY_MODES, GRAY_TOLERANCE, LUMA, DecodeError, decode_image, image_header
 from noiseaudit.data.source import LabeledSource, resolve_inside
-from noiseaudit.errors import InputError
+from noiseaudit.errors import InputError, UsageError
 
 Progress = Callable[[int, int], None]
 
 
 BAD_IMAGE_POLICIES = ("fail", "skip")
+
+
+def check_bad_image_policy(on_bad_image: str) -> None:
+    """Refuse an ``--on-bad-image`` other than fail or skip (scan and predict check it before reading any input)."""
+    if on_bad_image not in BAD_IMAGE_POLICIES:
+        raise UsageError(f"--on-bad-image must be one of {', '.join(BAD_IMAGE_POLICIES)}, got {on_bad_image!r}")
 
 
 @dataclass
