@@ -144,13 +144,14 @@ def html_command(
     """A self-contained HTML page: summary, learned-rate histogram, PR curve, per-class counts, gallery and
     flags by class pair."""
     from noiseaudit.report.export import check_top
-    from noiseaudit.report.html import image_folder, render_html
+    from noiseaudit.data.source import check_image_dir
+    from noiseaudit.report.html import render_html
     from noiseaudit.report.io import atomic_write, check_writable, read_report
 
     check_top(top)
     check_writable(output, overwrite)
     if images_dir is not None:
-        image_folder(images_dir)  # before the report is read and the page drawn
+        check_image_dir(images_dir, hint="")  # before the report is read and the page drawn
     frame, meta = read_report(report, scan=True)
     page = render_html(frame, meta, images_dir, top)
     atomic_write(output, lambda tmp: tmp.write_text(page, encoding="utf-8"))

@@ -177,7 +177,7 @@ def read_labels_csv(
     With ``optional_label`` (prediction) a CSV without a label column is a list of paths: every
     label is None and ``label_col`` is None.
     """
-    root = _check_dir(images_dir)
+    root = check_image_dir(images_dir)
     frame, lines, origin = read_table(labels_csv)
     csv = Path(origin)
     columns = [str(c) for c in frame.columns]
@@ -340,7 +340,7 @@ def _warn_left_out(root: Path, names: list[str], why: str) -> None:
 
 def read_image_files(images_dir: str | Path) -> LabeledSource:
     """Every image file under ``images_dir``, at any depth, unlabelled (labels None): what to predict."""
-    root = _check_dir(images_dir)
+    root = check_image_dir(images_dir)
     ignored: list[str] = []
     paths = _images_under(root, root, ignored)
     _warn_left_out(root, ignored, NOT_IMAGES)
@@ -352,7 +352,7 @@ def read_image_files(images_dir: str | Path) -> LabeledSource:
 
 def read_image_folder(images_dir: str | Path) -> LabeledSource:
     """One subfolder per class; every image file under it is a sample of that class."""
-    root = _check_dir(images_dir)
+    root = check_image_dir(images_dir)
     paths: list[str] = []
     labels: list = []
     ignored: list[str] = []
@@ -376,10 +376,11 @@ def read_image_folder(images_dir: str | Path) -> LabeledSource:
                          from_folders=True)
 
 
-def _check_dir(images_dir: str | Path) -> Path:
+def check_image_dir(images_dir: str | Path, hint: str = " (the folder comes first, then the labels CSV)") -> Path:
+    """``images_dir`` as its real path, when it is a folder; else an InputError naming it (a file: with ``hint``)."""
     root = Path(images_dir)
     if root.is_file():
-        raise InputError("a file, not an image folder (the folder comes first, then the labels CSV)", path=root)
+        raise InputError(f"a file, not an image folder{hint}", path=root)
     if not root.is_dir():
         raise InputError("image folder not found", path=root)
     return Path(os.path.realpath(root))

@@ -18,7 +18,7 @@ from PIL import Image
 
 from noiseaudit import formats
 from noiseaudit.data.images import DecodeError, decode_image
-from noiseaudit.data.source import IMAGE_EXTENSIONS, resolve_inside
+from noiseaudit.data.source import IMAGE_EXTENSIONS, check_image_dir, resolve_inside
 from noiseaudit.errors import InputError, UsageError
 from noiseaudit.evaluate import evaluate
 from noiseaudit.extras import install_hint
@@ -133,30 +133,6 @@ def _pairs_section(report: pd.DataFrame, top: int = 10) -> str:
     return f"<h2>Flags by class pair</h2>{note}<table><tr>{head}</tr>{rows}</table>"
 
 
-def image_folder(images_root: str | Path) -> Path:
-    """``images_root`` resolved, when it is a folder; else an InputError naming it.
-
-    Parameters
-    ----------
-    images_root : str or Path
-        The folder the thumbnails' images are read from (``--images-dir``).
-
-    Returns
-    -------
-    Path
-        The folder, resolved.
-
-    Raises
-    ------
-    InputError
-        ``images_root`` is missing or a file.
-    """
-    root = Path(images_root)
-    if not root.is_dir():
-        raise InputError("a file, not an image folder" if root.exists() else "image folder not found", path=root)
-    return root.resolve()
-
-
 def render_html(report: pd.DataFrame, metadata: dict[str, Any] | None = None, images_root: str | Path | None = None,
                 top: int = 48) -> str:
     """The self-contained HTML page of a report (``noiseaudit html``), as a string.
@@ -186,7 +162,10 @@ def render_html(report: pd.DataFrame, metadata: dict[str, Any] | None = None, im
     """
     check_top(top)
     metadata = report.attrs.get("noiseaudit", {}) if metadata is None else metadata
-    root = image_folder(images_root) if images_root else Path(metadata.get("images_root") or ".").resolve()
+    if images_root:
+        root = check_image_dir(images_root, hint="")
+    else:
+        root = Path(metadata.get("images_root") or ".").resolve()
     e = html.escape
     report = scored(report)
     truth = truth_values(report, lenient=True)
