@@ -507,3 +507,39 @@ def test_a_report_named_like_a_csv_is_written_as_parquet_with_a_warning(ds):
     assert result.stderr.strip() == (f"warning: {target}: the report is a Parquet file whatever its name (noiseaudit "
                                      "export writes a CSV of the suspects, noiseaudit html a page)")
     assert target.read_bytes()[:4] == b"PAR1"
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["scan"], "error: Missing argument 'images_dir'. See 'noiseaudit scan --help'."),
+    (["scan", "imgs", "--bogus"], "error: No such option: --bogus. See 'noiseaudit scan --help'."),
+    (["show", "r.parquet", "--top", "abc"], "error: Invalid value for '--top'"),
+    (["scna"], "error: No such command 'scna'. Did you mean 'scan'? See 'noiseaudit --help'."),
+])
+def test_usage_errors_are_one_line_and_exit_2(argv, says, capsys, monkeypatch):
+    """What a user types wrong before any file is read gets the same one ``error:`` line as bad input,
+    not typer's boxed panel under the usage line."""
+    from noiseaudit.cli import main
+
+    monkeypatch.setattr("sys.argv", ["noiseaudit"])
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2
+    assert err.startswith(says) and err.count("\n") == 1, err
+    assert "╭" not in err
+
+
+def test_main_passes_exit_codes_through(capsys, monkeypatch):
+    from noiseaudit.cli import main
+
+    monkeypatch.setattr("sys.argv", ["noiseaudit"])
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0 and capsys.readouterr().out.startswith("noiseaudit ")
+    with pytest.raises(SystemExit) as stop:
+        main(["show", "no-such-report.parquet"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == "error: no-such-report.parquet: report not found\n"
+    with pytest.raises(SystemExit) as stop:
+        main([])  # no arguments: the help, exit 2 (click's convention)
+    assert stop.value.code == 2 and "Usage: noiseaudit" in capsys.readouterr().out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -45,5 +46,28 @@ def _root(
     """Find wrong labels in image datasets with per-sample learnable learning rates."""
 
 
-def main() -> None:
-    app()
+# click's UsageError (typer vendors click from 0.2x on, so it is reached through typer's own BadParameter)
+_UsageError = next(k for k in typer.BadParameter.__mro__ if k.__name__ == "UsageError")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the command line and exit with its code.
+
+    A usage error (a missing argument, an unknown option, a value of the wrong type) is one ``error:`` line on
+    stderr naming the command's help, and exit 2, as every input error is: typer would draw it as a boxed panel
+    under the usage line. With no arguments at all, the help is printed (exit 2).
+    """
+    try:
+        code = app(args=argv, prog_name="noiseaudit", standalone_mode=False)
+    except _UsageError as exc:
+        if type(exc).__name__ != "NoArgsIsHelpError":  # that one has printed the help already
+            ctx = getattr(exc, "ctx", None)
+            message = exc.format_message()
+            message += "" if message.endswith((".", "?", "!")) else "."
+            see = f" See '{ctx.command_path} --help'." if ctx is not None else ""
+            typer.echo(f"error: {message}{see}", err=True)
+        code = exc.exit_code
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)
