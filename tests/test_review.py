@@ -428,3 +428,17 @@ def test_apply_to_an_image_folder_writes_a_path_label_csv(tmp_path):
     assert out.read_text() == "path,label\ncat/1.png,cat\ncat/2.png,dog\n"
     result = invoke("apply", images, review, "-o", tmp_path / "x.csv", "--label-col", "label")
     assert result.exit_code == 2 and "not of an image folder" in result.stderr
+
+
+def test_label_studio_image_urls_are_percent_encoded():
+    """A space, '#' or '&' in a file name cut the image URL short in Label Studio; the path itself is kept."""
+    from noiseaudit.report.export import label_studio_tasks
+
+    sheet = pd.DataFrame({"path": ["dir one/a b#1.png", "x&y?.jpg", "plain/ok.png"], "given_label": ["a"] * 3,
+                          "suggested_label": ["b"] * 3, "confidence": [0.9] * 3, "learned_lr": [0.1] * 3,
+                          "rank": [1, 2, 3], "flagged": [True] * 3})
+    tasks = label_studio_tasks(sheet, image_prefix="/data/local-files/?d=")
+    assert [t["data"]["image"] for t in tasks] == ["/data/local-files/?d=dir%20one/a%20b%231.png",
+                                                   "/data/local-files/?d=x%26y%3F.jpg",
+                                                   "/data/local-files/?d=plain/ok.png"]
+    assert [t["data"]["path"] for t in tasks] == sheet["path"].tolist()

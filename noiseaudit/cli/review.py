@@ -28,7 +28,7 @@ def export_command(
     flagged: Annotated[bool, typer.Option("--flagged", help="The flagged samples (the default).")] = False,
     fmt: Annotated[Optional[Format], typer.Option("--format", help="csv, json, or labelstudio tasks (default: json "
                                                                     "for a .json output, else csv).")] = None,
-    image_prefix: Annotated[str, typer.Option(help="Prefix for image URLs in Label Studio tasks.")] = "",
+    image_prefix: Annotated[str, typer.Option(help="Prefix for image URLs in Label Studio tasks; the paths after it are percent-encoded.")] = "",
     overwrite: Overwrite = False,
 ) -> None:
     """Write a review sheet of suspects with empty verdict (keep/relabel/drop) and new_label columns."""

@@ -6,6 +6,7 @@ import html
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from noiseaudit._version import __version__
 from noiseaudit.errors import UsageError
@@ -107,13 +108,18 @@ def review_table(rows: pd.DataFrame) -> pd.DataFrame:
 def label_studio_tasks(table: pd.DataFrame, image_prefix: str = "") -> list[dict]:
     """Label Studio tasks with the suggestion as a pre-annotation.
 
+    ``data.image`` is ``image_prefix`` and the path percent-encoded (``a b#1.png`` as ``a%20b%231.png``; ``/``
+    kept), so that a space, ``#``, ``&`` or ``?`` in a file name still reaches the image behind a URL or a
+    ``/data/local-files/?d=`` prefix; ``data.path`` keeps the path as the report has it.
+
     Pair with a labeling config such as
     ``<View><Image name="image" value="$image"/><Choices name="label" toName="image">...</Choices></View>``.
     """
     tasks = []
     for row in table.itertuples(index=False):
         tasks.append({
-            "data": {"image": f"{image_prefix}{row.path}", "path": row.path, "given_label": str(row.given_label),
+            "data": {"image": f"{image_prefix}{quote(str(row.path), safe='/')}", "path": row.path,
+                     "given_label": str(row.given_label),
                      "rank": int(row.rank), "learned_lr": float(row.learned_lr), "flagged": bool(row.flagged)},
             "predictions": [{
                 "model_version": f"noiseaudit-{__version__}",
