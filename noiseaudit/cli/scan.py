@@ -208,7 +208,8 @@ def scan_command(
         help="Reuse images decoded by an earlier scan of the same files.")] = True,
     force: Annotated[bool, typer.Option("--force", rich_help_panel=RUN,
         help="Scan even when the data looks like the wrong folder level or label column (images in subfolders of the "
-             "class folders, a class of fewer than 5 samples beside a large one, classes 100x apart).")] = False,
+             "class folders, a class of fewer than 5 samples beside a large one, classes 100x apart, two classes spelt "
+             "alike but for case, spaces, '-' or '_').")] = False,
 ) -> None:
     """Train with per-sample learned rates and write a report ranking every sample by suspicion."""
     from noiseaudit.report.summary import summarize

@@ -9,11 +9,14 @@ passes ``force`` (then it is a warning):
 - an ImageFolder whose class folders hold images in subfolders;
 - classes :data:`MAX_IMBALANCE` times apart or more (the largest holds almost everything);
 - a class of fewer than :data:`MIN_CLASS` samples where the largest holds at least
-  :data:`TINY_AGAINST` times as many (a typo; a small dataset of small classes is fine).
+  :data:`TINY_AGAINST` times as many (a typo; a small dataset of small classes is fine);
+- two classes whose names differ only in letter case, spaces, ``-`` or ``_`` (``Coat`` and ``coat``,
+  ``T-shirt`` and ``t_shirt``: one class split in two, as when two annotators' files are joined).
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 import warnings
 from collections import Counter
@@ -33,7 +36,8 @@ def check_source(source: LabeledSource, force: bool = False) -> None:
     """Raise an :class:`InputError` for the first problem found (a warning for each with ``force``)."""
     if not source.labels:
         return
-    problems = ([nested_folders(source)] if source.from_folders else []) + [imbalance(source), tiny_class(source)]
+    problems = ([nested_folders(source)] if source.from_folders else []) + [imbalance(source), tiny_class(source),
+                                                                              twin_classes(source)]
     problems = [p for p in problems if p is not None]
     if not problems:
         return
@@ -82,9 +86,15 @@ def nested_folders(source: LabeledSource) -> str | None:
     return f"{what}; move those images into the class folder, or make each subfolder a class"
 
 
-def _lines_of(source: LabeledSource, label: object, most: int = 3) -> str:
+def _line_list(source: LabeledSource, label: object, most: int = 3) -> str:
+    """'lines 3, 9, … 57' of the rows with ``label`` ("" for an ImageFolder tree)."""
     lines = [str(line) for line, v in zip(source.lines, source.labels) if v == label and line is not None]
-    return f" ({'line' if len(lines) == 1 else 'lines'} {_names(lines, most)})" if lines else ""
+    return f"{'line' if len(lines) == 1 else 'lines'} {_names(lines, most)}" if lines else ""
+
+
+def _lines_of(source: LabeledSource, label: object, most: int = 3) -> str:
+    lines = _line_list(source, label, most)
+    return f" ({lines})" if lines else ""
 
 
 def tiny_class(source: LabeledSource) -> str | None:
@@ -100,6 +110,22 @@ def tiny_class(source: LabeledSource) -> str | None:
     typo = "" if source.from_folders else " (a typo?)"
     return (f"{kind} '{c}' has {_plural(n, unit)}{_lines_of(source, c)} against {n_big} for '{big}'{more}: too few "
             f"to learn what the class looks like{typo}")
+
+
+def twin_classes(source: LabeledSource) -> str | None:
+    """Two classes whose names are the same but for letter case, spaces, '-' and '_' (one class split in two)."""
+    counts = Counter(source.labels)
+    seen: dict[str, object] = {}
+    for label in sorted(counts, key=lambda c: (-counts[c], str(c))):
+        key = re.sub(r"[\s_-]+", "", str(label)).casefold()
+        if key not in seen:
+            seen[key] = label
+            continue
+        kind, unit = _what(source)
+        both = [", ".join(filter(None, [_plural(counts[c], unit), _line_list(source, c)])) for c in (seen[key], label)]
+        return (f"{kind}s '{seen[key]}' ({both[0]}) and '{label}' ({both[1]}) differ only in letter case, spaces, "
+                "'-' or '_': one class split in two? Give them one spelling")
+    return None
 
 
 def imbalance(source: LabeledSource) -> str | None:
