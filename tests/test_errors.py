@@ -268,6 +268,15 @@ def test_header_only_csv(ds):
     assert_user_error(invoke(*scan_args(images, path, out)), out, "labels.csv:1", "no rows")
 
 
+def test_a_repeated_header_row_is_named(ds):
+    """`cat a.csv b.csv > labels.csv` repeats the header mid-file; it was reported as an image 'path' not found."""
+    images, out, csv, _ = ds
+    path = csv("path,label\nimg0.png,a\nimg1.png,b\n path , label\nimg2.png,a\nimg3.png,b\n")
+    line = assert_user_error(invoke(*scan_args(images, path, out)), out)
+    assert line.endswith("labels.csv:4: this row repeats the header (line 1): two CSV files joined together? "
+                         "Delete the line"), line
+
+
 def test_empty_label_cell(ds):
     images, out, csv, _ = ds
     path = csv("path,label\nimg0.png,a\nimg1.png,\nimg2.png,a\nimg3.png,\n")

@@ -68,6 +68,7 @@ def read_text_table(path: str | Path, what: str = "labels CSV",
 
     reader = csv.reader(feed(), delimiter=_sniff_delimiter(text[:65536]), skipinitialspace=True)
     header: list[str] | None = None
+    header_at = 1
     rows: list[list[str]] = []
     lines: list[int] = []
     start = 1
@@ -78,11 +79,14 @@ def read_text_table(path: str | Path, what: str = "labels CSV",
                                  path=path, line=start)
             if record and any(cell.strip() for cell in record):
                 if header is None:
-                    header = [c.strip() for c in record]
+                    header, header_at = [c.strip() for c in record], start
                     _check_header(header, path, start)
                 elif len(record) != len(header):
                     raise InputError(f"{len(record)} fields where the header has {len(header)}", path=path,
                                      line=start)
+                elif [c.strip() for c in record] == header:  # `cat a.csv b.csv > labels.csv`
+                    raise InputError(f"this row repeats the header (line {header_at}): two CSV files joined "
+                                     "together? Delete the line", path=path, line=start)
                 else:
                     rows.append([c.strip() for c in record])
                     lines.append(start)
