@@ -41,6 +41,17 @@ def test_html_is_self_contained(report_path, tmp_path):
     assert not re.search(r'src="(?!data:)', text)  # nothing fetched from outside
 
 
+def test_html_json_summary(report_path, tmp_path):
+    import json
+
+    page = tmp_path / "report.html"
+    result = CliRunner().invoke(app, ["html", str(report_path), "-o", str(page), "--top", "5", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["gallery"] == 5 and summary["bytes"] == page.stat().st_size and summary["output"] == str(page)
+    assert summary["samples"] > 5
+
+
 @pytest.mark.skipif(find_chromium() is None, reason="Debian chromium not installed (.ci/run installs it)")
 def test_html_renders_with_thumbnails_in_headless_chromium(report_path, tmp_path):
     page = tmp_path / "report.html"

@@ -202,6 +202,16 @@ def test_export_without_format_follows_the_output_name(hand_report, tmp_path, na
         assert text.startswith("path,given_label,")
 
 
+def test_export_json_summary(hand_report, tmp_path):
+    report, _, path = hand_report
+    out = tmp_path / "sheet.csv"
+    result = invoke("export", path, "-o", out, "--top", "7", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    sheet = pd.read_csv(out)
+    assert summary == {"rows_written": 7, "flagged": int(sheet["flagged"].sum()), "format": "csv", "output": str(out)}
+
+
 def test_apply_reads_label_studio_exports_of_the_tasks(hand_report, tmp_path):
     # Export tasks, "annotate" them as Label Studio would, and apply its JSON, JSON-MIN and CSV exports.
     report, _, path = hand_report

@@ -21,6 +21,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # A flag with no --no- twin: replacing an existing output is opted into, never out of.
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
+JsonSummary = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")]
 
 
 class _Console(Console):

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from noiseaudit import formats
-from noiseaudit.cli.console import Overwrite, echo_json, exits_on_errors, stdout
+from noiseaudit.cli.console import JsonSummary, Overwrite, echo_json, exits_on_errors, stdout
 from noiseaudit.cli.progress import progress_reporter
 
 
@@ -71,7 +71,7 @@ def predict_command(
                                                        "else ~/.cache/noiseaudit).")] = None,
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse images decoded (or embedded) by an "
                                                                   "earlier scan of the same files.")] = True,
-    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+    json_out: JsonSummary = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
     on_bad_image: Annotated[str, typer.Option(help="fail: stop at the first missing or undecodable image; skip: "
                                                    "leave it out and list it with its status.")] = "fail",

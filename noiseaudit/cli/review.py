@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from noiseaudit.cli.console import Overwrite, echo_json, exits_on_errors, stderr, stdout
+from noiseaudit.cli.console import JsonSummary, Overwrite, echo_json, exits_on_errors, stderr, stdout
 from noiseaudit.errors import UsageError
 
 
@@ -28,8 +28,10 @@ def export_command(
     flagged: Annotated[bool, typer.Option("--flagged", help="The flagged samples (the default).")] = False,
     fmt: Annotated[Optional[Format], typer.Option("--format", help="csv, json, or labelstudio tasks (default: json "
                                                                     "for a .json output, else csv).")] = None,
-    image_prefix: Annotated[str, typer.Option(help="Prefix for image URLs in Label Studio tasks; the paths after it are percent-encoded.")] = "",
+    image_prefix: Annotated[str, typer.Option(help="Prefix for image URLs in Label Studio tasks; the paths after "
+                                                   "it are percent-encoded.")] = "",
     overwrite: Overwrite = False,
+    json_out: JsonSummary = False,
 ) -> None:
     """Write a review sheet of suspects with empty verdict (keep/relabel/drop) and new_label columns."""
     from noiseaudit.report.export import label_studio_config, review_table, select_suspects, write_review
@@ -41,7 +43,11 @@ def export_command(
     frame, meta = read_report(report, scan=True)
     table = review_table(select_suspects(frame, top=top, min_suspicion=min_suspicion, flagged=flagged))
     write_review(table, output, fmt.value, image_prefix)
-    stdout().print(f"Wrote {len(table)} samples to {output}", highlight=False)
+    if json_out:
+        echo_json({"rows_written": len(table), "flagged": int(table["flagged"].sum()), "format": fmt.value,
+                   "output": str(output)})
+    else:
+        stdout().print(f"Wrote {len(table)} samples to {output}", highlight=False)
     if fmt == Format.labelstudio:
         classes = meta.get("classes") or sorted(set(frame["given_label"]) | set(frame["suggested_label"]), key=str)
         stderr().print(f"Next: a Label Studio project with this labeling interface; import {output}, review, "
@@ -60,7 +66,7 @@ def apply_command(
     label_col: Annotated[Optional[str], typer.Option(help="Label column name (default: auto-detect).")] = None,
     allow_new_labels: Annotated[bool, typer.Option("--allow-new-labels", help="Accept relabels to classes not yet in the CSV.")] = False,
     overwrite: Overwrite = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+    json_out: JsonSummary = False,
 ) -> None:
     """Apply verdicts (relabel to new_label or the suggestion, drop, keep); the input is never edited."""
     from noiseaudit.apply import apply_review

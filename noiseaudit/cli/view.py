@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from noiseaudit import formats
-from noiseaudit.cli.console import Overwrite, echo_json, exits_on_errors, stdout
+from noiseaudit.cli.console import JsonSummary, Overwrite, echo_json, exits_on_errors, stdout
 from noiseaudit.errors import InputError
 
 
@@ -140,6 +140,7 @@ def html_command(
     images_dir: Annotated[Optional[Path], typer.Option(help="Image folder (default: the one scanned).")] = None,
     top: Annotated[int, typer.Option(help="Suspects in the gallery.")] = 48,
     overwrite: Overwrite = False,
+    json_out: JsonSummary = False,
 ) -> None:
     """A self-contained HTML page: summary, learned-rate histogram, PR curve, per-class counts, gallery and
     flags by class pair."""
@@ -155,4 +156,8 @@ def html_command(
     frame, meta = read_report(report, scan=True)
     page = render_html(frame, meta, images_dir, top)
     atomic_write(output, lambda tmp: tmp.write_text(page, encoding="utf-8"))
-    stdout().print(f"Wrote {output}", highlight=False)
+    if json_out:
+        echo_json({"samples": len(frame), "gallery": min(top, len(frame)), "bytes": output.stat().st_size,
+                   "output": str(output)})
+    else:
+        stdout().print(f"Wrote {output}", highlight=False)
