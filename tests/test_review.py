@@ -302,6 +302,22 @@ def test_apply_refuses_bad_reviews(labels, tmp_path, rows, message):
     assert not out.exists()
 
 
+def test_apply_writes_the_input_csvs_delimiter_bom_and_line_endings(tmp_path):
+    """An Excel-made CSV (';', a BOM, CRLF) came back with ',' and LF, so the fixed file could not simply
+    replace it in the pipeline that reads it."""
+    labels = tmp_path / "labels.csv"
+    labels.write_bytes(b"\xef\xbb\xbfpath;label;note\r\nimg/0.png;a;x, y\r\nimg/1.png;b;z\r\nimg/2.png;c;w\r\n")
+    review = _review(tmp_path, [("img/0.png", "a", "relabel", "b"), ("img/2.png", "c", "drop", "")])
+    out = tmp_path / "fixed.csv"
+    assert invoke("apply", labels, review, "-o", out).exit_code == 0
+    assert out.read_bytes() == b"\xef\xbb\xbfpath;label;note\r\nimg/0.png;b;x, y\r\nimg/1.png;b;z\r\n"
+    noisy = tmp_path / "noisy.csv"  # inject keeps the style too
+    assert invoke("inject", labels, "-o", noisy, "--rate", "0.34", "--seed", "0").exit_code == 0
+    raw = noisy.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbfpath;label;note;original_label;is_noisy\r\n") and b"\n" not in raw.replace(
+        b"\r\n", b"")
+
+
 def test_apply_never_writes_in_place(labels, tmp_path):
     review = _review(tmp_path, [("img/0.png", "b", "relabel", "")])
     result = invoke("apply", labels, review, "-o", labels)

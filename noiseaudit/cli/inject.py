@@ -61,6 +61,7 @@ def inject_command(
 ) -> None:
     """Flip exactly round(rate*N) labels, never to the same class; keep the truth in original_label/is_noisy."""
     from noiseaudit.inject import inject_file
+    from noiseaudit.data.csvfile import csv_style, write_csv
     from noiseaudit.report.io import atomic_write, check_writable
 
     check_writable(output, overwrite)
@@ -68,7 +69,8 @@ def inject_command(
         raise typer.BadParameter("output must differ from the input")
     result = inject_file(labels, rate, kind.value, seed, images_dir=images_dir, pairs_file=pairs,
                          path_col=path_col, label_col=label_col, device=device, features=features)
-    atomic_write(output, lambda tmp: result.table.to_csv(tmp, index=False))
+    style = csv_style(labels)  # the input's delimiter, BOM and line ending
+    atomic_write(output, lambda tmp: write_csv(result.table, tmp, style))
     if json_out:
         echo_json({"n": len(result.table), "n_noisy": int(result.table["is_noisy"].sum()),
                    "classes": [str(c) for c in result.classes], "noise_matrix": result.noise_matrix.tolist(),

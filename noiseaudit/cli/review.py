@@ -70,6 +70,7 @@ def apply_command(
 ) -> None:
     """Apply verdicts (relabel to new_label or the suggestion, drop, keep); the input is never edited."""
     from noiseaudit.apply import apply_review
+    from noiseaudit.data.csvfile import csv_style, write_csv
     from noiseaudit.report.io import atomic_write, check_writable
 
     if output.resolve() == labels_csv.resolve():
@@ -79,7 +80,8 @@ def apply_command(
     check_writable(output, overwrite)
     result = apply_review(labels_csv, reviewed, path_col=path_col, label_col=label_col,
                           allow_new_labels=allow_new_labels)
-    atomic_write(output, lambda tmp: result.table.to_csv(tmp, index=False))
+    style = csv_style(labels_csv)  # the input's delimiter, BOM and line ending
+    atomic_write(output, lambda tmp: write_csv(result.table, tmp, style))
     summary = {"relabeled": result.relabeled, "dropped": result.dropped, "kept": result.kept,
                "unreviewed": result.unreviewed, "rows_written": len(result.table), "output": str(output)}
     if json_out:

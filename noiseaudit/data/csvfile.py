@@ -8,8 +8,10 @@ delimiter is sniffed among ``, ; TAB |``.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,34 @@ def _sniff_delimiter(sample: str) -> str:
         return csv.Sniffer().sniff(sample.split("\n", 1)[0] + "\n", delimiters=DELIMITERS).delimiter
     except csv.Error:
         return ","
+
+
+@dataclass(frozen=True)
+class CsvStyle:
+    """How a CSV file is written: its delimiter, a UTF-8 BOM (Excel's "CSV UTF-8") and its line ending."""
+
+    delimiter: str = ","
+    bom: bool = False
+    newline: str = "\n"
+
+
+def csv_style(source: str | Path | pd.DataFrame) -> CsvStyle:
+    """The style of the CSV file ``source``, so that a file made from it (``apply``'s corrected labels,
+    ``inject``'s noisy copy) can replace it as it is read; the default for anything else (a folder, a DataFrame)."""
+    if not isinstance(source, (str, Path)) or not Path(source).is_file():
+        return CsvStyle()
+    with open(source, "rb") as fh:
+        raw = fh.read(65536)
+    first = raw.split(b"\n", 1)[0]
+    text = raw.decode("utf-8-sig", errors="replace")
+    return CsvStyle(_sniff_delimiter(text), raw.startswith(codecs.BOM_UTF8),
+                    "\r\n" if first.endswith(b"\r") else "\n")
+
+
+def write_csv(frame: pd.DataFrame, path: str | Path, style: CsvStyle = CsvStyle()) -> None:
+    """``frame`` as a CSV in ``style`` (no index)."""
+    frame.to_csv(path, index=False, sep=style.delimiter, lineterminator=style.newline,
+                 encoding="utf-8-sig" if style.bom else "utf-8")
 
 
 def _not_utf8(exc: UnicodeDecodeError, path: str | Path) -> InputError:
