@@ -77,17 +77,15 @@ def _read_truth(csv: Path) -> tuple[pd.DataFrame, list[int]]:
 
 
 def _unique_paths(raw: pd.DataFrame, truth: pd.DataFrame, lines: list[int], csv: Path) -> list[int]:
-    """The rows to keep, the first of each path; a path listed again with different truth is an
-    :class:`InputError` naming both lines."""
+    """The rows to keep, the first of each path (:func:`~noiseaudit.data.source.unique_rows`: a repeat with the
+    same truth is ignored with a warning, one with different truth is an InputError naming both lines)."""
+    from noiseaudit.data.source import unique_rows
+
     cols = [c for c in truth.columns if c != "path"]
     values = list(zip(*(truth[c].astype(object).where(truth[c].notna(), None) for c in cols)))
-    first: dict[PurePosixPath, int] = {}
-    for i, p in enumerate(raw["path"]):
-        j = first.setdefault(PurePosixPath(p.replace("\\", "/")), i)  # "./a.png" and "a.png" are one path
-        if j != i and values[i] != values[j]:
-            raise InputError(f"{p!r} is listed twice with different truth: {_cells(raw, j, cols)} on "
-                             f"{line_word(csv, lines[j])}, {_cells(raw, i, cols)} here", path=csv, line=lines[i])
-    return sorted(first.values())
+    keys = [PurePosixPath(p.replace("\\", "/")) for p in raw["path"]]  # "./a.png" and "a.png" are one path
+    return unique_rows(keys, list(raw["path"]), values, lines, csv, noun=("truth", "truth"),
+                       show=lambda i: _cells(raw, i, cols))
 
 
 def _cells(table: pd.DataFrame, row: int, cols: list[str]) -> str:

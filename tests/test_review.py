@@ -349,6 +349,8 @@ def test_a_truth_csv_that_lists_a_path_twice(hand_report, tmp_path):
     same.to_csv(tmp_path / "same.csv", index=False)  # the same path and value, written otherwise: fine
     result = invoke("evaluate", path, "--truth", tmp_path / "same.csv", "--json")
     assert result.exit_code == 0 and json.loads(result.stdout)["n"] == 200, result.output
+    assert result.stderr == (f"warning: {tmp_path / 'same.csv'}:202: './img/1.png' repeats line 3 with the same "
+                             "truth; 1 repeated row(s) ignored\n")  # as a labels CSV's repeat is named
     other = "no" if truth[1] else "yes"
     pd.concat([rows.iloc[:3], rows.iloc[[1]].assign(is_noisy=other), rows.iloc[3:]]).to_csv(
         tmp_path / "twice.csv", index=False)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import posixpath
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -193,7 +194,7 @@ def read_labels_csv(
     frame[pcol] = stored
     keys = [PurePosixPath(p.replace("\\", "/")) for p in frame[pcol]]  # "./a.png" and "a.png" are one path
     given = list(frame[lcol].str.strip()) if lcol is not None else [""] * len(frame)
-    keep = _unique_rows(keys, list(frame[pcol]), given, lines, csv)
+    keep = unique_rows(keys, list(frame[pcol]), given, lines, csv)
     if len(keep) != len(frame):
         frame, lines = frame.iloc[keep].reset_index(drop=True), [lines[i] for i in keep]
     paths = list(frame[pcol])
@@ -278,24 +279,29 @@ def label_table(frame: pd.DataFrame, lines: list[int | None], origin: str, root:
                          columns=columns)
 
 
-def _unique_rows(keys: list[PurePosixPath], paths: list[str], labels: list[str], lines: list[int],
-                 csv: Path) -> list[int]:
-    """Row indices to keep: a file listed twice with the same label is kept once (with a warning);
-    with different labels it is an InputError naming both lines."""
+def unique_rows(keys: list[PurePosixPath], paths: list[str], values: list, lines: list[int], csv: Path, *,
+                noun: tuple[str, str] = ("label", "labels"), show: Callable[[int], str] | None = None) -> list[int]:
+    """Row indices to keep: a file listed twice with the same value (``values[i]``, any comparable) is kept
+    once, with a warning; with different values it is an InputError naming both lines.
+
+    ``noun`` is the value's name, singular and plural ("truth", "truth" for a truth CSV), and ``show(i)``
+    how row ``i``'s value reads in a message (``repr`` of the value by default).
+    """
+    show = show or (lambda i: repr(values[i]))
     first: dict[PurePosixPath, int] = {}
     repeats: list[int] = []
     for i, key in enumerate(keys):
         j = first.setdefault(key, i)
         if j == i:
             continue
-        if labels[i] != labels[j]:
-            raise InputError(f"{paths[i]!r} is listed twice with different labels: {labels[j]!r} on "
-                             f"{line_word(csv, lines[j])}, {labels[i]!r} here", path=csv, line=lines[i])
+        if values[i] != values[j]:
+            raise InputError(f"{paths[i]!r} is listed twice with different {noun[1]}: {show(j)} on "
+                             f"{line_word(csv, lines[j])}, {show(i)} here", path=csv, line=lines[i])
         repeats.append(i)
     if repeats:
         i = repeats[0]
         warnings.warn(f"{place(csv, lines[i])}: {paths[i]!r} repeats {line_word(csv, lines[first[keys[i]]])} with "
-                      f"the same label; {len(repeats)} repeated row(s) ignored", NoiseAuditWarning, stacklevel=3)
+                      f"the same {noun[0]}; {len(repeats)} repeated row(s) ignored", NoiseAuditWarning, stacklevel=3)
     dropped = set(repeats)
     return [i for i in range(len(keys)) if i not in dropped]
 

@@ -23,10 +23,10 @@ from noiseaudit.data.source import (
     LabeledSource,
     _normalise_labels,
     _refuse_empty,
-    _unique_rows,
     pick_column,
     resolve_inside,
     root_relative,
+    unique_rows,
 )
 from noiseaudit.errors import InputError
 
@@ -71,7 +71,7 @@ def merge_trusted(source: LabeledSource, trusted_csv: str | Path | pd.DataFrame,
         for p, line in zip(paths, lines):
             resolve_inside(source.root, p, origin=str(csv), line=line)
     keys = [_key(p, images) for p in paths]
-    keep = _unique_rows(keys, paths, list(frame[lcol].str.strip()), lines, csv)  # a path that contradicts itself
+    keep = unique_rows(keys, paths, list(frame[lcol].str.strip()), lines, csv)  # a path that contradicts itself
     labels = _normalise_labels(frame[lcol])
     known = {str(v): v for v in source.labels}
     index = {_key(p, images): i for i, p in enumerate(source.paths)}
