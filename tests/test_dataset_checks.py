@@ -152,3 +152,19 @@ def test_distinct_names_are_not_twins(tmp_path):
     for c in ("shirt", "t-shirt", "Shirts"):
         write_images(root / c, n=3)
     check_source(load_source(root))  # differ by more than case and separators: no error
+
+
+def test_a_missing_label_written_as_text_is_not_a_class(tmp_path):
+    """df["label"].astype(str).to_csv(...) writes a missing label as 'nan'; it trained as a class of its own."""
+    images = tmp_path / "images"
+    names = write_images(images, n=24)
+    labels = ["a", "b"] * 12
+    labels[3] = labels[9] = "nan"
+    csv = tmp_path / "labels.csv"
+    csv.write_text("path,label\n" + "".join(f"{n},{lab}\n" for n, lab in zip(names, labels)))
+    out = tmp_path / "r.parquet"
+    assert_user_error(invoke(*scan_args(images, csv, out)), out,
+                      f"{csv}: label 'nan' (2 rows, lines 5, 11) looks like a missing value written as text, and "
+                      "would train as a class of its own; fill in those labels or leave the rows out; pass --force")
+    csv.write_text(csv.read_text().replace(",nan\n", ",none\n"))  # 'none' can be a real class (no defect)
+    assert "missing value" not in invoke(*scan_args(images, csv, out)).stderr

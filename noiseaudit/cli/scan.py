@@ -209,7 +209,7 @@ def scan_command(
     force: Annotated[bool, typer.Option("--force", rich_help_panel=RUN,
         help="Scan even when the data looks like the wrong folder level or label column (images in subfolders of the "
              "class folders, a class of fewer than 5 samples beside a large one, classes 100x apart, two classes spelt "
-             "alike but for case, spaces, '-' or '_').")] = False,
+             "alike but for case, spaces, '-' or '_', a label 'nan' or 'null').")] = False,
 ) -> None:
     """Train with per-sample learned rates and write a report ranking every sample by suspicion."""
     from noiseaudit.report.summary import summarize

@@ -11,7 +11,9 @@ passes ``force`` (then it is a warning):
 - a class of fewer than :data:`MIN_CLASS` samples where the largest holds at least
   :data:`TINY_AGAINST` times as many (a typo; a small dataset of small classes is fine);
 - two classes whose names differ only in letter case, spaces, ``-`` or ``_`` (``Coat`` and ``coat``,
-  ``T-shirt`` and ``t_shirt``: one class split in two, as when two annotators' files are joined).
+  ``T-shirt`` and ``t_shirt``: one class split in two, as when two annotators' files are joined);
+- a label that is a missing value written as text (``nan``, ``null``, ``<NA>``: what pandas writes for a
+  missing label after ``astype(str)``), which would train as a class of its own.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from noiseaudit.data.source import LabeledSource
 from noiseaudit.errors import InputError, NoiseAuditWarning
 from noiseaudit import formats
 
+MISSING_WORDS = frozenset({"nan", "<na>", "nat", "null", "undefined"})  # casefolded; "none" can be a real class
 MIN_CLASS = 5
 TINY_AGAINST = 10
 MAX_IMBALANCE = 100
@@ -36,8 +39,8 @@ def check_source(source: LabeledSource, force: bool = False) -> None:
     """Raise an :class:`InputError` for the first problem found (a warning for each with ``force``)."""
     if not source.labels:
         return
-    problems = ([nested_folders(source)] if source.from_folders else []) + [imbalance(source), tiny_class(source),
-                                                                              twin_classes(source)]
+    problems = [nested_folders(source)] if source.from_folders else []
+    problems += [missing_as_text(source), imbalance(source), tiny_class(source), twin_classes(source)]
     problems = [p for p in problems if p is not None]
     if not problems:
         return
@@ -110,6 +113,18 @@ def tiny_class(source: LabeledSource) -> str | None:
     typo = "" if source.from_folders else " (a typo?)"
     return (f"{kind} '{c}' has {_plural(n, unit)}{_lines_of(source, c)} against {n_big} for '{big}'{more}: too few "
             f"to learn what the class looks like{typo}")
+
+
+def missing_as_text(source: LabeledSource) -> str | None:
+    """A label that reads as a missing value ('nan', 'null', '<NA>'): an export wrote the blanks as text."""
+    counts = Counter(source.labels)
+    missing = [c for c in counts if isinstance(c, str) and c.casefold() in MISSING_WORDS]
+    if not missing or source.from_folders:
+        return None
+    c = missing[0]
+    where = ", ".join(filter(None, [_plural(counts[c], _what(source)[1]), _line_list(source, c)]))
+    return (f"label '{c}' ({where}) looks like a missing value written as text, and would train as a class of its "
+            "own; fill in those labels or leave the rows out")
 
 
 def twin_classes(source: LabeledSource) -> str | None:
