@@ -23,6 +23,16 @@ def one_level_too_high(tmp_path: Path) -> Path:
     return top
 
 
+def labelled_images(tmp_path: Path, labels: list[str]) -> tuple[Path, Path, Path]:
+    """One small image per label under tmp_path/images, a labels.csv listing them (line k + 2 is labels[k]) and
+    where the report would go."""
+    images = tmp_path / "images"
+    names = write_images(images, n=len(labels))
+    csv = tmp_path / "labels.csv"
+    csv.write_text("path,label\n" + "".join(f"{n},{lab}\n" for n, lab in zip(names, labels)))
+    return images, csv, tmp_path / "r.parquet"
+
+
 def test_class_folders_holding_class_subfolders_point_one_level_down(tmp_path):
     top = one_level_too_high(tmp_path)
     out = tmp_path / "r.parquet"
@@ -63,13 +73,9 @@ def test_force_goes_on_and_warns_with_the_same_words(tmp_path):
 
 
 def test_a_label_typo_of_one_row_is_named_by_its_line(tmp_path):
-    images = tmp_path / "images"
-    names = write_images(images, n=24)
     labels = ["a", "b"] * 12
     labels[6] = "bb"
-    csv = tmp_path / "labels.csv"
-    csv.write_text("path,label\n" + "".join(f"{n},{lab}\n" for n, lab in zip(names, labels)))
-    out = tmp_path / "r.parquet"
+    images, csv, out = labelled_images(tmp_path, labels)
     assert_user_error(invoke(*scan_args(images, csv, out)), out,
                       f"{csv}: label 'bb' has 1 row (line 8) against 12 for 'b': too few to learn what the class "
                       "looks like (a typo?); pass --force to scan anyway")
@@ -131,13 +137,9 @@ def test_a_folder_scan_names_what_it_leaves_out(tmp_path):
 def test_classes_differing_only_in_case_or_separators_are_one_class_split_in_two(tmp_path):
     """'Coat' and 'coat' (two annotators' files joined) scanned as two classes flagged 60% of the sample data
     with no word why; now refused, naming both spellings and where each is used."""
-    images = tmp_path / "images"
-    names = write_images(images, n=24)
     labels = ["T-shirt", "bag"] * 12
     labels[2] = labels[6] = labels[10] = "t_shirt"
-    csv = tmp_path / "labels.csv"
-    csv.write_text("path,label\n" + "".join(f"{n},{lab}\n" for n, lab in zip(names, labels)))
-    out = tmp_path / "r.parquet"
+    images, csv, out = labelled_images(tmp_path, labels)
     assert_user_error(invoke(*scan_args(images, csv, out)), out,
                       f"{csv}: labels 'T-shirt' (9 rows, lines 2, 6, … 24) and 't_shirt' (3 rows, lines 4, 8, 12) "
                       "differ only in letter case, spaces, '-' or '_': one class split in two? Give them one "
@@ -156,13 +158,9 @@ def test_distinct_names_are_not_twins(tmp_path):
 
 def test_a_missing_label_written_as_text_is_not_a_class(tmp_path):
     """df["label"].astype(str).to_csv(...) writes a missing label as 'nan'; it trained as a class of its own."""
-    images = tmp_path / "images"
-    names = write_images(images, n=24)
     labels = ["a", "b"] * 12
     labels[3] = labels[9] = "nan"
-    csv = tmp_path / "labels.csv"
-    csv.write_text("path,label\n" + "".join(f"{n},{lab}\n" for n, lab in zip(names, labels)))
-    out = tmp_path / "r.parquet"
+    images, csv, out = labelled_images(tmp_path, labels)
     assert_user_error(invoke(*scan_args(images, csv, out)), out,
                       f"{csv}: label 'nan' (2 rows, lines 5, 11) looks like a missing value written as text, and "
                       "would train as a class of its own; fill in those labels or leave the rows out; pass --force")
