@@ -445,3 +445,46 @@ def test_piped_progress_goes_quiet_when_its_reader_has_gone():
     progress("train", 0, 10, {"epoch": 1, "epochs": 2})
     progress("train", 10, 10, {"epoch": 1, "epochs": 2, "loss": 0.5})  # no error: the scan goes on
     assert progress.stream is None
+
+
+# --- a stream the shell closed, or whose reader has gone
+
+
+def _shell(command: str, cwd: Path) -> "subprocess.CompletedProcess[str]":
+    import shlex
+    import subprocess
+    import sys
+
+    cli = f"{shlex.quote(sys.executable)} -m noiseaudit"
+    return subprocess.run(["bash", "-c", command.replace("NOISEAUDIT", cli)], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_a_closed_or_abandoned_stderr_changes_neither_the_results_nor_the_exit_code(tmp_path):
+    """`2>&-` made scan exit 1 with no report and no word (sys.stderr is None, and progress asked it isatty);
+    a stderr whose reader had quit made a finished scan exit 141 and an input error exit 1."""
+    write_images(tmp_path / "tree" / "a", n=6)
+    write_images(tmp_path / "tree" / "b", n=6)
+    scan = "NOISEAUDIT scan tree -o {} --epochs 1 --device cpu --workers 1"
+    closed = _shell(scan.format("r1.parquet") + " --json 2>&-", tmp_path)
+    assert closed.returncode == 0 and json.loads(closed.stdout)["n_samples"] == 12
+    assert (tmp_path / "r1.parquet").exists()
+    gone = _shell("{ " + scan.format("r2.parquet") + " 3>&1 1>out.txt 2>&3 | true; exit ${PIPESTATUS[0]}; }",
+                  tmp_path)
+    assert gone.returncode == 0 and "Report written to r2.parquet" in (tmp_path / "out.txt").read_text()
+    bad = _shell("{ NOISEAUDIT show r1.parquet --class nope 3>&1 1>/dev/null 2>&3 | true; exit ${PIPESTATUS[0]}; }",
+                 tmp_path)
+    assert bad.returncode == 2
+    assert _shell("NOISEAUDIT show r1.parquet --class nope 2>&-", tmp_path).returncode == 2
+    shown = _shell("NOISEAUDIT show r1.parquet >&-", tmp_path)  # sys.stdout is None: the table is lost, no traceback
+    assert shown.returncode == 0 and shown.stderr == ""
+
+
+def test_fail_above_says_why_even_when_quiet(tmp_path):
+    """-q hides progress, not the reason for exit 1 (CI runs use -q)."""
+    write_images(tmp_path / "tree" / "a", n=6)
+    write_images(tmp_path / "tree" / "b", n=6)
+    result = invoke("scan", tmp_path / "tree", "-o", tmp_path / "r.parquet", "--epochs", "1", "--device", "cpu",
+                    "--workers", "1", "-q", "--noise-rate", "0.5", "--fail-above", "0.1")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "flagged 50.0% of the samples, above --fail-above 0.1: exit 1"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated
 
@@ -14,6 +15,7 @@ from noiseaudit.cli import predict as _predict
 from noiseaudit.cli import review as _review
 from noiseaudit.cli import scan as _scan
 from noiseaudit.cli import view as _view
+from noiseaudit.cli.console import say
 
 app = typer.Typer(
     name="noiseaudit",
@@ -55,8 +57,12 @@ def main(argv: list[str] | None = None) -> None:
 
     A usage error (a missing argument, an unknown option, a value of the wrong type) is one ``error:`` line on
     stderr naming the command's help, and exit 2, as every input error is: typer would draw it as a boxed panel
-    under the usage line. With no arguments at all, the help is printed (exit 2).
+    under the usage line. With no arguments at all, the help is printed (exit 2). A stream the shell closed
+    (``2>&-``, ``>&-``) is the null device here: its output is lost, and the run goes on as it would.
     """
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))
     try:
         code = app(args=argv, prog_name="noiseaudit", standalone_mode=False)
     except _UsageError as exc:
@@ -65,9 +71,9 @@ def main(argv: list[str] | None = None) -> None:
             message = exc.format_message()
             message += "" if message.endswith((".", "?", "!")) else "."
             see = f" See '{ctx.command_path} --help'." if ctx is not None else ""
-            typer.echo(f"error: {message}{see}", err=True)
+            say(f"error: {message}{see}")
         code = exc.exit_code
     except typer.Abort:
-        typer.echo("aborted", err=True)
+        say("aborted")
         code = 1
     sys.exit(code if isinstance(code, int) else 0)

@@ -26,10 +26,12 @@ JsonSummary = Annotated[bool, typer.Option("--json", help="Print a JSON summary 
 
 class _Console(Console):
     def on_broken_pipe(self) -> None:
-        """The reader went away (``| head``): raise, for :func:`exits_on_errors` to end the run with
-        ``BROKEN_PIPE``, instead of Rich's own exit 1 (which means findings here)."""
+        """The reader went away. Of stdout (``| head``): raise, for :func:`exits_on_errors` to end the run with
+        ``BROKEN_PIPE``, instead of Rich's own exit 1 (which means findings here). Of stderr: fall silent, as a
+        closed stderr does; the results on stdout and the exit code stay what they are."""
         self.quiet = True
-        raise BrokenPipeError
+        if not self.stderr:
+            raise BrokenPipeError
 
 
 def stdout() -> Console:
@@ -58,15 +60,23 @@ def echo_json(value: Any) -> None:
     typer.echo(json.dumps(_finite(value), default=str, allow_nan=False))
 
 
-def _warning_line(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
-    """NoiseAuditWarnings as one ``warning:`` line on stderr; other warnings as Python prints them. A stderr
-    whose reader has gone (``2>&1 | head``) loses the line; the run goes on."""
+def say(line: str) -> None:
+    """One line on stderr (an error, a warning, a note). A stderr whose reader has gone (``2>&1 | head``) or that
+    is closed loses the line; the run, its results and its exit code go on as they would."""
     try:
-        if issubclass(category, NoiseAuditWarning):
-            typer.echo(f"warning: {message}", err=True)
-        else:
-            sys.stderr.write(warnings.formatwarning(message, category, "", 0))  # type: ignore[arg-type]
+        typer.echo(line, err=True)
     except BrokenPipeError:
+        pass
+
+
+def _warning_line(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    """NoiseAuditWarnings as one ``warning:`` line on stderr (:func:`say`); other warnings as Python prints them."""
+    if issubclass(category, NoiseAuditWarning):
+        say(f"warning: {message}")
+        return
+    try:
+        sys.stderr.write(warnings.formatwarning(message, category, "", 0))  # type: ignore[arg-type]
+    except (BrokenPipeError, AttributeError):  # AttributeError: no stderr at all
         pass
 
 
@@ -97,17 +107,17 @@ def exits_on_errors(fn: F) -> F:
                 warnings.showwarning = _warning_line
                 return fn(*args, **kwargs)
         except NoiseAuditError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            say(f"error: {exc}")
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
-            typer.echo("interrupted", err=True)
+            say("interrupted")
             raise typer.Exit(130) from None
         except BrokenPipeError:  # `noiseaudit scan ... | head`: the report is written, the reader is gone
             _discard_output()
             raise typer.Exit(BROKEN_PIPE) from None
         except OSError as exc:  # the system refused (disk full, permissions): one line, and not exit 1 (findings)
             where = f"{exc.filename}: " if exc.filename else ""
-            typer.echo(f"error: {where}{exc.strerror or exc}", err=True)
+            say(f"error: {where}{exc.strerror or exc}")
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]

@@ -254,8 +254,7 @@ def scan_command(
         print_summary(summary, output)
         if not quiet:
             print_next_steps(output, summary["n_flagged"])
-    if over:
-        if not quiet:
-            stderr().print(f"flagged {formats.percent(summary['estimated_noise_rate'])} of the samples, above "
-                           f"--fail-above {fail_above:g}: exit 1", highlight=False)
+    if over:  # said even with -q, as an error is: it is why the exit code is 1
+        stderr().print(f"flagged {formats.percent(summary['estimated_noise_rate'])} of the samples, above "
+                       f"--fail-above {fail_above:g}: exit 1", highlight=False)
         raise typer.Exit(1)
