@@ -347,6 +347,9 @@ def _start(cfg: ScanConfig, output: str | Path | None,
     if cfg.save_model is not None and (dist is None or dist.is_main):
         if output is not None and Path(cfg.save_model).resolve() == Path(output).resolve():
             raise UsageError(f"{cfg.save_model}: --save-model and --output name the same file")
+        ckpt = cfg.checkpoint_dir or (None if output is None else str(output) + ".ckpt")
+        if ckpt is not None and Path(cfg.save_model).resolve() == Path(ckpt).resolve():
+            raise UsageError(f"{cfg.save_model}: --save-model names the folder this scan keeps its checkpoint in")
         check_writable(cfg.save_model, overwrite)
     return device, dist, output
 

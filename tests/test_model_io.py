@@ -263,6 +263,10 @@ def test_existing_outputs_are_kept_without_overwrite(digits_model, tmp_path):
                     "--device", "cpu", "--quiet")
     assert result.exit_code == 2 and str(taken) in result.stderr and "--overwrite" in result.stderr
     assert taken.read_text() == "keep me too" and not report.exists()  # refused before training
+    result = invoke("scan", images, csv, "--label-col", "digit", "-o", report, "--save-model", f"{report}.ckpt",
+                    "--epochs", 1, "--device", "cpu", "--quiet")  # trained, then met its own checkpoint folder
+    assert result.exit_code == 2 and not report.exists() and not Path(f"{report}.ckpt").exists()
+    assert result.stderr == f"error: {report}.ckpt: --save-model names the folder this scan keeps its checkpoint in\n"
 
 
 def test_predict_help_starts_without_torch():
