@@ -53,6 +53,8 @@ def read_pairs(path: str | Path, classes: list) -> dict[int, int]:
         for name in (src, dst):
             if str(name) not in index:
                 raise InputError(f"unknown class {name!r} in pair map; classes are {classes}", path=path)
+        if str(src) == str(dst):
+            raise InputError(f"pair map sends class {src!r} to itself; a flip must change the label", path=path)
         pairs[index[str(src)]] = index[str(dst)]
     return pairs
 

@@ -245,6 +245,24 @@ def test_apply_reads_label_studio_exports_of_the_tasks(hand_report, tmp_path):
         assert fixed.loc[fixed["path"] == tasks[1]["data"]["path"], "label"].item() == other[1]
 
 
+@pytest.mark.parametrize("value", ["1.5", "-0.1", "nan"])
+def test_export_refuses_a_suspicion_outside_0_1(hand_report, tmp_path, value):
+    """--min-suspicion 1.5 wrote an empty sheet with exit 0."""
+    _, _, path = hand_report
+    result = invoke("export", path, "-o", tmp_path / "x.csv", "--min-suspicion", value)
+    assert result.exit_code == 2 and not (tmp_path / "x.csv").exists()
+    assert result.stderr == f"error: --min-suspicion must be in [0, 1] (suspicion is a ranking score), got {value}\n"
+
+
+def test_inject_pair_map_to_itself_names_the_class_and_file(labels, tmp_path):
+    pairs = tmp_path / "map.json"
+    pairs.write_text('{"a": "b", "c": "c"}')
+    result = invoke("inject", labels, "-o", tmp_path / "x.csv", "--rate", "0.25", "--kind", "asymmetric",
+                    "--pairs", pairs)
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {pairs}: pair map sends class 'c' to itself; a flip must change the label\n"
+
+
 def test_export_selections(hand_report, tmp_path):
     report, _, path = hand_report
     assert len(pd.read_csv(_export(path, tmp_path, "--flagged"))) == 70

@@ -70,6 +70,8 @@ def select_suspects(report: pd.DataFrame, *, top: int | None = None, min_suspici
         check_top(top)
         return ordered.head(top)
     if min_suspicion is not None:
+        if not 0.0 <= min_suspicion <= 1.0:  # NaN fails too
+            raise UsageError(f"--min-suspicion must be in [0, 1] (suspicion is a ranking score), got {min_suspicion}")
         return ordered[ordered["suspicion"] >= min_suspicion]
     return ordered[ordered["is_suspect"]]
 
