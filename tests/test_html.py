@@ -41,6 +41,20 @@ def test_html_is_self_contained(report_path, tmp_path):
     assert not re.search(r'src="(?!data:)', text)  # nothing fetched from outside
 
 
+def test_html_warns_when_the_gallerys_images_are_not_in_the_folder(report_path, tmp_path):
+    """A wrong --images-dir gave a page of grey squares with exit 0 and no word."""
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    result = CliRunner().invoke(app, ["html", str(report_path), "-o", str(tmp_path / "a.html"), "--top", "5",
+                                      "--images-dir", str(empty)])
+    assert result.exit_code == 0, result.output
+    assert re.fullmatch(rf"warning: {re.escape(str(empty))}: 5 of the gallery's 5 images could not be read there "
+                        r"\(the first: '.+'\) and show as grey squares; name their folder with --images-dir\n",
+                        result.stderr), result.stderr
+    result = CliRunner().invoke(app, ["html", str(report_path), "-o", str(tmp_path / "b.html"), "--top", "5"])
+    assert result.exit_code == 0 and result.stderr == ""
+
+
 def test_html_json_summary(report_path, tmp_path):
     import json
 
@@ -69,18 +83,26 @@ def test_html_renders_with_thumbnails_in_headless_chromium(report_path, tmp_path
     assert pixels.std() > 20 and (gallery < 60).mean() > 0.02
 
 
+def render_without_images(*args, **kwargs) -> str:
+    """render_html of a synthetic report, whose gallery has no image files to read: the page says so in a warning."""
+    from noiseaudit.errors import NoiseAuditWarning
+    from noiseaudit.report.html import render_html
+
+    with pytest.warns(NoiseAuditWarning, match="show as grey squares"):
+        return render_html(*args, **kwargs)
+
+
 def test_gallery_shows_whole_file_names_and_marks_flagged_cards(tmp_path):
     """Issue 18, item 11: names are not cut, the full path is a tooltip, flagged cards look flagged without truth."""
     from test_cli_output import synthetic_report
 
-    from noiseaudit.report.html import render_html
     from noiseaudit.report.io import read_report
 
     frame, meta = read_report(synthetic_report(tmp_path / "r.parquet", n_flagged=3))
     frame = frame.drop(columns="original_label")  # no known truth
     long_name = "fmnist_test_04982_a_rather_long_file_name.png"
     frame["path"] = [f"deep/folder/{i}_{long_name}" for i in range(len(frame))]
-    page = render_html(frame, meta, tmp_path, top=8)
+    page = render_without_images(frame, meta, tmp_path, top=8)
     cards = re.findall(r'<div class="(card[^"]*)" title="([^"]*)">(.*?)</div></div>', page)
     assert len(cards) == 8
     assert [kind for kind, _, _ in cards] == ["card flagged"] * 3 + ["card"] * 5
@@ -95,30 +117,28 @@ def test_gallery_shows_whole_file_names_and_marks_flagged_cards(tmp_path):
 def test_page_counts_the_flags_by_class_pair(tmp_path):
     from test_cli_output import synthetic_report
 
-    from noiseaudit.report.html import render_html
     from noiseaudit.report.io import read_report
 
     frame, meta = read_report(synthetic_report(tmp_path / "r.parquet", n_flagged=6))
-    page = render_html(frame, meta, tmp_path, top=4)
+    page = render_without_images(frame, meta, tmp_path, top=4)
     assert "<h2>Flags by class pair</h2>" in page
     assert "100.0% of the flags fall in each class's most common pair (about 50.0% if" in page
     pairs = re.findall(r"<tr><td class=l>([\w-]+)</td><td class=l>([\w-]+)</td><td>(\d+)</td>", page)
     assert sorted(pairs) == [("Bag", "Shirt", "2"), ("Shirt", "T-shirt", "2"), ("T-shirt", "Bag", "2")]
     frame["is_suspect"] = False
-    assert "Flags by class pair" not in render_html(frame, meta, tmp_path, top=4)
+    assert "Flags by class pair" not in render_without_images(frame, meta, tmp_path, top=4)
 
 
 def test_page_and_summary_score_only_rows_of_known_truth(tmp_path):
     from test_cli_output import synthetic_report
 
     from noiseaudit.errors import NoiseAuditWarning
-    from noiseaudit.report.html import render_html
     from noiseaudit.report.io import read_report
     from noiseaudit.report.summary import summarize
 
     frame, meta = read_report(synthetic_report(tmp_path / "r.parquet", n_flagged=6))
     frame.loc[30:, "original_label"] = None  # truth checked for the first 30 rows only
-    page = render_html(frame, meta, tmp_path, top=8)
+    page = render_without_images(frame, meta, tmp_path, top=8)
     wrong = int((frame["original_label"][:30] != frame["given_label"][:30]).sum())
     assert f"<td>known wrong labels</td><td>{wrong} (truth unknown for 10)</td>" in page
     truth = summarize(frame, meta)["truth"]
@@ -127,7 +147,7 @@ def test_page_and_summary_score_only_rows_of_known_truth(tmp_path):
     with pytest.warns(NoiseAuditWarning, match="cannot read 'maybe'"):
         assert "truth" not in summarize(words, meta)
     with pytest.warns(NoiseAuditWarning, match="cannot read 'maybe'"):
-        assert "known wrong labels" not in render_html(words, meta, tmp_path, top=4)
+        assert "known wrong labels" not in render_without_images(words, meta, tmp_path, top=4)
 
 
 @pytest.mark.parametrize("command", [["show"], ["show", "--by", "pair"], ["html", "-o", "page.html"],

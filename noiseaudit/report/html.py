@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import warnings
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -19,7 +20,7 @@ from PIL import Image
 from noiseaudit import formats
 from noiseaudit.data.images import DecodeError, decode_image
 from noiseaudit.data.source import IMAGE_EXTENSIONS, check_image_dir, resolve_inside
-from noiseaudit.errors import InputError, UsageError
+from noiseaudit.errors import InputError, NoiseAuditWarning, UsageError
 from noiseaudit.evaluate import evaluate
 from noiseaudit.extras import install_hint
 from noiseaudit.report.build import scored
@@ -105,15 +106,16 @@ def _plots(report: pd.DataFrame, truth_by_row: pd.Series | None) -> dict[str, st
     return out
 
 
-def _thumbnail(root: Path, path: str) -> str:
+def _thumbnail(root: Path, path: str) -> tuple[str, bool]:
+    """The image at ``path`` under ``root`` as a base64 PNG, and whether it was read (else a grey square)."""
     try:
         file = resolve_inside(root, path, origin=str(root), line=None)
-        arr = decode_image(file, 112)
+        arr, found = decode_image(file, 112), True
     except (InputError, DecodeError, OSError):
-        arr = np.full((112, 112, 3), 200, dtype=np.uint8)
+        arr, found = np.full((112, 112, 3), 200, dtype=np.uint8), False
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode()
+    return base64.b64encode(buf.getvalue()).decode(), found
 
 
 def _pairs_section(report: pd.DataFrame, top: int = 10) -> str:
@@ -151,7 +153,7 @@ def render_html(report: pd.DataFrame, metadata: dict[str, Any] | None = None, im
     Returns
     -------
     str
-        The page: summary, plots (they need matplotlib), the flags by class pair and the gallery.
+        The page: summary, plots (they need matplotlib), the gallery and the flags by class pair.
 
     Raises
     ------
@@ -159,6 +161,11 @@ def render_html(report: pd.DataFrame, metadata: dict[str, Any] | None = None, im
         ``top`` below 1.
     InputError
         ``images_root`` is missing or not a folder.
+
+    Warns
+    -----
+    NoiseAuditWarning
+        Some of the gallery's images could not be read under the folder (they show as grey squares).
     """
     check_top(top)
     metadata = report.attrs.get("noiseaudit", {}) if metadata is None else metadata
@@ -189,10 +196,14 @@ def render_html(report: pd.DataFrame, metadata: dict[str, Any] | None = None, im
     ordered = report.sort_values("rank").head(top)
     # feature-vector reports keyed by ids or row numbers have nothing to show
     pictures = any(PurePosixPath(str(p)).suffix.lower() in IMAGE_EXTENSIONS for p in ordered["path"])
+    unread: list[str] = []
     for pos, row in zip(ordered.index, ordered.itertuples(index=False)):
         wrong = known_wrong is not None and bool(known_wrong[pos])
-        picture = (f'<img alt="{e(str(row.path))}" src="data:image/png;base64,{_thumbnail(root, row.path)}">'
-                   if pictures else "")
+        picture = ""
+        if pictures:
+            png, found = _thumbnail(root, row.path)
+            unread += [] if found else [str(row.path)]
+            picture = f'<img alt="{e(str(row.path))}" src="data:image/png;base64,{png}">'
         kind = "card" + (" flagged" if row.is_suspect else "") + (" noisy" if wrong else "")
         badge = '<span class="badge">flagged</span>' if row.is_suspect else ""
         cards.append(
@@ -201,6 +212,10 @@ def render_html(report: pd.DataFrame, metadata: dict[str, Any] | None = None, im
             f'<div class="given">given: {e(str(row.given_label))} ({formats.percent(row.given_prob)})</div>'
             f'<div class="sugg">suggested: {e(str(row.suggested_label))} ({formats.percent(row.suggested_prob)})</div>'
             f'<div class="name">{e(PurePosixPath(str(row.path)).name)}</div></div>')
+    if unread:
+        warnings.warn(f"{root}: {len(unread)} of the gallery's {len(cards)} images could not be read there (the "
+                      f"first: {unread[0]!r}) and show as grey squares; name their folder with --images-dir",
+                      NoiseAuditWarning, stacklevel=2)
     legend = (f" Orange cards marked <b>flagged</b> are among the {flagged} samples the scan flags as likely wrong "
               "labels" if flagged else " None is flagged: these are the most suspect, for a look")
     legend += "; red outline: a known wrong label." if truth is not None else "."
