@@ -5,13 +5,15 @@ source -> dataset -> trainer -> per-sample records -> report (-> Parquet).
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import math
+import numbers
 import os
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +102,10 @@ class ScanConfig:
             raise UsageError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
         if self.model is not None and self.model not in MODELS + FEATURE_MODELS:
             raise UsageError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}")
+        for name in ("epochs", "batch_size", "workers", "image_size"):  # whole numbers (1.5 epochs trained 2)
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+                raise UsageError(f"{name} must be a whole number, got {value!r}")
         for name in ("epochs", "batch_size", "workers"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
@@ -185,6 +191,20 @@ def skipped_rows(source: LabeledSource, skipped: list[SkippedImage]) -> pd.DataF
 ProgressCallback = Callable[[str, int, int, dict[str, Any]], None]
 
 
+def _config(**options: Any) -> ScanConfig:
+    """A validated :class:`ScanConfig`; an option it does not have is a UsageError naming the closest one."""
+    names = [f.name for f in fields(ScanConfig)]
+    unknown = [k for k in options if k not in names]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UsageError(f"unknown option {unknown[0]!r}{hint}; the options are ScanConfig's fields: "
+                         f"{', '.join(n for n in names if n not in ('images_dir', 'labels_csv', 'features'))}")
+    cfg = ScanConfig(**options)
+    cfg.validate()
+    return cfg
+
+
 def scan(images_dir: str | Path, labels_csv: str | Path | pd.DataFrame | None = None, *,
          output: str | Path | None = None, overwrite: bool = False, on_progress: ProgressCallback | None = None,
          **options: Any) -> pd.DataFrame:
@@ -213,10 +233,12 @@ def scan(images_dir: str | Path, labels_csv: str | Path | pd.DataFrame | None = 
         One row per sample (see README, "Report schema"); the run metadata is
         in ``report.attrs["noiseaudit"]``.
     """
+    if not isinstance(images_dir, (str, os.PathLike)):
+        raise UsageError(f"the image folder comes first, as a path, then the labels: scan('images/', labels); got a "
+                         f"{type(images_dir).__name__} as the image folder")
     trusted_table = options.pop("trusted", None)
-    cfg = ScanConfig(images_dir=str(images_dir), labels_csv=_table_name(labels_csv, "labels CSV"),
-                     trusted=_table_name(trusted_table, "trusted labels CSV"), **options)
-    cfg.validate()
+    cfg = _config(images_dir=str(images_dir), labels_csv=_table_name(labels_csv, "labels CSV"),
+                  trusted=_table_name(trusted_table, "trusted labels CSV"), **options)
     device, dist, output = _start(cfg, output, overwrite)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -263,10 +285,9 @@ def scan_features(features: str | Path | np.ndarray | pd.DataFrame, labels: Any,
     origin = features if isinstance(features, (str, Path)) else f"<{type(features).__name__}>"
     trusted_table = options.pop("trusted", None)
     labels_name = _table_name(labels, "labels CSV") if isinstance(labels, (str, Path, pd.DataFrame)) else None
-    cfg = ScanConfig(images_dir=None, labels_csv=labels_name,
-                     features=str(origin), label_col=options.pop("label_col", None), path_col=key_col,
-                     trusted=_table_name(trusted_table, "trusted labels CSV"), **options)
-    cfg.validate()
+    cfg = _config(images_dir=None, labels_csv=labels_name, features=str(origin),
+                  label_col=options.pop("label_col", None), path_col=key_col,
+                  trusted=_table_name(trusted_table, "trusted labels CSV"), **options)
     device, dist, output = _start(cfg, output, overwrite)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()

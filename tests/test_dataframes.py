@@ -100,3 +100,21 @@ def test_a_features_scan_takes_a_trusted_dataframe():
     assert sorted(report.loc[report["trusted"], "path"]) == ["s3", "s50"]
     with pytest.raises(InputError, match=r"^<trusted DataFrame> row 0: key 'x9' is not in <labels DataFrame>"):
         scan_features(x, labels, trusted=pd.DataFrame({"id": ["x9"], "label": [0]}), epochs=2, device="cpu")
+
+
+def test_notebook_slips_get_one_clear_error(noisy_digits, table):
+    """The table passed where the folder goes gave 'OSError: File name too long' with the DataFrame's repr in it;
+    a misspelt option a bare TypeError; epochs=1.5 trained 2 epochs and recorded 1.5."""
+    from noiseaudit import scan_features
+
+    images, _ = noisy_digits
+    with pytest.raises(UsageError, match=r"^the image folder comes first, as a path, then the labels: "
+                                         r"scan\('images/', labels\); got a DataFrame as the image folder$"):
+        scan(table, **OPTIONS)
+    with pytest.raises(UsageError, match=r"^unknown option 'epochz' \(did you mean 'epochs'\?\); the options are"):
+        scan(images, table, epochz=1, device="cpu", label_col="digit")
+    with pytest.raises(UsageError, match=r"^unknown option 'quiet'; "):
+        scan_features(np.zeros((len(table), 3)), table, quiet=True, label_col="digit")
+    for bad in (1.5, "1", True):
+        with pytest.raises(UsageError, match=rf"^epochs must be a whole number, got {bad!r}$"):
+            scan(images, table, **{**OPTIONS, "epochs": bad})
