@@ -118,9 +118,31 @@ def apply_review(labels_csv: str | Path, reviewed_path: str | Path, *, path_col:
                  label_col: str | None = None, allow_new_labels: bool = False) -> ApplyResult:
     """The labels table with a reviewed sheet's verdicts applied (``noiseaudit apply``).
 
-    Returns an :class:`ApplyResult`: the new ``table`` (write it with ``to_csv``), the counts
-    ``relabeled``, ``dropped``, ``kept`` and ``unreviewed``, and ``changes`` as (path, old, new).
+    Parameters
+    ----------
+    labels_csv : str or Path
+        The labels CSV that was scanned, or its ImageFolder directory.
+    reviewed_path : str or Path
+        The reviewed sheet (``noiseaudit export``'s CSV or JSON with ``verdict`` and ``new_label``
+        filled in), or Label Studio's export (JSON, JSON-MIN or CSV) of its tasks.
+    path_col, label_col : str, optional
+        The labels CSV's path and label columns (default: auto-detect).
+    allow_new_labels : bool
+        Accept relabels to classes the labels CSV does not have yet.
 
+    Returns
+    -------
+    ApplyResult
+        The new ``table`` (write it with ``to_csv``), the counts ``relabeled``, ``dropped``, ``kept`` and
+        ``unreviewed``, and ``changes`` as (path, old, new).
+
+    Raises
+    ------
+    InputError
+        A reviewed row that the rules below refuse, naming the reviewed file and line.
+
+    Notes
+    -----
     ``relabel`` sets the label to ``new_label``, or to ``suggested_label`` when
     ``new_label`` is empty; ``drop`` removes the row; ``keep`` or an empty
     verdict leaves it. Unknown paths, unknown verdicts, conflicting rows for one
