@@ -12,7 +12,7 @@ import pandas as pd
 from noiseaudit.data.pathmatch import PathIndex
 from noiseaudit.errors import InputError, NoiseAuditWarning, UsageError, input_file, line_word
 from noiseaudit.metrics import precision_recall_f1, ranking_metrics
-from noiseaudit.report.build import scored, signal_scores
+from noiseaudit.report.build import check_report, scored, signal_scores
 from noiseaudit.report.truth import known_truth, yes_no
 
 TRUTH_COLUMNS = ("is_noisy", "original_label")  # a truth CSV replaces both of the report's
@@ -137,6 +137,7 @@ def evaluate(report: pd.DataFrame, k: int | None = None, truth_csv: str | Path |
     """
     if k is not None and k < 1:
         raise UsageError(f"--k must be at least 1, got {k}")
+    check_report(report)
     if truth_csv is not None:
         report = attach_truth(report, truth_csv)
     report = scored(report)

@@ -118,3 +118,13 @@ def test_notebook_slips_get_one_clear_error(noisy_digits, table):
     for bad in (1.5, "1", True):
         with pytest.raises(UsageError, match=rf"^epochs must be a whole number, got {bad!r}$"):
             scan(images, table, **{**OPTIONS, "epochs": bad})
+
+
+@pytest.mark.parametrize("call", ["evaluate", "select_suspects", "render_html"])
+def test_a_reports_path_where_the_report_goes_says_how_to_read_it(call):
+    """evaluate("r.parquet") gave AttributeError: 'str' object has no attribute 'columns'."""
+    import noiseaudit
+
+    with pytest.raises(UsageError, match=r"^a report DataFrame is needed, not a str: noiseaudit.read_report\(path\) "
+                                         "reads one from its Parquet file$"):
+        getattr(noiseaudit, call)("r.parquet")

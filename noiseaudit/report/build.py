@@ -96,8 +96,18 @@ def add_skipped(report: pd.DataFrame, skipped: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def check_report(report: object) -> None:
+    """Refuse anything but a report DataFrame (a path, say), with how to get one."""
+    if not isinstance(report, pd.DataFrame):
+        from noiseaudit.errors import UsageError
+
+        raise UsageError(f"a report DataFrame is needed, not a {type(report).__name__}: noiseaudit.read_report(path) "
+                         "reads one from its Parquet file")
+
+
 def scored(report: pd.DataFrame) -> pd.DataFrame:
     """The samples that were scored (status ``ok``); reports without a status column are all scored."""
+    check_report(report)
     if "status" not in report.columns:
         return report
     ok = report["status"] == "ok"

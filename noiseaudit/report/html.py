@@ -23,7 +23,7 @@ from noiseaudit.data.source import IMAGE_EXTENSIONS, check_image_dir, resolve_in
 from noiseaudit.errors import InputError, NoiseAuditWarning, UsageError
 from noiseaudit.evaluate import evaluate
 from noiseaudit.extras import install_hint
-from noiseaudit.report.build import scored
+from noiseaudit.report.build import check_report, scored
 from noiseaudit.report.export import check_top
 from noiseaudit.report.groups import concentration_line, flags_by_pair
 from noiseaudit.report.truth import split_known, truth_values
@@ -168,6 +168,7 @@ def render_html(report: pd.DataFrame, metadata: dict[str, Any] | None = None, im
         Some of the gallery's images could not be read under the folder (they show as grey squares).
     """
     check_top(top)
+    check_report(report)
     metadata = report.attrs.get("noiseaudit", {}) if metadata is None else metadata
     if images_root:
         root = check_image_dir(images_root, hint="")
