@@ -155,9 +155,11 @@ def test_show_by_pair_and_by_class(tmp_path):
             in result.stdout)
     out = json.loads(invoke("show", report, "--by", "pair", "--json").stdout)
     assert (out["by"], out["n_groups"], out["n_flagged"]) == ("pair", 3, 6)
+    assert (out["largest_pair_share"], out["even_pair_share"]) == (1.0, 0.5)  # the line under the table
     assert {(r["given_label"], r["suggested_label"], r["n_flagged"]) for r in out["rows"]} == {
         ("Shirt", "T-shirt", 2), ("T-shirt", "Bag", 2), ("Bag", "Shirt", 2)}
     out = json.loads(invoke("show", report, "--by", "class", "--class", "bag", "--json").stdout)
+    assert "largest_pair_share" not in out
     assert out["rows"] == [{"given_label": "Bag", "n_samples": 13, "n_flagged": 2, "share_flagged": 2 / 13}]
     result = invoke("show", report, "--by", "class")
     assert result.exit_code == 0 and "40 samples, 6 flagged, by given class" in result.stdout

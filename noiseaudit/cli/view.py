@@ -99,7 +99,7 @@ def _show_samples(col: dict, rows: list[int], top: int, head: dict, title: str, 
 
 
 def _show_groups(col: dict, rows: list[int], by: GroupBy, top: int, head: dict, title: str, json_out: bool) -> None:
-    from noiseaudit.report.groups import concentration_line, flags_by_class, flags_by_pair
+    from noiseaudit.report.groups import concentration_line, flags_by_class, flags_by_pair, largest_pair_share
 
     given = [col["given_label"][i] for i in rows]
     flagged = [bool(col["is_suspect"][i]) for i in rows]
@@ -108,8 +108,12 @@ def _show_groups(col: dict, rows: list[int], by: GroupBy, top: int, head: dict, 
     else:
         groups = flags_by_class(given, flagged)
     shown = groups[:top]
-    if json_out:
-        echo_json({**head, "by": by.value, "n_groups": len(groups), "rows": shown})
+    n_classes = len(set(given))
+    concentrated = by is GroupBy.pair and head["class"] is None and n_classes >= 3 and bool(groups)
+    if json_out:  # the line under the table, as numbers: the share in each class's largest pair, and an even one's
+        extra = {"largest_pair_share": largest_pair_share(groups), "even_pair_share": 1 / (n_classes - 1)} \
+            if concentrated else {}
+        echo_json({**head, "by": by.value, "n_groups": len(groups), **extra, "rows": shown})
         return
     if by is GroupBy.pair:
         out = Table(title=f"{title}, in {len(groups)} class pairs (given → suggested)")
@@ -128,9 +132,8 @@ def _show_groups(col: dict, rows: list[int], by: GroupBy, top: int, head: dict, 
     stdout().print(out)
     if len(groups) > len(shown):
         stdout().print(f"{len(groups) - len(shown)} more; --top {len(groups)} shows all", highlight=False)
-    line = concentration_line(groups, len(set(given))) if by is GroupBy.pair and head["class"] is None else ""
-    if line:
-        stdout().print(line, highlight=False)
+    if concentrated:
+        stdout().print(concentration_line(groups, n_classes), highlight=False)
 
 
 @exits_on_errors
