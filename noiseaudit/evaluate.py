@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -135,6 +136,8 @@ def evaluate(report: pd.DataFrame, k: int | None = None, truth_csv: str | Path |
     InputError
         No truth column, no row of known truth, or an ``is_noisy`` value that is not yes/no.
     """
+    if k is not None and (isinstance(k, bool) or not isinstance(k, numbers.Integral)):
+        raise UsageError(f"k must be a whole number, got {k!r}")
     if k is not None and k < 1:
         raise UsageError(f"--k must be at least 1, got {k}")
     check_report(report)

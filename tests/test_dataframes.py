@@ -128,3 +128,13 @@ def test_a_reports_path_where_the_report_goes_says_how_to_read_it(call):
     with pytest.raises(UsageError, match=r"^a report DataFrame is needed, not a str: noiseaudit.read_report\(path\) "
                                          "reads one from its Parquet file$"):
         getattr(noiseaudit, call)("r.parquet")
+
+
+def test_evaluate_takes_a_whole_k():
+    """evaluate(report, k=2.5) was accepted."""
+    from noiseaudit import evaluate
+
+    report = pd.DataFrame({"path": ["a", "b"], "given_label": [0, 1], "rank": [1, 2], "is_suspect": [True, False],
+                           "original_label": [1, 1]})
+    with pytest.raises(UsageError, match=r"^k must be a whole number, got 2.5$"):
+        evaluate(report, k=2.5)
