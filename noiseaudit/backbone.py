@@ -74,7 +74,7 @@ class BackbonePlan:
     precision: str = "fp32"
     evidence: dict[str, Any] = field(default_factory=dict)
     finetune_rule: str = ""  # how --finetune auto chose, and deep's size and epochs; empty otherwise
-    epochs: int | None = None  # the default epochs of what it trains (None: BACKBONE_DEFAULTS)
+    epochs: int | None = None  # the epochs it trains: the rule's default until the scan fills in --epochs
 
     @property
     def split(self) -> int:

@@ -519,6 +519,8 @@ def prepare(cfg: ScanConfig, source: LabeledSource, device: torch.device, on_pro
         model_name = f"{plan.name} (finetune {plan.finetune})"
         model = build_top(plan, len(data.classes))
     cfg.epochs, cfg.lr, cfg.hyper_lr = training_defaults(plan, cfg.epochs, cfg.lr, cfg.hyper_lr)
+    if plan.name is not None:  # the metadata's backbone.epochs: what trained, an --epochs given included
+        plan.epochs = cfg.epochs
     return data, model, model_name, plan, gen
 
 

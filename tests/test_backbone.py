@@ -89,6 +89,8 @@ def test_automatic_choice_is_measured_recorded_and_remembered(textures, tmp_path
                                 "scratch_accuracy": scratch, "margin": 0.0,
                                 "chosen": chosen or "from scratch"}
     assert report.attrs["noiseaudit"]["model"] == (f"{lite0.NAME} (finetune deep)" if chosen else "small-cnn")
+    if chosen:  # what trained (--epochs 1), not the rule's default of 4
+        assert meta["epochs"] == report.attrs["noiseaudit"]["config"]["epochs"] == 1
     assert calls == ["probe", "scratch"]
     again = scan(images, csv, epochs=1, device="cpu", cache_dir=str(cache), workers=1)  # the choice is cached
     assert calls == ["probe", "scratch"] and again.attrs["noiseaudit"]["backbone"] == meta
