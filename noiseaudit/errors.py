@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 
 
@@ -61,6 +62,12 @@ def input_file(path: str | Path, what: str) -> Path:
 
 class UsageError(NoiseAuditError):
     """Options that cannot work together or are out of range."""
+
+
+def check_whole_number(name: str, value: object) -> None:
+    """Refuse a count that is not a whole number (1.5, "1", True) passed from Python; None passes."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+        raise UsageError(f"{name} must be a whole number, got {value!r}")
 
 
 class TrainingFailed(NoiseAuditError):

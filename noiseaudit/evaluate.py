@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -11,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from noiseaudit.data.pathmatch import PathIndex
-from noiseaudit.errors import InputError, NoiseAuditWarning, UsageError, input_file, line_word
+from noiseaudit.errors import (InputError, NoiseAuditWarning, UsageError, check_whole_number, input_file,
+                               line_word)
 from noiseaudit.metrics import precision_recall_f1, ranking_metrics
 from noiseaudit.report.build import check_report, scored, signal_scores
 from noiseaudit.report.truth import known_truth, yes_no
@@ -136,8 +136,7 @@ def evaluate(report: pd.DataFrame, k: int | None = None, truth_csv: str | Path |
     InputError
         No truth column, no row of known truth, or an ``is_noisy`` value that is not yes/no.
     """
-    if k is not None and (isinstance(k, bool) or not isinstance(k, numbers.Integral)):
-        raise UsageError(f"k must be a whole number, got {k!r}")
+    check_whole_number("k", k)
     if k is not None and k < 1:
         raise UsageError(f"--k must be at least 1, got {k}")
     check_report(report)

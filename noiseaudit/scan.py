@@ -8,7 +8,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import math
-import numbers
 import os
 import time
 import warnings
@@ -40,7 +39,8 @@ from noiseaudit.data.features import load_features
 from noiseaudit.data.source import LabeledSource, load_source, read_label_table
 from noiseaudit.data.trusted import merge_trusted
 from noiseaudit.distributed import Distributed, from_environment, local_device
-from noiseaudit.errors import InputError, NoiseAuditWarning, TrainingFailed, UsageError, in_memory
+from noiseaudit.errors import (InputError, NoiseAuditWarning, TrainingFailed, UsageError, check_whole_number,
+                               in_memory)
 from noiseaudit.model_io import save_model
 from noiseaudit.models import FEATURE_MODELS, MODELS, build_feature_model, build_model, default_model
 from noiseaudit.optim import META_OBJECTIVES
@@ -102,10 +102,8 @@ class ScanConfig:
             raise UsageError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
         if self.model is not None and self.model not in MODELS + FEATURE_MODELS:
             raise UsageError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}")
-        for name in ("epochs", "batch_size", "workers", "image_size"):  # whole numbers (1.5 epochs trained 2)
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
-                raise UsageError(f"{name} must be a whole number, got {value!r}")
+        for name in ("epochs", "batch_size", "workers", "image_size"):  # 1.5 epochs trained 2
+            check_whole_number(name, getattr(self, name))
         for name in ("epochs", "batch_size", "workers"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")

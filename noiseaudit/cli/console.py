@@ -76,7 +76,7 @@ def _warning_line(message: Warning | str, category: type[Warning], *_: Any, **__
         return
     try:
         sys.stderr.write(warnings.formatwarning(message, category, "", 0))  # type: ignore[arg-type]
-    except (BrokenPipeError, AttributeError):  # AttributeError: no stderr at all
+    except BrokenPipeError:
         pass
 
 
