@@ -366,11 +366,16 @@ def _start(cfg: ScanConfig, output: str | Path | None,
     if cfg.save_model is not None and (dist is None or dist.is_main):
         if output is not None and Path(cfg.save_model).resolve() == Path(output).resolve():
             raise UsageError(f"{cfg.save_model}: --save-model and --output name the same file")
-        ckpt = cfg.checkpoint_dir or (None if output is None else str(output) + ".ckpt")
+        ckpt = checkpoint_dir(cfg, output)
         if ckpt is not None and Path(cfg.save_model).resolve() == Path(ckpt).resolve():
             raise UsageError(f"{cfg.save_model}: --save-model names the folder this scan keeps its checkpoint in")
         check_writable(cfg.save_model, overwrite)
     return device, dist, output
+
+
+def checkpoint_dir(cfg: ScanConfig, output: str | Path | None) -> str | None:
+    """Where a scan keeps its checkpoint: ``--checkpoint-dir``, else OUTPUT.ckpt beside the report (None: neither)."""
+    return cfg.checkpoint_dir or (None if output is None else str(Path(output)) + ".ckpt")
 
 
 def _is_file_name(value: str | None) -> bool:
@@ -395,7 +400,7 @@ def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, 
                             average_last_epoch=plan.name is not None or averaging_fits(model))
     step_cb = None if on_progress is None else _train_progress(on_progress, cfg.epochs)
     checkpoints = None
-    ckpt_dir = cfg.checkpoint_dir or (None if output is None else str(Path(output)) + ".ckpt")
+    ckpt_dir = checkpoint_dir(cfg, output)
     if ckpt_dir is not None and dist is None:
         checkpoints = Checkpointer(ckpt_dir, training_fingerprint(cfg, model_name, data, source,
                                                                   train_cfg.average_last_epoch))

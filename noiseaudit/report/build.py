@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from noiseaudit.errors import UsageError
+
 if TYPE_CHECKING:  # threshold.py imports scikit-learn; reading a report must not
     from noiseaudit.report.threshold import Threshold
 
@@ -99,8 +101,6 @@ def add_skipped(report: pd.DataFrame, skipped: pd.DataFrame) -> pd.DataFrame:
 def check_report(report: object) -> None:
     """Refuse anything but a report DataFrame (a path, say), with how to get one."""
     if not isinstance(report, pd.DataFrame):
-        from noiseaudit.errors import UsageError
-
         raise UsageError(f"a report DataFrame is needed, not a {type(report).__name__}: noiseaudit.read_report(path) "
                          "reads one from its Parquet file")
 

@@ -203,7 +203,8 @@ def render_html(report: pd.DataFrame, metadata: dict[str, Any] | None = None, im
         picture = ""
         if pictures:
             png, found = _thumbnail(root, row.path)
-            unread += [] if found else [str(row.path)]
+            if not found:
+                unread.append(str(row.path))
             picture = f'<img alt="{e(str(row.path))}" src="data:image/png;base64,{png}">'
         kind = "card" + (" flagged" if row.is_suspect else "") + (" noisy" if wrong else "")
         badge = '<span class="badge">flagged</span>' if row.is_suspect else ""
