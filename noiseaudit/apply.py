@@ -12,7 +12,7 @@ import pandas as pd
 from noiseaudit.data.csvfile import read_text_table
 from noiseaudit.data.pathmatch import PathIndex
 from noiseaudit.data.source import LABEL_COLUMN_NAMES, find_key_column, pick_column, read_image_folder
-from noiseaudit.errors import InputError, NoiseAuditWarning, UsageError, input_file, place
+from noiseaudit.errors import InputError, NoiseAuditWarning, UsageError, input_file, option, place
 from noiseaudit.report.export import CHOICES, VERDICTS, label_studio_answers, verdicts_from_choices
 
 
@@ -72,7 +72,8 @@ def read_labels(labels: Path, path_col: str | None = None,
     """
     if labels.is_dir() and any(d.is_dir() and not d.name.startswith(".") for d in labels.iterdir()):
         if path_col is not None or label_col is not None:
-            raise UsageError("--path-col and --label-col name columns of a labels CSV, not of an image folder")
+            raise UsageError(f"{option('path_col')} and {option('label_col')} name columns of a labels CSV, not of an "
+                             "image folder")
         source = read_image_folder(labels)
         table = pd.DataFrame({"path": source.paths, "label": [str(c) for c in source.labels]}, dtype=object)
         return table, "path", "label"
@@ -183,7 +184,7 @@ def apply_review(labels_csv: str | Path, reviewed_path: str | Path, *, path_col:
                                  path=reviewed_path, line=line)
             if target not in known and not allow_new_labels:
                 raise InputError(f"new label {target!r} for {p!r} is not a known class "
-                                 "(pass --allow-new-labels to add one)", path=reviewed_path, line=line)
+                                 f"(pass {option('allow_new_labels', True)} to add one)", path=reviewed_path, line=line)
         if i in decisions and decisions[i][:2] != (verdict, target):
             raise InputError(f"conflicting verdicts for {p!r} (also on line {decisions[i][2]})",
                              path=reviewed_path, line=line)

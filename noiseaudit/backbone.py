@@ -41,7 +41,7 @@ from noiseaudit.data.cache import DecodeCache
 from noiseaudit.data.dataset import Encoder, SampleData, load_dataset, source_key
 from noiseaudit.data.images import GRAY_MODES, DecodeError, image_header
 from noiseaudit.data.source import LabeledSource
-from noiseaudit.errors import NoiseAuditHint, UsageError
+from noiseaudit.errors import NoiseAuditHint, UsageError, option
 from noiseaudit.models import efficientnet as lite0
 
 BACKBONES = ("auto", "none", lite0.NAME)
@@ -138,7 +138,7 @@ def check_options(backbone: str, finetune: str) -> None:
     if backbone not in BACKBONES:
         raise UsageError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
     if finetune not in FINETUNE:
-        raise UsageError(f"unknown --finetune {finetune!r}; choose one of {', '.join(FINETUNE)}")
+        raise UsageError(f"unknown {option('finetune')} {finetune!r}; choose one of {', '.join(FINETUNE)}")
 
 
 def encoder(plan: BackbonePlan, device: torch.device, *, mirrored: bool = False, batch_size: int = 256) -> Encoder:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from noiseaudit.errors import NoiseAuditError, UsageError
+from noiseaudit.errors import NoiseAuditError, UsageError, option
 from noiseaudit.report.io import atomic_write
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -71,7 +71,8 @@ class Checkpointer:
     def load(self) -> dict[str, Any]:
         """The saved state; a UsageError when there is none or it belongs to another run."""
         if not self.path.is_file():
-            raise UsageError(f"{self.path}: no checkpoint to resume from (run without --resume to start)")
+            raise UsageError(f"{self.path}: no checkpoint to resume from (run without "
+                             f"{option('resume', True)} to start)")
         try:
             payload = torch.load(self.path, map_location="cpu", weights_only=False)
         except Exception as exc:  # a foreign or damaged file
@@ -83,7 +84,7 @@ class Checkpointer:
         if changed:
             what = ", ".join("the dataset" if k == "dataset" else k for k in changed)
             raise UsageError(f"{self.path}: checkpoint was made for a different run (changed: {what}); "
-                             "run without --resume to start over")
+                             f"run without {option('resume', True)} to start over")
         return payload["state"]
 
     def remove(self) -> None:

@@ -2,8 +2,41 @@
 
 from __future__ import annotations
 
+import contextlib
 import numbers
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Any
+
+# whether the caller is the command line (its messages name --options) or Python (they name keyword arguments)
+_COMMAND_LINE: ContextVar[bool] = ContextVar("noiseaudit_command_line", default=False)
+_UNSET: Any = object()
+
+
+@contextlib.contextmanager
+def command_line() -> Iterator[None]:
+    """Within this block, :func:`option` names options as the command line spells them."""
+    token = _COMMAND_LINE.set(True)
+    try:
+        yield
+    finally:
+        _COMMAND_LINE.reset(token)
+
+
+def option(name: str, value: Any = _UNSET, *, flag: str | None = None) -> str:
+    """An option as the caller spells it, for a message: ``--hyper-lr`` or ``--model resnet`` on the command line,
+    ``hyper_lr`` or ``model='resnet'`` from Python. A switch's value is its state: ``option("force", True)`` is
+    ``--force`` or ``force=True``, ``option("cache", False)`` ``--no-cache`` or ``cache=False``. ``flag`` is the
+    command line's name where it is not the keyword's (``--truth`` for ``truth_csv``)."""
+    if not _COMMAND_LINE.get():
+        return name if value is _UNSET else f"{name}={value!r}"
+    spelled = flag or "--" + name.replace("_", "-")
+    if value is _UNSET or value is True:
+        return spelled
+    if value is False:
+        return "--no-" + spelled.removeprefix("--")
+    return f"{spelled} {value}"
 
 
 class NoiseAuditError(Exception):

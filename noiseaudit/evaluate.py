@@ -11,7 +11,7 @@ import pandas as pd
 
 from noiseaudit.data.pathmatch import PathIndex
 from noiseaudit.errors import (InputError, NoiseAuditWarning, UsageError, check_whole_number, input_file,
-                               line_word)
+                               line_word, option)
 from noiseaudit.metrics import precision_recall_f1, ranking_metrics
 from noiseaudit.report.build import check_report, scored, signal_scores
 from noiseaudit.report.truth import known_truth, yes_no
@@ -138,14 +138,15 @@ def evaluate(report: pd.DataFrame, k: int | None = None, truth_csv: str | Path |
     """
     check_whole_number("k", k)
     if k is not None and k < 1:
-        raise UsageError(f"--k must be at least 1, got {k}")
-    check_report(report)
+        raise UsageError(f"{option('k')} must be at least 1, got {k}")
+    check_report(report, needs=("path", "given_label", "rank", "is_suspect"))
     if truth_csv is not None:
         report = attach_truth(report, truth_csv)
     report = scored(report)
     known = known_truth(report)
     if known is None:
-        raise InputError("no truth: the report has no is_noisy or original_label column; pass --truth CSV")
+        raise InputError("no truth: the report has no is_noisy or original_label column; pass "
+                         f"{option('truth_csv', flag='--truth')}")
     n_scored = len(report)
     report, truth = known
     if not len(report):
@@ -178,6 +179,6 @@ def _cut_off(k: int | None, n: int) -> int | None:
     """``k``, or ``n`` (with a warning) where it asks for more than the ``n`` rows there are."""
     if k is None or k <= n:
         return k
-    warnings.warn(f"--k {k} is more than the {n} scored samples of known truth; using k = {n}", NoiseAuditWarning,
-                  stacklevel=3)
+    warnings.warn(f"{option('k', k)} is more than the {n} scored samples of known truth; using k = {n}",
+                  NoiseAuditWarning, stacklevel=3)
     return n

@@ -20,7 +20,7 @@ import torch
 
 from noiseaudit.data.dataset import SampleData, load_dataset, sorted_classes
 from noiseaudit.data.source import LabeledSource, has_path_column, load_source, read_label_table
-from noiseaudit.errors import InputError, UsageError
+from noiseaudit.errors import InputError, UsageError, option
 from noiseaudit.noise import KINDS, inject_noise
 from noiseaudit.runtime import check_seed
 
@@ -94,7 +94,7 @@ def inject(source: LabeledSource, rate: float, kind: str = "symmetric", seed: in
     original = np.array([index[v] for v in source.labels], dtype=np.int64)
     pairs = None if pairs_file is None else read_pairs(pairs_file, classes)
     if pairs is not None and kind != "asymmetric":
-        raise UsageError("--pairs only applies to --kind asymmetric")
+        raise UsageError(f"{option('pairs_file', flag='--pairs')} only applies to {option('kind', 'asymmetric')}")
     probs = None
     if kind == "instance":
         data = load_dataset(source) if features is None else features_dataset(features, source)
@@ -144,12 +144,14 @@ def inject_file(input_path: str | Path, rate: float, kind: str = "symmetric", se
         source = load_source(input_path)
     elif features is not None or (images_dir is None and not has_path_column(input_path, path_col)):
         if kind == "instance" and features is None:
-            raise UsageError("--kind instance trains a model: pass --features (or --images-dir for images)")
+            raise UsageError(f"{option('kind', 'instance')} trains a model: pass {option('features')} (or "
+                             f"{option('images_dir')} for images)")
         source = read_label_table(input_path, key_col=path_col, label_col=label_col)
     else:
         if images_dir is None:
             if kind == "instance":
-                raise UsageError("--kind instance trains a model on the images: pass --images-dir")
+                raise UsageError(f"{option('kind', 'instance')} trains a model on the images: pass "
+                                 f"{option('images_dir')}")
             images_dir = input_path.parent
         source = load_source(images_dir, input_path, path_col=path_col, label_col=label_col)
     for clash in ("original_label", "is_noisy"):

@@ -47,7 +47,7 @@ from noiseaudit.data.dataset import SampleData, SkippedImage, check_bad_image_po
 from noiseaudit.data.features import FEATURE_SUFFIXES, load_features
 from noiseaudit.data.images import LUMA
 from noiseaudit.data.source import LabeledSource, load_source, read_label_table
-from noiseaudit.errors import InputError, UsageError, input_file
+from noiseaudit.errors import InputError, UsageError, input_file, option
 from noiseaudit.models import build_feature_model, build_model
 from noiseaudit.report.io import atomic_write
 from noiseaudit.runtime import resolve_device
@@ -143,10 +143,10 @@ class SavedModel:
 
         Parameters
         ----------
-        inputs : path, numpy.ndarray or pandas.DataFrame
+        inputs : path, numpy.ndarray, torch.Tensor or pandas.DataFrame
             For an images model, an image folder: with ``labels_csv`` the images that CSV lists
             (paths relative to the folder, as for ``scan``), else every image under it at any depth.
-            For a features model, the vectors: a ``.npy`` or Parquet file, an array or a DataFrame
+            For a features model, the vectors: a ``.npy`` or Parquet file, an array, a tensor or a DataFrame
             (as for ``scan_features``), standardised with the training vectors' statistics.
         labels_csv : path or pandas.DataFrame, optional
             Images: a CSV (or DataFrame) with a path column and optionally a label column. Features: a
@@ -234,7 +234,7 @@ class SavedModel:
                   labels_csv: str | Path | pd.DataFrame | None,
                   key_col: str | None, label_col: str | None) -> tuple[LabeledSource | None, torch.Tensor]:
         if isinstance(features, (str, Path)) and Path(features).is_dir():
-            raise UsageError(f"{self.path}: a features model predicts from feature vectors (--features), "
+            raise UsageError(f"{self.path}: a features model predicts from feature vectors ({option('features')}), "
                              f"not an image folder")
         source = None
         if labels_csv is not None:
@@ -346,7 +346,7 @@ def load_model(path: str | Path) -> SavedModel:
         raise InputError("not a noiseaudit model file (not a PyTorch file of tensors and plain values, or "
                          "truncated)", path=path) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise InputError("not a noiseaudit model file (written by scan --save-model)", path=path)
+        raise InputError(f"not a noiseaudit model file (written by scan's {option('save_model')})", path=path)
     if int(state.get("version", 0)) > VERSION:
         raise InputError(f"model file format {state['version']} is newer than this noiseaudit "
                          f"({__version__}) reads; upgrade noiseaudit", path=path)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from noiseaudit.errors import UsageError
+from noiseaudit.errors import UsageError, option
 
 KINDS = ("symmetric", "asymmetric", "instance")
 
@@ -30,7 +30,7 @@ class NoisyLabels:
 
 def _check(labels: np.ndarray, rate: float, num_classes: int) -> int:
     if not 0.0 <= rate < 1.0:
-        raise UsageError(f"--rate must be in [0, 1), got {rate}")
+        raise UsageError(f"{option('rate')} must be in [0, 1), got {rate}")
     if num_classes < 2:
         raise UsageError("need at least two classes to inject noise")
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):

@@ -7,7 +7,7 @@ import random
 import numpy as np
 import torch
 
-from noiseaudit.errors import UsageError
+from noiseaudit.errors import UsageError, option
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
@@ -41,7 +41,7 @@ def resolve_device(spec: str = "auto") -> torch.device:
 def check_seed(seed: int) -> None:
     """Refuse a seed that NumPy or torch cannot take (both take 0 to 2**32 - 1 alike)."""
     if not 0 <= seed < 2**32:
-        raise UsageError(f"--seed must be an integer from 0 to 2**32 - 1, got {seed}")
+        raise UsageError(f"{option('seed')} must be an integer from 0 to 2**32 - 1, got {seed}")
 
 
 def seed_everything(seed: int) -> torch.Generator:

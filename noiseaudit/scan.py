@@ -35,12 +35,12 @@ from noiseaudit.data.dataset import (
     sorted_classes,
     source_key,
 )
-from noiseaudit.data.features import load_features
+from noiseaudit.data.features import in_memory_matrix, load_features
 from noiseaudit.data.source import LabeledSource, load_source, read_label_table
 from noiseaudit.data.trusted import merge_trusted
 from noiseaudit.distributed import Distributed, from_environment, local_device
 from noiseaudit.errors import (InputError, NoiseAuditWarning, TrainingFailed, UsageError, check_whole_number,
-                               in_memory)
+                               in_memory, option)
 from noiseaudit.model_io import save_model
 from noiseaudit.models import FEATURE_MODELS, MODELS, build_feature_model, build_model, default_model
 from noiseaudit.optim import META_OBJECTIVES
@@ -106,44 +106,46 @@ class ScanConfig:
             check_whole_number(name, getattr(self, name))
         for name in ("epochs", "batch_size", "workers"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+                raise UsageError(f"{option(name)} must be at least 1, got {getattr(self, name)}")
         if self.lr is not None and not 0 < self.lr < math.inf:
-            raise UsageError(f"--lr must be a positive number, got {self.lr}")
+            raise UsageError(f"{option('lr')} must be a positive number, got {self.lr}")
         if self.image_size is not None and not 4 <= self.image_size <= MAX_IMAGE_SIZE:
-            raise UsageError(f"--image-size must be between 4 and {MAX_IMAGE_SIZE} (the side of the square "
+            raise UsageError(f"{option('image_size')} must be between 4 and {MAX_IMAGE_SIZE} (the side of the square "
                              f"images are resized to), got {self.image_size}")
         check_seed(self.seed)
         check_options(self.backbone, self.finetune)
         if self.features is not None:
             if self.model is not None and self.model not in FEATURE_MODELS:
-                raise UsageError(f"--model {self.model} takes images; on feature vectors choose one of "
+                raise UsageError(f"{option('model', self.model)} takes images; on feature vectors choose one of "
                                  f"{', '.join(FEATURE_MODELS)}")
             if self.backbone not in ("auto", "none"):
-                raise UsageError(f"--backbone {self.backbone} encodes images; feature vectors are used as given")
+                raise UsageError(f"{option('backbone', self.backbone)} encodes images; feature vectors are used "
+                                 "as given")
         if self.model is not None and self.backbone not in ("auto", "none"):
-            raise UsageError(f"--model {self.model} trains from scratch; it cannot go with --backbone {self.backbone}")
+            raise UsageError(f"{option('model', self.model)} trains from scratch; it cannot go with "
+                             f"{option('backbone', self.backbone)}")
 
         if self.meta not in META_OBJECTIVES:
             raise UsageError(f"unknown meta-objective {self.meta!r}; choose one of {', '.join(META_OBJECTIVES)}")
         if self.hyper_lr is not None and not 0 <= self.hyper_lr < math.inf:
-            raise UsageError(f"--hyper-lr must be a non-negative number, got {self.hyper_lr}")
+            raise UsageError(f"{option('hyper_lr')} must be a non-negative number, got {self.hyper_lr}")
         if not 0 <= self.margin_weight < math.inf:
-            raise UsageError(f"--margin-weight must be a non-negative number, got {self.margin_weight}")
+            raise UsageError(f"{option('margin_weight')} must be a non-negative number, got {self.margin_weight}")
         if self.schedule not in SCHEDULES:
             raise UsageError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
         if self.layerwise_rule not in LAYERWISE_RULES:
-            raise UsageError(f"unknown --layerwise-rule {self.layerwise_rule!r}; choose one of "
+            raise UsageError(f"unknown {option('layerwise_rule')} {self.layerwise_rule!r}; choose one of "
                              f"{', '.join(LAYERWISE_RULES)}")
         check_bad_image_policy(self.on_bad_image)
         if not 0.0 <= self.trusted_weight <= 1.0:
-            raise UsageError(f"--trusted-weight must be in [0, 1], got {self.trusted_weight}")
+            raise UsageError(f"{option('trusted_weight')} must be in [0, 1], got {self.trusted_weight}")
         if self.rank_by not in RANK_BY:
-            raise UsageError(f"unknown --rank-by {self.rank_by!r}; choose one of {', '.join(RANK_BY)}")
+            raise UsageError(f"unknown {option('rank_by')} {self.rank_by!r}; choose one of {', '.join(RANK_BY)}")
         if self.rank_by != "auto" and self.method != "learned-lr":
-            raise UsageError(f"--rank-by {self.rank_by} ranks learned rates; --method {self.method} ranks by "
-                             f"{RANKED_BY[self.method]} (leave --rank-by at auto)")
+            raise UsageError(f"{option('rank_by', self.rank_by)} ranks learned rates; {option('method', self.method)} "
+                             f"ranks by {RANKED_BY[self.method]} (leave {option('rank_by')} at auto)")
         if self.noise_rate is not None and not 0.0 <= self.noise_rate < 1.0:
-            raise UsageError(f"--noise-rate must be in [0, 1), got {self.noise_rate}")
+            raise UsageError(f"{option('noise_rate')} must be in [0, 1), got {self.noise_rate}")
 
 
 # epochs, lr, hyper-lr of a scan of feature vectors: a lower lr than from scratch (the MLP memorises wrong labels
@@ -260,10 +262,11 @@ def scan_features(features: str | Path | np.ndarray | pd.DataFrame, labels: Any,
 
     Parameters
     ----------
-    features : path, numpy.ndarray or pandas.DataFrame
-        (N, d) numbers: a ``.npy`` file or an array row-aligned with ``labels``; a Parquet
-        file with one list column of vectors or numeric columns, row-aligned or carrying
-        ``labels``' key column to join on; or a DataFrame of numeric columns.
+    features : path, numpy.ndarray, torch.Tensor, list of rows or pandas.DataFrame
+        (N, d) numbers: a ``.npy`` file or an array row-aligned with ``labels`` (a tensor on
+        any device, as a model's embeddings come); a Parquet file with one list column of
+        vectors or numeric columns, row-aligned or carrying ``labels``' key column to join
+        on; or a DataFrame of numeric columns.
     labels : path, sequence or pandas.DataFrame
         A labels CSV (a label column; a path or id column is optional and becomes the
         report's ``path``), a DataFrame of the same, or one label per row.
@@ -286,6 +289,8 @@ def scan_features(features: str | Path | np.ndarray | pd.DataFrame, labels: Any,
     cfg = _config(images_dir=None, labels_csv=labels_name, features=str(origin),
                   label_col=options.pop("label_col", None), path_col=key_col,
                   trusted=_table_name(trusted_table, "trusted labels CSV"), **options)
+    if not isinstance(features, (str, Path, pd.DataFrame)):
+        features = in_memory_matrix(features)  # a tensor or a list of rows as an array; anything else refused
     device, dist, output = _start(cfg, output, overwrite)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -349,15 +354,16 @@ def _start(cfg: ScanConfig, output: str | Path | None,
     device = local_device(resolve_device(cfg.device))
     dist = from_environment(device)
     if dist is not None and cfg.resume:
-        raise UsageError("--resume is not supported under torchrun yet; resume with a single process")
+        raise UsageError(f"{option('resume', True)} is not supported under torchrun yet; resume with a single process")
     if dist is not None and not dist.is_main:
         output = None  # rank 0 writes the report
-    inputs = {Path(p).resolve(): what for p, what in ((cfg.labels_csv, "labels CSV"), (cfg.trusted, "--trusted file"),
-                                                      (cfg.features, "--features file")) if _is_file_name(p)}
-    for path, option in ((output, "--output"), (cfg.save_model, "--save-model")):
+    named_inputs = ((cfg.labels_csv, "labels CSV"), (cfg.trusted, f"{option('trusted')} file"),
+                    (cfg.features, f"{option('features')} file"))
+    inputs = {Path(p).resolve(): what for p, what in named_inputs if _is_file_name(p)}
+    for path, name in ((output, "output"), (cfg.save_model, "save_model")):
         named = None if path is None else inputs.get(Path(path).resolve())
         if named is not None:
-            raise UsageError(f"{path}: {option} names the {named}, an input of this scan")
+            raise UsageError(f"{path}: {option(name)} names the {named}, an input of this scan")
     if output is not None:
         check_writable(output, overwrite)
         if Path(output).suffix.lower() in (".csv", ".json", ".tsv", ".txt", ".xlsx", ".html"):
@@ -365,10 +371,11 @@ def _start(cfg: ScanConfig, output: str | Path | None,
                           "CSV of the suspects, noiseaudit html a page)", NoiseAuditWarning, stacklevel=3)
     if cfg.save_model is not None and (dist is None or dist.is_main):
         if output is not None and Path(cfg.save_model).resolve() == Path(output).resolve():
-            raise UsageError(f"{cfg.save_model}: --save-model and --output name the same file")
+            raise UsageError(f"{cfg.save_model}: {option('save_model')} and {option('output')} name the same file")
         ckpt = checkpoint_dir(cfg, output)
         if ckpt is not None and Path(cfg.save_model).resolve() == Path(ckpt).resolve():
-            raise UsageError(f"{cfg.save_model}: --save-model names the folder this scan keeps its checkpoint in")
+            raise UsageError(f"{cfg.save_model}: {option('save_model')} names the folder this scan keeps its "
+                             "checkpoint in")
         check_writable(cfg.save_model, overwrite)
     return device, dist, output
 
@@ -406,9 +413,11 @@ def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, 
                                                                   train_cfg.average_last_epoch))
         if not cfg.resume and checkpoints.path.exists():
             warnings.warn(f"{checkpoints.path}: an earlier run's checkpoint will be replaced; "
-                          "pass --resume to continue that run instead", NoiseAuditWarning, stacklevel=2)
+                          f"pass {option('resume', True)} to continue that run instead", NoiseAuditWarning,
+                          stacklevel=2)
     elif cfg.resume:
-        raise UsageError("--resume needs --output or --checkpoint-dir to find the checkpoint")
+        raise UsageError(f"{option('resume', True)} needs {option('output')} or {option('checkpoint_dir')} to find "
+                         "the checkpoint")
     t1 = time.perf_counter()
     try:
         result = train(data, model, train_cfg, device, gen, on_step=step_cb, checkpoints=checkpoints,

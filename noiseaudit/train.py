@@ -32,7 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from noiseaudit.checkpoint import Checkpointer, Interrupted
 from noiseaudit.data.dataset import SampleData
 from noiseaudit.distributed import Distributed, FeaturesAndLogits
-from noiseaudit.errors import TrainingFailed
+from noiseaudit.errors import TrainingFailed, option
 from noiseaudit.optim import PerSampleRate
 from noiseaudit.optim.averaging import WeightAverage
 from noiseaudit.optim.dba import DynamicBatchAdaptation
@@ -298,7 +298,8 @@ def train(data: SampleData, model: nn.Module, cfg: TrainConfig, device: torch.de
                 if checkpoints is not None and checkpoints.stop_requested:
                     checkpoints.save(run.state_dict(keep=False))
                     raise Interrupted(f"interrupted at epoch {run.epoch + 1}, step {step + 1}; checkpoint saved to "
-                                      f"{checkpoints.path}; run again with --resume to continue",
+                                      f"{checkpoints.path}; run again with "
+                                      f"{option('resume', True)} to continue",
                                       checkpoints.stop_requested)
             if dist is not None:
                 dist.end_epoch([] if rates is None else rates.log_rate_vectors(), run.loss_total)
@@ -327,7 +328,8 @@ def train(data: SampleData, model: nn.Module, cfg: TrainConfig, device: torch.de
     with autocast(device, cfg.precision):
         probs = predict(model, inputs, mean, std)
     if not np.isfinite(probs).all():  # the epoch losses were finite, but a last step (or the average) was not
-        raise TrainingFailed("training diverged: the final model's predictions are not finite; try a lower --lr")
+        raise TrainingFailed("training diverged: the final model's predictions are not finite; try a lower "
+                             f"{option('lr')}")
     predicted, targets = probs.argmax(axis=1), data.targets.numpy()
     if rates is not None:
         refuse_collapse(predicted, targets, rates)
@@ -350,7 +352,7 @@ def refuse_collapse(predicted: np.ndarray, targets: np.ndarray, rates: PerSample
         return  # a tiny or hard dataset can leave a weak model too, but with its rates inside their bounds
     raise TrainingFailed(f"training collapsed: the model agrees with {agreement:.1%} of the given labels, no better "
                           f"than always predicting the most common one ({constant:.1%}), and {at_bounds:.0%} of the "
-                          f"learned rates sit at their bounds; try a lower --hyper-lr (this run's was "
+                          f"learned rates sit at their bounds; try a lower {option('hyper_lr')} (this run's was "
                           f"{rates.hyper_lr:g})")
 
 
@@ -372,7 +374,7 @@ def recover(run: RunState, last_good: dict[str, Any], epoch_loss: float) -> None
     what = "loss" if not math.isfinite(epoch_loss) else "learned rate"
     if len(run.recoveries) >= MAX_RECOVERIES:
         raise TrainingFailed(f"training diverged at epoch {run.epoch + 1} (non-finite {what}) even after "
-                              f"{MAX_RECOVERIES} restarts at a lower learning rate; try a lower --lr")
+                              f"{MAX_RECOVERIES} restarts at a lower learning rate; try a lower {option('lr')}")
     recoveries = run.recoveries
     run.load_state_dict(last_good)
     run.base_lr *= 0.5

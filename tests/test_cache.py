@@ -105,6 +105,6 @@ def test_an_unwritable_cache_warns_once_and_the_scan_goes_on(tmp_path):
                       device="cpu", workers=1)
     said = [str(w.message) for w in caught if issubclass(w.category, NoiseAuditWarning)]
     assert len(said) == 1 and said[0].startswith(f"cannot write the decode cache in {blocker / 'cache'}"), said
-    assert "--no-cache" in said[0]
+    assert "cache_dir to put it elsewhere, cache=False to skip it" in said[0]
     assert len(report) == 12 and (tmp_path / "r.parquet").is_file()
     assert blocker.read_text() == "a file where the cache folder would go\n"

@@ -77,7 +77,7 @@ def test_a_series_is_refused_plainly(noisy_digits, table):
 
 
 def test_without_a_label_column_the_hint_is_the_keyword(noisy_digits, table):
-    with pytest.raises(InputError, match=r"name one with label_col=$"):
+    with pytest.raises(InputError, match=r"name one with label_col$"):
         scan(noisy_digits[0], table.rename(columns={"digit": "lbl"}), epochs=1, device="cpu")
 
 
@@ -138,3 +138,45 @@ def test_evaluate_takes_a_whole_k():
                            "original_label": [1, 1]})
     with pytest.raises(UsageError, match=r"^k must be a whole number, got 2.5$"):
         evaluate(report, k=2.5)
+
+
+def test_python_errors_name_keywords_where_the_command_line_names_flags(noisy_digits, table, tmp_path):
+    """scan(..., lr=-1) said "--lr must be a positive number", an option a notebook never typed."""
+    from noiseaudit import select_suspects
+    from noiseaudit.errors import command_line, option
+
+    images, _ = noisy_digits
+    with pytest.raises(UsageError, match=r"^lr must be a positive number, got -1.0$"):
+        scan(images, table, **{**OPTIONS, "lr": -1.0})
+    with pytest.raises(UsageError, match=r"^rank_by='rate' ranks learned rates; method='plain' ranks by"):
+        scan(images, table, **{**OPTIONS, "rank_by": "rate", "method": "plain"})
+    with pytest.raises(InputError, match=r"pass force=True to scan anyway$"):
+        scan(images, table.assign(digit=table["digit"].where(table.index > 0, 99)), **OPTIONS)  # a class of 1
+    report = pd.DataFrame({"path": ["a"], "given_label": [0], "rank": [1], "is_suspect": [True]})
+    with pytest.raises(UsageError, match=r"^choose one of top, min_suspicion and flagged=True$"):
+        select_suspects(report, top=1, flagged=True)
+    (tmp_path / "r.parquet").write_bytes(b"")
+    with pytest.raises(UsageError, match=r"output exists; pass overwrite=True to replace it$"):
+        scan(images, table, output=tmp_path / "r.parquet", **OPTIONS)
+    assert [option("hyper_lr"), option("model", "mlp"), option("force", True), option("cache", False)] == [
+        "hyper_lr", "model='mlp'", "force=True", "cache=False"]
+    with command_line():
+        assert [option("hyper_lr"), option("model", "mlp"), option("force", True), option("cache", False),
+                option("truth_csv", flag="--truth")] == ["--hyper-lr", "--model mlp", "--force", "--no-cache",
+                                                          "--truth"]
+    assert option("truth_csv", flag="--truth") == "truth_csv"  # and back outside the block
+
+
+def test_a_table_without_report_columns_names_them():
+    """review_table(df) on a table that was not a report's rows raised a bare KeyError: 'suggested_label'."""
+    from noiseaudit import evaluate, review_table, select_suspects
+
+    hand_made = pd.DataFrame({"path": ["a.png"], "given_label": ["cat"], "rank": [1], "is_suspect": [True]})
+    with pytest.raises(UsageError, match=r"^not a report's rows: no column 'suggested_label', 'suggested_prob', "
+                                         r"'learned_lr', 'suspicion' \(a report comes from noiseaudit.scan"):
+        review_table(hand_made)
+    with pytest.raises(UsageError, match=r"^not a report's rows: no column 'suspicion' "):
+        select_suspects(hand_made, min_suspicion=0.5)
+    with pytest.raises(UsageError, match=r"^not a report's rows: no column 'rank' "):
+        evaluate(hand_made.drop(columns="rank").assign(original_label="dog"))
+    assert list(select_suspects(hand_made)["path"]) == ["a.png"]

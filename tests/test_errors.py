@@ -479,6 +479,22 @@ def test_an_output_folder_that_is_not_writable_is_refused_before_training(ds, mo
     assert_user_error(invoke(*scan_args(images, csv(good), out)), out, f"{out.parent}: output folder is not writable")
 
 
+def test_a_folder_access_calls_writable_but_that_refuses_files_is_refused_before_training(ds, monkeypatch):
+    """A read-only mount, /proc, or root's access() on a folder it cannot write in: found only at the first
+    checkpoint, after an epoch of training."""
+    import errno
+    import tempfile
+
+    images, out, csv, good = ds
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    assert_user_error(invoke(*scan_args(images, csv(good), out)), out,
+                      f"{out.parent}: output folder is not writable (Read-only file system)")
+
+
 def test_a_full_disk_while_writing_the_report_is_one_line_and_exit_2(ds, monkeypatch):
     import errno
 

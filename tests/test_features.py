@@ -229,6 +229,38 @@ def test_dataframe_from_python(files, digits, reference):
     assert_same_results(same, reference, exact=False)
 
 
+def test_a_dataframe_carrying_the_key_is_joined_on_it(files, digits, reference):
+    """A features DataFrame with the labels' key column failed with "column 'id' is not numeric" (an int key was
+    silently a feature); one holding the labels too (scan_features(df, df)) trained on its label column."""
+    x, _, noisy = digits
+    frame = pd.DataFrame(x, columns=[f"px{j}" for j in range(x.shape[1])]).assign(id=files["ids"])
+    shuffled = frame.sample(frac=1.0, random_state=0)
+    report = scan_features(shuffled, files["id"], **OPTIONS)
+    assert report["path"].tolist() == files["ids"] and report.attrs["noiseaudit"]["features"]["dim"] == 64
+    assert_same_results(report, reference, exact=False)
+    both = frame.assign(label=noisy.labels)
+    assert_same_results(scan_features(both, both, **OPTIONS), reference, exact=False)
+    with pytest.raises(InputError, match=r"^<DataFrame>: row 1: key 'x' matches no row of .*id.csv \(column 'id'\)"):
+        scan_features(frame.assign(id=["d0000", "x", *files["ids"][2:]]), files["id"], **OPTIONS)
+
+
+def test_a_tensor_or_a_list_of_rows_is_the_array(files, digits, reference):
+    """A model's embeddings as a torch tensor (bfloat16 included) or a list of rows gave "TypeError: expected str,
+    bytes or os.PathLike object, not Tensor"."""
+    import torch
+
+    x = digits[0]
+    assert_same_results(scan_features(torch.from_numpy(x), files["nokey"], **OPTIONS), reference, exact=False)
+    assert_same_results(scan_features(x.tolist(), files["nokey"], **OPTIONS), reference, exact=False)
+    halved = scan_features(torch.from_numpy(x).to(torch.bfloat16), files["nokey"], **OPTIONS)
+    assert halved.attrs["noiseaudit"]["config"]["features"] == "<Tensor>" and len(halved) == N_DIGITS
+    with pytest.raises(UsageError, match=r"^features must be a path \(.npy or .parquet\), an array, a tensor or a "
+                                         r"DataFrame, not dict$"):
+        scan_features({"a": [1.0]}, files["nokey"], **OPTIONS)
+    with pytest.raises(InputError, match=r"^<array>: features are a list of rows of different lengths$"):
+        scan_features([[1.0, 2.0], [3.0]], [0, 1], **OPTIONS)
+
+
 def test_every_layout_gives_the_same_standardised_matrix(files, digits):
     x = digits[0]
     nokey, keyed = read_label_table(files["nokey"]), read_label_table(files["id"])
@@ -441,7 +473,7 @@ def test_python_input_errors(small):
         scan_features(x, pd.DataFrame({"label": [0.0, 1.0] * 5 + [np.nan, 1.0]}), output=out, **OPTIONS)
     with pytest.raises(InputError, match=r"^<labels DataFrame> row 11: empty .* in column 'id'"):
         scan_features(x, pd.DataFrame({"id": ids[:11] + [None], "label": [0, 1] * 6}), output=out, **OPTIONS)
-    with pytest.raises(UsageError, match="--model small-cnn takes images"):
+    with pytest.raises(UsageError, match="model='small-cnn' takes images"):
         scan_features(x, labels, output=out, model="small-cnn", **OPTIONS)
     assert not out.exists()
 
@@ -478,7 +510,7 @@ def test_resumed_features_scan_equals_uninterrupted(files, reference, tmp_path):
     with pytest.raises(Interrupted) as info:
         scan_features(files["npy"], files["nokey"], output=out, on_progress=_signal_at(23, signal.SIGTERM),
                       **OPTIONS)
-    assert info.value.exit_code == 128 + signal.SIGTERM and "--resume" in str(info.value)
+    assert info.value.exit_code == 128 + signal.SIGTERM and "run again with resume=True to continue" in str(info.value)
     assert not out.exists() and (tmp_path / "r.parquet.ckpt" / "checkpoint.pt").is_file()
     with pytest.raises(UsageError, match="changed: the dataset"):  # other features, same labels
         scan_features(np.load(files["npy"])[:, ::-1].copy(), files["nokey"], output=out, resume=True, **OPTIONS)

@@ -196,8 +196,8 @@ def test_reranking_keeps_the_count_and_hands_the_suspicions_down_the_new_order()
     assert new.cutoff == mixed[new.order[9]]
 
 
-@pytest.mark.parametrize(("options", "message"), [({"rank_by": "prob"}, "unknown --rank-by 'prob'"),
-                                                  ({"rank_by": "rate+prob", "method": "plain"}, "--method plain")])
+@pytest.mark.parametrize(("options", "message"), [({"rank_by": "prob"}, "unknown rank_by 'prob'"),
+                                                  ({"rank_by": "rate+prob", "method": "plain"}, "method='plain'")])
 def test_rank_by_is_checked_before_anything_is_read(tmp_path, options, message):
     with pytest.raises(UsageError, match=message.replace("+", r"\+")):
         scan(tmp_path / "missing", tmp_path / "missing.csv", **options)

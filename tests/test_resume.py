@@ -46,7 +46,7 @@ def test_signal_checkpoints_mid_epoch_and_resume_matches(noisy_digits, tmp_path,
     out = tmp_path / "r.parquet"
     with pytest.raises(Interrupted) as info:
         scan(images, csv, output=out, on_progress=_signal_at(step, signum), **OPTIONS)
-    assert info.value.exit_code == 128 + signum and "--resume" in str(info.value)
+    assert info.value.exit_code == 128 + signum and "run again with resume=True" in str(info.value)
     assert not out.exists() and (tmp_path / "r.parquet.ckpt" / "checkpoint.pt").is_file()
     resumed = scan(images, csv, output=out, resume=True, **OPTIONS)
     assert_same_report(resumed, uninterrupted)
@@ -173,7 +173,7 @@ def test_non_finite_epoch_rolls_back_and_lowers_the_rate():
 
 def test_persistent_divergence_is_a_clear_error():
     data = _digits_dataset()
-    with pytest.raises(NoiseAuditError, match="diverged at epoch 1.*lower --lr"):
+    with pytest.raises(NoiseAuditError, match="diverged at epoch 1.*lower lr"):
         train(data, _Exploding(bad_epoch=0, steps=10**9), TrainConfig(epochs=2, lr=float("inf")),
               torch.device("cpu"), torch.Generator().manual_seed(0))
 
@@ -187,7 +187,7 @@ class _NanWhenPredicting(_Exploding):
 
 
 def test_non_finite_final_predictions_are_a_clear_error():
-    with pytest.raises(TrainingFailed, match="final model's predictions are not finite; try a lower --lr"):
+    with pytest.raises(TrainingFailed, match="final model's predictions are not finite; try a lower lr"):
         train(_digits_dataset(), _NanWhenPredicting(bad_epoch=10**6, steps=1), TrainConfig(epochs=1),
               torch.device("cpu"), torch.Generator().manual_seed(0))
 
@@ -228,7 +228,7 @@ def test_a_collapsed_learned_rate_model_is_a_clear_error():
     data.targets = torch.from_numpy(inject_symmetric(data.targets.numpy(), 0.4, 10, seed=0).labels)
     gen = seed_everything(0)
     model = build_model(default_model(1, 8), 1, 8, 10)
-    collapsed = r"training collapsed: the model agrees with \d+\.\d% .* lower --hyper-lr"
+    collapsed = r"training collapsed: the model agrees with \d+\.\d% .* lower hyper_lr"
     with pytest.raises(NoiseAuditError, match=collapsed):
         train(data, model, TrainConfig(epochs=20, lr=0.02, hyper_lr=0.5), torch.device("cpu"), gen)
 

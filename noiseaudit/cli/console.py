@@ -15,7 +15,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from noiseaudit.errors import NoiseAuditError, NoiseAuditWarning
+from noiseaudit.errors import NoiseAuditError, NoiseAuditWarning, command_line
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -97,12 +97,13 @@ def _discard_output() -> None:
 
 def exits_on_errors(fn: F) -> F:
     """Turn a :class:`NoiseAuditError` into one line on stderr and its exit code; an OSError (disk full,
-    permissions) into one line and exit 2."""
+    permissions) into one line and exit 2. Messages name options as the command line spells them
+    (:func:`~noiseaudit.errors.option`)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), command_line():  # messages name --options, not keyword arguments
                 warnings.simplefilter("always", NoiseAuditWarning)
                 warnings.showwarning = _warning_line
                 return fn(*args, **kwargs)

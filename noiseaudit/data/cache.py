@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from noiseaudit.errors import NoiseAuditWarning
+from noiseaudit.errors import NoiseAuditWarning, option
 from noiseaudit.report.io import atomic_write
 
 CACHE_VERSION = 1
@@ -67,8 +67,8 @@ class DecodeCache:
             self.writable = False
             reason = exc.strerror or type(exc).__name__
             warnings.warn(f"cannot write the decode cache in {self.directory} ({reason}); going on without it "
-                          "(--cache-dir DIR to put it elsewhere, --no-cache to skip it)", NoiseAuditWarning,
-                          stacklevel=3)
+                          f"({option('cache_dir')} to put it elsewhere, {option('cache', False)} to skip it)",
+                          NoiseAuditWarning, stacklevel=3)
 
     def _path(self, key: str, suffix: str) -> Path:
         return self.directory / f"{key}{suffix}"

@@ -25,14 +25,13 @@ from collections import Counter
 from pathlib import PurePosixPath
 
 from noiseaudit.data.source import LabeledSource
-from noiseaudit.errors import InputError, NoiseAuditWarning
+from noiseaudit.errors import InputError, NoiseAuditWarning, option
 from noiseaudit import formats
 
 MISSING_WORDS = frozenset({"nan", "<na>", "nat", "null", "undefined"})  # casefolded; "none" can be a real class
 MIN_CLASS = 5
 TINY_AGAINST = 10
 MAX_IMBALANCE = 100
-FORCE_HINT = "pass --force to scan anyway"
 
 
 def check_source(source: LabeledSource, force: bool = False) -> None:
@@ -45,9 +44,10 @@ def check_source(source: LabeledSource, force: bool = False) -> None:
     if not problems:
         return
     if not force:
-        raise InputError(f"{problems[0]}; {FORCE_HINT}", path=source.origin)
+        raise InputError(f"{problems[0]}; pass {option('force', True)} to scan anyway", path=source.origin)
     for problem in problems:
-        warnings.warn(f"{source.origin}: {problem} (going on: --force)", NoiseAuditWarning, stacklevel=2)
+        warnings.warn(f"{source.origin}: {problem} (going on: {option('force', True)})", NoiseAuditWarning,
+                      stacklevel=2)
 
 
 def _names(items: list[str], most: int = 4) -> str:
@@ -152,6 +152,6 @@ def imbalance(source: LabeledSource) -> str | None:
     kind, unit = _what(source)
     n = len(source.labels)
     mistake = ("the wrong folder level" if source.from_folders else
-               f"the wrong label column (this is '{source.label_col}'; name another with --label-col)")
+               f"the wrong label column (this is '{source.label_col}'; name another with {option('label_col')})")
     return (f"{kind} '{big}' holds {n_big} of {_plural(n, unit)} ({formats.percent(n_big / n)}) and '{small}' only "
             f"{n_small}: classes {n_big // n_small}x apart usually mean {mistake}")

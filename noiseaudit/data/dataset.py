@@ -21,7 +21,7 @@ from noiseaudit.data.cache import DecodeCache, files_key
 from noiseaudit.data.hints import missing_image_hint
 from noiseaudit.data.images import GRAY_MODES, GRAY_TOLERANCE, LUMA, DecodeError, decode_image, image_header
 from noiseaudit.data.source import LabeledSource, resolve_inside
-from noiseaudit.errors import InputError, UsageError
+from noiseaudit.errors import InputError, UsageError, option
 
 Progress = Callable[[int, int], None]
 
@@ -32,7 +32,8 @@ BAD_IMAGE_POLICIES = ("fail", "skip")
 def check_bad_image_policy(on_bad_image: str) -> None:
     """Refuse an ``--on-bad-image`` other than fail or skip (scan and predict check it before reading any input)."""
     if on_bad_image not in BAD_IMAGE_POLICIES:
-        raise UsageError(f"--on-bad-image must be one of {', '.join(BAD_IMAGE_POLICIES)}, got {on_bad_image!r}")
+        raise UsageError(f"{option('on_bad_image')} must be one of {', '.join(BAD_IMAGE_POLICIES)}, "
+                         f"got {on_bad_image!r}")
 
 
 @dataclass
@@ -225,7 +226,7 @@ def load_dataset(source: LabeledSource, *, image_size: int | None = None, worker
     key = None if cache is None else cache_key or files_key(source.root, [files[i] for i in keep])
     if image_size is not None:
         if image_size < 4:
-            raise InputError(f"--image-size must be at least 4, got {image_size}")
+            raise InputError(f"{option('image_size')} must be at least 4, got {image_size}")
         return _decoded(source, files, keep, image_size, workers, progress, bad, cache, key, encoder, min_classes)
     image_size = None if key is None else cache.auto_size(key, SIZE_RULE)
     if image_size is None:

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from noiseaudit.data.source import LabeledSource
-from noiseaudit.errors import InputError, input_file
+from noiseaudit.errors import InputError, UsageError, input_file
 
 FEATURE_SUFFIXES = (".npy", ".parquet", ".pq")
 CHUNK_ROWS = 16384
@@ -81,9 +81,9 @@ def load_features(features: str | Path | np.ndarray | pd.DataFrame, source: Labe
 
 def _open(features: str | Path | np.ndarray | pd.DataFrame, source: LabeledSource | None) -> _Reader:
     if isinstance(features, pd.DataFrame):
-        return _aligned(_frame_matrix(features, "<DataFrame>", ()), "<DataFrame>", source)
-    if isinstance(features, np.ndarray):
-        return _aligned(_check_array(features, "<array>"), "<array>", source)
+        return _frame(features, source)
+    if not isinstance(features, (str, Path)):
+        return _aligned(_check_array(in_memory_matrix(features), "<array>"), "<array>", source)
     path = input_file(features, "features file")
     suffix = path.suffix.lower()
     if suffix == ".npy":
@@ -101,6 +101,23 @@ CONVERT = {
     ".pth": " (np.save('features.npy', torch.load(path).numpy()) writes a tensor as .npy)",
     ".csv": " (pandas.read_csv(path).to_parquet('features.parquet') keeps the numeric columns)",
 }
+
+
+def in_memory_matrix(features: object) -> np.ndarray:
+    """Vectors passed from Python as a NumPy array: an array as it is, a torch tensor (on any device, of any
+    float type: a model's embeddings as they come) or a list of rows; anything else is a UsageError."""
+    if isinstance(features, np.ndarray):
+        return features
+    if type(features).__module__.split(".")[0] == "torch" and hasattr(features, "detach"):
+        tensor = features.detach().cpu()  # type: ignore[attr-defined]
+        return (tensor.float() if tensor.is_floating_point() else tensor).numpy()  # NumPy has no bfloat16
+    if isinstance(features, (list, tuple)):
+        try:
+            return np.asarray(features)
+        except ValueError:  # rows of different lengths
+            raise InputError("features are a list of rows of different lengths", path="<array>") from None
+    raise UsageError(f"features must be a path (.npy or .parquet), an array, a tensor or a DataFrame, "
+                     f"not {type(features).__name__}")
 
 
 def _check_array(x: np.ndarray, origin: str) -> np.ndarray:
@@ -167,6 +184,19 @@ def _npy(path: Path, source: LabeledSource | None) -> _Reader:
     return _Reader(rows, dim, chunks, str(path))
 
 
+def _frame(frame: pd.DataFrame, source: LabeledSource | None) -> _Reader:
+    """A DataFrame's numeric columns; joined by the labels table's key column when it has it, as a Parquet file
+    is. Its label column, if it carries one (the labels table itself), is not a feature."""
+    origin = "<DataFrame>"
+    key = source.path_col if source is not None and source.path_col in frame.columns else None
+    x = _frame_matrix(frame, origin, (key, None if source is None else source.label_col))
+    if key is None:
+        return _aligned(x, origin, source)
+    reader = _aligned(x, origin, None)
+    reader.position = _join(frame[key].tolist(), key, origin, source)
+    return reader
+
+
 def _frame_matrix(frame: pd.DataFrame, origin: str, skip: tuple[str | None, ...]) -> np.ndarray:
     """The numeric columns of ``frame`` (all but ``skip``) as one matrix; a non-numeric one is an error."""
     cols = [c for c in frame.columns if c not in skip]
@@ -211,7 +241,7 @@ def _parquet(path: Path, source: LabeledSource | None) -> _Reader:
         if not columns:
             raise InputError("no feature columns", path=path)
     rows = file.metadata.num_rows
-    position = _join(file, key, path, source) if key is not None else None
+    position = None if key is None else _join(file.read(columns=[key]).column(0).to_pylist(), key, str(path), source)
     if position is None and source is not None and rows != len(source):
         key_hint = "" if source.path_col is None else f" {source.path_col!r}"
         raise InputError(f"features have {rows} rows but {source.origin} has {len(source)} samples; they must be "
@@ -253,9 +283,8 @@ def _first_dim(file, column: str, path: Path) -> int:
     return len(first)
 
 
-def _join(file, key: str, path: Path, source: LabeledSource) -> np.ndarray:
-    """For every Parquet row, the labels-table row with the same key."""
-    keys = file.read(columns=[key]).column(0).to_pylist()
+def _join(keys: list, key: str, path: str, source: LabeledSource) -> np.ndarray:
+    """For every features row (its key in ``keys``), the labels-table row with the same key."""
     row_of = {k: i for i, k in enumerate(source.paths)}
     position = np.empty(len(keys), dtype=np.int64)
     seen = np.zeros(len(source), dtype=bool)

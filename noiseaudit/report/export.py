@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from noiseaudit._version import __version__
-from noiseaudit.errors import UsageError
+from noiseaudit.errors import UsageError, option
 from noiseaudit.report.io import atomic_write
 
 if TYPE_CHECKING:  # pandas only where used: show imports check_top from here and starts without it
@@ -19,6 +19,9 @@ FORMATS = ("csv", "json", "labelstudio")
 VERDICTS = ("keep", "relabel", "drop")
 REVIEW_COLUMNS = ("path", "given_label", "suggested_label", "confidence", "learned_lr", "rank", "flagged",
                   "suspicion", "verdict", "new_label")
+# the report columns the sheet is made from
+REVIEWED_COLUMNS = ("path", "given_label", "suggested_label", "suggested_prob", "learned_lr", "rank", "is_suspect",
+                    "suspicion")
 DECIMALS = 4  # every number of the sheet, so that a column reads 0.5700, 0.5720, 0.6000
 CHOICES = "label"  # the name of the Label Studio Choices tag the tasks pre-annotate (its from_name)
 
@@ -37,7 +40,7 @@ def check_top(top: int) -> None:
         ``top`` is below 1.
     """
     if top < 1:
-        raise UsageError(f"--top must be at least 1, got {top}")
+        raise UsageError(f"{option('top')} must be at least 1, got {top}")
 
 
 def select_suspects(report: pd.DataFrame, *, top: int | None = None, min_suspicion: float | None = None,
@@ -59,19 +62,27 @@ def select_suspects(report: pd.DataFrame, *, top: int | None = None, min_suspici
     -------
     DataFrame
         The chosen report rows, sorted by ``rank``.
+
+    Raises
+    ------
+    UsageError
+        More than one of the three is given, ``top`` is below 1 or ``min_suspicion`` outside [0, 1], or ``report``
+        is not a report (no ``rank`` or ``is_suspect`` column).
     """
     chosen = sum(x is not None and x is not False for x in (top, min_suspicion, flagged))
     if chosen > 1:
-        raise UsageError("choose one of --top, --min-suspicion and --flagged")
-    from noiseaudit.report.build import scored
+        raise UsageError(f"choose one of {option('top')}, {option('min_suspicion')} and {option('flagged', True)}")
+    from noiseaudit.report.build import check_report, scored
 
+    check_report(report, needs=("rank", "is_suspect") + (() if min_suspicion is None else ("suspicion",)))
     ordered = scored(report).sort_values("rank")
     if top is not None:
         check_top(top)
         return ordered.head(top)
     if min_suspicion is not None:
         if not 0.0 <= min_suspicion <= 1.0:  # NaN fails too
-            raise UsageError(f"--min-suspicion must be in [0, 1] (suspicion is a ranking score), got {min_suspicion}")
+            raise UsageError(f"{option('min_suspicion')} must be in [0, 1] (suspicion is a ranking score), "
+                             f"got {min_suspicion}")
         return ordered[ordered["suspicion"] >= min_suspicion]
     return ordered[ordered["is_suspect"]]
 
@@ -90,9 +101,17 @@ def review_table(rows: pd.DataFrame) -> pd.DataFrame:
         ``path``, ``given_label``, ``suggested_label``, ``confidence``, ``learned_lr``, ``rank``,
         ``flagged``, ``suspicion``, and empty ``verdict`` (``keep``, ``relabel`` or ``drop``) and
         ``new_label`` to fill in. Numbers are rounded to :data:`DECIMALS` places.
+
+    Raises
+    ------
+    UsageError
+        ``rows`` is not a DataFrame, or lacks a report column the sheet is made from (:data:`REVIEWED_COLUMNS`).
     """
     import pandas as pd
 
+    from noiseaudit.report.build import check_report
+
+    check_report(rows, needs=REVIEWED_COLUMNS)
     return pd.DataFrame({
         "path": rows["path"].to_numpy(),
         "given_label": rows["given_label"].to_numpy(),

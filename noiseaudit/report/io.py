@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from noiseaudit.errors import InputError, UsageError, input_file
+from noiseaudit.errors import InputError, UsageError, input_file, option
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -27,16 +27,23 @@ SCAN_COLUMNS = ("path", "given_label", "rank", "is_suspect")  # what the command
 
 def check_writable(path: str | Path, overwrite: bool) -> Path:
     """Refuse before any work is done if ``path`` exists (without ``overwrite``) or its folder is missing or
-    not writable."""
+    not writable (a file is created there and removed, to be sure)."""
     path = Path(path)
     if path.is_dir():
         raise UsageError(f"{path}: output is a directory; name a file in it")
     if path.exists() and not overwrite:
-        raise UsageError(f"{path}: output exists; pass --overwrite to replace it")
+        raise UsageError(f"{path}: output exists; pass {option('overwrite', True)} to replace it")
     if not path.parent.is_dir():
         raise UsageError(f"{path.parent}: output folder does not exist")
     if not os.access(path.parent, os.W_OK):
         raise UsageError(f"{path.parent}: output folder is not writable")
+    try:  # access() says yes to root, and on a read-only mount or /proc, where creating a file then fails
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
+    except OSError as exc:
+        raise UsageError(f"{path.parent}: output folder is not writable ({exc.strerror or type(exc).__name__})") \
+            from None
+    os.close(fd)
+    os.unlink(probe)
     return path
 
 
