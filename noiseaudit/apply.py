@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from noiseaudit.data.csvfile import read_text_table
+from noiseaudit.data.csvfile import read_table, read_text_table, table_name
 from noiseaudit.data.pathmatch import PathIndex
 from noiseaudit.data.source import LABEL_COLUMN_NAMES, find_key_column, pick_column, read_image_folder
-from noiseaudit.errors import InputError, NoiseAuditWarning, UsageError, input_file, option, place
+from noiseaudit.errors import (InputError, NoiseAuditWarning, UsageError, header_line, input_file, line_word, option,
+                               place)
 from noiseaudit.report.export import CHOICES, VERDICTS, label_studio_answers, verdicts_from_choices
 
 
@@ -26,13 +27,19 @@ class ApplyResult:
     changes: list[tuple[str, str, str]] = field(default_factory=list)  # (path, old, new)
 
 
-def read_reviewed(path: str | Path) -> tuple[pd.DataFrame, list[int | None]]:
+def read_reviewed(reviewed: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, list[int | None], str]:
     """A reviewed export, cells as text: the CSV or JSON records of ``export``, or Label Studio's export
-    of the ``--format labelstudio`` tasks (JSON, JSON-MIN or CSV), whose chosen classes become verdicts."""
-    sheet, lines = _read_sheet(input_file(path, "reviewed file"))
+    of the ``--format labelstudio`` tasks (JSON, JSON-MIN or CSV), whose chosen classes become verdicts;
+    or a sheet from :func:`~noiseaudit.report.export.review_table` filled in in Python. Also the line (or
+    0-based row) of each row, and the name errors give the sheet."""
+    if isinstance(reviewed, pd.DataFrame):
+        sheet, lines, origin = read_table(reviewed, "reviewed file")
+    else:
+        origin = str(reviewed)
+        sheet, lines = _read_sheet(input_file(reviewed, "reviewed file"))
     if "verdict" not in sheet.columns and {CHOICES, "given_label", "path"} <= set(sheet.columns):
         sheet = verdicts_from_choices(sheet)
-    return sheet, lines
+    return sheet, lines, origin
 
 
 def _read_sheet(path: Path) -> tuple[pd.DataFrame, list[int | None]]:
@@ -53,15 +60,15 @@ def _read_sheet(path: Path) -> tuple[pd.DataFrame, list[int | None]]:
     return read_text_table(path, "reviewed file", report_hint)
 
 
-def read_labels(labels: Path, path_col: str | None = None,
+def read_labels(labels: Path | pd.DataFrame, path_col: str | None = None,
                 label_col: str | None = None) -> tuple[pd.DataFrame, str | None, str]:
     """The labels to apply a review to, cells as text, with their key and label columns.
 
     Parameters
     ----------
-    labels : Path
-        A labels CSV, or an ImageFolder directory (one subfolder per class), which gives a
-        ``path,label`` table of its images.
+    labels : Path or DataFrame
+        A labels CSV (or a DataFrame of one), or an ImageFolder directory (one subfolder per class),
+        which gives a ``path,label`` table of its images.
     path_col, label_col : str, optional
         The CSV's key (path or id) and label columns; by default detected.
 
@@ -70,20 +77,21 @@ def read_labels(labels: Path, path_col: str | None = None,
     tuple
         The table, its key column (None: rows are keyed by their 0-based number) and its label column.
     """
-    if labels.is_dir() and any(d.is_dir() and not d.name.startswith(".") for d in labels.iterdir()):
+    folder = isinstance(labels, Path) and labels.is_dir()
+    if folder and any(d.is_dir() and not d.name.startswith(".") for d in labels.iterdir()):
         if path_col is not None or label_col is not None:
             raise UsageError(f"{option('path_col')} and {option('label_col')} name columns of a labels CSV, not of an "
                              "image folder")
         source = read_image_folder(labels)
         table = pd.DataFrame({"path": source.paths, "label": [str(c) for c in source.labels]}, dtype=object)
         return table, "path", "label"
-    table, _ = read_text_table(labels)  # a folder without class subfolders: "a folder, not a labels CSV"
+    table, _, origin = read_table(labels)  # a folder without class folders: "a folder, not a labels CSV"
     columns = list(table.columns)
-    lcol = pick_column(columns, label_col, LABEL_COLUMN_NAMES, "label", labels)
-    return table, find_key_column(columns, path_col, lcol, labels), lcol
+    lcol = pick_column(columns, label_col, LABEL_COLUMN_NAMES, "label", origin)
+    return table, find_key_column(columns, path_col, lcol, origin), lcol
 
 
-def _warn_stale(reviewed: pd.DataFrame, lines: list[int | None], current: list[str], reviewed_path: Path,
+def _warn_stale(reviewed: pd.DataFrame, lines: list[int | None], current: list[str], reviewed_path: str,
                 labels_name: str) -> None:
     """One warning counting the reviewed rows whose given_label is not the label the table has now."""
     if "given_label" not in reviewed.columns:
@@ -97,7 +105,7 @@ def _warn_stale(reviewed: pd.DataFrame, lines: list[int | None], current: list[s
                       "there); a review of other labels? Applied all the same", NoiseAuditWarning, stacklevel=3)
 
 
-def _warn_unused_new_labels(reviewed: pd.DataFrame, lines: list[int | None], reviewed_path: Path) -> None:
+def _warn_unused_new_labels(reviewed: pd.DataFrame, lines: list[int | None], reviewed_path: str) -> None:
     """One warning counting the keep and drop verdicts that have a new_label (only relabel uses one)."""
     if "new_label" not in reviewed.columns:
         return
@@ -115,17 +123,19 @@ def _rows(n: int) -> str:
     return f"{n} reviewed row has" if n == 1 else f"{n} reviewed rows have"
 
 
-def apply_review(labels_csv: str | Path, reviewed_path: str | Path, *, path_col: str | None = None,
+def apply_review(labels_csv: str | Path | pd.DataFrame, reviewed_path: str | Path | pd.DataFrame, *,
+                 path_col: str | None = None,
                  label_col: str | None = None, allow_new_labels: bool = False) -> ApplyResult:
     """The labels table with a reviewed sheet's verdicts applied (``noiseaudit apply``).
 
     Parameters
     ----------
-    labels_csv : str or Path
-        The labels CSV that was scanned, or its ImageFolder directory.
-    reviewed_path : str or Path
+    labels_csv : str, Path or DataFrame
+        The labels CSV that was scanned (or the DataFrame), or its ImageFolder directory.
+    reviewed_path : str, Path or DataFrame
         The reviewed sheet (``noiseaudit export``'s CSV or JSON with ``verdict`` and ``new_label``
-        filled in), or Label Studio's export (JSON, JSON-MIN or CSV) of its tasks.
+        filled in), Label Studio's export (JSON, JSON-MIN or CSV) of its tasks, or the DataFrame of
+        :func:`~noiseaudit.report.export.review_table` with ``verdict`` and ``new_label`` filled in.
     path_col, label_col : str, optional
         The labels CSV's path and label columns (default: auto-detect).
     allow_new_labels : bool
@@ -156,12 +166,15 @@ def apply_review(labels_csv: str | Path, reviewed_path: str | Path, *, path_col:
     label (a review of other labels), and another the ``keep`` or ``drop`` verdicts with a ``new_label``
     (which only ``relabel`` uses).
     """
-    labels_csv, reviewed_path = Path(labels_csv), Path(reviewed_path)
+    if not isinstance(labels_csv, pd.DataFrame):
+        labels_csv = Path(labels_csv)
     table, pcol, lcol = read_labels(labels_csv, path_col, label_col)
-    reviewed, lines = read_reviewed(reviewed_path)
+    labels_name = labels_csv.name if isinstance(labels_csv, Path) else table_name(labels_csv)
+    reviewed, lines, reviewed_path = read_reviewed(reviewed_path)
     for needed in ("path", "verdict"):
         if needed not in reviewed.columns:
-            raise InputError(f"reviewed file has no {needed!r} column", path=reviewed_path, line=1)
+            raise InputError(f"reviewed file has no {needed!r} column", path=reviewed_path,
+                             line=header_line(reviewed_path))
     known = set(table[lcol])
     index = PathIndex(table[pcol] if pcol is not None else map(str, range(len(table))))
     index.learn_root(reviewed["path"])
@@ -171,7 +184,7 @@ def apply_review(labels_csv: str | Path, reviewed_path: str | Path, *, path_col:
         p, verdict = rec["path"], rec["verdict"].lower()
         i = index.row(p)
         if i is None:
-            raise InputError(f"path {p!r} is not in {labels_csv.name}", path=reviewed_path, line=line)
+            raise InputError(f"path {p!r} is not in {labels_name}", path=reviewed_path, line=line)
         matched.append(i)
         if verdict not in VERDICTS and verdict != "":
             raise InputError(f"unknown verdict {rec['verdict']!r} (use keep, relabel or drop)",
@@ -186,10 +199,10 @@ def apply_review(labels_csv: str | Path, reviewed_path: str | Path, *, path_col:
                 raise InputError(f"new label {target!r} for {p!r} is not a known class "
                                  f"(pass {option('allow_new_labels', True)} to add one)", path=reviewed_path, line=line)
         if i in decisions and decisions[i][:2] != (verdict, target):
-            raise InputError(f"conflicting verdicts for {p!r} (also on line {decisions[i][2]})",
+            raise InputError(f"conflicting verdicts for {p!r} (also on {line_word(reviewed_path, decisions[i][2])})",
                              path=reviewed_path, line=line)
         decisions[i] = (verdict, target, line)
-    _warn_stale(reviewed, lines, table[lcol].iloc[matched].tolist(), reviewed_path, labels_csv.name)
+    _warn_stale(reviewed, lines, table[lcol].iloc[matched].tolist(), reviewed_path, labels_name)
     _warn_unused_new_labels(reviewed, lines, reviewed_path)
 
     result = ApplyResult(table=table)

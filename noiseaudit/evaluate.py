@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from noiseaudit.data.pathmatch import PathIndex
-from noiseaudit.errors import (InputError, NoiseAuditWarning, UsageError, check_whole_number, input_file,
+from noiseaudit.errors import (InputError, NoiseAuditWarning, UsageError, check_whole_number, header_line,
                                line_word, option)
 from noiseaudit.metrics import precision_recall_f1, ranking_metrics
 from noiseaudit.report.build import check_report, scored, signal_scores
@@ -19,15 +19,15 @@ from noiseaudit.report.truth import known_truth, yes_no
 TRUTH_COLUMNS = ("is_noisy", "original_label")  # a truth CSV replaces both of the report's
 
 
-def attach_truth(report: pd.DataFrame, truth_csv: str | Path) -> pd.DataFrame:
+def attach_truth(report: pd.DataFrame, truth_csv: str | Path | pd.DataFrame) -> pd.DataFrame:
     """The report with its truth columns replaced by a CSV's, joined on ``path``.
 
     Parameters
     ----------
     report : DataFrame
         A report; its own ``is_noisy`` and ``original_label`` columns are dropped.
-    truth_csv : str or Path
-        A CSV with a path column and ``is_noisy`` and/or ``original_label``.
+    truth_csv : str, Path or DataFrame
+        A CSV (or a DataFrame of the same) with a path column and ``is_noisy`` and/or ``original_label``.
 
     Returns
     -------
@@ -42,8 +42,7 @@ def attach_truth(report: pd.DataFrame, truth_csv: str | Path) -> pd.DataFrame:
         No path or truth column, a path listed twice with different values, an ``is_noisy`` that is
         not yes/no, or no report path in the CSV.
     """
-    truth_csv = input_file(truth_csv, "truth CSV")
-    truth, lines = _read_truth(truth_csv)
+    truth, lines, truth_csv = _read_truth(truth_csv)
     cols = [c for c in TRUTH_COLUMNS if c in truth.columns]
     index = PathIndex(truth["path"])  # absolute truth paths match the report's relative ones
     index.learn_root(report["path"].astype(str))
@@ -59,25 +58,27 @@ def attach_truth(report: pd.DataFrame, truth_csv: str | Path) -> pd.DataFrame:
     return pd.concat([base, matched], axis=1)
 
 
-def _read_truth(csv: Path) -> tuple[pd.DataFrame, list[int]]:
-    """The truth CSV's ``path`` and truth columns, one row per path, and the line of each row."""
-    from noiseaudit.data.csvfile import read_text_table
+def _read_truth(table: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, list[int], str]:
+    """The truth CSV's (or DataFrame's) ``path`` and truth columns, one row per path, the line (0-based row) of
+    each row, and the name errors give the table."""
+    from noiseaudit.data.csvfile import read_table
     from noiseaudit.data.source import PATH_COLUMN_NAMES
 
-    table, lines = read_text_table(csv, "truth CSV")
+    table, lines, csv = read_table(table, "truth CSV")
     pcol = next((c for c in table.columns if c.strip().lower() in PATH_COLUMN_NAMES), None)
     cols = [c for c in TRUTH_COLUMNS if c in table.columns]
     if pcol is None or not cols:
-        raise InputError("truth CSV needs a path column and is_noisy or original_label", path=csv, line=1)
+        raise InputError("truth CSV needs a path column and is_noisy or original_label", path=csv,
+                         line=header_line(csv))
     raw = table[[pcol, *cols]].rename(columns={pcol: "path"})
     truth = raw.copy()
     if "is_noisy" in cols:
         truth["is_noisy"] = yes_no(raw["is_noisy"], csv, lines=lines)
     keep = _unique_paths(raw, truth, lines, csv)
-    return truth.iloc[keep].reset_index(drop=True), [lines[i] for i in keep]
+    return truth.iloc[keep].reset_index(drop=True), [lines[i] for i in keep], csv
 
 
-def _unique_paths(raw: pd.DataFrame, truth: pd.DataFrame, lines: list[int], csv: Path) -> list[int]:
+def _unique_paths(raw: pd.DataFrame, truth: pd.DataFrame, lines: list[int], csv: str) -> list[int]:
     """The rows to keep, the first of each path (:func:`~noiseaudit.data.source.unique_rows`: a repeat with the
     same truth is ignored with a warning, one with different truth is an InputError naming both lines)."""
     from noiseaudit.data.source import unique_rows
@@ -94,7 +95,7 @@ def _cells(table: pd.DataFrame, row: int, cols: list[str]) -> str:
     return ", ".join(f"{c} {table[c].iloc[row]!r}" for c in cols)
 
 
-def _warn_unmatched(paths: pd.Series, lines: list[int], rows: list[int | None], csv: Path) -> None:
+def _warn_unmatched(paths: pd.Series, lines: list[int], rows: list[int | None], csv: str) -> None:
     """One warning counting the truth CSV's paths that no report row matched."""
     matched = set(rows)
     missing = [i for i in range(len(paths)) if i not in matched]
@@ -105,7 +106,8 @@ def _warn_unmatched(paths: pd.Series, lines: list[int], rows: list[int | None], 
                       NoiseAuditWarning, stacklevel=3)
 
 
-def evaluate(report: pd.DataFrame, k: int | None = None, truth_csv: str | Path | None = None) -> dict[str, Any]:
+def evaluate(report: pd.DataFrame, k: int | None = None,
+             truth_csv: str | Path | pd.DataFrame | None = None) -> dict[str, Any]:
     """Score a report against known wrong labels: the flagged set, every signal's ranking, per class.
 
     Parameters
@@ -117,8 +119,8 @@ def evaluate(report: pd.DataFrame, k: int | None = None, truth_csv: str | Path |
     k : int, optional
         The cut-off of precision@k and recall@k; by default the number of known wrong labels. At least
         1; one above the number of scored rows of known truth is lowered to it, with a warning.
-    truth_csv : str or Path, optional
-        A CSV with a path column and ``is_noisy`` and/or ``original_label``, joined on ``path``
+    truth_csv : str, Path or DataFrame, optional
+        A CSV (or a DataFrame of one) with a path column and ``is_noisy`` and/or ``original_label``, joined on ``path``
         (replacing the report's own truth columns, both of them: :func:`attach_truth`).
 
     Returns

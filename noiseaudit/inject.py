@@ -20,7 +20,7 @@ import torch
 
 from noiseaudit.data.dataset import SampleData, load_dataset, sorted_classes
 from noiseaudit.data.source import LabeledSource, has_path_column, load_source, read_label_table
-from noiseaudit.errors import InputError, UsageError, option
+from noiseaudit.errors import InputError, UsageError, header_line, option
 from noiseaudit.noise import KINDS, inject_noise
 from noiseaudit.runtime import check_seed
 
@@ -111,7 +111,7 @@ def inject(source: LabeledSource, rate: float, kind: str = "symmetric", seed: in
     return InjectionResult(table=table, classes=classes, noise_matrix=noisy.noise_matrix(original, len(classes)))
 
 
-def inject_file(input_path: str | Path, rate: float, kind: str = "symmetric", seed: int = 0, *,
+def inject_file(input_path: str | Path | pd.DataFrame, rate: float, kind: str = "symmetric", seed: int = 0, *,
                 images_dir: str | Path | None = None, pairs_file: str | Path | None = None,
                 path_col: str | None = None, label_col: str | None = None, device: str = "auto",
                 features: str | Path | None = None) -> InjectionResult:
@@ -119,9 +119,10 @@ def inject_file(input_path: str | Path, rate: float, kind: str = "symmetric", se
 
     Parameters
     ----------
-    input_path : str or Path
+    input_path : str, Path or DataFrame
         A labels CSV (paths relative to ``images_dir``, by default its own folder), an ImageFolder
         tree, or the labels of feature vectors (a CSV with ``features``, or one without a path column).
+        A DataFrame is a labels CSV whose images are looked up only with ``images_dir``.
     rate : float
         The fraction of labels to change, in [0, 1).
     kind : {"symmetric", "asymmetric", "instance"}
@@ -139,10 +140,12 @@ def inject_file(input_path: str | Path, rate: float, kind: str = "symmetric", se
         ``table``: the input rows with the new labels, plus ``original_label`` and ``is_noisy``;
         ``classes``; ``noise_matrix``, the (K, K) counts of original to new label.
     """
-    input_path = Path(input_path)
-    if input_path.is_dir():
+    frame = isinstance(input_path, pd.DataFrame)
+    if not frame:
+        input_path = Path(input_path)
+    if not frame and input_path.is_dir():
         source = load_source(input_path)
-    elif features is not None or (images_dir is None and not has_path_column(input_path, path_col)):
+    elif features is not None or (images_dir is None and (frame or not has_path_column(input_path, path_col))):
         if kind == "instance" and features is None:
             raise UsageError(f"{option('kind', 'instance')} trains a model: pass {option('features')} (or "
                              f"{option('images_dir')} for images)")
@@ -157,7 +160,7 @@ def inject_file(input_path: str | Path, rate: float, kind: str = "symmetric", se
     for clash in ("original_label", "is_noisy"):
         if clash in source.extra.columns:
             raise InputError(f"input already has a {clash!r} column (was noise injected already?)",
-                             path=source.origin, line=1)
+                             path=source.origin, line=header_line(source.origin))
     return inject(source, rate, kind, seed, pairs_file, device, features)
 
 

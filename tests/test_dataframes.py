@@ -180,3 +180,23 @@ def test_a_table_without_report_columns_names_them():
     with pytest.raises(UsageError, match=r"^not a report's rows: no column 'rank' "):
         evaluate(hand_made.drop(columns="rank").assign(original_label="dog"))
     assert list(select_suspects(hand_made)["path"]) == ["a.png"]
+
+
+def test_inject_file_takes_a_dataframe(noisy_digits, table, tmp_path):
+    """inject_file(df, ...) raised TypeError: the DataFrame is a labels CSV, its images looked up only with
+    images_dir."""
+    from noiseaudit import inject_file
+
+    clean = table[["file", "original_label"]].rename(columns={"original_label": "digit"})
+    clean.to_csv(tmp_path / "clean.csv", index=False)
+    from_file = inject_file(tmp_path / "clean.csv", 0.2, "asymmetric", seed=3, label_col="digit")
+    from_frame = inject_file(clean, 0.2, "asymmetric", seed=3, label_col="digit")
+    assert from_frame.table["is_noisy"].sum() == round(0.2 * len(clean)) and from_frame.classes == from_file.classes
+    pd.testing.assert_frame_equal(from_frame.table, from_file.table)
+    np.testing.assert_array_equal(from_frame.noise_matrix, from_file.noise_matrix)
+    with_images = inject_file(clean, 0.2, "asymmetric", seed=3, label_col="digit", images_dir=noisy_digits[0])
+    pd.testing.assert_frame_equal(with_images.table, from_file.table)
+    with pytest.raises(UsageError, match=r"^kind='instance' trains a model: pass features \(or images_dir for "):
+        inject_file(clean, 0.2, "instance", label_col="digit")
+    with pytest.raises(InputError, match=r"^<labels DataFrame>: input already has a 'original_label' column"):
+        inject_file(table, 0.2, label_col="digit")

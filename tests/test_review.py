@@ -11,6 +11,7 @@ from sklearn.metrics import average_precision_score, f1_score, precision_score, 
 from typer.testing import CliRunner
 
 from noiseaudit.cli import app
+from noiseaudit.errors import InputError
 from noiseaudit.report.io import write_report
 
 
@@ -489,3 +490,44 @@ def test_label_studio_image_urls_are_percent_encoded():
                                                    "/data/local-files/?d=x%26y%3F.jpg",
                                                    "/data/local-files/?d=plain/ok.png"]
     assert [t["data"]["path"] for t in tasks] == sheet["path"].tolist()
+
+
+def test_evaluate_takes_the_truth_as_a_dataframe(hand_report, tmp_path):
+    """evaluate(report, truth_csv=df) raised TypeError: a notebook holding the truth in a DataFrame had to write
+    it out first."""
+    from noiseaudit import evaluate
+
+    report, truth, path = hand_report
+    frame = pd.DataFrame({"path": report["path"], "is_noisy": truth})  # bool column: no yes/no words needed
+    frame.to_csv(tmp_path / "truth.csv", index=False)
+    assert evaluate(report, truth_csv=frame) == evaluate(report, truth_csv=tmp_path / "truth.csv")
+    with pytest.raises(InputError, match=r"^<truth DataFrame> row 3: is_noisy: cannot read 'maybe'"):
+        evaluate(report, truth_csv=frame.astype({"is_noisy": object}).assign(
+            is_noisy=lambda f: f["is_noisy"].where(f.index != 3, "maybe")))
+    with pytest.raises(InputError, match=r"^<truth DataFrame>: truth CSV needs a path column"):
+        evaluate(report, truth_csv=frame.rename(columns={"path": "file_name"}).drop(columns="file_name"))
+
+
+def test_apply_review_takes_the_labels_and_the_filled_in_sheet_as_dataframes(hand_report, tmp_path):
+    """A notebook's review loop without files: apply_review(df, sheet) raised TypeError (it wanted paths)."""
+    import noiseaudit
+
+    report, _, _ = hand_report
+    table = report[["path", "given_label"]].rename(columns={"given_label": "label"})
+    table.to_csv(tmp_path / "labels.csv", index=False)
+    sheet = noiseaudit.review_table(noiseaudit.select_suspects(report, top=6))
+    sheet["verdict"] = ["relabel", "relabel", "drop", "keep", "", ""]
+    sheet.to_csv(tmp_path / "reviewed.csv", index=False)
+    from_files = noiseaudit.apply_review(tmp_path / "labels.csv", tmp_path / "reviewed.csv")
+    from_frames = noiseaudit.apply_review(table, sheet)
+    assert (from_frames.relabeled, from_frames.dropped, from_frames.kept, from_frames.unreviewed) == (
+        from_files.relabeled, from_files.dropped, from_files.kept, from_files.unreviewed)
+    assert from_frames.relabeled >= 1 and from_frames.dropped == 1 and from_frames.unreviewed == 2
+    assert from_frames.changes == from_files.changes
+    pd.testing.assert_frame_equal(from_frames.table, from_files.table)
+    with pytest.raises(InputError, match=r"^<reviewed DataFrame> row 1: unknown verdict 'maybe'"):
+        noiseaudit.apply_review(table, sheet.assign(verdict=["keep", "maybe", "", "", "", ""]))
+    with pytest.raises(InputError, match=r"^<reviewed DataFrame> row 0: path 'x.png' is not in <labels DataFrame>$"):
+        noiseaudit.apply_review(table, sheet.assign(path=["x.png", *sheet["path"][1:]]))
+    with pytest.raises(InputError, match=r"^<reviewed DataFrame>: reviewed file has no 'verdict' column$"):
+        noiseaudit.apply_review(table, sheet.drop(columns="verdict"))
