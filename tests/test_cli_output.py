@@ -442,6 +442,18 @@ def test_a_reader_that_stops_early_ends_the_run_with_141_not_1(monkeypatch):
     assert ended.value.exit_code == console.BROKEN_PIPE == 141 and discarded
 
 
+@pytest.mark.parametrize("json_out", ["", "--json"])
+def test_a_long_table_cut_short_by_head_ends_with_141(tmp_path, json_out):
+    """`show --top 3000 | head -2` exited 0: CPython's buffered writer dropped the rest of Rich's one large write
+    when the pipe closed, without raising. Written in pieces, the first refused piece raises."""
+    synthetic_report(tmp_path / "r.parquet", n=3000)
+    cut = _shell(f"NOISEAUDIT show r.parquet --top 3000 {json_out} | head -c 100 >/dev/null; exit ${{PIPESTATUS[0]}}",
+                 tmp_path)
+    assert cut.returncode == 141 and cut.stderr == ""
+    whole = _shell(f"NOISEAUDIT show r.parquet --top 3000 {json_out} | wc -l", tmp_path)
+    assert whole.returncode == 0 and int(whole.stdout) == (1 if json_out else 3000 + 5)
+
+
 def test_piped_progress_goes_quiet_when_its_reader_has_gone():
     class Closed(io.StringIO):
         def write(self, text: str) -> int:

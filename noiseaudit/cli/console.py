@@ -34,9 +34,29 @@ class _Console(Console):
             raise BrokenPipeError
 
 
+class _Pieces:
+    """A text stream written a piece at a time. CPython's buffered writer loses the rest of one large write that
+    a pipe cuts short (its reader quit: ``| head``) without raising, and the run then ended 0 as if every row had
+    been read; piece by piece, the first piece refused raises BrokenPipeError (exit ``BROKEN_PIPE``)."""
+
+    PIECE = 16384  # characters
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        for start in range(0, len(text), self.PIECE):
+            self._stream.write(text[start:start + self.PIECE])
+            self._stream.flush()
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, flush: the stream's own
+        return getattr(self._stream, name)
+
+
 def stdout() -> Console:
     """Results. Piped output gets a wide console so that tables don't truncate paths."""
-    return _Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+    return _Console(file=_Pieces(sys.stdout), soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
 
 def stderr() -> Console:
@@ -57,7 +77,7 @@ def _finite(value: Any) -> Any:
 
 def echo_json(value: Any) -> None:
     """Strict JSON on stdout: numpy scalars as Python numbers, NaN and infinities as null."""
-    typer.echo(json.dumps(_finite(value), default=str, allow_nan=False))
+    _Pieces(sys.stdout).write(json.dumps(_finite(value), default=str, allow_nan=False) + "\n")
 
 
 def say(line: str) -> None:
