@@ -26,6 +26,7 @@ from noiseaudit.errors import NoiseAuditError, UsageError, option
 from noiseaudit.report.io import atomic_write
 
 CHECKPOINT_FILE = "checkpoint.pt"
+LOCK_FILE = "in-use.lock"  # held (flock) by the run training into the folder
 FORMAT = 1
 
 
@@ -35,6 +36,13 @@ class Interrupted(NoiseAuditError):
     def __init__(self, message: str, signum: int):
         super().__init__(message)
         self.exit_code = 128 + signum
+
+
+def save_tensors(obj: Any, path: Path) -> None:
+    """``torch.save`` through a Python file, so that a full disk is an OSError (ENOSPC) like any other failed
+    write; saving to a path name, torch raises a RuntimeError ("unexpected pos") instead."""
+    with open(path, "wb") as fh:
+        torch.save(obj, fh)
 
 
 def dataset_fingerprint(images: torch.Tensor, targets: torch.Tensor, paths: list[str]) -> str:
@@ -64,9 +72,15 @@ class Checkpointer:
         return self.directory / CHECKPOINT_FILE
 
     def save(self, state: dict[str, Any]) -> Path:
+        first = not self.path.exists()
         self.directory.mkdir(parents=True, exist_ok=True)
         payload = {"format": FORMAT, "fingerprint": self.fingerprint, "state": state}
-        return atomic_write(self.path, lambda tmp: torch.save(payload, tmp))
+        try:
+            return atomic_write(self.path, lambda tmp: save_tensors(payload, tmp))
+        except BaseException:
+            if first:
+                self.remove()  # the folder made for the first checkpoint holds nothing to resume from
+            raise
 
     def load(self) -> dict[str, Any]:
         """The saved state; a UsageError when there is none or it belongs to another run."""
@@ -87,8 +101,29 @@ class Checkpointer:
                              f"run without {option('resume', True)} to start over")
         return payload["state"]
 
+    @contextmanager
+    def in_use(self) -> Iterator[None]:
+        """Hold the folder for this run: a second run into the same checkpoint folder (two scans writing one
+        report) would save over this one's checkpoints, and the first to finish delete them. A lock on a file in
+        the folder (released by the system if the process dies) refuses the second one; where the platform has
+        no ``fcntl`` locks, nothing is held."""
+        try:
+            import fcntl
+        except ImportError:  # Windows
+            yield
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / LOCK_FILE, "a") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise UsageError(f"{self.directory}: another run is using this checkpoint folder (a scan into the "
+                                 "same output?); wait for it to finish, or write elsewhere") from None
+            yield
+
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
+        (self.directory / LOCK_FILE).unlink(missing_ok=True)
         try:
             self.directory.rmdir()
         except OSError:

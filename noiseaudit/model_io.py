@@ -42,6 +42,7 @@ from torch import nn
 
 from noiseaudit._version import __version__
 from noiseaudit.backbone import BackbonePlan, build_top, encoder
+from noiseaudit.checkpoint import save_tensors
 from noiseaudit.data.cache import DecodeCache
 from noiseaudit.data.dataset import SampleData, SkippedImage, check_bad_image_policy, load_dataset
 from noiseaudit.data.features import FEATURE_SUFFIXES, load_features
@@ -61,8 +62,9 @@ ProgressCallback = Callable[[str, int, int, dict[str, Any]], None]
 
 def save_model(path: str | Path, model: nn.Module, data: SampleData, plan: BackbonePlan, description: str, *,
                precision: str = "fp32", batch_size: int = PREDICT_BATCH,
-               standardisation: tuple[np.ndarray, np.ndarray] | None = None) -> Path:
-    """Write a trained classifier to ``path`` atomically (temp file, then rename).
+               standardisation: tuple[np.ndarray, np.ndarray] | None = None, overwrite: bool = True) -> Path:
+    """Write a trained classifier to ``path`` atomically (temp file, then rename); ``overwrite`` False keeps a
+    file that exists by then (:func:`~noiseaudit.report.io.atomic_write`).
 
     Parameters
     ----------
@@ -108,7 +110,7 @@ def save_model(path: str | Path, model: nn.Module, data: SampleData, plan: Backb
         "precision": precision, "batch_size": int(batch_size),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
     }
-    return atomic_write(path, lambda tmp: torch.save(state, tmp))
+    return atomic_write(path, lambda tmp: save_tensors(state, tmp), replace=overwrite)
 
 
 @dataclass

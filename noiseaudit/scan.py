@@ -12,6 +12,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,8 @@ from noiseaudit.data.features import in_memory_matrix, load_features
 from noiseaudit.data.source import LabeledSource, load_source, read_label_table
 from noiseaudit.data.trusted import merge_trusted
 from noiseaudit.distributed import Distributed, from_environment, local_device
-from noiseaudit.errors import (InputError, NoiseAuditWarning, TrainingFailed, UsageError, check_whole_number,
-                               in_memory, option)
+from noiseaudit.errors import (InputError, NoiseAuditError, NoiseAuditWarning, TrainingFailed, UsageError,
+                               check_whole_number, option)
 from noiseaudit.model_io import save_model
 from noiseaudit.models import FEATURE_MODELS, MODELS, build_feature_model, build_model, default_model
 from noiseaudit.optim import META_OBJECTIVES
@@ -48,10 +49,10 @@ from noiseaudit.optim.averaging import fits as averaging_fits
 from noiseaudit.optim.layerwise import RULES as LAYERWISE_RULES
 from noiseaudit.optim.schedule import SCHEDULES
 from noiseaudit.report.build import add_skipped, build_report, carried_columns
-from noiseaudit.report.io import check_writable, write_report
+from noiseaudit.report.io import OutputAppeared, check_writable, same_file, write_report
 from noiseaudit.report.threshold import Threshold, choose_threshold, rank_sum, reranked, unranked
 from noiseaudit.runtime import check_seed, resolve_device, seed_everything
-from noiseaudit.train import METHODS, PREDICT_BATCH, StepCallback, TrainConfig, train
+from noiseaudit.train import METHODS, PREDICT_BATCH, StepCallback, TrainConfig, TrainResult, train
 
 
 MAX_IMAGE_SIZE = 1024  # --image-size: images are decoded whole into memory at this side
@@ -251,7 +252,7 @@ def scan(images_dir: str | Path, labels_csv: str | Path | pd.DataFrame | None = 
     data.trusted = _rows_mask(trusted, data)
     timings["load_s"] = time.perf_counter() - t0
     return _train_and_report(cfg, source, data, model, model_name, plan, gen, device, dist, output, on_progress,
-                             timings, t0)
+                             timings, t0, overwrite=overwrite)
 
 
 def scan_features(features: str | Path | np.ndarray | pd.DataFrame, labels: Any, *,
@@ -318,7 +319,8 @@ def scan_features(features: str | Path | np.ndarray | pd.DataFrame, labels: Any,
     return _train_and_report(cfg, source, data, model, model_name, BackbonePlan(None), gen, device, dist, output,
                              on_progress, timings, t0, extra_meta={"features": {
                                  "origin": table.origin, "dim": table.dim, "stored_as": str(table.values.dtype),
-                                 "key_col": source.path_col}}, standardisation=(table.mean, table.scale))
+                                 "key_col": source.path_col}}, standardisation=(table.mean, table.scale),
+                             overwrite=overwrite)
 
 
 def _table_name(table: str | Path | pd.DataFrame | None, what: str) -> str | None:
@@ -357,26 +359,21 @@ def _start(cfg: ScanConfig, output: str | Path | None,
         raise UsageError(f"{option('resume', True)} is not supported under torchrun yet; resume with a single process")
     if dist is not None and not dist.is_main:
         output = None  # rank 0 writes the report
-    named_inputs = ((cfg.labels_csv, "labels CSV"), (cfg.trusted, f"{option('trusted')} file"),
-                    (cfg.features, f"{option('features')} file"))
-    inputs = {Path(p).resolve(): what for p, what in named_inputs if _is_file_name(p)}
-    for path, name in ((output, "output"), (cfg.save_model, "save_model")):
-        named = None if path is None else inputs.get(Path(path).resolve())
-        if named is not None:
-            raise UsageError(f"{path}: {option(name)} names the {named}, an input of this scan")
+    inputs = ((cfg.labels_csv, "labels CSV"), (cfg.trusted, f"{option('trusted')} file"),
+              (cfg.features, f"{option('features')} file"))
     if output is not None:
-        check_writable(output, overwrite)
+        check_writable(output, overwrite, inputs, image_folder=cfg.images_dir)
         if Path(output).suffix.lower() in (".csv", ".json", ".tsv", ".txt", ".xlsx", ".html"):
             warnings.warn(f"{output}: the report is a Parquet file whatever its name (noiseaudit export writes a "
                           "CSV of the suspects, noiseaudit html a page)", NoiseAuditWarning, stacklevel=3)
     if cfg.save_model is not None and (dist is None or dist.is_main):
-        if output is not None and Path(cfg.save_model).resolve() == Path(output).resolve():
+        if output is not None and same_file(cfg.save_model, output):
             raise UsageError(f"{cfg.save_model}: {option('save_model')} and {option('output')} name the same file")
         ckpt = checkpoint_dir(cfg, output)
         if ckpt is not None and Path(cfg.save_model).resolve() == Path(ckpt).resolve():
             raise UsageError(f"{cfg.save_model}: {option('save_model')} names the folder this scan keeps its "
                              "checkpoint in")
-        check_writable(cfg.save_model, overwrite)
+        check_writable(cfg.save_model, overwrite, inputs, image_folder=cfg.images_dir, name="save_model")
     return device, dist, output
 
 
@@ -385,16 +382,12 @@ def checkpoint_dir(cfg: ScanConfig, output: str | Path | None) -> str | None:
     return cfg.checkpoint_dir or (None if output is None else str(Path(output)) + ".ckpt")
 
 
-def _is_file_name(value: str | None) -> bool:
-    """Whether a config's input is a file's name, not absent or a table passed from Python ("<labels DataFrame>")."""
-    return value is not None and not in_memory(value)
-
-
 def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, model: torch.nn.Module,
                       model_name: str, plan: BackbonePlan, gen: torch.Generator, device: torch.device,
                       dist: Distributed | None, output: str | Path | None, on_progress: ProgressCallback | None,
                       timings: dict[str, float], t0: float, extra_meta: dict[str, Any] | None = None,
-                      standardisation: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
+                      standardisation: tuple[np.ndarray, np.ndarray] | None = None,
+                      overwrite: bool = False) -> pd.DataFrame:
     """Train, rank, threshold, and assemble (and write) the report: the stages every scan shares."""
     train_cfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, method=cfg.method,
                             hyper_lr=cfg.hyper_lr, margin_weight=cfg.margin_weight, meta=cfg.meta,
@@ -419,17 +412,40 @@ def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, 
         raise UsageError(f"{option('resume', True)} needs {option('output')} or {option('checkpoint_dir')} to find "
                          "the checkpoint")
     t1 = time.perf_counter()
-    try:
-        result = train(data, model, train_cfg, device, gen, on_step=step_cb, checkpoints=checkpoints,
-                       resume=cfg.resume, dist=dist)
-    except TrainingFailed:
-        if checkpoints is not None:
-            checkpoints.remove()  # resuming would train on from the same failure
-        raise
-    timings["train_s"] = time.perf_counter() - t1
-    if cfg.save_model is not None and (dist is None or dist.is_main):
-        save_model(cfg.save_model, model, data, plan, model_name, precision=train_cfg.precision,
-                   batch_size=PREDICT_BATCH, standardisation=standardisation)
+    with nullcontext() if checkpoints is None else checkpoints.in_use():
+        try:
+            result = train(data, model, train_cfg, device, gen, on_step=step_cb, checkpoints=checkpoints,
+                           resume=cfg.resume, dist=dist)
+        except TrainingFailed:
+            if checkpoints is not None:
+                checkpoints.remove()  # resuming would train on from the same failure
+            raise
+        timings["train_s"] = time.perf_counter() - t1
+        report = _report(cfg, source, data, result, plan, train_cfg, model_name, device, dist, timings, t0,
+                         extra_meta)
+        try:
+            if cfg.save_model is not None and (dist is None or dist.is_main):
+                save_model(cfg.save_model, model, data, plan, model_name, precision=train_cfg.precision,
+                           batch_size=PREDICT_BATCH, standardisation=standardisation, overwrite=overwrite)
+            if output is not None:
+                write_report(report, report.attrs["noiseaudit"], output, overwrite=overwrite)
+        except (OutputAppeared, OSError) as exc:  # another run's file, a full disk: the training is not lost
+            if checkpoints is None or not checkpoints.path.exists():
+                raise
+            appeared = isinstance(exc, OutputAppeared)
+            again = option("resume", True) + (f" {option('overwrite', True)}" if appeared else "")
+            error = OutputAppeared if appeared else NoiseAuditError
+            raise error(f"{exc if appeared else f'{exc.filename}: {exc.strerror or exc}'}; the trained run is kept "
+                        f"in {checkpoints.path}: run again with {again} to write it") from exc
+    if checkpoints is not None:
+        checkpoints.remove()  # the report is safe; a stale checkpoint would only confuse a later --resume
+    return report
+
+
+def _report(cfg: ScanConfig, source: LabeledSource, data: SampleData, result: TrainResult, plan: BackbonePlan,
+            train_cfg: TrainConfig, model_name: str, device: torch.device, dist: Distributed | None,
+            timings: dict[str, float], t0: float, extra_meta: dict[str, Any] | None) -> pd.DataFrame:
+    """The report of a trained run: ranked, thresholded, with its trusted and skipped rows and its metadata."""
 
     trusted = np.zeros(len(data), dtype=bool) if data.trusted is None else data.trusted.numpy()
     ranked = np.flatnonzero(~trusted)  # trusted samples are kept out of the ranking and the threshold
@@ -489,10 +505,6 @@ def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, 
         "recoveries": result.recoveries,
         "timings": timings,
     }
-    if output is not None:
-        write_report(report, report.attrs["noiseaudit"], output)
-    if checkpoints is not None:
-        checkpoints.remove()  # the report is safe; a stale checkpoint would only confuse a later --resume
     return report
 
 

@@ -5,6 +5,7 @@ Plus one happy-path scan with ``--json``. Everything runs on tiny generated imag
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -506,9 +507,47 @@ def test_a_full_disk_while_writing_the_report_is_one_line_and_exit_2(ds, monkeyp
         Path(where).write_bytes(b"PAR1 half")  # a partial file, as a real full disk leaves
         raise OSError(errno.ENOSPC, "No space left on device", str(where))
 
+    real = pq.write_table
     monkeypatch.setattr(pq, "write_table", full)
     line = assert_user_error(invoke(*scan_args(images, csv(good), out)), out, "No space left on device")
-    assert line == f"error: {out}: No space left on device"  # the target named, its temp file removed
+    kept = out.parent / (out.name + ".ckpt") / "checkpoint.pt"  # the target named, its temp file removed
+    assert line == (f"error: {out}: No space left on device; the trained run is kept in {kept}: run again with "
+                    "--resume to write it")
+    monkeypatch.setattr(pq, "write_table", real)  # space freed
+    result = invoke(*scan_args(images, csv(good), out, "--resume"))
+    assert result.exit_code == 0 and out.is_file() and not kept.exists(), result.output
+
+
+def test_a_full_disk_while_saving_the_model_or_a_checkpoint_is_one_line_and_exit_2(ds, monkeypatch):
+    """torch.save to a file name raised RuntimeError ("unexpected pos 3584 vs 3472") on a full disk: a traceback
+    and exit 1, the finished training lost, and an empty OUTPUT.ckpt folder left behind."""
+    import builtins
+    import errno
+
+    import noiseaudit.checkpoint as checkpoint
+
+    images, out, csv, good = ds
+    full_for = []  # the names whose writes find the disk full
+
+    class Full(io.BufferedWriter):
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def fake_open(file, mode="r", *args, **kwargs):
+        if "w" in mode and any(Path(file).name.startswith(f".{name}.") for name in full_for):
+            return Full(io.BytesIO())
+        return builtins.open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "open", fake_open, raising=False)
+    full_for.append("m.pt")
+    line = assert_user_error(invoke(*scan_args(images, csv(good), out, "--save-model", out.parent / "m.pt")), out)
+    kept = out.parent / (out.name + ".ckpt") / "checkpoint.pt"
+    assert line == (f"error: {out.parent / 'm.pt'}: No space left on device; the trained run is kept in {kept}: "
+                    "run again with --resume to write it")
+    full_for[:] = ["checkpoint.pt"]
+    kept.unlink()
+    line = assert_user_error(invoke(*scan_args(images, csv(good), out)), out)
+    assert line == f"error: {kept}: No space left on device" and not kept.parent.exists()
 
 
 @pytest.mark.parametrize("which", ["labels", "trusted"])
@@ -520,7 +559,7 @@ def test_an_output_that_names_an_input_is_refused_even_with_overwrite(ds, which)
     result = invoke(*scan_args(images, labels, target, "--overwrite", "--trusted", trusted))
     assert result.exit_code == 2 and result.stdout == ""
     what = "labels CSV" if which == "labels" else "--trusted file"
-    assert result.stderr.strip() == f"error: {target}: --output names the {what}, an input of this scan"
+    assert result.stderr.strip() == f"error: {target}: --output names the {what}, an input of this command"
     assert target.read_bytes() == before
 
 
@@ -568,3 +607,42 @@ def test_main_passes_exit_codes_through(capsys, monkeypatch):
     with pytest.raises(SystemExit) as stop:
         main([])  # no arguments: the help, exit 2 (click's convention)
     assert stop.value.code == 2 and "Usage: noiseaudit" in capsys.readouterr().out
+
+
+def test_an_output_another_run_writes_meanwhile_is_kept(ds):
+    """The output was checked only at start-up, then os.replace'd: a file written there during the scan (another
+    scan into the same path) was silently replaced, and both runs said they wrote it."""
+    from noiseaudit import scan
+    from noiseaudit.errors import UsageError
+
+    images, out, csv, good = ds
+
+    def meanwhile(stage, done, total, info):
+        if stage == "train" and done == total and not out.exists():
+            out.write_bytes(b"another run's report")
+
+    kept = out.parent / (out.name + ".ckpt") / "checkpoint.pt"
+    with pytest.raises(UsageError, match=rf"^{out}: this output was written by something else while this ran "
+                                         r"\(another run into the same file\?\), so it is not replaced; pass "
+                                         rf"overwrite=True to replace it; the trained run is kept in {kept}: run "
+                                         "again with resume=True overwrite=True to write it$"):
+        scan(images, csv(good), output=out, epochs=1, device="cpu", workers=1, on_progress=meanwhile)
+    assert out.read_bytes() == b"another run's report" and kept.is_file()
+    report = scan(images, csv(good), output=out, epochs=1, device="cpu", workers=1, resume=True, overwrite=True)
+    assert read_report(out)[0]["path"].tolist() == report["path"].tolist() and not kept.exists()
+
+
+def test_a_second_run_into_the_same_checkpoint_folder_is_refused(ds):
+    """Two scans into one report shared OUTPUT.ckpt: each saved over the other's checkpoints, and the first to
+    finish deleted them."""
+    fcntl = pytest.importorskip("fcntl")
+
+    images, out, csv, good = ds
+    folder = out.parent / (out.name + ".ckpt")
+    folder.mkdir()
+    with open(folder / "in-use.lock", "a") as held:  # the first run, still training
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert_user_error(invoke(*scan_args(images, csv(good), out)), out,
+                          f"error: {folder}: another run is using this checkpoint folder (a scan into the same "
+                          "output?); wait for it to finish, or write elsewhere")
+    assert invoke(*scan_args(images, csv(good), out)).exit_code == 0 and not folder.exists()

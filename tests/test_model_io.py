@@ -273,3 +273,31 @@ def test_predict_help_starts_without_torch():
     from test_startup import heavy_imports
 
     assert heavy_imports("predict", "--help") == set()
+
+
+def test_no_command_writes_over_its_own_inputs_even_with_overwrite(digits_model, tmp_path):
+    """predict -o labels.csv --overwrite turned the labels into Parquet, predict -o model.pt the model; export and
+    html -o REPORT --overwrite replaced the report; scan -o images/x.png --overwrite wrote over a training image."""
+    import shutil
+
+    images, csv, report, model = (Path(shutil.copytree(p, tmp_path / p.name)) if p.is_dir() else
+                                  Path(shutil.copy(p, tmp_path / p.name)) for p in digits_model)
+    image, model_again = images / "d0000.png", tmp_path / "." / model.name
+    before = {p: p.read_bytes() for p in (csv, report, model, image)}
+    cases = [  # the command, the path its error names, and what it says that path is
+        (["predict", model, images, csv, "-o", csv], csv, "--output names the labels CSV"),
+        (["predict", model, images, "-o", model_again], model_again, "--output names the model file"),
+        (["predict", model, images, "-o", image], image, "--output names an image under the image folder"),
+        (["export", report, "-o", report], report, "--output names the report"),
+        (["html", report, "-o", report], report, "--output names the report"),
+        (["inject", csv, "-o", csv, "--rate", "0.1"], csv, "--output names the labels CSV"),
+        (["scan", images, csv, "-o", image, "--label-col", "digit"], image,
+         "--output names an image under the image folder"),
+        (["scan", images, csv, "-o", tmp_path / "r.parquet", "--save-model", csv, "--label-col", "digit"], csv,
+         "--save-model names the labels CSV"),
+    ]
+    for args, named, message in cases:
+        result = invoke(*args, "--overwrite")
+        assert result.exit_code == 2, (args, result.output)
+        assert result.stderr.strip() == f"error: {named}: {message}, an input of this command"
+    assert {p: p.read_bytes() for p in before} == before

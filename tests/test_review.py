@@ -341,7 +341,8 @@ def test_apply_writes_the_input_csvs_delimiter_bom_and_line_endings(tmp_path):
 def test_apply_never_writes_in_place(labels, tmp_path):
     review = _review(tmp_path, [("img/0.png", "b", "relabel", "")])
     result = invoke("apply", labels, review, "-o", labels)
-    assert result.exit_code == 2 and "in place" in result.stderr
+    assert result.exit_code == 2 and result.stderr.strip() == (f"error: {labels}: --output names the labels CSV, an "
+                                                                "input of this command")
 
 
 # ------------------------------------------------------------------- findings of a user test: evaluate
@@ -421,7 +422,7 @@ def test_apply_never_writes_over_the_review(labels, tmp_path):
     before = review.read_text()
     result = invoke("apply", labels, review, "-o", review, "--overwrite")
     assert result.exit_code == 2
-    assert result.stderr.strip() == "error: output must differ from the reviewed file (apply never edits in place)"
+    assert result.stderr.strip() == f"error: {review}: --output names the reviewed file, an input of this command"
     result = invoke("apply", labels, review, "-o", tmp_path / "." / "review.csv", "--overwrite")
     assert result.exit_code == 2 and review.read_text() == before
 

@@ -64,13 +64,12 @@ def inject_command(
     from noiseaudit.data.csvfile import csv_style, write_csv
     from noiseaudit.report.io import atomic_write, check_writable
 
-    check_writable(output, overwrite)
-    if output.resolve() == labels.resolve():
-        raise typer.BadParameter("output must differ from the input")
+    check_writable(output, overwrite, [(labels, "labels CSV"), (pairs, "pairs file"), (features, "features file")],
+                   image_folder=images_dir)
     result = inject_file(labels, rate, kind.value, seed, images_dir=images_dir, pairs_file=pairs,
                          path_col=path_col, label_col=label_col, device=device, features=features)
     style = csv_style(labels)  # the input's delimiter, BOM and line ending
-    atomic_write(output, lambda tmp: write_csv(result.table, tmp, style))
+    atomic_write(output, lambda tmp: write_csv(result.table, tmp, style), replace=overwrite)
     if json_out:
         echo_json({"n": len(result.table), "n_noisy": int(result.table["is_noisy"].sum()),
                    "classes": [str(c) for c in result.classes], "noise_matrix": result.noise_matrix.tolist(),

@@ -80,7 +80,8 @@ def predict_command(
     from noiseaudit.model_io import load_model
     from noiseaudit.report.io import check_writable, write_report
 
-    check_writable(output, overwrite)
+    check_writable(output, overwrite, [(model, "model file"), (labels_csv, "labels CSV"), (features, "features file")],
+                   image_folder=images_dir if features is None else None)
     saved = load_model(model)
     if features is not None:
         if labels_csv is not None:
@@ -96,7 +97,7 @@ def predict_command(
                               workers=workers, cache=cache, cache_dir=None if cache_dir is None else str(cache_dir),
                               on_progress=on_progress, on_bad_image=on_bad_image)
     meta = frame.attrs["noiseaudit"]
-    write_report(frame, meta, output)
+    write_report(frame, meta, output, overwrite=overwrite)
     summary = {**{k: meta[k] for k in ("model_file", "model", "kind", "n_samples", "accuracy", "n_disagree",
                                        "predicted_counts", "device")}, "output": str(output),
                **{k: meta[k] for k in ("n_skipped", "skipped_by_status") if k in meta}}

@@ -9,7 +9,6 @@ from typing import Annotated, Optional
 import typer
 
 from noiseaudit.cli.console import JsonSummary, Overwrite, echo_json, exits_on_errors, stderr, stdout
-from noiseaudit.errors import UsageError
 
 
 class Format(str, Enum):
@@ -37,12 +36,12 @@ def export_command(
     from noiseaudit.report.export import label_studio_config, review_table, select_suspects, write_review
     from noiseaudit.report.io import check_writable, read_report
 
-    check_writable(output, overwrite)
+    check_writable(output, overwrite, [(report, "report")])
     if fmt is None:
         fmt = Format.json if output.suffix.lower() == ".json" else Format.csv
     frame, meta = read_report(report, scan=True)
     table = review_table(select_suspects(frame, top=top, min_suspicion=min_suspicion, flagged=flagged))
-    write_review(table, output, fmt.value, image_prefix)
+    write_review(table, output, fmt.value, image_prefix, overwrite=overwrite)
     if json_out:
         echo_json({"rows_written": len(table), "flagged": int(table["flagged"].sum()), "format": fmt.value,
                    "output": str(output)})
@@ -73,15 +72,11 @@ def apply_command(
     from noiseaudit.data.csvfile import csv_style, write_csv
     from noiseaudit.report.io import atomic_write, check_writable
 
-    if output.resolve() == labels_csv.resolve():
-        raise UsageError("output must differ from the input labels CSV (apply never edits in place)")
-    if output.resolve() == reviewed.resolve():
-        raise UsageError("output must differ from the reviewed file (apply never edits in place)")
-    check_writable(output, overwrite)
+    check_writable(output, overwrite, [(labels_csv, "labels CSV"), (reviewed, "reviewed file")])  # never in place
     result = apply_review(labels_csv, reviewed, path_col=path_col, label_col=label_col,
                           allow_new_labels=allow_new_labels)
     style = csv_style(labels_csv)  # the input's delimiter, BOM and line ending
-    atomic_write(output, lambda tmp: write_csv(result.table, tmp, style))
+    atomic_write(output, lambda tmp: write_csv(result.table, tmp, style), replace=overwrite)
     summary = {"relabeled": result.relabeled, "dropped": result.dropped, "kept": result.kept,
                "unreviewed": result.unreviewed, "rows_written": len(result.table), "output": str(output)}
     if json_out:

@@ -153,12 +153,12 @@ def html_command(
     from noiseaudit.report.io import atomic_write, check_writable, read_report
 
     check_top(top)
-    check_writable(output, overwrite)
+    check_writable(output, overwrite, [(report, "report")], image_folder=images_dir)
     if images_dir is not None:
         check_image_dir(images_dir, hint="")  # before the report is read and the page drawn
     frame, meta = read_report(report, scan=True)
     page = render_html(frame, meta, images_dir, top)
-    atomic_write(output, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+    atomic_write(output, lambda tmp: tmp.write_text(page, encoding="utf-8"), replace=overwrite)
     if json_out:
         echo_json({"samples": len(frame), "gallery": min(top, len(frame)), "bytes": output.stat().st_size,
                    "output": str(output)})

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 from noiseaudit._version import __version__
 from noiseaudit.errors import UsageError, option
-from noiseaudit.report.io import atomic_write
+from noiseaudit.report.io import atomic_write, check_writable
 
 if TYPE_CHECKING:  # pandas only where used: show imports check_top from here and starts without it
     import pandas as pd
@@ -187,8 +187,10 @@ def verdicts_from_choices(sheet: pd.DataFrame) -> pd.DataFrame:
     return sheet.assign(verdict=verdict, new_label=chosen.where(verdict == "relabel", ""))
 
 
-def write_review(table: pd.DataFrame, path: str | Path, fmt: str = "csv", image_prefix: str = "") -> Path:
-    """Write a review sheet atomically (a temp file, then renamed).
+def write_review(table: pd.DataFrame, path: str | Path, fmt: str = "csv", image_prefix: str = "",
+                 overwrite: bool = False) -> Path:
+    """Write a review sheet atomically (a temp file, then renamed); an existing file is kept unless ``overwrite``
+    (a sheet may hold a reviewer's verdicts: rerunning a notebook cell must not wipe them).
 
     Parameters
     ----------
@@ -200,16 +202,25 @@ def write_review(table: pd.DataFrame, path: str | Path, fmt: str = "csv", image_
         CSV; JSON records; or Label Studio tasks with the suggestion as a pre-annotation.
     image_prefix : str
         Prepended to each path in Label Studio tasks (where the tool serves the images from).
+    overwrite : bool
+        Replace an existing ``path``.
 
     Returns
     -------
     Path
         ``path``.
+
+    Raises
+    ------
+    UsageError
+        An unknown ``fmt``, or ``path`` exists and ``overwrite`` is False.
     """
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    check_writable(path, overwrite)
     if fmt == "csv":
-        return atomic_write(path, lambda tmp: table.to_csv(tmp, index=False, float_format=f"%.{DECIMALS}f"))
+        return atomic_write(path, lambda tmp: table.to_csv(tmp, index=False, float_format=f"%.{DECIMALS}f"),
+                            replace=overwrite)
     payload = label_studio_tasks(table, image_prefix) if fmt == "labelstudio" else json.loads(
         table.to_json(orient="records"))
-    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=1)))
+    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=1)), replace=overwrite)

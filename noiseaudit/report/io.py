@@ -9,14 +9,14 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from noiseaudit.errors import InputError, UsageError, input_file, option
+from noiseaudit.errors import InputError, UsageError, in_memory, input_file, option
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -25,10 +25,31 @@ METADATA_KEY = b"noiseaudit"
 SCAN_COLUMNS = ("path", "given_label", "rank", "is_suspect")  # what the commands that read a scan's report need
 
 
-def check_writable(path: str | Path, overwrite: bool) -> Path:
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two names reach one file (through a symlink, a hard link, ``..``), or would once created."""
+    a, b = Path(a), Path(b)
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one does not exist (yet)
+        return a.resolve() == b.resolve()
+
+
+def check_writable(path: str | Path, overwrite: bool, inputs: Iterable[tuple[str | Path | None, str]] = (), *,
+                   image_folder: str | Path | None = None, name: str = "output") -> Path:
     """Refuse before any work is done if ``path`` exists (without ``overwrite``) or its folder is missing or
-    not writable (a file is created there and removed, to be sure)."""
+    not writable (a file is created there and removed, to be sure); and, ``overwrite`` or not, if it is one of
+    the command's ``inputs``, (file, what it is) pairs ("labels CSV"; a None or a DataFrame's name is skipped),
+    or an image under ``image_folder``. ``name`` is the option that gives ``path``."""
     path = Path(path)
+    for given, what in inputs:
+        if given is not None and not in_memory(str(given)) and same_file(path, given):
+            raise UsageError(f"{path}: {option(name)} names the {what}, an input of this command")
+    if image_folder is not None and path.is_file():
+        from noiseaudit.data.source import IMAGE_EXTENSIONS
+
+        if path.suffix.lower() in IMAGE_EXTENSIONS and path.resolve().is_relative_to(Path(image_folder).resolve()):
+            raise UsageError(f"{path}: {option(name)} names an image under the image folder, an input of this "
+                             "command")
     if path.is_dir():
         raise UsageError(f"{path}: output is a directory; name a file in it")
     if path.exists() and not overwrite:
@@ -56,10 +77,38 @@ def _default_mode(path: Path) -> int:
     return 0o666 & ~umask
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+class OutputAppeared(UsageError):
+    """The output did not exist when the command started, and something else wrote it meanwhile."""
+
+
+def _move_into_place(tmp: Path, path: Path, replace: bool) -> None:
+    """Rename ``tmp`` to ``path``; without ``replace``, only if ``path`` still does not exist, atomically (a hard
+    link fails on an existing name), so that a file another run wrote meanwhile is not lost."""
+    if replace:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise OutputAppeared(f"{path}: this output was written by something else while this ran (another run "
+                             f"into the same file?), so it is not replaced; pass {option('overwrite', True)} to "
+                             "replace it") from None
+    except OSError:  # a file system without hard links: the same check, not atomic
+        if path.exists():
+            raise OutputAppeared(f"{path}: this output was written by something else while this ran, so it is "
+                                 f"not replaced; pass {option('overwrite', True)} to replace it") from None
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None], replace: bool = True) -> Path:
     """Call ``write(tmp)`` on a temp file beside ``path``, then rename it into place.
 
-    A failure leaves no partial file behind and any existing ``path`` untouched.
+    A failure leaves no partial file behind and any existing ``path`` untouched. Without ``replace`` (the
+    command was not given ``--overwrite``), a ``path`` that exists by then is kept and
+    :class:`OutputAppeared` raised: the start-up check (:func:`check_writable`) cannot see a file that
+    another run writes while this one works.
     """
     path = Path(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -68,7 +117,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     try:
         write(tmp)
         os.chmod(tmp, _default_mode(path))
-        os.replace(tmp, path)
+        _move_into_place(tmp, path, replace)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError) and exc.errno is not None:  # named by the file asked for, not the temp file
@@ -77,7 +126,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
-def write_report(report: pd.DataFrame, metadata: dict[str, Any], path: str | Path) -> Path:
+def write_report(report: pd.DataFrame, metadata: dict[str, Any], path: str | Path, overwrite: bool = True) -> Path:
     """Write ``report`` to Parquet with ``metadata`` as JSON under the key ``noiseaudit``.
 
     Parameters
@@ -88,6 +137,10 @@ def write_report(report: pd.DataFrame, metadata: dict[str, Any], path: str | Pat
         JSON-ready run metadata (a scan's ``report.attrs["noiseaudit"]``).
     path : path
         Where to write; the file is written to a temp file beside it and renamed.
+    overwrite : bool
+        Replace an existing ``path`` (as pandas' writers do). False keeps one, raising :class:`OutputAppeared`
+        (a :class:`~noiseaudit.errors.UsageError`): the commands pass their ``--overwrite`` here, so that a file
+        another run wrote meanwhile is not replaced.
 
     Returns
     -------
@@ -98,7 +151,7 @@ def write_report(report: pd.DataFrame, metadata: dict[str, Any], path: str | Pat
     merged = dict(table.schema.metadata or {})
     merged[METADATA_KEY] = json.dumps(metadata, default=str).encode()
     table = table.replace_schema_metadata(merged)
-    return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+    return atomic_write(path, lambda tmp: pq.write_table(table, tmp), replace=overwrite)
 
 
 def read_report_table(path: str | Path, columns: list[str] | None = None, *,
