@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from test_errors import assert_user_error, invoke, scan_args, write_images
 
 from noiseaudit.data.checks import check_source
 from noiseaudit.data.source import load_source
+from noiseaudit.errors import InputError
 
 
 def one_level_too_high(tmp_path: Path) -> Path:
@@ -166,3 +169,26 @@ def test_a_missing_label_written_as_text_is_not_a_class(tmp_path):
                       "would train as a class of its own; fill in those labels or leave the rows out; pass --force")
     csv.write_text(csv.read_text().replace(",nan\n", ",none\n"))  # 'none' can be a real class (no defect)
     assert "missing value" not in invoke(*scan_args(images, csv, out)).stderr
+
+
+def test_numbers_are_not_twins_and_unicode_forms_are(tmp_path):
+    """Labels -1 and 1 were refused as one class split in two ('-' stripped); class folders 'café' written
+    composed and decomposed (as macOS names files) were two classes that print alike."""
+    import unicodedata
+
+    images, csv, out = labelled_images(tmp_path, [-1, 1] * 12)
+    check_source(load_source(images, csv))  # two classes, no error
+    root = tmp_path / "tree"
+    composed, decomposed = unicodedata.normalize("NFC", "café"), unicodedata.normalize("NFD", "café")
+    write_images(root / composed, n=6)
+    write_images(root / decomposed, n=5)
+    with pytest.raises(InputError, match=r"are one name in two Unicode forms \(composed and decomposed accents"):
+        check_source(load_source(root))
+
+
+def test_a_label_column_with_one_value_a_row_is_refused(tmp_path):
+    """200 rows in 200 classes (an id column taken for the labels) scanned and flagged 89%."""
+    images, csv, out = labelled_images(tmp_path, [f"id{i:03d}" for i in range(24)])
+    assert_user_error(invoke(*scan_args(images, csv, out)), out,
+                      f"{csv}: each of the 24 rows has a label of its own ('id000', 'id001', 'id002', …): probably "
+                      "an id column (this is 'label'; name the label column with --label-col); pass --force")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -206,11 +208,15 @@ def test_listed_image_that_does_not_exist(ds):
     ("https://example.com/img1.png", "it is a URL: noiseaudit reads local files and downloads nothing"),
     ("s3://bucket/img1.png", "it is a URL: noiseaudit reads local files and downloads nothing"),
     ("ghost.png", "not found under {images}"),
+    ("sub", "that is a folder, not an image file"),
+    (unicodedata.normalize("NFC", "café.png"), "exists, its accents written in another Unicode form (decomposed, "
+                                                "as macOS names files)"),
 ])
 def test_a_missing_image_names_the_likely_slip(ds, listed, hint):
     images, out, csv, _ = ds
     write_images(images / "sub", n=1)
     (images / "sub" / "img0.png").rename(images / "sub" / "x.png")
+    shutil.copy(images / "img1.png", images / unicodedata.normalize("NFD", "café.png"))  # as a Mac wrote it
     path = csv(f"path,label\nimg0.png,a\n{listed},b\nimg2.png,b\n")
     line = assert_user_error(invoke(*scan_args(images, path, out)), out, "labels.csv:3", f"{listed!r}", "not found",
                              hint.format(parent=images.parent, images=images))

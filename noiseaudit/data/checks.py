@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import unicodedata
 import warnings
 from collections import Counter
 from pathlib import PurePosixPath
@@ -32,6 +33,7 @@ MISSING_WORDS = frozenset({"nan", "<na>", "nat", "null", "undefined"})  # casefo
 MIN_CLASS = 5
 TINY_AGAINST = 10
 MAX_IMBALANCE = 100
+MIN_UNIQUE = 10  # this many samples or more, each with a label of its own, look like an id column
 
 
 def check_source(source: LabeledSource, force: bool = False) -> None:
@@ -39,7 +41,8 @@ def check_source(source: LabeledSource, force: bool = False) -> None:
     if not source.labels:
         return
     problems = [nested_folders(source)] if source.from_folders else []
-    problems += [missing_as_text(source), imbalance(source), tiny_class(source), twin_classes(source)]
+    problems += [one_per_class(source), missing_as_text(source), imbalance(source), tiny_class(source),
+                 twin_classes(source)]
     problems = [p for p in problems if p is not None]
     if not problems:
         return
@@ -127,19 +130,48 @@ def missing_as_text(source: LabeledSource) -> str | None:
             "own; fill in those labels or leave the rows out")
 
 
+def one_per_class(source: LabeledSource) -> str | None:
+    """Every sample a class of its own: an id or file-name column taken for the labels."""
+    n = len(source.labels)
+    if n < MIN_UNIQUE or len(set(source.labels)) < n:
+        return None
+    kind, unit = _what(source)
+    first = ", ".join(repr(str(c)) for c in source.labels[:3])
+    mistake = ("the wrong folder level" if source.from_folders else
+               f"an id column (this is '{source.label_col}'; name the label column with {option('label_col')})")
+    return f"each of the {n} {unit}s has a {kind} of its own ({first}, …): probably {mistake}"
+
+
+def _is_number(label: object) -> bool:
+    try:
+        float(str(label))
+    except ValueError:
+        return False
+    return True
+
+
 def twin_classes(source: LabeledSource) -> str | None:
-    """Two classes whose names are the same but for letter case, spaces, '-' and '_' (one class split in two)."""
+    """Two classes whose names are the same but for their Unicode form (NFC against NFD), letter case, spaces,
+    '-' and '_' (one class split in two). Numbers are left alone: -1 and 1 are two classes."""
     counts = Counter(source.labels)
     seen: dict[str, object] = {}
     for label in sorted(counts, key=lambda c: (-counts[c], str(c))):
-        key = re.sub(r"[\s_-]+", "", str(label)).casefold()
+        if _is_number(label):
+            continue
+        key = re.sub(r"[\s_-]+", "", unicodedata.normalize("NFKC", str(label))).casefold()
         if key not in seen:
             seen[key] = label
             continue
         kind, unit = _what(source)
-        both = [", ".join(filter(None, [_plural(counts[c], unit), _line_list(source, c)])) for c in (seen[key], label)]
-        return (f"{kind}s '{seen[key]}' ({both[0]}) and '{label}' ({both[1]}) differ only in letter case, spaces, "
-                "'-' or '_': one class split in two? Give them one spelling")
+        first = seen[key]
+        both = [", ".join(filter(None, [_plural(counts[c], unit), _line_list(source, c)])) for c in (first, label)]
+        if unicodedata.normalize("NFC", str(first)) == unicodedata.normalize("NFC", str(label)):
+            how = ("are one name in two Unicode forms (composed and decomposed accents: macOS writes file names "
+                   "decomposed), which print alike but compare apart")
+        else:
+            how = "differ only in letter case, spaces, '-' or '_'"
+        return (f"{kind}s {first!r} ({both[0]}) and {label!r} ({both[1]}) {how}: one class split in two? Give them "
+                "one spelling")
     return None
 
 

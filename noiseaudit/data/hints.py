@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from pathlib import Path, PurePosixPath
 
 from noiseaudit.data.source import IMAGE_EXTENSIONS
@@ -18,8 +19,8 @@ URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]+://")  # http://, https://, s3://, gs:
 def missing_image_hint(root: Path, relative: str) -> str:
     """A short clause for a missing ``relative`` under ``root`` ("" when no likely slip is found).
 
-    It recognises URLs, paths that repeat the image folder's own name, a different or missing file
-    extension, and a difference in letter case.
+    It recognises URLs, a folder named instead of an image, paths that repeat the image folder's own
+    name, a different or missing file extension, and a difference in letter case or in Unicode form.
     """
     if URL.match(relative):
         return "; it is a URL: noiseaudit reads local files and downloads nothing (download the images, then list " \
@@ -28,6 +29,8 @@ def missing_image_hint(root: Path, relative: str) -> str:
     parts = [p for p in rel.parts if p not in ("", ".")]
     if not parts:
         return ""
+    if root.joinpath(*parts).is_dir():
+        return "; that is a folder, not an image file"
     if len(parts) > 1 and parts[0] == root.name and root.joinpath(*parts[1:]).is_file():
         return (f"; the paths start with the folder's own name {root.name!r}: give its parent "
                 f"({root.parent}) as the image folder")
@@ -36,7 +39,12 @@ def missing_image_hint(root: Path, relative: str) -> str:
         return ""
     folder, name = found, parts[-1]
     entries = _names(folder)
-    same_case = [e for e in entries if e.casefold() == name.casefold() and (folder / e).is_file()]
+    same_form = [e for e in entries if e != name and _nfc(e) == _nfc(name) and (folder / e).is_file()]
+    if same_form:
+        return (f"; {_shown(root, folder / same_form[0])!r} exists, its accents written in another Unicode form "
+                "(decomposed, as macOS names files): the names print alike but differ; rename the files to the "
+                "composed form (convmv -f utf8 -t utf8 --nfc) or write the CSV in theirs")
+    same_case = [e for e in entries if _nfc(e).casefold() == _nfc(name).casefold() and (folder / e).is_file()]
     if same_case:
         return f"; {_shown(root, folder / same_case[0])!r} exists: paths are case-sensitive here"
     stem = PurePosixPath(name).stem if PurePosixPath(name).suffix.lower() in IMAGE_EXTENSIONS else name
@@ -57,11 +65,15 @@ def _walk_ignoring_case(root: Path, folders: list[str]) -> Path | None:
         if (here / part).is_dir():
             here = here / part
             continue
-        matches = [e for e in _names(here) if e.casefold() == part.casefold() and (here / e).is_dir()]
+        matches = [e for e in _names(here) if _nfc(e).casefold() == _nfc(part).casefold() and (here / e).is_dir()]
         if len(matches) != 1:
             return None
         here = here / matches[0]
     return here
+
+
+def _nfc(name: str) -> str:
+    return unicodedata.normalize("NFC", name)
 
 
 def _names(folder: Path) -> list[str]:
