@@ -307,6 +307,11 @@ MODE_CASES = [
     ("i16_mid.png", lambda: _i16(32896), {}, (128, 128, 128), 1, "I;16"),
     ("i16_zero.png", lambda: _i16(0), {}, (0, 0, 0), 0, "I;16"),
     ("i16_max.tif", lambda: _i16(65535), {}, (255, 255, 255), 0, "I;16"),
+    # 12-bit sensor data in a 16-bit file was divided by 257 (4095 read as 15), and 8-bit data in one read as 0
+    ("i16_12bit.png", lambda: _i16(2048), {}, (127, 127, 127), 1, "I;16"),
+    ("i16_12bit.tif", lambda: _i16(4095), {}, (255, 255, 255), 0, "I;16"),
+    ("i16_8bit.png", lambda: _i16(200), {}, (200, 200, 200), 0, "I;16"),
+    ("f_nan.tif", lambda: Image.fromarray(np.full((8, 8), np.nan, dtype=np.float32), "F"), {}, (0, 0, 0), 0, "F"),
     ("la_clear.png", lambda: Image.new("LA", (8, 8), (0, 0)), {}, (255, 255, 255), 0, "LA"),
     ("la_opaque.png", lambda: Image.new("LA", (8, 8), (30, 255)), {}, (30, 30, 30), 0, "LA"),
     ("cmyk_white.jpg", lambda: Image.new("CMYK", (8, 8), (0, 0, 0, 0)), {"quality": 100}, (255, 255, 255), 3, "CMYK"),

@@ -135,6 +135,13 @@ def bomb(ctx: Ctx) -> str:
     return with_rows(("bomb.png", "a"))
 
 
+def bomb_under_twice_the_limit(ctx: Ctx) -> str:
+    """Between the limit and twice it, Pillow warns at open (its raw warning was a second stderr line)."""
+    ctx.monkeypatch.setattr(PIL.Image, "MAX_IMAGE_PIXELS", 3000)
+    Image.fromarray(noise(64, 1), "L").save(ctx.images / "bomb.png")  # 4,096 pixels
+    return with_rows(("bomb.png", "a"))
+
+
 def write(data: bytes | str) -> Callable[[Path], None]:
     return lambda path: path.write_bytes(data.encode() if isinstance(data, str) else data)
 
@@ -233,6 +240,8 @@ CASES = [
                       bad_path="notes.jpg"), id="text-named-jpg"),
     pytest.param(Case(bomb, ("'bomb.png'", "too large to decode safely", "over 1,000 pixels"), EXTRA_LINE,
                       status="too_large", bad_path="bomb.png"), id="decompression-bomb"),
+    pytest.param(Case(bomb_under_twice_the_limit, ("'bomb.png'", "too large to decode safely", "over 3,000 pixels"),
+                      EXTRA_LINE, status="too_large", bad_path="bomb.png"), id="decompression-bomb-warned"),
     pytest.param(Case(lambda ctx: with_rows((LONG_NAME, "a")), (f"'{LONG_NAME}'", "not found"), EXTRA_LINE,
                       status="missing", bad_path=LONG_NAME), id="image-name-too-long"),
     # Unusual but valid images: succeed.

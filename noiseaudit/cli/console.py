@@ -94,6 +94,8 @@ def _warning_line(message: Warning | str, category: type[Warning], *_: Any, **__
     if issubclass(category, NoiseAuditWarning):
         say(f"warning: {message}")
         return
+    if category.__name__ == "DecompressionBombWarning":  # Pillow's, at open; the image's own error line follows
+        return
     try:
         sys.stderr.write(warnings.formatwarning(message, category, "", 0))  # type: ignore[arg-type]
     except BrokenPipeError:

@@ -1,7 +1,8 @@
 """Decode one image file into a fixed-size RGB uint8 array.
 
 Every mode Pillow opens is brought to 8-bit RGB the same way: 16-bit and
-32-bit grayscale are scaled down, transparency is composited onto white,
+32-bit grayscale are scaled down from the bit depth their values use (8, 10,
+12, 14 or 16 bits), transparency is composited onto white,
 palettes and CMYK are converted, and EXIF orientation is applied. Whether a
 dataset is really grayscale is decided later, from the decoded pixels.
 """
@@ -15,6 +16,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as Pillow converts RGB to L
+# the bit depths integer gray images are stored at; a 16-bit file's white is that of the smallest that holds its
+# largest value (X-ray and microscopy sensors write 10-, 12- or 14-bit data into 16-bit PNG and TIFF)
+BIT_DEPTHS = (8, 10, 12, 14, 16)
 GRAY_TOLERANCE = 2  # channel spread (levels) still read as gray: lossy codecs such as WebP leave gray pixels 1 apart
 
 
@@ -45,14 +49,20 @@ def image_header(path: Path) -> tuple[int, int, str]:
         raise _decode_error(path, exc) from None
 
 
+def _full_scale(top: float) -> float:
+    """The white level of integer gray pixels whose largest value is ``top``: that of the smallest of
+    :data:`BIT_DEPTHS` that holds it (12-bit sensor data in a 16-bit file is 4095, not 65535), or ``top``."""
+    return next((2.0**bits - 1 for bits in BIT_DEPTHS if top <= 2.0**bits - 1), top)
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
     mode = img.mode
     if mode in ("I", "F") or mode.startswith("I;16"):
-        arr = np.asarray(img).astype(np.float32)
-        if mode.startswith("I;16") or (mode == "I" and arr.max(initial=0) > 255):
-            arr = arr / 257.0
-        elif mode == "F" and arr.max(initial=0) <= 1.0:
-            arr = arr * 255.0
+        arr = np.nan_to_num(np.asarray(img).astype(np.float32), nan=0.0)  # a float TIFF's NaN (masked) is black
+        if mode == "F":
+            arr = arr * 255.0 if arr.max(initial=0) <= 1.0 else arr
+        else:
+            arr = arr * (255.0 / _full_scale(float(arr.max(initial=0))))
         return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "L").convert("RGB")
     has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info)
     if has_alpha:
