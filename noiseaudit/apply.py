@@ -118,6 +118,15 @@ def _warn_unused_new_labels(reviewed: pd.DataFrame, lines: list[int | None], rev
                       "); only relabel uses new_label, so it is ignored", NoiseAuditWarning, stacklevel=3)
 
 
+def _whole_number(text: str) -> str | None:
+    """'0' for '0.0' or '1e1' → '10': a whole number as an int's text (None for anything else)."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return str(int(value)) if value.is_integer() and str(int(value)) != text else None
+
+
 def _rows(n: int) -> str:
     """The count as a subject: "1 reviewed row has", "3 reviewed rows have"."""
     return f"{n} reviewed row has" if n == 1 else f"{n} reviewed rows have"
@@ -195,6 +204,11 @@ def apply_review(labels_csv: str | Path | pd.DataFrame, reviewed_path: str | Pat
             if not target:
                 raise InputError(f"relabel of {p!r} has neither new_label nor suggested_label",
                                  path=reviewed_path, line=line)
+            if target not in known and _whole_number(target) in known:
+                raise InputError(f"new label {target!r} for {p!r} is not a known class, but "
+                                 f"{_whole_number(target)!r} is: a spreadsheet or pandas wrote the whole number with "
+                                 "a decimal point; write the class as the labels have it", path=reviewed_path,
+                                 line=line)
             if target not in known and not allow_new_labels:
                 raise InputError(f"new label {target!r} for {p!r} is not a known class "
                                  f"(pass {option('allow_new_labels', True)} to add one)", path=reviewed_path, line=line)

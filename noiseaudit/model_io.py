@@ -27,6 +27,7 @@ trained on, ``predicted_label`` and the probabilities are the scan report's own.
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections import Counter
@@ -186,7 +187,10 @@ class SavedModel:
             source, x = self._features(inputs, labels_csv, path_col, label_col)
             rows = np.arange(len(x))
         else:
-            if isinstance(inputs, (np.ndarray, pd.DataFrame)) or Path(inputs).suffix.lower() in FEATURE_SUFFIXES:
+            if not isinstance(inputs, (str, os.PathLike, np.ndarray, pd.DataFrame, torch.Tensor)):
+                raise UsageError(f"{self.path}: a model trained on images predicts from an image folder (a path), "
+                                 f"not a {type(inputs).__name__}")
+            if not isinstance(inputs, (str, os.PathLike)) or Path(inputs).suffix.lower() in FEATURE_SUFFIXES:
                 raise UsageError(f"{self.path}: a model trained on images predicts from an image folder, "
                                  "not from feature vectors")
             if Path(inputs).is_file():

@@ -152,6 +152,7 @@ class ScanConfig:
 # epochs, lr, hyper-lr of a scan of feature vectors: a lower lr than from scratch (the MLP memorises wrong labels
 # within 10 epochs at 0.05 and the count collapses) and a larger rate step (measured in bench/README.md)
 FEATURE_DEFAULTS = (10, 0.01, 0.3)
+PATH_OPTIONS = frozenset({"trusted", "save_model", "checkpoint_dir", "cache_dir"})  # ScanConfig fields naming files
 RANKED_BY = {"learned-lr": "log learned_lr", "plain": "minus mean loss", "dba": "dba_selected_frac"}
 # --rank-by: the learned rate alone, or the mean of its rank and the rank of the final model's probability of the
 # given label; auto is the latter with a pretrained backbone (it ranked CIFAR-10N's human label noise better,
@@ -237,6 +238,8 @@ def scan(images_dir: str | Path, labels_csv: str | Path | pd.DataFrame | None = 
     if not isinstance(images_dir, (str, os.PathLike)):
         raise UsageError(f"the image folder comes first, as a path, then the labels: scan('images/', labels); got a "
                          f"{type(images_dir).__name__} as the image folder")
+    images_dir, labels_csv, output, options = _home(images_dir), _home(labels_csv), _home(output), _homes(options)
+    _check_callback(on_progress)
     trusted_table = options.pop("trusted", None)
     cfg = _config(images_dir=str(images_dir), labels_csv=_table_name(labels_csv, "labels CSV"),
                   trusted=_table_name(trusted_table, "trusted labels CSV"), **options)
@@ -284,6 +287,8 @@ def scan_features(features: str | Path | np.ndarray | pd.DataFrame, labels: Any,
     pandas.DataFrame
         The same report as :func:`scan`.
     """
+    features, labels, output, options = _home(features), _home(labels), _home(output), _homes(options)
+    _check_callback(on_progress)
     origin = features if isinstance(features, (str, Path)) else f"<{type(features).__name__}>"
     trusted_table = options.pop("trusted", None)
     labels_name = _table_name(labels, "labels CSV") if isinstance(labels, (str, Path, pd.DataFrame)) else None
@@ -321,6 +326,24 @@ def scan_features(features: str | Path | np.ndarray | pd.DataFrame, labels: Any,
                                  "origin": table.origin, "dim": table.dim, "stored_as": str(table.values.dtype),
                                  "key_col": source.path_col}}, standardisation=(table.mean, table.scale),
                              overwrite=overwrite)
+
+
+def _home(value: Any) -> Any:
+    """A path from Python with ``~`` expanded, as pandas and the shell do ("~/data"); anything else as it is."""
+    if isinstance(value, (str, Path)) and str(value).startswith("~"):
+        return type(value)(os.path.expanduser(value))
+    return value
+
+
+def _homes(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with :func:`_home` applied to the ones that name files or folders."""
+    return {k: _home(v) if k in PATH_OPTIONS else v for k, v in options.items()}
+
+
+def _check_callback(on_progress: Any) -> None:
+    if on_progress is not None and not callable(on_progress):
+        raise UsageError(f"on_progress must be a function on_progress(stage, done, total, info), not "
+                         f"{type(on_progress).__name__}")
 
 
 def _table_name(table: str | Path | pd.DataFrame | None, what: str) -> str | None:

@@ -200,3 +200,27 @@ def test_inject_file_takes_a_dataframe(noisy_digits, table, tmp_path):
         inject_file(clean, 0.2, "instance", label_col="digit")
     with pytest.raises(InputError, match=r"^<labels DataFrame>: input already has a 'original_label' column"):
         inject_file(table, 0.2, label_col="digit")
+
+
+def test_more_notebook_slips_get_one_clear_error(noisy_digits, table, tmp_path, monkeypatch):
+    """select_suspects(top='5'), a non-callable on_progress and predict(None) raised bare TypeErrors; '~' in a path
+    from Python was not expanded ("image folder not found"), though pandas expands it."""
+    from noiseaudit import select_suspects
+
+    images, csv = noisy_digits
+    report = pd.DataFrame({"path": ["a"], "given_label": [0], "rank": [1], "is_suspect": [True], "suspicion": [0.9]})
+    with pytest.raises(UsageError, match=r"^top must be a whole number, got '5'$"):
+        select_suspects(report, top="5")
+    with pytest.raises(UsageError, match=r"^min_suspicion must be in \[0, 1\] .* got '0.5'$"):
+        select_suspects(report, min_suspicion="0.5")
+    with pytest.raises(UsageError, match=r"^on_progress must be a function on_progress\(stage, done, total, info\), "
+                                         r"not bool$"):
+        scan(images, table, on_progress=True, **OPTIONS)
+    monkeypatch.setenv("HOME", str(images.parent))
+    model = tmp_path / "m.pt"
+    report = scan("~/images", "~/labels.csv", output="~/r.parquet", save_model=str(model), **OPTIONS)
+    assert len(report) == len(table) and (images.parent / "r.parquet").is_file()
+    (images.parent / "r.parquet").unlink()  # the folder is the module's
+    with pytest.raises(UsageError, match=r"m.pt: a model trained on images predicts from an image folder \(a path\), "
+                                         r"not a NoneType$"):
+        load_model(model).predict(None)

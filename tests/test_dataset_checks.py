@@ -131,8 +131,8 @@ def test_a_folder_scan_names_what_it_leaves_out(tmp_path):
     assert result.exit_code == 0, result.output
     assert "9 samples, 2 classes" in result.stdout
     assert result.stderr.splitlines() == [
-        f"warning: {top}: 1 file(s) without an image extension (.bmp, .gif, .jpeg, .jpg, .png, .tif, .tiff, .webp) "
-        "left out: 'cats/notes.txt'",
+        f"warning: {top}: 1 file(s) without an image extension (.bmp, .gif, .jfif, .jpe, .jpeg, .jpg, .png, .tif, "
+        ".tiff, .webp) left out: 'cats/notes.txt'",
         f"warning: {top}: 1 class folder(s) without an image, so not classes: 'birds'",
         f"warning: {top}: 1 file(s) outside the class folders left out: 'README.md'"]
 

@@ -201,6 +201,7 @@ def test_image_folder_layout_ignores_hidden_and_non_image_files(tmp_path: Path):
     gray(root / "cat" / "c2.jpg", 20)
     gray(root / "cat" / "nested" / "c3.png", 30)
     gray(root / "dog" / "d1.PNG", 40)
+    gray(root / "dog" / "d2.jfif", 45)  # a JPEG as browsers save one
     gray(root / "cat" / ".hidden.png", 50)  # hidden file
     gray(root / "dog" / "._d1.png", 60)  # macOS resource fork
     gray(root / ".trash" / "t.png", 70)  # hidden class folder
@@ -211,18 +212,18 @@ def test_image_folder_layout_ignores_hidden_and_non_image_files(tmp_path: Path):
     with pytest.warns(NoiseAuditWarning) as said:
         src = load_source(root)
     assert [str(w.message).split(": ", 1)[1] for w in said] == [  # the hidden ones without a word
-        "1 file(s) without an image extension (.bmp, .gif, .jpeg, .jpg, .png, .tif, .tiff, .webp) left out: "
-        "'dog/notes.txt'", "1 class folder(s) without an image, so not classes: 'empty_class'",
+        "1 file(s) without an image extension (.bmp, .gif, .jfif, .jpe, .jpeg, .jpg, .png, .tif, .tiff, .webp) "
+        "left out: 'dog/notes.txt'", "1 class folder(s) without an image, so not classes: 'empty_class'",
         "1 file(s) outside the class folders left out: 'stray.png'"]
-    assert src.paths == ["cat/c1.png", "cat/c2.jpg", "cat/nested/c3.png", "dog/d1.PNG"]
-    assert src.labels == ["cat", "cat", "cat", "dog"]
-    assert src.lines == [None] * 4
+    assert src.paths == ["cat/c1.png", "cat/c2.jpg", "cat/nested/c3.png", "dog/d1.PNG", "dog/d2.jfif"]
+    assert src.labels == ["cat", "cat", "cat", "dog", "dog"]
+    assert src.lines == [None] * 5
     assert src.origin == str(root.resolve())
-    assert len(src.extra) == 4 and list(src.extra.columns) == []
+    assert len(src.extra) == 5 and list(src.extra.columns) == []
     data = load_dataset(src, image_size=8, workers=1)
     assert data.classes == ["cat", "dog"]
-    assert data.targets.tolist() == [0, 0, 0, 1]
-    assert data.inputs.shape == (4, 1, 8, 8)
+    assert data.targets.tolist() == [0, 0, 0, 1, 1]
+    assert data.inputs.shape == (5, 1, 8, 8)
 
 
 def test_image_folder_ignores_hidden_folders_inside_classes(tmp_path: Path):
@@ -287,6 +288,8 @@ MODE_CASES = [
     ("rgb.png", lambda: Image.new("RGB", (8, 8), (200, 30, 10)), {}, (200, 30, 10), 0, "RGB"),
     ("rgb.jpg", lambda: Image.new("RGB", (8, 8), (200, 30, 10)), {"quality": 95}, (200, 30, 10), 8, "RGB"),
     ("l.jpeg", lambda: Image.new("L", (8, 8), 77), {"quality": 95}, (77, 77, 77), 2, "L"),
+    ("l.jfif", lambda: Image.new("L", (8, 8), 77), {"quality": 95}, (77, 77, 77), 2, "L"),  # left out of folders
+    ("l.jpe", lambda: Image.new("L", (8, 8), 77), {"quality": 95}, (77, 77, 77), 2, "L"),
     ("rgb.bmp", lambda: Image.new("RGB", (8, 8), (200, 30, 10)), {}, (200, 30, 10), 0, "RGB"),
     ("l.bmp", lambda: Image.new("L", (8, 8), 77), {}, (77, 77, 77), 0, "L"),
     ("rgb.webp", lambda: Image.new("RGB", (8, 8), (200, 30, 10)), {"lossless": True}, (200, 30, 10), 0, "RGB"),

@@ -532,3 +532,15 @@ def test_apply_review_takes_the_labels_and_the_filled_in_sheet_as_dataframes(han
         noiseaudit.apply_review(table, sheet.assign(path=["x.png", *sheet["path"][1:]]))
     with pytest.raises(InputError, match=r"^<reviewed DataFrame>: reviewed file has no 'verdict' column$"):
         noiseaudit.apply_review(table, sheet.drop(columns="verdict"))
+
+
+def test_a_whole_number_written_with_a_decimal_point_is_named_as_such(tmp_path):
+    """pandas reads an empty new_label column as float, so setting it to 0 wrote 0.0; apply then said the class was
+    unknown and suggested --allow-new-labels, which would have added a class '0.0'."""
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,label\nimg/0.png,0\nimg/1.png,1\n")
+    review = _review(tmp_path, [("img/0.png", "1", "relabel", "1.0")])
+    result = invoke("apply", labels, review, "-o", tmp_path / "fixed.csv")
+    assert result.exit_code == 2 and result.stderr.strip() == (
+        f"error: {review}:2: new label '1.0' for 'img/0.png' is not a known class, but '1' is: a spreadsheet or "
+        "pandas wrote the whole number with a decimal point; write the class as the labels have it")

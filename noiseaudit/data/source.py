@@ -22,7 +22,7 @@ import pandas as pd
 from noiseaudit.data.csvfile import read_table, read_text_table
 from noiseaudit.errors import InputError, NoiseAuditWarning, header_line, in_memory, line_word, option, place
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 NOT_IMAGES = f"file(s) without an image extension ({', '.join(sorted(IMAGE_EXTENSIONS))}) left out"
 PATH_COLUMN_NAMES = ("path", "file", "filename", "image", "image_path", "filepath")
 LABEL_COLUMN_NAMES = ("label", "class", "target", "category", "y")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import html
 import json
+import numbers
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from noiseaudit._version import __version__
-from noiseaudit.errors import UsageError, option
+from noiseaudit.errors import UsageError, check_whole_number, option
 from noiseaudit.report.io import atomic_write, check_writable
 
 if TYPE_CHECKING:  # pandas only where used: show imports check_top from here and starts without it
@@ -39,6 +40,7 @@ def check_top(top: int) -> None:
     UsageError
         ``top`` is below 1.
     """
+    check_whole_number(option("top"), top)
     if top < 1:
         raise UsageError(f"{option('top')} must be at least 1, got {top}")
 
@@ -80,9 +82,10 @@ def select_suspects(report: pd.DataFrame, *, top: int | None = None, min_suspici
         check_top(top)
         return ordered.head(top)
     if min_suspicion is not None:
-        if not 0.0 <= min_suspicion <= 1.0:  # NaN fails too
+        if isinstance(min_suspicion, bool) or not isinstance(min_suspicion, numbers.Real) or \
+                not 0.0 <= min_suspicion <= 1.0:  # NaN fails too
             raise UsageError(f"{option('min_suspicion')} must be in [0, 1] (suspicion is a ranking score), "
-                             f"got {min_suspicion}")
+                             f"got {min_suspicion!r}")
         return ordered[ordered["suspicion"] >= min_suspicion]
     return ordered[ordered["is_suspect"]]
 
