@@ -64,3 +64,38 @@ def test_round_trip_of_any_table_written_by_csv_module(tmp_path_factory, rows, b
     assert list(frame.columns) == ["path", "label"]
     assert [tuple(r) for r in frame.itertuples(index=False)] == rows
     assert lines[0] == 2 and lines == sorted(lines)
+
+
+def test_what_spreadsheets_and_pandas_add_is_read_as_they_mean_it(tmp_path):
+    """Excel's 'sep=;' line, its stray trailing commas and a pandas index (to_csv without index=False) each gave
+    'empty column name in the header'."""
+    p = tmp_path / "l.csv"
+    p.write_text("sep=;\npath;label\na.png;cat\nb.png;dog\n")
+    frame, lines = read_text_table(p)
+    assert frame.to_dict("list") == {"path": ["a.png", "b.png"], "label": ["cat", "dog"]} and lines == [3, 4]
+    p.write_text("path,label,,\na.png,cat,,\nb.png,dog,,\n")
+    assert list(read_text_table(p)[0].columns) == ["path", "label"]
+    p.write_text(",path,label\n0,a.png,cat\n1,b.png,dog\n")
+    assert read_text_table(p)[0].to_dict("list") == {"path": ["a.png", "b.png"], "label": ["cat", "dog"]}
+    p.write_text("path,,label\na.png,x,cat\n")
+    with pytest.raises(InputError, match=r"l\.csv:1: column 2 has no name in the header but holds values \('x', …\); "
+                                         "name it$"):
+        read_text_table(p)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xff",
+     r"l\.csv: not a labels CSV but a gzip-compressed file; decompress it first \(gunzip\)$"),
+    (b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00\xb7",
+     r"l\.csv: not a labels CSV but a zip archive \(an Excel .xlsx workbook is one\); save the sheet as "
+     r"\"CSV UTF-8\"$"),
+    (b"# labels from the 2024 pass\npath,label\na.png,cat\n",
+     r"l\.csv:2: 2 fields where the header has 1; line 1 starts with '#', a comment\? CSV has none: delete it$"),
+])
+def test_files_that_are_not_plain_csv_are_named_as_what_they_are(tmp_path, content, message):
+    """A .csv.gz or an .xlsx said 'not UTF-8 text (byte 0x8b, probably Latin-1)'; a comment line, '2 fields where
+    the header has 1' alone."""
+    p = tmp_path / "l.csv"
+    p.write_bytes(content)
+    with pytest.raises(InputError, match=message):
+        read_text_table(p)

@@ -112,6 +112,13 @@ def test_explicit_column_that_does_not_exist_is_an_input_error(four_images: Path
         load_source(four_images, csv, path_col="img")
 
 
+def test_a_named_column_is_found_whatever_its_letter_case(four_images: Path):
+    """--label-col label on a 'Label' column was 'no label column', where the automatic detection ignores case."""
+    csv = write_csv(four_images.parent / "labels.csv", "File Name,Label\na.png,cat\nb.png,dog\n")
+    source = load_source(four_images, csv, path_col="file name", label_col="label")
+    assert source.labels == ["cat", "dog"] and source.label_col == "Label"
+
+
 def test_same_column_for_path_and_label_is_refused(four_images: Path):
     csv = write_csv(four_images.parent / "labels.csv", "path,label\na.png,cat\nb.png,dog\n")
     with pytest.raises(InputError, match="same column"):

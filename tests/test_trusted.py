@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from noiseaudit.cli import app
+from noiseaudit.errors import InputError
 from noiseaudit.evaluate import evaluate
 from noiseaudit.scan import scan, scan_features
 
@@ -128,3 +129,16 @@ def test_a_trusted_file_that_holds_every_sample_is_an_error(noisy_digits, tmp_pa
     assert result.stderr.strip().startswith(f"error: {csv}: every sample of ")
     assert result.stderr.strip().endswith("so none is left to rank; pass the labels someone has verified, not the "
                                           "labels to check")
+
+
+def test_a_trusted_file_may_name_its_columns_as_any_csv_does(noisy_digits, tmp_path):
+    """The labels CSV's columns are file,digit; a trusted file of path,label said "no path column 'file'", a name
+    the user never gave. It is found as in any CSV; where neither fits, the message says whose name it was."""
+    images, csv = noisy_digits
+    trusted = _bad(tmp_path, "trusted.csv", "path,label\nd0001.png,3\nd0002.png,4\n")
+    report = scan(images, csv, label_col="digit", trusted=str(trusted), epochs=1, device="cpu", workers=1)
+    assert int(report["trusted"].sum()) == 2
+    odd = _bad(tmp_path, "odd.csv", "name,digit\nd0001.png,3\n")
+    with pytest.raises(InputError, match=r"odd.csv:1: no path column 'file' \(the labels CSV's name for it\) or one "
+                                        "named like path, file, filename"):
+        scan(images, csv, label_col="digit", trusted=str(odd), epochs=1, device="cpu", workers=1)

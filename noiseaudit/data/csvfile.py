@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import csv
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,11 @@ import pandas as pd
 from noiseaudit.errors import InputError, UsageError, input_file
 
 DELIMITERS = ",;\t|"
+EXCEL_SEP = re.compile(r"^sep=([,;\t|])\r?\n?$")  # the line Excel writes (and reads) to name the delimiter
+BINARY_KINDS = {  # a file's first bytes, and what to call a file that is not text at all
+    b"\x1f\x8b": "a gzip-compressed file; decompress it first (gunzip)",
+    b"PK\x03\x04": "a zip archive (an Excel .xlsx workbook is one); save the sheet as \"CSV UTF-8\"",
+}
 
 
 def _sniff_delimiter(sample: str) -> str:
@@ -80,6 +86,9 @@ def read_text_table(path: str | Path, what: str = "labels CSV",
     except UnicodeDecodeError as exc:
         if exc.object[:4] == b"PAR1":
             raise InputError(f"a Parquet file, not a {what}{parquet_hint}", path=path) from None
+        for magic, kind in BINARY_KINDS.items():
+            if exc.object.startswith(magic):
+                raise InputError(f"not a {what} but {kind}", path=path) from None
         raise _not_utf8(exc, path) from None
     if not text.strip():
         raise InputError(f"{what} is empty", path=path)
@@ -87,6 +96,9 @@ def read_text_table(path: str | Path, what: str = "labels CSV",
     if nul >= 0:  # before parsing: Python 3.10's csv reader stops at one with an error of its own
         raise InputError("contains a NUL character", path=path, line=text.count("\n", 0, nul) + 1)
     lines_in = text.splitlines(keepends=True)
+    declared = EXCEL_SEP.match(lines_in[0])
+    if declared:  # Excel's "sep=;" line names the delimiter; blank it, so that the lines keep their numbers
+        lines_in[0] = "\n"
     exhausted = False
 
     def feed():
@@ -96,7 +108,8 @@ def read_text_table(path: str | Path, what: str = "labels CSV",
         yield from lines_in
         exhausted = True
 
-    reader = csv.reader(feed(), delimiter=_sniff_delimiter(text[:65536]), skipinitialspace=True)
+    delimiter = declared.group(1) if declared else _sniff_delimiter(text[:65536])
+    reader = csv.reader(feed(), delimiter=delimiter, skipinitialspace=True)
     header: list[str] | None = None
     header_at = 1
     rows: list[list[str]] = []
@@ -110,9 +123,11 @@ def read_text_table(path: str | Path, what: str = "labels CSV",
             if record and any(cell.strip() for cell in record):
                 if header is None:
                     header, header_at = [c.strip() for c in record], start
-                    _check_header(header, path, start)
+                    _check_header(header, path, start, unnamed=True)
                 elif len(record) != len(header):
-                    raise InputError(f"{len(record)} fields where the header has {len(header)}", path=path,
+                    comment = (f"; line {header_at} starts with '#', a comment? CSV has none: delete it"
+                               if header[0].startswith("#") else "")
+                    raise InputError(f"{len(record)} fields where the header has {len(header)}{comment}", path=path,
                                      line=start)
                 elif [c.strip() for c in record] == header:  # `cat a.csv b.csv > labels.csv`
                     raise InputError(f"this row repeats the header (line {header_at}): two CSV files joined "
@@ -127,13 +142,29 @@ def read_text_table(path: str | Path, what: str = "labels CSV",
         raise InputError(f"{what} is empty", path=path)
     if not rows:
         raise InputError(f"{what} has a header but no rows", path=path, line=1)
-    return pd.DataFrame(rows, columns=header, dtype=object), lines
+    frame = pd.DataFrame(rows, columns=range(len(header)), dtype=object)
+    keep = [j for j, name in enumerate(header) if name or not _artefact(frame[j], j, path, header_at)]
+    frame = frame[keep].set_axis([header[j] for j in keep], axis=1)
+    return frame, lines
 
 
-def _check_header(header: list[str], path: str | Path, line: int | None) -> None:
+def _artefact(cells: pd.Series, j: int, path: str | Path, line: int) -> bool:
+    """Whether a column without a name is one a spreadsheet or pandas adds, left out quietly: empty (Excel's
+    stray trailing commas) or, first, the 0, 1, 2, ... of a pandas index (``to_csv`` without ``index=False``).
+    Any other is an InputError."""
+    if (cells == "").all() or (j == 0 and cells.tolist() == [str(i) for i in range(len(cells))]):
+        return True
+    raise InputError(f"column {j + 1} has no name in the header but holds values ({cells.iloc[0]!r}, …); name it",
+                     path=path, line=line)
+
+
+def _check_header(header: list[str], path: str | Path, line: int | None, unnamed: bool = False) -> None:
+    """Column names: none empty (``unnamed``: some may be, for :func:`_artefact` to judge) and none twice."""
     seen: set[str] = set()
     for name in header:
         if not name:
+            if unnamed:
+                continue
             raise InputError("empty column name in the header", path=path, line=line)
         if name in seen:
             raise InputError(f"column {name!r} appears twice in the header", path=path, line=line)

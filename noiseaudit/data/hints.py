@@ -29,7 +29,7 @@ def missing_image_hint(root: Path, relative: str) -> str:
     parts = [p for p in rel.parts if p not in ("", ".")]
     if not parts:
         return ""
-    if root.joinpath(*parts).is_dir():
+    if _is_folder(root.joinpath(*parts)):
         return "; that is a folder, not an image file"
     if len(parts) > 1 and parts[0] == root.name and root.joinpath(*parts[1:]).is_file():
         return (f"; the paths start with the folder's own name {root.name!r}: give its parent "
@@ -70,6 +70,13 @@ def _walk_ignoring_case(root: Path, folders: list[str]) -> Path | None:
             return None
         here = here / matches[0]
     return here
+
+
+def _is_folder(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a name too long for the file system, say
+        return False
 
 
 def _nfc(name: str) -> str:

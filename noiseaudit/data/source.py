@@ -55,9 +55,12 @@ class LabeledSource:
 
 def pick_column(columns: list[str], wanted: str | None, candidates: tuple[str, ...], kind: str, csv: Path) -> str:
     if wanted is not None:
-        if wanted not in columns:
-            raise InputError(f"no {kind} column {wanted!r}; columns are {columns}", path=csv, line=header_line(csv))
-        return wanted
+        if wanted in columns:
+            return wanted
+        alike = [c for c in columns if c.strip().casefold() == wanted.strip().casefold()]
+        if len(alike) == 1:  # as the automatic detection does: 'Label' for --label-col label
+            return alike[0]
+        raise InputError(f"no {kind} column {wanted!r}; columns are {columns}", path=csv, line=header_line(csv))
     lowered = {c.strip().lower(): c for c in columns}
     for name in candidates:
         if name in lowered:

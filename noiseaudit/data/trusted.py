@@ -28,7 +28,22 @@ from noiseaudit.data.source import (
     root_relative,
     unique_rows,
 )
-from noiseaudit.errors import InputError
+from noiseaudit.errors import InputError, header_line
+
+
+def _column(columns: list[str], labels_name: str | None, candidates: tuple[str, ...], kind: str, csv: Path) -> str:
+    """The trusted file's path or label column: the labels CSV's name for it, else one named like it (a column
+    the trusted file names otherwise is found as in any CSV); neither is an error that says whose name it was."""
+    if labels_name is not None and labels_name in columns:
+        return labels_name
+    try:
+        return pick_column(columns, None, candidates, kind, csv)
+    except InputError:
+        if labels_name is None:
+            raise
+        raise InputError(f"no {kind} column {labels_name!r} (the labels CSV's name for it) or one named like "
+                         f"{', '.join(candidates)}; columns are {columns}", path=csv, line=header_line(str(csv))) \
+            from None
 
 
 def merge_trusted(source: LabeledSource, trusted_csv: str | Path | pd.DataFrame, *, images: bool,
@@ -60,9 +75,8 @@ def merge_trusted(source: LabeledSource, trusted_csv: str | Path | pd.DataFrame,
     csv = Path(origin)
     columns = [str(c) for c in frame.columns]
     by_name = not source.from_folders  # the labels CSV's own column names; an ImageFolder has none
-    pcol = pick_column(columns, source.path_col if by_name and source.path_col else None, PATH_COLUMN_NAMES,
-                       "path", csv)
-    lcol = pick_column(columns, source.label_col if by_name else None, LABEL_COLUMN_NAMES, "label", csv)
+    pcol = _column(columns, source.path_col if by_name else None, PATH_COLUMN_NAMES, "path", csv)
+    lcol = _column(columns, source.label_col if by_name else None, LABEL_COLUMN_NAMES, "label", csv)
     _refuse_empty(frame, pcol, lcol, lines, csv)
     paths = list(frame[pcol])
     if images:
