@@ -43,6 +43,7 @@ from noiseaudit.data.images import GRAY_MODES, DecodeError, image_header
 from noiseaudit.data.source import LabeledSource
 from noiseaudit.errors import NoiseAuditHint, UsageError, option
 from noiseaudit.models import efficientnet as lite0
+from noiseaudit.progress import ProgressCallback
 
 BACKBONES = ("auto", "none", lite0.NAME)
 FINETUNE = ("auto", "none", "top", "deep", "all")
@@ -54,6 +55,7 @@ IMAGE_SIZE = 128  # measured in bench/real.py: see bench/README.md; also the siz
 DEEP_SMALL, DEEP_LARGE = (128, 4), (160, 6)  # deep's (image size, epochs) below / from LARGE_FROM samples
 FROZEN_PRECISION = "fp32"  # the frozen part's, whatever the training's (see encoder)
 PROBE_SAMPLE = 2000  # images the automatic choice measures on
+CHOICE_STEPS = 3  # what its progress counts: the sample decoded, embedded, and a scratch model trained on it
 MIN_PROBE, MIN_PROBE_PER_CLASS = 100, 5  # below either there is nothing to measure: the backbone, as for photos
 PROBE_MARGIN = 0.0  # the backbone is chosen when its probe is at least the scratch run's accuracy minus this
 CHOICE_RULE = 2  # part of the cached choice's name: raised when the rule changes (2: near-gray pixels are gray)
@@ -86,7 +88,10 @@ class BackbonePlan:
         return self.name is not None and self.finetune != "all"
 
     def metadata(self) -> dict[str, Any]:
-        return {**asdict(self), "split": self.split if self.name else None}
+        meta = {**asdict(self), "split": self.split if self.name else None}
+        if self.name is None:  # from scratch: the backbone's settings did not apply (evidence says why)
+            meta.update(finetune=None, image_size=None, precision=None, epochs=None, finetune_rule="")
+        return meta
 
 
 def training_defaults(plan: BackbonePlan, epochs: int | None, lr: float | None,
@@ -179,11 +184,13 @@ def build_top(plan: BackbonePlan, num_classes: int) -> nn.Module:
 
 
 def plan_backbone(backbone: str, finetune: str, source: LabeledSource, device: torch.device, *, seed: int,
-                  workers: int, cache: DecodeCache | None = None, key: str | None = None) -> BackbonePlan:
+                  workers: int, cache: DecodeCache | None = None, key: str | None = None,
+                  on_progress: ProgressCallback | None = None) -> BackbonePlan:
     """Resolve ``--backbone``: an explicit name is used as asked (the extra must be installed);
     ``auto`` measures on a sample of ``source`` (see the module docstring). With a ``cache`` the
     measurement is remembered for these files and this seed, so a warm scan repeats none of it.
-    ``key`` is :func:`source_key` of ``source`` when the caller has it already."""
+    ``key`` is :func:`source_key` of ``source`` when the caller has it already; ``on_progress`` hears the
+    measurement's three steps as stage "choose" (decode the sample, embed it, train the scratch model on it)."""
     check_options(backbone, finetune)
     finetune, size, epochs, rule = finetune_settings(finetune, len(source))
     if backbone == "none":
@@ -197,7 +204,8 @@ def plan_backbone(backbone: str, finetune: str, source: LabeledSource, device: t
     note = f"choice{CHOICE_RULE}-{seed}-{PROBE_SAMPLE}-{plan.image_size}-{FROZEN_PRECISION}-{int(installed)}"
     evidence = None if key is None else cache.note(key, note)
     if evidence is None:
-        evidence = measure_choice(plan, source, device, seed=seed, workers=workers, installed=installed)
+        evidence = measure_choice(plan, source, device, seed=seed, workers=workers, installed=installed,
+                                  on_progress=on_progress)
         if key is not None:
             cache.store_note(key, note, evidence)
     if evidence["reason"] == "no extra":
@@ -209,14 +217,19 @@ def plan_backbone(backbone: str, finetune: str, source: LabeledSource, device: t
 
 
 def measure_choice(plan: BackbonePlan, source: LabeledSource, device: torch.device, *, seed: int, workers: int,
-                   installed: bool) -> dict[str, Any]:
+                   installed: bool, on_progress: ProgressCallback | None = None) -> dict[str, Any]:
     """The automatic choice's evidence: grayscale, no extra, or the probe against the scratch run."""
+    def step(done: int) -> None:  # a minute of work on 2 CPU cores, said rather than silent
+        if on_progress is not None:
+            on_progress("choose", done, CHOICE_STEPS, {})
+
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.permutation(len(source))[:PROBE_SAMPLE])
     if all_gray_headers([source.root / source.paths[i] for i in rows]):
         return {"reason": "grayscale", "chosen": "from scratch"}
     sub = LabeledSource(source.root, [source.paths[i] for i in rows], [source.labels[i] for i in rows],
                         [source.lines[i] for i in rows], source.origin)
+    step(0)
     data = load_dataset(sub, image_size=plan.image_size, workers=workers, on_bad_image="skip")
     if data.channels == 1:
         return {"reason": "grayscale", "chosen": "from scratch"}
@@ -225,8 +238,11 @@ def measure_choice(plan: BackbonePlan, source: LabeledSource, device: torch.devi
     images, targets = data.inputs.permute(0, 2, 3, 1).numpy(), data.targets.numpy()
     if len(targets) < MIN_PROBE or np.bincount(targets).min() < MIN_PROBE_PER_CLASS:
         return {"reason": "too few images to measure", "sample": int(len(targets)), "chosen": lite0.NAME}
+    step(1)
     probe = probe_accuracy(embed(plan, images, device), targets, seed)
+    step(2)
     scratch = scratch_accuracy(images, targets, seed)
+    step(3)
     return {"reason": "measured", "sample": int(len(targets)), "probe_accuracy": round(probe, 4),
             "scratch_accuracy": round(scratch, 4), "margin": PROBE_MARGIN,
             "chosen": lite0.NAME if prefer_backbone(probe, scratch) else "from scratch"}

@@ -31,7 +31,6 @@ import os
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +50,7 @@ from noiseaudit.data.images import LUMA
 from noiseaudit.data.source import LabeledSource, load_source, read_label_table
 from noiseaudit.errors import InputError, UsageError, input_file, option
 from noiseaudit.models import build_feature_model, build_model
+from noiseaudit.progress import ProgressCallback
 from noiseaudit.report.io import atomic_write
 from noiseaudit.runtime import resolve_device
 from noiseaudit.train import PREDICT_BATCH, autocast, normaliser, predict
@@ -58,7 +58,6 @@ from noiseaudit.train import PREDICT_BATCH, autocast, normaliser, predict
 FORMAT = "noiseaudit-model"
 VERSION = 1
 # on_progress(stage, done, total, info), as for scan: "decode" or "embed"
-ProgressCallback = Callable[[str, int, int, dict[str, Any]], None]
 
 
 def save_model(path: str | Path, model: nn.Module, data: SampleData, plan: BackbonePlan, description: str, *,

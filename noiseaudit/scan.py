@@ -11,7 +11,6 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -48,6 +47,7 @@ from noiseaudit.optim import META_OBJECTIVES
 from noiseaudit.optim.averaging import fits as averaging_fits
 from noiseaudit.optim.layerwise import RULES as LAYERWISE_RULES
 from noiseaudit.optim.schedule import SCHEDULES
+from noiseaudit.progress import ProgressCallback
 from noiseaudit.report.build import add_skipped, build_report, carried_columns
 from noiseaudit.report.io import OutputAppeared, check_writable, same_file, write_report
 from noiseaudit.report.threshold import Threshold, choose_threshold, rank_sum, reranked, unranked
@@ -190,7 +190,6 @@ def skipped_rows(source: LabeledSource, skipped: list[SkippedImage]) -> pd.DataF
 
 # on_progress(stage, done, total, info): stage is "decode", "embed" or "train"; a train step's info carries epoch,
 # epochs and, at the end of an epoch, its mean loss.
-ProgressCallback = Callable[[str, int, int, dict[str, Any]], None]
 
 
 def _config(**options: Any) -> ScanConfig:
@@ -543,7 +542,7 @@ def prepare(cfg: ScanConfig, source: LabeledSource, device: torch.device, on_pro
     key = None if cache is None else source_key(source)  # stat every file once, for both uses
     t0 = time.perf_counter()
     plan = plan_backbone("none" if cfg.model else cfg.backbone, cfg.finetune, source, device, seed=cfg.seed,
-                         workers=cfg.workers, cache=cache, key=key)
+                         workers=cfg.workers, cache=cache, key=key, on_progress=on_progress)
     timings["choose_backbone_s"] = time.perf_counter() - t0
     if plan.name is not None and cfg.image_size is not None:
         plan.image_size = cfg.image_size

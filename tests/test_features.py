@@ -461,7 +461,7 @@ def test_python_input_errors(small):
     with pytest.raises(InputError, match=r"^<array>: features have 11 rows but .*nokey.csv has 12 samples"):
         scan_features(x[:11], labels, output=out, **OPTIONS)
     with pytest.raises(InputError, match=r"^<array>: features row 2 \(0-based\) holds NaN or inf"):
-        scan_features(_nan_at(x, 2), list(range(12)), output=out, **OPTIONS)
+        scan_features(_nan_at(x, 2), [0, 1] * 6, output=out, **OPTIONS)
     with pytest.raises(InputError,
                        match=r"^<labels DataFrame> row 1: key 's0' in column 'id' is listed twice \(also row 0\)"):
         scan_features(x, pd.DataFrame({"id": ["s0"] * 12, "label": [0, 1] * 6}), output=out, **OPTIONS)

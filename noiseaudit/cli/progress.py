@@ -9,9 +9,8 @@ from contextlib import contextmanager
 from typing import Any, TextIO
 
 from noiseaudit import formats
+from noiseaudit.progress import STAGES, ProgressCallback
 
-ProgressCallback = Callable[[str, int, int, dict[str, Any]], None]
-STAGES = {"decode": "decoding images", "embed": "embedding images", "train": "training"}
 LINE_EVERY = 0.1  # piped: a line per tenth of a decoding or embedding stage (and at its end)
 LINE_AT_LEAST = 30.0  # ... or after this many seconds without one
 
