@@ -55,7 +55,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.mixture import GaussianMixture
 
 
 @dataclass
@@ -118,6 +117,8 @@ def _suspicion(score: np.ndarray, order: np.ndarray,
     u = distance_below_top(score) if score.size >= 4 and np.ptp(score) >= 1e-6 else None
     if u is None:
         return np.zeros_like(score, dtype=np.float64), 0.0, None, (0.0, 0.0)
+    from sklearn.mixture import GaussianMixture  # a second and more of start-up: only when the count is fitted
+
     gmm = GaussianMixture(n_components=2, random_state=seed, reg_covar=1e-6).fit(u[:, None])
     far = int(np.argmax(gmm.means_[:, 0]))  # far below the top: the low-score component
     post = gmm.predict_proba(u[:, None])[:, far]
