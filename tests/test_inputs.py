@@ -313,6 +313,10 @@ MODE_CASES = [
     ("palette_t.png", lambda: _palette(0, transparent=0), {"transparency": 0}, (255, 255, 255), 0, "P"),
     ("palette_opaque_entry.png", lambda: _palette(1, transparent=0), {"transparency": 0}, (0, 0, 255), 0, "P"),
     ("palette.bmp", lambda: _palette(0), {}, (255, 0, 0), 0, "P"),
+    # an RGB or L PNG naming one transparent colour (tRNS) was not composited onto white as the rest are
+    ("rgb_trns.png", lambda: Image.new("RGB", (8, 8), (200, 30, 10)), {"transparency": (200, 30, 10)},
+     (255, 255, 255), 0, "RGB"),
+    ("l_trns.png", lambda: Image.new("L", (8, 8), 77), {"transparency": 77}, (255, 255, 255), 0, "L"),
     ("i16_max.png", lambda: _i16(65535), {}, (255, 255, 255), 0, "I;16"),
     ("i16_mid.png", lambda: _i16(32896), {}, (128, 128, 128), 1, "I;16"),
     ("i16_zero.png", lambda: _i16(0), {}, (0, 0, 0), 0, "I;16"),

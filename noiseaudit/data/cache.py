@@ -29,7 +29,7 @@ import numpy as np
 from noiseaudit.errors import NoiseAuditWarning, option
 from noiseaudit.report.io import atomic_write
 
-CACHE_VERSION = 2  # 2: 16-bit gray scaled from the bit depth its values use, a float NaN black
+CACHE_VERSION = 2  # 2: 16-bit gray scaled from the bit depth its values use, a float NaN black, tRNS composited
 
 
 def default_cache_dir() -> Path:

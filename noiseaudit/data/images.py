@@ -64,7 +64,8 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         else:
             arr = arr * (255.0 / _full_scale(float(arr.max(initial=0))))
         return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "L").convert("RGB")
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info)
+    # a palette, RGB or L image may name one transparent colour (PNG's tRNS chunk) instead of an alpha channel
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode in ("P", "RGB", "L") and "transparency" in img.info)
     if has_alpha:
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
