@@ -47,7 +47,8 @@ from noiseaudit.data.cache import DecodeCache
 from noiseaudit.data.dataset import SampleData, SkippedImage, check_bad_image_policy, load_dataset
 from noiseaudit.data.features import FEATURE_SUFFIXES, load_features
 from noiseaudit.data.images import LUMA
-from noiseaudit.data.source import LabeledSource, load_source, read_label_table
+from noiseaudit.data.source import (IMAGE_EXTENSIONS, LabeledSource, load_source, read_image_folder,
+                                    read_label_table)
 from noiseaudit.errors import InputError, UsageError, input_file, option
 from noiseaudit.models import build_feature_model, build_model
 from noiseaudit.progress import ProgressCallback
@@ -147,7 +148,9 @@ class SavedModel:
         ----------
         inputs : path, numpy.ndarray, torch.Tensor or pandas.DataFrame
             For an images model, an image folder: with ``labels_csv`` the images that CSV lists
-            (paths relative to the folder, as for ``scan``), else every image under it at any depth.
+            (paths relative to the folder, as for ``scan``); else, where its subfolders are named as the
+            model's classes (a held-out split laid out as ``scan`` reads one), their images with the
+            folder's class as given label; else every image under it at any depth.
             For a features model, the vectors: a ``.npy`` or Parquet file, an array, a tensor or a DataFrame
             (as for ``scan_features``), standardised with the training vectors' statistics.
         labels_csv : path or pandas.DataFrame, optional
@@ -223,7 +226,10 @@ class SavedModel:
     def _images(self, images_dir: str | Path, labels_csv: str | Path | pd.DataFrame | None, path_col: str | None,
                 label_col: str | None, device: torch.device, workers: int, cache: DecodeCache | None,
                 on_progress: ProgressCallback | None, on_bad_image: str) -> tuple[LabeledSource, SampleData]:
-        source = load_source(images_dir, labels_csv, path_col=path_col, label_col=label_col, for_prediction=True)
+        if labels_csv is None and class_folders(Path(images_dir), self.classes):  # a held-out split's tree
+            source = read_image_folder(images_dir)
+        else:
+            source = load_source(images_dir, labels_csv, path_col=path_col, label_col=label_col, for_prediction=True)
         self._check_labels(source)
         plan = self.plan
         frozen = encoder(plan, device, mirrored=self.info["backbone"]["views"] == 2) if plan.frozen_bottom else None
@@ -318,6 +324,18 @@ def match_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
         return images.expand(-1, 3, -1, -1).contiguous()
     weights = torch.tensor(LUMA).view(1, 3, 1, 1)
     return (images.float() * weights).sum(dim=1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+
+
+def class_folders(root: Path, classes: list) -> bool:
+    """Whether ``root`` is an ImageFolder tree of the model's classes (a held-out split laid out as the training
+    data was): every subfolder named as a class, at least one, and no image beside them."""
+    if not root.is_dir():
+        return False
+    known = {str(c) for c in classes}
+    entries = [e for e in root.iterdir() if not e.name.startswith(".")]
+    folders = [e.name for e in entries if e.is_dir()]
+    beside = any(e.is_file() and e.suffix.lower() in IMAGE_EXTENSIONS for e in entries)
+    return bool(folders) and set(folders) <= known and not beside
 
 
 def load_model(path: str | Path) -> SavedModel:

@@ -301,3 +301,25 @@ def test_no_command_writes_over_its_own_inputs_even_with_overwrite(digits_model,
         assert result.exit_code == 2, (args, result.output)
         assert result.stderr.strip() == f"error: {named}: {message}, an input of this command"
     assert {p: p.read_bytes() for p in before} == before
+
+
+def test_predict_on_a_class_folder_tree_takes_the_folders_as_labels(digits_model, tmp_path):
+    """A held-out split laid out as ImageFolder (val/3/x.png) was predicted unlabelled: no accuracy, no
+    given_label."""
+    images, csv, _, model = digits_model
+    table = pd.read_csv(csv).head(60)
+    tree = tmp_path / "val"
+    for name, digit in zip(table["file"], table["original_label"]):
+        (tree / str(digit)).mkdir(parents=True, exist_ok=True)
+        (tree / str(digit) / name).write_bytes((images / name).read_bytes())
+    result = invoke("predict", model, tree, "-o", tmp_path / "p.parquet", "--json", "--device", "cpu", "--quiet")
+    assert result.exit_code == 0, result.output
+    frame = read_report(tmp_path / "p.parquet")[0]
+    truth = dict(zip(table["file"], table["original_label"]))
+    assert [truth[p.split("/")[1]] for p in frame["path"]] == frame["given_label"].tolist()
+    agree = (frame["given_label"] == frame["predicted_label"]).mean()
+    assert json.loads(result.stdout)["accuracy"] == pytest.approx(agree)
+    (tree / "extra").mkdir()  # a folder that is not a class: every image, unlabelled, as before
+    (tree / "extra" / "x.png").write_bytes((images / table["file"][0]).read_bytes())
+    result = invoke("predict", model, tree, "-o", tmp_path / "q.parquet", "--device", "cpu", "--quiet")
+    assert result.exit_code == 0 and "given_label" not in read_report(tmp_path / "q.parquet")[0].columns

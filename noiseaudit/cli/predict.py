@@ -52,8 +52,9 @@ def most_doubted(frame: Any, top: int = 10) -> list[dict[str, Any]]:
 def predict_command(
     model: Annotated[Path, typer.Argument(help="Model file written by noiseaudit scan --save-model.")],
     images_dir: Annotated[Optional[Path], typer.Argument(help="Image folder: every image under it, or those "
-                                                              "LABELS_CSV lists. With --features: the labels "
-                                                              "or keys CSV, optional.")] = None,
+                                                              "LABELS_CSV lists; class subfolders named as the "
+                                                              "model's classes give the labels. With --features: "
+                                                              "the labels or keys CSV, optional.")] = None,
     labels_csv: Annotated[Optional[Path], typer.Argument(help="CSV with a path column (relative to IMAGES_DIR) "
                                                               "and, optionally, a label column.")] = None,
     features: Annotated[Optional[Path], typer.Option(help="Feature vectors for a model trained on them (.npy or "
