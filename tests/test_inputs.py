@@ -668,3 +668,18 @@ def test_huge_integer_extra_column_is_not_corrupted(four_images: Path):
                     "path,label,big_id\na.png,x,12345678901234567890\nb.png,y,1\n")
     extra = load_source(four_images, csv).extra
     assert str(extra["big_id"][0]) == "12345678901234567890"
+
+
+def test_one_file_under_two_names_is_said_once(tmp_path: Path):
+    """A symlink listed beside its target with another label trained as two samples without a word."""
+    root = tmp_path / "images"
+    for i, name in enumerate(("a.png", "b.png", "c.png", "d.png")):
+        gray(root / name, 40 * i)
+    (root / "link.png").symlink_to("a.png")
+    csv = write_csv(tmp_path / "labels.csv", "path,label\na.png,cat\nb.png,dog\nc.png,cat\nd.png,dog\nlink.png,dog\n")
+    with pytest.warns(NoiseAuditWarning) as said:
+        data = load_dataset(load_source(root, csv), image_size=8, workers=1)
+    assert len(data.targets) == 5 and [str(w.message) for w in said] == [
+        f"{csv}: 1 sample(s) are a file listed under another name too (a symlink), 1 of them with another label; "
+        "the first: 'a.png' (line 2) and 'link.png' (line 6) are one file, labelled 'cat' and 'dog'. Each name "
+        "trains as a sample"]

@@ -8,6 +8,7 @@ only its output is kept.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from noiseaudit.data.cache import DecodeCache, files_key
 from noiseaudit.data.hints import missing_image_hint
 from noiseaudit.data.images import GRAY_MODES, GRAY_TOLERANCE, LUMA, DecodeError, decode_image, image_header
 from noiseaudit.data.source import LabeledSource, resolve_inside
-from noiseaudit.errors import InputError, UsageError, option
+from noiseaudit.errors import InputError, NoiseAuditWarning, UsageError, option
 
 Progress = Callable[[int, int], None]
 
@@ -150,6 +151,27 @@ def _map(fn: Callable, items: list, workers: int, progress: Progress | None) -> 
     return out
 
 
+def _warn_one_file_twice(source: LabeledSource, files: list[Path]) -> None:
+    """One warning when two samples are one file under two names (a symlink, a hard-linked copy is not seen): it
+    trains twice, and with two labels one of them is wrong, or the data is multi-label."""
+    first: dict[Path, int] = {}
+    twice: list[tuple[int, int]] = []  # (the file's first sample, this one)
+    for i, f in enumerate(files):
+        if first.setdefault(f, i) != i:
+            twice.append((first[f], i))
+    if not twice or all(v is None for v in source.labels):
+        return
+    clashing = [(a, b) for a, b in twice if source.labels[a] != source.labels[b]]
+    a, b = (clashing or twice)[0]
+    where = [f"{source.paths[k]!r}" + (f" (line {source.lines[k]})" if source.lines[k] is not None else "")
+             for k in (a, b)]
+    labels = (f", labelled {source.labels[a]!r} and {source.labels[b]!r}" if clashing else
+              ", with the same label")
+    warnings.warn(f"{source.origin}: {len(twice)} sample(s) are a file listed under another name too (a symlink), "
+                  f"{len(clashing)} of them with another label; the first: {where[0]} and {where[1]} are one "
+                  f"file{labels}. Each name trains as a sample", NoiseAuditWarning, stacklevel=3)
+
+
 def bad_image_error(source: LabeledSource, row: int, reason: str) -> InputError:
     """The fail-policy error for an undecodable image: its path, why, and the file and line naming it."""
     origin, line = source.where(row)
@@ -212,6 +234,7 @@ def load_dataset(source: LabeledSource, *, image_size: int | None = None, worker
     _require_two_classes(source.labels, source, minimum=min_classes)
     files = [resolve_inside(source.root, p, origin=source.origin, line=line)
              for p, line in zip(source.paths, source.lines)]
+    _warn_one_file_twice(source, files)
     bad: dict[int, SkippedImage] | None = {} if on_bad_image == "skip" else None
     missing = [i for i, f in enumerate(files) if not _is_file(f)]
     if missing and bad is None:
