@@ -492,3 +492,20 @@ def test_a_closed_or_abandoned_stderr_changes_neither_the_results_nor_the_exit_c
     assert _shell("NOISEAUDIT show r1.parquet --class nope 2>&-", tmp_path).returncode == 2
     shown = _shell("NOISEAUDIT show r1.parquet >&-", tmp_path)  # sys.stdout is None: the table is lost, no traceback
     assert shown.returncode == 0 and shown.stderr == ""
+
+
+def test_an_ascii_only_stream_or_locale_is_not_a_traceback(tmp_path):
+    """PYTHONIOENCODING=ascii made a scan of 'é.png' print a UnicodeEncodeError traceback and exit 1 (in CI, the
+    code for findings); a C locale without UTF-8 mode did the same while resolving the file name."""
+    write_images(tmp_path / "tree" / "a", n=6)
+    write_images(tmp_path / "tree" / "b", n=6)
+    (tmp_path / "tree" / "a" / "img0.png").rename(tmp_path / "tree" / "a" / "é.png")
+    made = _shell("NOISEAUDIT scan tree -o r.parquet --epochs 1 --device cpu --workers 1 -q", tmp_path)
+    assert made.returncode == 0, made.stderr
+    shown = _shell("PYTHONIOENCODING=ascii NOISEAUDIT show r.parquet --top 12", tmp_path)
+    assert shown.returncode == 0 and "\\xe9.png" in shown.stdout and shown.stderr == ""
+    c_locale = _shell("LC_ALL=C LANG=C PYTHONUTF8=0 PYTHONCOERCECLOCALE=0 NOISEAUDIT scan tree -o c.parquet "
+                      "--epochs 1 --device cpu --workers 1 -q", tmp_path)
+    assert c_locale.returncode == 2 and c_locale.stderr.count("\n") == 1
+    assert "cannot be encoded as " in c_locale.stderr  # ascii, or utf-8 for a name the C locale decoded as bytes
+    assert c_locale.stderr.endswith(": run under a UTF-8 locale (LC_ALL=C.UTF-8) or with PYTHONUTF8=1\n")

@@ -690,3 +690,17 @@ def test_detection_on_digits_features(digits, kind, min_ap, min_precision):
     assert metrics["auroc"] >= 0.95
     assert 0.5 * 359 <= flagged.sum() <= 2 * 359  # the estimated count is in the right range
     assert precision >= min_precision  # most flagged samples are truly wrong
+
+
+def test_a_parquet_key_named_otherwise_is_refused_not_paired_by_position(files, tmp_path):
+    """A list column beside a key column 'name' (the CSV's key is 'id') was paired by row order, silently: every
+    vector against another sample's label (AP at chance)."""
+    x = np.load(files["npy"])
+    order = np.random.default_rng(0).permutation(len(x))
+    table = pa.table({"name": [files["ids"][i] for i in order], "emb": [x[i].tolist() for i in order]})
+    pq.write_table(table, tmp_path / "named.parquet")
+    with pytest.raises(InputError, match=r"named.parquet: column 'name' sits beside the vectors in 'emb' but is not "
+                                         r"the labels' key column 'id': rename it so to join on it, or drop it"):
+        scan_features(tmp_path / "named.parquet", files["id"], **OPTIONS)
+    with pytest.raises(InputError, match=r"the labels have no key column to join it to: name one with key_col"):
+        scan_features(tmp_path / "named.parquet", files["nokey"], **OPTIONS)

@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("stdout", "stderr"):
         if getattr(sys, name) is None:
             setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))
+        elif hasattr(getattr(sys, name), "reconfigure"):  # an ASCII stream (PYTHONIOENCODING, a C locale) escapes
+            getattr(sys, name).reconfigure(errors="backslashreplace")  # 'é' as \xe9 rather than a traceback
     try:
         code = app(args=argv, prog_name="noiseaudit", standalone_mode=False)
     except _UsageError as exc:

@@ -135,6 +135,10 @@ def exits_on_errors(fn: F) -> F:
         except KeyboardInterrupt:
             say("interrupted")
             raise typer.Exit(130) from None
+        except UnicodeEncodeError as exc:  # a file name the locale's encoding cannot write (LC_ALL=C, no UTF-8 mode)
+            say(f"error: {exc.object!r} cannot be encoded as {exc.encoding}: run under a UTF-8 locale "
+                "(LC_ALL=C.UTF-8) or with PYTHONUTF8=1")
+            raise typer.Exit(2) from None
         except BrokenPipeError:  # `noiseaudit scan ... | head`: the report is written, the reader is gone
             _discard_output()
             raise typer.Exit(BROKEN_PIPE) from None

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from noiseaudit.data.source import LabeledSource
-from noiseaudit.errors import InputError, UsageError, input_file
+from noiseaudit.errors import InputError, UsageError, input_file, option
 
 FEATURE_SUFFIXES = (".npy", ".parquet", ".pq")
 CHUNK_ROWS = 16384
@@ -231,6 +231,13 @@ def _parquet(path: Path, source: LabeledSource | None) -> _Reader:
         value_type = schema.field(lists[0]).type.value_type
         if not (pa.types.is_integer(value_type) or pa.types.is_floating(value_type)):
             raise InputError(f"column {lists[0]!r} holds {value_type}, not numbers", path=path)
+        beside = [n for n in schema.names if n not in (lists[0], key, None if source is None else source.label_col)]
+        if beside and source is not None:  # an id column the labels name otherwise: row order would pair them wrongly
+            fix = (f"is not the labels' key column {source.path_col!r}: rename it so to join on it"
+                   if source.path_col else
+                   f"the labels have no key column to join it to: name one with {option('key_col', flag='--key-col')}")
+            raise InputError(f"column {beside[0]!r} sits beside the vectors in {lists[0]!r} but {fix}, or drop it to "
+                             "pair rows by position", path=path)
         columns = [lists[0]]
     else:
         columns = [n for n in schema.names if n not in (key, None if source is None else source.label_col)]
