@@ -87,6 +87,9 @@ def read_labels(labels: Path | pd.DataFrame, path_col: str | None = None,
         return table, "path", "label"
     table, _, origin = read_table(labels)  # a folder without class folders: "a folder, not a labels CSV"
     columns = list(table.columns)
+    if {"verdict", "new_label"} <= set(columns):
+        raise UsageError(f"{origin}: this is a review sheet (it has verdict and new_label columns); the labels CSV "
+                         "comes first, then the reviewed sheet")
     lcol = pick_column(columns, label_col, LABEL_COLUMN_NAMES, "label", origin)
     return table, find_key_column(columns, path_col, lcol, origin), lcol
 

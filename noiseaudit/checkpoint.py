@@ -55,6 +55,13 @@ def dataset_fingerprint(images: torch.Tensor, targets: torch.Tensor, paths: list
     return h.hexdigest()
 
 
+def check_resumable(directory: str | Path) -> None:
+    """Refuse ``--resume`` where ``directory`` holds no checkpoint (asked before any image is read)."""
+    path = Path(directory) / CHECKPOINT_FILE
+    if not path.is_file():
+        raise UsageError(f"{path}: no checkpoint to resume from (run without {option('resume', True)} to start)")
+
+
 class Checkpointer:
     """Saves and restores training state under ``directory``.
 
@@ -84,9 +91,7 @@ class Checkpointer:
 
     def load(self) -> dict[str, Any]:
         """The saved state; a UsageError when there is none or it belongs to another run."""
-        if not self.path.is_file():
-            raise UsageError(f"{self.path}: no checkpoint to resume from (run without "
-                             f"{option('resume', True)} to start)")
+        check_resumable(self.directory)
         try:
             payload = torch.load(self.path, map_location="cpu", weights_only=False)
         except Exception as exc:  # a foreign or damaged file
@@ -119,7 +124,11 @@ class Checkpointer:
             except OSError:
                 raise UsageError(f"{self.directory}: another run is using this checkpoint folder (a scan into the "
                                  "same output?); wait for it to finish, or write elsewhere") from None
-            yield
+            try:
+                yield
+            finally:
+                if not self.path.exists():
+                    self.remove()  # no checkpoint came of it: leave no folder holding only the lock
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)

@@ -103,6 +103,19 @@ def check_whole_number(name: str, value: object) -> None:
         raise UsageError(f"{name} must be a whole number, got {value!r}")
 
 
+def check_number(name: str, value: object) -> None:
+    """Refuse a number option that is not one ("0.1", True) passed from Python; None passes."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+        raise UsageError(f"{name} must be a number, got {value!r}")
+
+
+def check_switch(name: str, value: object, optional: bool = False) -> None:
+    """Refuse an on/off option that is not True or False ("off", "no", 1) passed from Python (None with
+    ``optional``): a non-empty string is true, so resume="no" resumed."""
+    if not isinstance(value, bool) and not (optional and value is None):
+        raise UsageError(f"{name} must be True or False{' (or None)' if optional else ''}, got {value!r}")
+
+
 class TrainingFailed(NoiseAuditError):
     """Training diverged or collapsed at these settings; its checkpoint is of no use to ``--resume``."""
 

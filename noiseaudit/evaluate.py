@@ -121,7 +121,7 @@ def evaluate(report: pd.DataFrame, k: int | None = None,
         1; one above the number of scored rows of known truth is lowered to it, with a warning.
     truth_csv : str, Path or DataFrame, optional
         A CSV (or a DataFrame of one) with a path column and ``is_noisy`` and/or ``original_label``, joined on ``path``
-        (replacing the report's own truth columns, both of them: :func:`attach_truth`).
+        (replacing the report's own truth columns, both of them: :func:`noiseaudit.evaluate.attach_truth`).
 
     Returns
     -------

@@ -11,6 +11,8 @@ it is, and instance noise given its features.
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +22,8 @@ import torch
 
 from noiseaudit.data.dataset import SampleData, load_dataset, sorted_classes
 from noiseaudit.data.source import LabeledSource, has_path_column, load_source, read_label_table
-from noiseaudit.errors import InputError, UsageError, header_line, option
-from noiseaudit.noise import KINDS, inject_noise
+from noiseaudit.errors import InputError, UsageError, check_number, check_whole_number, header_line, option
+from noiseaudit.noise import KINDS, check_rate, inject_noise
 from noiseaudit.runtime import check_seed
 
 
@@ -38,13 +40,16 @@ class InjectionResult:
         return np.divide(flipped, totals, out=np.zeros(len(totals)), where=totals > 0)
 
 
-def read_pairs(path: str | Path, classes: list) -> dict[int, int]:
-    """A JSON object mapping class name to class name, e.g. {"T-shirt": "Shirt"}."""
-    path = Path(path)
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read pair map ({exc})", path=path) from None
+def read_pairs(path: str | Path | Mapping, classes: list) -> dict[int, int]:
+    """A JSON object mapping class name to class name, e.g. {"T-shirt": "Shirt"}, or that dict from Python."""
+    if isinstance(path, Mapping):
+        raw, path = dict(path), "<pairs dict>"
+    else:
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read pair map ({exc})", path=path) from None
     if not isinstance(raw, dict) or not raw:
         raise InputError("pair map must be a non-empty JSON object of class -> class", path=path)
     index = {str(c): k for k, c in enumerate(classes)}
@@ -78,7 +83,7 @@ def instance_probs(data: SampleData, seed: int = 0, device: str = "auto") -> np.
 
 
 def inject(source: LabeledSource, rate: float, kind: str = "symmetric", seed: int = 0,
-           pairs_file: str | Path | None = None, device: str = "auto",
+           pairs_file: str | Path | Mapping | None = None, device: str = "auto",
            features: str | Path | None = None) -> InjectionResult:
     """Corrupt exactly round(rate * N) labels of ``source``, keeping its columns and their order.
 
@@ -112,7 +117,7 @@ def inject(source: LabeledSource, rate: float, kind: str = "symmetric", seed: in
 
 
 def inject_file(input_path: str | Path | pd.DataFrame, rate: float, kind: str = "symmetric", seed: int = 0, *,
-                images_dir: str | Path | None = None, pairs_file: str | Path | None = None,
+                images_dir: str | Path | None = None, pairs_file: str | Path | Mapping | None = None,
                 path_col: str | None = None, label_col: str | None = None, device: str = "auto",
                 features: str | Path | None = None) -> InjectionResult:
     """Corrupt exactly ``round(rate * N)`` labels on purpose, keeping the truth, to check detection.
@@ -126,8 +131,8 @@ def inject_file(input_path: str | Path | pd.DataFrame, rate: float, kind: str = 
     rate : float
         The fraction of labels to change, in [0, 1).
     kind : {"symmetric", "asymmetric", "instance"}
-        To any other class at random; to one fixed other class per class (``pairs_file``, a JSON
-        map, or the next class); or to the class a quickly trained model confuses each sample with
+        To any other class at random; to one fixed other class per class (``pairs_file``, a JSON map or
+        a dict, or the next class); or to the class a quickly trained model confuses each sample with
         (this trains on ``device``).
     seed : int
         Seeds the draw (and the model for ``instance``).
@@ -140,6 +145,12 @@ def inject_file(input_path: str | Path | pd.DataFrame, rate: float, kind: str = 
         ``table``: the input rows with the new labels, plus ``original_label`` and ``is_noisy``;
         ``classes``; ``noise_matrix``, the (K, K) counts of original to new label.
     """
+    if not isinstance(input_path, (str, os.PathLike, pd.DataFrame)):
+        raise UsageError(f"the labels come first, as a path or a DataFrame, then the rate: inject_file('labels.csv', "
+                         f"0.2); got a {type(input_path).__name__} as the labels")
+    check_number("rate", rate)
+    check_whole_number("seed", seed)
+    check_rate(rate)
     frame = isinstance(input_path, pd.DataFrame)
     if not frame:
         input_path = Path(input_path)

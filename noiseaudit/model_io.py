@@ -339,7 +339,7 @@ def class_folders(root: Path, classes: list) -> bool:
 
 
 def load_model(path: str | Path) -> SavedModel:
-    """Read a model file written by ``scan --save-model`` (or :func:`save_model`).
+    """Read a model file written by ``scan --save-model`` (``scan(..., save_model=PATH)`` from Python).
 
     Parameters
     ----------

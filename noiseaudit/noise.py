@@ -28,9 +28,13 @@ class NoisyLabels:
         return m
 
 
-def _check(labels: np.ndarray, rate: float, num_classes: int) -> int:
+def check_rate(rate: float) -> None:
     if not 0.0 <= rate < 1.0:
         raise UsageError(f"{option('rate')} must be in [0, 1), got {rate}")
+
+
+def _check(labels: np.ndarray, rate: float, num_classes: int) -> int:
+    check_rate(rate)
     if num_classes < 2:
         raise UsageError("need at least two classes to inject noise")
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):

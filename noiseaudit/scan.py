@@ -23,7 +23,7 @@ import torch
 from noiseaudit._version import __version__
 from noiseaudit.backbone import (BackbonePlan, build_top, check_options, encoder, plan_backbone,
                                  training_defaults)
-from noiseaudit.checkpoint import Checkpointer, dataset_fingerprint
+from noiseaudit.checkpoint import Checkpointer, check_resumable, dataset_fingerprint
 from noiseaudit.data.cache import DecodeCache
 from noiseaudit.data.checks import check_source
 from noiseaudit.data.csvfile import table_name
@@ -40,7 +40,7 @@ from noiseaudit.data.source import LabeledSource, load_source, read_label_table
 from noiseaudit.data.trusted import merge_trusted
 from noiseaudit.distributed import Distributed, from_environment, local_device
 from noiseaudit.errors import (InputError, NoiseAuditError, NoiseAuditWarning, TrainingFailed, UsageError,
-                               check_whole_number, option)
+                               check_number, check_switch, check_whole_number, option)
 from noiseaudit.model_io import save_model
 from noiseaudit.models import FEATURE_MODELS, MODELS, build_feature_model, build_model, default_model
 from noiseaudit.optim import META_OBJECTIVES
@@ -61,7 +61,13 @@ TRUSTED_WEIGHT = 0.5  # weight of the trusted samples' class references (measure
 
 @dataclass
 class ScanConfig:
-    """Every option of a scan; stored whole in the report's metadata."""
+    """Every option of a scan; stored whole in the report's metadata.
+
+    The fields are the ``scan`` command's options with ``_`` for ``-`` (``hyper_lr`` is ``--hyper-lr``,
+    ``cache=False`` is ``--no-cache``); docs/cli.md says what each does. None means chosen from the input
+    (``epochs``, ``lr``, ``hyper_lr``, ``model``, ``image_size``, ``augment``). ``workers`` is min(8, CPU count)
+    from Python, 2 on the command line. ``scan`` and ``scan_features`` take any of them as keywords.
+    """
 
     images_dir: str | None
     labels_csv: str | None = None
@@ -103,8 +109,13 @@ class ScanConfig:
             raise UsageError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
         if self.model is not None and self.model not in MODELS + FEATURE_MODELS:
             raise UsageError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}")
-        for name in ("epochs", "batch_size", "workers", "image_size"):  # 1.5 epochs trained 2
+        for name in ("epochs", "batch_size", "workers", "image_size", "seed"):  # 1.5 epochs trained 2
             check_whole_number(name, getattr(self, name))
+        for name in ("lr", "hyper_lr", "margin_weight", "trusted_weight", "noise_rate"):  # '0.1' failed at '<'
+            check_number(name, getattr(self, name))
+        for name in ("layerwise", "resume", "cache", "force"):  # resume="no" resumed
+            check_switch(name, getattr(self, name))
+        check_switch("augment", self.augment, optional=True)
         for name in ("epochs", "batch_size", "workers"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UsageError(f"{option(name)} must be at least 1, got {getattr(self, name)}")
@@ -152,6 +163,9 @@ class ScanConfig:
 # epochs, lr, hyper-lr of a scan of feature vectors: a lower lr than from scratch (the MLP memorises wrong labels
 # within 10 epochs at 0.05 and the count collapses) and a larger rate step (measured in bench/README.md)
 FEATURE_DEFAULTS = (10, 0.01, 0.3)
+# what other libraries call some options: a suggestion by spelling alone gave noise_rate for learning_rate
+ALIASES = {"learning_rate": "lr", "num_epochs": "epochs", "n_epochs": "epochs", "max_epochs": "epochs",
+           "random_state": "seed", "batchsize": "batch_size", "num_workers": "workers", "n_jobs": "workers"}
 PATH_OPTIONS = frozenset({"trusted", "save_model", "checkpoint_dir", "cache_dir"})  # ScanConfig fields naming files
 RANKED_BY = {"learned-lr": "log learned_lr", "plain": "minus mean loss", "dba": "dba_selected_frac"}
 # --rank-by: the learned rate alone, or the mean of its rank and the rank of the final model's probability of the
@@ -197,7 +211,7 @@ def _config(**options: Any) -> ScanConfig:
     names = [f.name for f in fields(ScanConfig)]
     unknown = [k for k in options if k not in names]
     if unknown:
-        close = difflib.get_close_matches(unknown[0], names, n=1)
+        close = [ALIASES[unknown[0]]] if unknown[0] in ALIASES else difflib.get_close_matches(unknown[0], names, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise UsageError(f"unknown option {unknown[0]!r}{hint}; the options are ScanConfig's fields: "
                          f"{', '.join(n for n in names if n not in ('images_dir', 'labels_csv', 'features'))}")
@@ -257,7 +271,7 @@ def scan(images_dir: str | Path, labels_csv: str | Path | pd.DataFrame | None = 
                              timings, t0, overwrite=overwrite)
 
 
-def scan_features(features: str | Path | np.ndarray | pd.DataFrame, labels: Any, *,
+def scan_features(features: str | Path | np.ndarray | torch.Tensor | list | pd.DataFrame, labels: Any, *,
                   output: str | Path | None = None, overwrite: bool = False,
                   on_progress: ProgressCallback | None = None, key_col: str | None = None,
                   **options: Any) -> pd.DataFrame:
@@ -287,6 +301,10 @@ def scan_features(features: str | Path | np.ndarray | pd.DataFrame, labels: Any,
         The same report as :func:`scan`.
     """
     features, labels, output, options = _home(features), _home(labels), _home(output), _homes(options)
+    for taken in ("images_dir", "labels_csv", "features", "path_col"):  # set here: a second value was a TypeError
+        if taken in options:
+            instead = "key_col" if taken == "path_col" else "features and labels, the first two arguments"
+            raise UsageError(f"scan_features takes no {taken}; give {instead}")
     _check_callback(on_progress)
     origin = features if isinstance(features, (str, Path)) else f"<{type(features).__name__}>"
     trusted_table = options.pop("trusted", None)
@@ -359,6 +377,14 @@ def _rows_mask(mask: np.ndarray | None, data: SampleData) -> torch.Tensor | None
 
 def _label_source(labels: Any, key_col: str | None, label_col: str | None) -> LabeledSource:
     """The labels of a features scan: a CSV path, a DataFrame, or one label per row."""
+    if not isinstance(labels, (str, Path, pd.DataFrame)):
+        try:
+            shape = np.shape(labels)
+        except ValueError:  # rows of different lengths
+            shape = (len(labels), None)
+        if len(shape) != 1:  # the feature matrix, most likely: quoting its rows made a message of kilobytes
+            raise UsageError(f"labels must be one per sample (a sequence, a DataFrame or a CSV path), not of shape "
+                             f"{shape}; the features come first: scan_features(features, labels)")
     table = labels if isinstance(labels, (str, Path, pd.DataFrame)) else pd.DataFrame({"label": list(labels)})
     return read_label_table(table, key_col=key_col, label_col=label_col)
 
@@ -388,6 +414,8 @@ def _start(cfg: ScanConfig, output: str | Path | None,
         if Path(output).suffix.lower() in (".csv", ".json", ".tsv", ".txt", ".xlsx", ".html"):
             warnings.warn(f"{output}: the report is a Parquet file whatever its name (noiseaudit export writes a "
                           "CSV of the suspects, noiseaudit html a page)", NoiseAuditWarning, stacklevel=3)
+    if cfg.resume and checkpoint_dir(cfg, output) is not None:
+        check_resumable(checkpoint_dir(cfg, output))
     if cfg.save_model is not None and (dist is None or dist.is_main):
         if output is not None and same_file(cfg.save_model, output):
             raise UsageError(f"{cfg.save_model}: {option('save_model')} and {option('output')} name the same file")
@@ -400,8 +428,14 @@ def _start(cfg: ScanConfig, output: str | Path | None,
 
 
 def checkpoint_dir(cfg: ScanConfig, output: str | Path | None) -> str | None:
-    """Where a scan keeps its checkpoint: ``--checkpoint-dir``, else OUTPUT.ckpt beside the report (None: neither)."""
-    return cfg.checkpoint_dir or (None if output is None else str(Path(output)) + ".ckpt")
+    """Where a scan keeps its checkpoint: ``--checkpoint-dir``, else OUTPUT.ckpt beside the report (None: neither);
+    for a report name near the 255 bytes a name may have, its first 200 bytes and a hash of the rest."""
+    if cfg.checkpoint_dir or output is None:
+        return cfg.checkpoint_dir
+    name = Path(output).name
+    if len(name.encode()) + len(".ckpt") > 255:
+        name = name.encode()[:200].decode(errors="ignore") + "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
+    return str(Path(output).with_name(name + ".ckpt"))
 
 
 def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, model: torch.nn.Module,

@@ -224,3 +224,51 @@ def test_more_notebook_slips_get_one_clear_error(noisy_digits, table, tmp_path, 
     with pytest.raises(UsageError, match=r"m.pt: a model trained on images predicts from an image folder \(a path\), "
                                          r"not a NoneType$"):
         load_model(model).predict(None)
+
+
+def test_options_of_the_wrong_type_are_named(noisy_digits, table):
+    """lr='0.1' failed at '<' with a TypeError; resume='no' resumed and augment='off' augmented (a non-empty string
+    is true); inject_file's rate and seed as strings, its arguments swapped, and scan_features given images_dir
+    were bare TypeErrors."""
+    from noiseaudit import inject_file, scan_features
+
+    images, _ = noisy_digits
+    for option, value, message in [("lr", "0.1", "lr must be a number, got '0.1'"),
+                                   ("noise_rate", True, "noise_rate must be a number, got True"),
+                                   ("seed", 1.0, "seed must be a whole number, got 1.0"),
+                                   ("resume", "no", "resume must be True or False, got 'no'"),
+                                   ("augment", "off", r"augment must be True or False \(or None\), got 'off'")]:
+        with pytest.raises(UsageError, match=f"^{message}$"):
+            scan(images, table, **{**OPTIONS, option: value})
+    clean = table[["file", "original_label"]].rename(columns={"original_label": "digit"})
+    with pytest.raises(UsageError, match=r"^rate must be a number, got '0.2'$"):
+        inject_file(clean, "0.2", label_col="digit")
+    with pytest.raises(UsageError, match=r"^the labels come first, .* got a float as the labels$"):
+        inject_file(0.2, clean, label_col="digit")
+    flipped = inject_file(clean, 0.1, "asymmetric", pairs_file={3: 8, 8: 3}, seed=0, label_col="digit")
+    changed = flipped.table[flipped.table["is_noisy"]]
+    assert set(changed["original_label"]) <= {3, 8} and len(changed) > 0
+    with pytest.raises(UsageError, match=r"^scan_features takes no images_dir; give features and labels"):
+        scan_features(np.zeros((len(table), 3)), table, images_dir="x", label_col="digit")
+
+
+def test_swapped_features_and_labels_are_named_in_one_short_line(table):
+    """scan_features(labels_df, X) quoted whole feature rows: a message of 20 KB at 784 dimensions."""
+    from noiseaudit import scan_features
+
+    x = np.random.default_rng(0).normal(size=(len(table), 784))
+    with pytest.raises(UsageError, match=r"^labels must be one per sample \(a sequence, a DataFrame or a CSV path\), "
+                                         r"not of shape \(1797, 784\); the features come first") as info:
+        scan_features(table, x, label_col="digit")
+    assert len(str(info.value)) < 200
+
+
+def test_what_other_libraries_call_an_option_is_pointed_to_it_and_frames_say_row(noisy_digits, table):
+    """learning_rate= suggested noise_rate; a DataFrame's check named its rows as 'lines'."""
+    images, _ = noisy_digits
+    with pytest.raises(UsageError, match=r"^unknown option 'learning_rate' \(did you mean 'lr'\?\)"):
+        scan(images, table, learning_rate=0.1, label_col="digit")
+    with pytest.raises(UsageError, match=r"^unknown option 'random_state' \(did you mean 'seed'\?\)"):
+        scan(images, table, random_state=0, label_col="digit")
+    with pytest.raises(InputError, match=r"label '99' has 3 rows \(rows 0, 1, 2\) against"):
+        scan(images, table.assign(digit=table["digit"].where(table.index > 2, 99)), **OPTIONS)

@@ -652,3 +652,14 @@ def test_a_second_run_into_the_same_checkpoint_folder_is_refused(ds):
                           f"error: {folder}: another run is using this checkpoint folder (a scan into the same "
                           "output?); wait for it to finish, or write elsewhere")
     assert invoke(*scan_args(images, csv(good), out)).exit_code == 0 and not folder.exists()
+
+
+def test_an_output_name_of_the_longest_length_is_written(ds):
+    """A 255-byte report name was refused as 'output folder is not writable (File name too long)': the temp file
+    beside it added a dot, random letters and a suffix to the whole name."""
+    images, out, csv, good = ds
+    longest = out.parent / ("r" * 247 + ".parquet")
+    assert len(longest.name.encode()) == 255
+    result = invoke(*scan_args(images, csv(good), longest))
+    assert result.exit_code == 0 and longest.is_file(), result.output
+    assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")] == []  # no temp file left

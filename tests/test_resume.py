@@ -120,8 +120,12 @@ def test_cli_resume_without_checkpoint_and_custom_checkpoint_dir(noisy_digits, t
 
     images, csv = noisy_digits
     base = [str(images), str(csv), "--label-col", "digit", "--device", "cpu", "--epochs", "1", "--quiet"]
-    res = CliRunner().invoke(app, ["scan", *base, "-o", str(tmp_path / "r.parquet"), "--resume"])
+    reads = []  # the refusal comes before any image is read, and leaves no folder (it left one holding a lock)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys.modules["noiseaudit.scan"], "load_source", lambda *a, **k: reads.append(1))
+        res = CliRunner().invoke(app, ["scan", *base, "-o", str(tmp_path / "r.parquet"), "--resume"])
     assert res.exit_code == 2 and "no checkpoint to resume from" in res.output
+    assert reads == [] and list(tmp_path.iterdir()) == []
     res = CliRunner().invoke(app, ["scan", *base, "-o", str(tmp_path / "r.parquet"),
                                    "--checkpoint-dir", str(tmp_path / "ck")])
     assert res.exit_code == 0 and (tmp_path / "r.parquet").is_file() and not (tmp_path / "ck").exists()

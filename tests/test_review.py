@@ -544,3 +544,23 @@ def test_a_whole_number_written_with_a_decimal_point_is_named_as_such(tmp_path):
     assert result.exit_code == 2 and result.stderr.strip() == (
         f"error: {review}:2: new label '1.0' for 'img/0.png' is not a known class, but '1' is: a spreadsheet or "
         "pandas wrote the whole number with a decimal point; write the class as the labels have it")
+
+
+def test_write_review_takes_its_format_from_a_json_name(hand_report, tmp_path):
+    """write_review(sheet, 'x.json') wrote CSV into the .json file, which apply_review then refused as not JSON;
+    the export command chooses JSON from the name."""
+    import noiseaudit
+
+    report, _, _ = hand_report
+    sheet = noiseaudit.review_table(noiseaudit.select_suspects(report, top=3))
+    noiseaudit.write_review(sheet, tmp_path / "x.json")
+    assert [r["path"] for r in json.loads((tmp_path / "x.json").read_text())] == sheet["path"].tolist()
+
+
+def test_apply_with_its_two_files_swapped_says_so(labels, tmp_path):
+    """apply REVIEW LABELS said 'no label column found … name one with --label-col'."""
+    review = _review(tmp_path, [("img/0.png", "b", "relabel", "")])
+    result = invoke("apply", review, labels, "-o", tmp_path / "fixed.csv")
+    assert result.exit_code == 2 and result.stderr.strip() == (
+        f"error: {review}: this is a review sheet (it has verdict and new_label columns); the labels CSV comes "
+        "first, then the reviewed sheet")

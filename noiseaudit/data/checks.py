@@ -26,7 +26,7 @@ from collections import Counter
 from pathlib import PurePosixPath
 
 from noiseaudit.data.source import LabeledSource
-from noiseaudit.errors import InputError, NoiseAuditWarning, option
+from noiseaudit.errors import InputError, NoiseAuditWarning, in_memory, option
 from noiseaudit import formats
 
 MISSING_WORDS = frozenset({"nan", "<na>", "nat", "null", "undefined"})  # casefolded; "none" can be a real class
@@ -93,9 +93,10 @@ def nested_folders(source: LabeledSource) -> str | None:
 
 
 def _line_list(source: LabeledSource, label: object, most: int = 3) -> str:
-    """'lines 3, 9, … 57' of the rows with ``label`` ("" for an ImageFolder tree)."""
+    """'lines 3, 9, … 57' of the rows with ``label`` ('rows …' of a DataFrame; "" for an ImageFolder tree)."""
     lines = [str(line) for line, v in zip(source.lines, source.labels) if v == label and line is not None]
-    return f"{'line' if len(lines) == 1 else 'lines'} {_names(lines, most)}" if lines else ""
+    word = "row" if in_memory(source.origin) else "line"  # a DataFrame's 0-based row, as its errors say
+    return f"{word if len(lines) == 1 else word + 's'} {_names(lines, most)}" if lines else ""
 
 
 def _lines_of(source: LabeledSource, label: object, most: int = 3) -> str:

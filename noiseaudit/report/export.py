@@ -190,7 +190,7 @@ def verdicts_from_choices(sheet: pd.DataFrame) -> pd.DataFrame:
     return sheet.assign(verdict=verdict, new_label=chosen.where(verdict == "relabel", ""))
 
 
-def write_review(table: pd.DataFrame, path: str | Path, fmt: str = "csv", image_prefix: str = "",
+def write_review(table: pd.DataFrame, path: str | Path, fmt: str | None = None, image_prefix: str = "",
                  overwrite: bool = False) -> Path:
     """Write a review sheet atomically (a temp file, then renamed); an existing file is kept unless ``overwrite``
     (a sheet may hold a reviewer's verdicts: rerunning a notebook cell must not wipe them).
@@ -201,8 +201,9 @@ def write_review(table: pd.DataFrame, path: str | Path, fmt: str = "csv", image_
         A sheet from :func:`review_table`.
     path : str or Path
         Where to write it.
-    fmt : {"csv", "json", "labelstudio"}
-        CSV; JSON records; or Label Studio tasks with the suggestion as a pre-annotation.
+    fmt : {"csv", "json", "labelstudio"}, optional
+        CSV; JSON records; or Label Studio tasks with the suggestion as a pre-annotation. By default JSON
+        records for a ``.json`` name, else CSV (as ``noiseaudit export`` chooses).
     image_prefix : str
         Prepended to each path in Label Studio tasks (where the tool serves the images from).
     overwrite : bool
@@ -218,6 +219,8 @@ def write_review(table: pd.DataFrame, path: str | Path, fmt: str = "csv", image_
     UsageError
         An unknown ``fmt``, or ``path`` exists and ``overwrite`` is False.
     """
+    if fmt is None:
+        fmt = "json" if Path(path).suffix.lower() == ".json" else "csv"
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     check_writable(path, overwrite)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 METADATA_KEY = b"noiseaudit"
+TEMP_NAME_BYTES = 200  # of the output's name in its temp file's: mkstemp adds 8 random characters and a suffix
 SCAN_COLUMNS = ("path", "given_label", "rank", "is_suspect")  # what the commands that read a scan's report need
 
 
@@ -32,6 +33,12 @@ def same_file(a: str | Path, b: str | Path) -> bool:
         return os.path.samefile(a, b)
     except OSError:  # one does not exist (yet)
         return a.resolve() == b.resolve()
+
+
+def _temp_prefix(path: Path) -> str:
+    """The start of a temp file's name beside ``path``: a dot and the name, cut short so that the whole stays within
+    the 255 bytes a file name may have (a 255-byte output name was refused as 'not writable')."""
+    return "." + path.name.encode()[:TEMP_NAME_BYTES].decode(errors="ignore") + "."
 
 
 def check_writable(path: str | Path, overwrite: bool, inputs: Iterable[tuple[str | Path | None, str]] = (), *,
@@ -59,7 +66,7 @@ def check_writable(path: str | Path, overwrite: bool, inputs: Iterable[tuple[str
     if not os.access(path.parent, os.W_OK):
         raise UsageError(f"{path.parent}: output folder is not writable")
     try:  # access() says yes to root, and on a read-only mount or /proc, where creating a file then fails
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
+        fd, probe = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".probe", dir=path.parent)
     except OSError as exc:
         raise UsageError(f"{path.parent}: output folder is not writable ({exc.strerror or type(exc).__name__})") \
             from None
@@ -111,7 +118,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None], replace: bool 
     another run writes while this one works.
     """
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
