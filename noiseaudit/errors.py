@@ -124,5 +124,10 @@ class NoiseAuditWarning(UserWarning):
     """Something the user should know that does not stop the run (the CLI prints it on stderr)."""
 
 
+class HeavyFlagging(NoiseAuditWarning):
+    """A scan flagged a large share of its samples (:func:`noiseaudit.report.summary.heavy_flagging`): said to a
+    notebook; the command line's summary says it in its own words instead."""
+
+
 class NoiseAuditHint(NoiseAuditWarning):
     """A suggestion (an extra to install, another option) rather than a problem; ``--quiet`` hides it."""

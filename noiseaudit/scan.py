@@ -39,8 +39,8 @@ from noiseaudit.data.features import in_memory_matrix, load_features
 from noiseaudit.data.source import LabeledSource, load_source, read_label_table
 from noiseaudit.data.trusted import merge_trusted
 from noiseaudit.distributed import Distributed, from_environment, local_device
-from noiseaudit.errors import (InputError, NoiseAuditError, NoiseAuditWarning, TrainingFailed, UsageError,
-                               check_number, check_switch, check_whole_number, option)
+from noiseaudit.errors import (HeavyFlagging, InputError, NoiseAuditError, NoiseAuditWarning, TrainingFailed,
+                               UsageError, check_number, check_switch, check_whole_number, option)
 from noiseaudit.model_io import save_model
 from noiseaudit.models import FEATURE_MODELS, MODELS, build_feature_model, build_model, default_model
 from noiseaudit.optim import META_OBJECTIVES
@@ -50,6 +50,7 @@ from noiseaudit.optim.schedule import SCHEDULES
 from noiseaudit.progress import ProgressCallback
 from noiseaudit.report.build import add_skipped, build_report, carried_columns
 from noiseaudit.report.io import OutputAppeared, check_writable, same_file, write_report
+from noiseaudit.report.summary import heavy_flagging
 from noiseaudit.report.threshold import Threshold, choose_threshold, rank_sum, reranked, unranked
 from noiseaudit.runtime import check_seed, resolve_device, seed_everything
 from noiseaudit.train import METHODS, PREDICT_BATCH, StepCallback, TrainConfig, TrainResult, train
@@ -561,6 +562,10 @@ def _report(cfg: ScanConfig, source: LabeledSource, data: SampleData, result: Tr
         "recoveries": result.recoveries,
         "timings": timings,
     }
+    agreement = float((result.probs.argmax(axis=1) == data.targets.numpy())[ranked].mean()) if len(ranked) else 0.0
+    note = heavy_flagging(threshold.estimated_noise_rate, agreement, threshold.method)
+    if note is not None:
+        warnings.warn(f"{threshold.n_flagged} of {len(ranked)} samples flagged. {note}", HeavyFlagging, stacklevel=4)
     return report
 
 

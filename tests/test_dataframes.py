@@ -272,3 +272,29 @@ def test_what_other_libraries_call_an_option_is_pointed_to_it_and_frames_say_row
         scan(images, table, random_state=0, label_col="digit")
     with pytest.raises(InputError, match=r"label '99' has 3 rows \(rows 0, 1, 2\) against"):
         scan(images, table.assign(digit=table["digit"].where(table.index > 2, 99)), **OPTIONS)
+
+
+def test_a_heavily_flagging_scan_warns_a_notebook_once(noisy_digits, table, monkeypatch, tmp_path):
+    """The command line's summary asked for a review when a scan flagged over 30%; a notebook got only the
+    DataFrame, almost every row flagged. (The threshold is lowered here so that an ordinary scan counts as heavy.)"""
+    import warnings
+
+    import noiseaudit.report.summary as summary
+    from noiseaudit.errors import HeavyFlagging
+
+    from test_errors import invoke
+
+    images, csv = noisy_digits
+    monkeypatch.setattr(summary, "HEAVY_FLAGGING", 0.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = scan(images, table, **OPTIONS)
+    heavy = [str(w.message) for w in caught if issubclass(w.category, HeavyFlagging)]
+    assert heavy == [f"{int(report['is_suspect'].sum())} of {len(report)} samples flagged. That is a lot. Either many "
+                     f"labels are wrong, or the model is too weak for this data (it agrees with "
+                     f"{100 * (report['predicted_label'] == report['given_label']).mean():.1f}% of the given labels) "
+                     "and hard samples are flagged beside wrong ones: review a sample of the flags before acting on "
+                     "the count."]
+    result = invoke("scan", images, csv, "--label-col", "digit", "-o", tmp_path / "r.parquet", "--epochs", "1",
+                    "--device", "cpu", "--quiet")
+    assert result.exit_code == 0 and "warning:" not in result.stderr and "That is a lot" in result.stdout

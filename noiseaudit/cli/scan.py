@@ -33,7 +33,6 @@ def _how_counted(threshold: dict[str, Any]) -> str:
     return f"estimated from {SCORED_BY.get(threshold.get('ranked_by', ''), 'the scores')}"
 
 
-HEAVY_FLAGGING = 0.3  # above this estimated share of wrong labels, the summary asks for a review of a sample
 
 
 def print_summary(summary: dict[str, Any], output: Path) -> None:
@@ -45,11 +44,12 @@ def print_summary(summary: dict[str, Any], output: Path) -> None:
               f"({formats.percent(summary['estimated_noise_rate'])}, {_how_counted(summary['threshold'])}); "
               f"model {summary['model']} on {summary['device']}, "
               f"{formats.duration(summary['timings'].get('total_s', 0))}", highlight=False)
-    if summary["estimated_noise_rate"] > HEAVY_FLAGGING and summary["threshold"].get("method") != "noise-rate":
-        out.print(f"That is a lot. Either many labels are wrong, or the model is too weak for this data (it agrees "
-                  f"with {formats.percent(summary['model_agreement'])} of the given labels) and hard samples are "
-                  "flagged beside wrong ones: review a sample of the flags before acting on the count.",
-                  highlight=False)
+    from noiseaudit.report.summary import heavy_flagging
+
+    note = heavy_flagging(summary["estimated_noise_rate"], summary["model_agreement"],
+                          summary["threshold"].get("method", ""))
+    if note:
+        out.print(note, highlight=False)
     title = ("Top suspects (most suspect first)" if n_flagged else "Most suspect (none is flagged; for a look)")
     table = Table(title=title)
     for col in ("rank", "path", "given label", "suggested label", "learned rate", "flagged"):

@@ -7,9 +7,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from noiseaudit import formats
 from noiseaudit.metrics import detection_metrics
 from noiseaudit.report.build import scored
 from noiseaudit.report.truth import known_truth
+
+
+HEAVY_FLAGGING = 0.3  # above this estimated share of wrong labels, a review of a sample of the flags is asked for
+
+
+def heavy_flagging(estimated_noise_rate: float, model_agreement: float, threshold_method: str) -> str | None:
+    """What to say when a scan flags more than :data:`HEAVY_FLAGGING` of its samples by its own estimate (not a
+    ``noise_rate`` asked for): many wrong labels, or a model too weak for the data. None otherwise."""
+    if estimated_noise_rate <= HEAVY_FLAGGING or threshold_method == "noise-rate":
+        return None
+    return (f"That is a lot. Either many labels are wrong, or the model is too weak for this data (it agrees with "
+            f"{formats.percent(model_agreement)} of the given labels) and hard samples are flagged beside wrong ones: "
+            "review a sample of the flags before acting on the count.")
 
 
 def summarize(report: pd.DataFrame, metadata: dict[str, Any], top: int = 10) -> dict[str, Any]:
