@@ -509,3 +509,14 @@ def test_an_ascii_only_stream_or_locale_is_not_a_traceback(tmp_path):
     assert c_locale.returncode == 2 and c_locale.stderr.count("\n") == 1
     assert "cannot be encoded as " in c_locale.stderr  # ascii, or utf-8 for a name the C locale decoded as bytes
     assert c_locale.stderr.endswith(": run under a UTF-8 locale (LC_ALL=C.UTF-8) or with PYTHONUTF8=1\n")
+
+
+def test_every_command_takes_quiet_and_export_hushes_its_interface(tmp_path):
+    """-q was scan's and predict's alone, so a CI script passing it to every command broke; export --format
+    labelstudio printed the 16-line labeling interface on stderr whatever was asked."""
+    for command in ("scan", "inject", "evaluate", "export", "apply", "show", "html", "predict"):
+        assert "--quiet" in invoke(command, "--help").stdout, command
+    report = synthetic_report(tmp_path / "r.parquet")
+    loud = invoke("export", report, "-o", tmp_path / "a.json", "--format", "labelstudio", "--top", "3")
+    quiet = invoke("export", report, "-o", tmp_path / "b.json", "--format", "labelstudio", "--top", "3", "-q")
+    assert loud.exit_code == quiet.exit_code == 0 and "<View>" in loud.stderr and quiet.stderr == ""

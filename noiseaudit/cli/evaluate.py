@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from noiseaudit import formats
-from noiseaudit.cli.console import echo_json, exits_on_errors, stdout
+from noiseaudit.cli.console import Quiet, echo_json, exits_on_errors, stdout
 
 SIGNAL_METRICS = (("AUROC", "auroc"), ("AP", "average_precision"), ("precision@k", "precision_at_k"),
                   ("recall@k", "recall_at_k"))
@@ -47,6 +47,7 @@ def evaluate_command(
         None,
     truth: Annotated[Optional[Path], typer.Option(help="CSV with path and is_noisy/original_label columns.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    quiet: Quiet = False,
 ) -> None:
     """Precision/recall/F1 of the flagged set and AUROC/AP/precision@k of every signal."""
     from noiseaudit.evaluate import evaluate

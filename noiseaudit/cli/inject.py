@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from noiseaudit import formats
-from noiseaudit.cli.console import JsonSummary, Overwrite, echo_json, exits_on_errors, stdout
+from noiseaudit.cli.console import JsonSummary, Overwrite, Quiet, echo_json, exits_on_errors, stdout
 
 if TYPE_CHECKING:
     from noiseaudit.inject import InjectionResult
@@ -58,6 +58,7 @@ def inject_command(
     device: Annotated[str, typer.Option(help="Device for --kind instance.")] = "auto",
     overwrite: Overwrite = False,
     json_out: JsonSummary = False,
+    quiet: Quiet = False,
 ) -> None:
     """Flip exactly round(rate*N) labels, never to the same class; keep the truth in original_label/is_noisy."""
     from noiseaudit.inject import inject_file

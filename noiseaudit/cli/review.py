@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from noiseaudit.cli.console import JsonSummary, Overwrite, echo_json, exits_on_errors, stderr, stdout
+from noiseaudit.cli.console import JsonSummary, Overwrite, Quiet, echo_json, exits_on_errors, stderr, stdout
 
 
 class Format(str, Enum):
@@ -31,6 +31,7 @@ def export_command(
                                                    "it are percent-encoded.")] = "",
     overwrite: Overwrite = False,
     json_out: JsonSummary = False,
+    quiet: Quiet = False,
 ) -> None:
     """Write a review sheet of suspects with empty verdict (keep/relabel/drop) and new_label columns."""
     from noiseaudit.report.export import label_studio_config, review_table, select_suspects, write_review
@@ -47,7 +48,7 @@ def export_command(
                    "output": str(output)})
     else:
         stdout().print(f"Wrote {len(table)} samples to {output}", highlight=False)
-    if fmt == Format.labelstudio:
+    if fmt == Format.labelstudio and not quiet:
         classes = meta.get("classes") or sorted(set(frame["given_label"]) | set(frame["suggested_label"]), key=str)
         stderr().print(f"Next: a Label Studio project with this labeling interface; import {output}, review, "
                        "export (JSON, JSON-MIN or CSV), then noiseaudit apply LABELS_CSV EXPORT -o FIXED.csv\n"
@@ -66,6 +67,7 @@ def apply_command(
     allow_new_labels: Annotated[bool, typer.Option("--allow-new-labels", help="Accept relabels to classes not yet in the CSV.")] = False,
     overwrite: Overwrite = False,
     json_out: JsonSummary = False,
+    quiet: Quiet = False,
 ) -> None:
     """Apply verdicts (relabel to new_label or the suggestion, drop, keep); the input is never edited."""
     from noiseaudit.apply import apply_review

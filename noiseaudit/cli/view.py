@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from noiseaudit import formats
-from noiseaudit.cli.console import JsonSummary, Overwrite, echo_json, exits_on_errors, stdout
+from noiseaudit.cli.console import JsonSummary, Overwrite, Quiet, echo_json, exits_on_errors, stdout
 from noiseaudit.errors import InputError
 
 
@@ -54,6 +54,7 @@ def show_command(
     = GroupBy.sample,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout: the counts and "
                                                           "the rows.")] = False,
+    quiet: Quiet = False,
 ) -> None:
     """The most suspect samples as a table, with the ones the scan flagged marked (or the flags by class pair
     or by class)."""
@@ -144,6 +145,7 @@ def html_command(
     top: Annotated[int, typer.Option(help="Suspects in the gallery.")] = 48,
     overwrite: Overwrite = False,
     json_out: JsonSummary = False,
+    quiet: Quiet = False,
 ) -> None:
     """A self-contained HTML page: summary, learned-rate histogram, PR curve, per-class counts, gallery and
     flags by class pair."""
