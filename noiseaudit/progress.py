@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+# on_progress(stage, done, total, info): a train step's info carries epoch, epochs and, at the end of an epoch, its
+# mean loss; the other stages' info is empty
 ProgressCallback = Callable[[str, int, int, dict[str, Any]], None]
 
 # each stage's name, and how a progress line says it

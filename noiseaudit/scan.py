@@ -203,10 +203,6 @@ def skipped_rows(source: LabeledSource, skipped: list[SkippedImage]) -> pd.DataF
     return pd.concat([frame, carried_columns(source.extra.iloc[rows])], axis=1)
 
 
-# on_progress(stage, done, total, info): stage is "decode", "embed" or "train"; a train step's info carries epoch,
-# epochs and, at the end of an epoch, its mean loss.
-
-
 def _config(**options: Any) -> ScanConfig:
     """A validated :class:`ScanConfig`; an option it does not have is a UsageError naming the closest one."""
     names = [f.name for f in fields(ScanConfig)]
