@@ -12,19 +12,26 @@ import pandas as pd
 from noiseaudit.data.csvfile import read_table, read_text_table, table_name
 from noiseaudit.data.pathmatch import PathIndex
 from noiseaudit.data.source import LABEL_COLUMN_NAMES, find_key_column, pick_column, read_image_folder
-from noiseaudit.errors import (InputError, NoiseAuditWarning, UsageError, header_line, input_file, line_word, option,
-                               place)
+from noiseaudit.errors import (InputError, NoiseAuditWarning, UsageError, header_line, in_memory, input_file,
+                               line_word, option, place)
 from noiseaudit.report.export import CHOICES, VERDICTS, label_studio_answers, verdicts_from_choices
 
 
 @dataclass
 class ApplyResult:
+    """The corrected labels ``table``, the counts, ``changes`` as (path, old, new) and, for a labels CSV file,
+    ``edits``: each changed record's first line and its new label, None where dropped (what ``noiseaudit apply``
+    writes, leaving every other line as it was)."""
+
     table: pd.DataFrame
     relabeled: int = 0
     dropped: int = 0
     kept: int = 0
     unreviewed: int = 0
     changes: list[tuple[str, str, str]] = field(default_factory=list)  # (path, old, new)
+    # of a labels CSV file: each changed record's first line, and its new label (None: dropped); else None
+    edits: dict[int, str | None] | None = None
+    label_col: str = "label"
 
 
 def read_reviewed(reviewed: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, list[int | None], str]:
@@ -61,7 +68,7 @@ def _read_sheet(path: Path) -> tuple[pd.DataFrame, list[int | None]]:
 
 
 def read_labels(labels: Path | pd.DataFrame, path_col: str | None = None,
-                label_col: str | None = None) -> tuple[pd.DataFrame, str | None, str]:
+                label_col: str | None = None) -> tuple[pd.DataFrame, str | None, str, list[int] | None]:
     """The labels to apply a review to, cells as text, with their key and label columns.
 
     Parameters
@@ -75,7 +82,8 @@ def read_labels(labels: Path | pd.DataFrame, path_col: str | None = None,
     Returns
     -------
     tuple
-        The table, its key column (None: rows are keyed by their 0-based number) and its label column.
+        The table, its key column (None: rows are keyed by their 0-based number), its label column, and the
+        line each row starts on in a CSV file (None for a folder or a DataFrame).
     """
     folder = isinstance(labels, Path) and labels.is_dir()
     if folder and any(d.is_dir() and not d.name.startswith(".") for d in labels.iterdir()):
@@ -84,14 +92,14 @@ def read_labels(labels: Path | pd.DataFrame, path_col: str | None = None,
                              "image folder")
         source = read_image_folder(labels)
         table = pd.DataFrame({"path": source.paths, "label": [str(c) for c in source.labels]}, dtype=object)
-        return table, "path", "label"
-    table, _, origin = read_table(labels)  # a folder without class folders: "a folder, not a labels CSV"
+        return table, "path", "label", None
+    table, lines, origin = read_table(labels)  # a folder without class folders: "a folder, not a labels CSV"
     columns = list(table.columns)
     if {"verdict", "new_label"} <= set(columns):
         raise UsageError(f"{origin}: this is a review sheet (it has verdict and new_label columns); the labels CSV "
                          "comes first, then the reviewed sheet")
     lcol = pick_column(columns, label_col, LABEL_COLUMN_NAMES, "label", origin)
-    return table, find_key_column(columns, path_col, lcol, origin), lcol
+    return table, find_key_column(columns, path_col, lcol, origin), lcol, None if in_memory(origin) else lines
 
 
 def _warn_stale(reviewed: pd.DataFrame, lines: list[int | None], current: list[str], reviewed_path: str,
@@ -180,7 +188,7 @@ def apply_review(labels_csv: str | Path | pd.DataFrame, reviewed_path: str | Pat
     """
     if not isinstance(labels_csv, pd.DataFrame):
         labels_csv = Path(labels_csv)
-    table, pcol, lcol = read_labels(labels_csv, path_col, label_col)
+    table, pcol, lcol, table_lines = read_labels(labels_csv, path_col, label_col)
     labels_name = labels_csv.name if isinstance(labels_csv, Path) else table_name(labels_csv)
     reviewed, lines, reviewed_path = read_reviewed(reviewed_path)
     for needed in ("path", "verdict"):
@@ -222,7 +230,7 @@ def apply_review(labels_csv: str | Path | pd.DataFrame, reviewed_path: str | Pat
     _warn_stale(reviewed, lines, table[lcol].iloc[matched].tolist(), reviewed_path, labels_name)
     _warn_unused_new_labels(reviewed, lines, reviewed_path)
 
-    result = ApplyResult(table=table)
+    result = ApplyResult(table=table, label_col=lcol)
     drop = []
     for i, (verdict, target, _) in decisions.items():
         p = index.paths[i]
@@ -238,4 +246,8 @@ def apply_review(labels_csv: str | Path | pd.DataFrame, reviewed_path: str | Pat
         else:
             result.kept += 1
     result.table = table.drop(index=drop).reset_index(drop=True)
+    if table_lines is not None:
+        result.edits = {table_lines[i]: None for i in drop}
+        result.edits.update({table_lines[i]: new for i, (verdict, new, _) in decisions.items()
+                             if verdict == "relabel" and i not in drop})
     return result

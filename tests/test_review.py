@@ -564,3 +564,21 @@ def test_apply_with_its_two_files_swapped_says_so(labels, tmp_path):
     assert result.exit_code == 2 and result.stderr.strip() == (
         f"error: {review}: this is a review sheet (it has verdict and new_label columns); the labels CSV comes "
         "first, then the reviewed sheet")
+
+
+def test_apply_changes_only_the_lines_a_review_touched(tmp_path):
+    """apply wrote the whole table anew: quoting, spacing and blank lines changed on rows nobody reviewed, so a
+    diff of a version-controlled labels file showed every line. Now only the relabelled and dropped records
+    differ, the first with the input's delimiter and line ending."""
+    labels = tmp_path / "labels.csv"
+    text = ('\ufeffpath;label;note\r\n"img/0.png";a;"kept as quoted"\r\nimg/1.png; b ;spaced\r\n\r\n'
+            'img/2.png;c;"two\r\nlines"\r\nimg/3.png;a;x\r\n')
+    labels.write_bytes(text.encode("utf-8"))
+    review = _review(tmp_path, [("img/1.png", "c", "relabel", "c"), ("img/2.png", "a", "drop", ""),
+                                ("img/3.png", "b", "keep", "")])
+    out = tmp_path / "fixed.csv"
+    result = invoke("apply", labels, review, "-o", out, "--json")
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes().decode("utf-8") == ('\ufeffpath;label;note\r\n"img/0.png";a;"kept as quoted"\r\n'
+                                                'img/1.png;c;spaced\r\n\r\nimg/3.png;a;x\r\n')
+    assert json.loads(result.stdout)["rows_written"] == 3

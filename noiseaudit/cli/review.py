@@ -71,14 +71,18 @@ def apply_command(
 ) -> None:
     """Apply verdicts (relabel to new_label or the suggestion, drop, keep); the input is never edited."""
     from noiseaudit.apply import apply_review
-    from noiseaudit.data.csvfile import csv_style, write_csv
+    from noiseaudit.data.csvfile import csv_style, edited_csv, write_csv
     from noiseaudit.report.io import atomic_write, check_writable
 
     check_writable(output, overwrite, [(labels_csv, "labels CSV"), (reviewed, "reviewed file")])  # never in place
     result = apply_review(labels_csv, reviewed, path_col=path_col, label_col=label_col,
                           allow_new_labels=allow_new_labels)
     style = csv_style(labels_csv)  # the input's delimiter, BOM and line ending
-    atomic_write(output, lambda tmp: write_csv(result.table, tmp, style), replace=overwrite)
+    if result.edits is not None:  # a CSV file: its unreviewed lines as they were, so that a diff shows the review
+        text = edited_csv(labels_csv, result.label_col, result.edits, style)
+        atomic_write(output, lambda tmp: tmp.write_text(text, encoding="utf-8", newline=""), replace=overwrite)
+    else:  # an ImageFolder tree: its path,label table
+        atomic_write(output, lambda tmp: write_csv(result.table, tmp, style), replace=overwrite)
     summary = {"relabeled": result.relabeled, "dropped": result.dropped, "kept": result.kept,
                "unreviewed": result.unreviewed, "rows_written": len(result.table), "output": str(output)}
     if json_out:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 import os
 import re
 from dataclasses import dataclass
@@ -56,6 +57,35 @@ def csv_style(source: str | Path | pd.DataFrame) -> CsvStyle:
     text = raw.decode("utf-8-sig", errors="replace")
     return CsvStyle(_sniff_delimiter(text), raw.startswith(codecs.BOM_UTF8),
                     "\r\n" if first.endswith(b"\r") else "\n")
+
+
+def edited_csv(path: str | Path, label_col: str, edits: dict[int, str | None], style: CsvStyle) -> str:
+    """The text of the CSV file ``path`` with the records that start on the lines in ``edits`` changed: a new
+    ``label_col`` value, or None to leave the record out. Every other line is kept byte for byte (its quoting,
+    spacing, blank lines and comments), so that the corrected file differs from the input only where a review
+    changed it; only the edited records are written anew (in ``style``)."""
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        lines = fh.read().splitlines(keepends=True)
+    out: list[str] = []
+    column: int | None = None
+    i = 0
+    while i < len(lines):
+        if column is None and lines[i].strip() and not EXCEL_SEP.match(lines[i]):  # the header
+            header = [c.strip() for c in next(csv.reader([lines[i]], delimiter=style.delimiter))]
+            column = header.index(label_col)
+        if i + 1 not in edits:
+            out.append(lines[i])
+            i += 1
+            continue
+        reader = csv.reader(iter(lines[i:]), delimiter=style.delimiter, skipinitialspace=True)
+        record = next(reader)
+        if edits[i + 1] is not None:
+            record[column] = edits[i + 1]  # type: ignore[index]
+            buffer = io.StringIO()
+            csv.writer(buffer, delimiter=style.delimiter, lineterminator=style.newline).writerow(record)
+            out.append(buffer.getvalue())
+        i += reader.line_num
+    return ("\ufeff" if style.bom else "") + "".join(out)
 
 
 def write_csv(frame: pd.DataFrame, path: str | Path, style: CsvStyle = CsvStyle()) -> None:
