@@ -79,15 +79,9 @@ class Checkpointer:
         return self.directory / CHECKPOINT_FILE
 
     def save(self, state: dict[str, Any]) -> Path:
-        first = not self.path.exists()
         self.directory.mkdir(parents=True, exist_ok=True)
         payload = {"format": FORMAT, "fingerprint": self.fingerprint, "state": state}
-        try:
-            return atomic_write(self.path, lambda tmp: save_tensors(payload, tmp))
-        except BaseException:
-            if first:
-                self.remove()  # the folder made for the first checkpoint holds nothing to resume from
-            raise
+        return atomic_write(self.path, lambda tmp: save_tensors(payload, tmp))
 
     def load(self) -> dict[str, Any]:
         """The saved state; a UsageError when there is none or it belongs to another run."""
@@ -115,7 +109,10 @@ class Checkpointer:
         try:
             import fcntl
         except ImportError:  # Windows
-            yield
+            try:
+                yield
+            finally:
+                self._tidy()
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         with open(self.directory / LOCK_FILE, "a") as fh:
@@ -127,8 +124,13 @@ class Checkpointer:
             try:
                 yield
             finally:
-                if not self.path.exists():
-                    self.remove()  # no checkpoint came of it: leave no folder holding only the lock
+                self._tidy()
+
+    def _tidy(self) -> None:
+        """Remove the folder where no checkpoint came of the run (a first save failed, resuming was refused):
+        nothing in it to resume from but the lock."""
+        if not self.path.exists():
+            self.remove()
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)

@@ -49,7 +49,7 @@ from noiseaudit.optim.layerwise import RULES as LAYERWISE_RULES
 from noiseaudit.optim.schedule import SCHEDULES
 from noiseaudit.progress import ProgressCallback
 from noiseaudit.report.build import add_skipped, build_report, carried_columns
-from noiseaudit.report.io import OutputAppeared, check_writable, same_file, write_report
+from noiseaudit.report.io import OutputAppeared, check_writable, cut_name, same_file, write_report
 from noiseaudit.report.summary import heavy_flagging
 from noiseaudit.report.threshold import Threshold, choose_threshold, rank_sum, reranked, unranked
 from noiseaudit.runtime import check_seed, resolve_device, seed_everything
@@ -431,7 +431,7 @@ def checkpoint_dir(cfg: ScanConfig, output: str | Path | None) -> str | None:
         return cfg.checkpoint_dir
     name = Path(output).name
     if len(name.encode()) + len(".ckpt") > 255:
-        name = name.encode()[:200].decode(errors="ignore") + "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
+        name = cut_name(name) + "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
     return str(Path(output).with_name(name + ".ckpt"))
 
 

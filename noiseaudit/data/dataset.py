@@ -22,7 +22,7 @@ from noiseaudit.data.cache import DecodeCache, files_key
 from noiseaudit.data.hints import missing_image_hint
 from noiseaudit.data.images import GRAY_MODES, GRAY_TOLERANCE, LUMA, DecodeError, decode_image, image_header
 from noiseaudit.data.source import LabeledSource, resolve_inside
-from noiseaudit.errors import InputError, NoiseAuditWarning, UsageError, option
+from noiseaudit.errors import InputError, NoiseAuditWarning, UsageError, line_word, option
 
 Progress = Callable[[int, int], None]
 
@@ -163,8 +163,8 @@ def _warn_one_file_twice(source: LabeledSource, files: list[Path]) -> None:
         return
     clashing = [(a, b) for a, b in twice if source.labels[a] != source.labels[b]]
     a, b = (clashing or twice)[0]
-    where = [f"{source.paths[k]!r}" + (f" (line {source.lines[k]})" if source.lines[k] is not None else "")
-             for k in (a, b)]
+    where = [f"{source.paths[k]!r}" + (f" ({line_word(source.origin, source.lines[k])})"
+                                       if source.lines[k] is not None else "") for k in (a, b)]
     labels = (f", labelled {source.labels[a]!r} and {source.labels[b]!r}" if clashing else
               ", with the same label")
     warnings.warn(f"{source.origin}: {len(twice)} sample(s) are a file listed under another name too (a symlink), "

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 METADATA_KEY = b"noiseaudit"
-TEMP_NAME_BYTES = 200  # of the output's name in its temp file's: mkstemp adds 8 random characters and a suffix
+TEMP_NAME_BYTES = 200  # of a name reused in another (a temp file, a checkpoint folder): room for what is added
 SCAN_COLUMNS = ("path", "given_label", "rank", "is_suspect")  # what the commands that read a scan's report need
 
 
@@ -35,10 +35,16 @@ def same_file(a: str | Path, b: str | Path) -> bool:
         return a.resolve() == b.resolve()
 
 
+def cut_name(name: str, limit: int = TEMP_NAME_BYTES) -> str:
+    """``name`` cut to ``limit`` bytes of UTF-8 (not inside a character), so that a file named after it, with a
+    prefix or suffix added, stays within the 255 bytes a file name may have."""
+    return name.encode()[:limit].decode(errors="ignore")
+
+
 def _temp_prefix(path: Path) -> str:
-    """The start of a temp file's name beside ``path``: a dot and the name, cut short so that the whole stays within
-    the 255 bytes a file name may have (a 255-byte output name was refused as 'not writable')."""
-    return "." + path.name.encode()[:TEMP_NAME_BYTES].decode(errors="ignore") + "."
+    """The start of a temp file's name beside ``path``: a dot and the name, cut short (a 255-byte output name was
+    refused as 'not writable')."""
+    return "." + cut_name(path.name) + "."
 
 
 def check_writable(path: str | Path, overwrite: bool, inputs: Iterable[tuple[str | Path | None, str]] = (), *,
@@ -96,16 +102,13 @@ def _move_into_place(tmp: Path, path: Path, replace: bool) -> None:
         return
     try:
         os.link(tmp, path)
-    except FileExistsError:
+    except OSError as exc:
+        if not isinstance(exc, FileExistsError) and not path.exists():  # no hard links here: checked, not atomic
+            os.replace(tmp, path)
+            return
         raise OutputAppeared(f"{path}: this output was written by something else while this ran (another run "
                              f"into the same file?), so it is not replaced; pass {option('overwrite', True)} to "
                              "replace it") from None
-    except OSError:  # a file system without hard links: the same check, not atomic
-        if path.exists():
-            raise OutputAppeared(f"{path}: this output was written by something else while this ran, so it is "
-                                 f"not replaced; pass {option('overwrite', True)} to replace it") from None
-        os.replace(tmp, path)
-        return
     tmp.unlink()
 
 
