@@ -15,7 +15,8 @@ from baselines import cleanlab_logreg, knn_vote
 from common import make_noise
 
 from noiseaudit.metrics import precision_recall_f1, ranking_metrics
-from noiseaudit.scan import FEATURE_DEFAULTS, scan_features
+from noiseaudit.config import FEATURE_DEFAULTS
+from noiseaudit.scan import scan_features
 
 
 def _metrics(truth: np.ndarray, suspicion: np.ndarray, flags: np.ndarray | None = None) -> dict:

@@ -43,7 +43,7 @@ from common import EPOCHS, FEATURE_SETS, as_dataset, load, make_noise
 
 from noiseaudit.models import build_feature_model, build_model, default_model
 from noiseaudit.runtime import seed_everything
-from noiseaudit.scan import FEATURE_DEFAULTS
+from noiseaudit.config import FEATURE_DEFAULTS
 from noiseaudit.train import TrainConfig, normaliser, predict, train
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -1,4 +1,6 @@
-"""Start-up time of the commands that train nothing: ``noiseaudit --help`` and ``noiseaudit show REPORT``.
+"""Start-up time of the commands that train nothing: ``noiseaudit --help`` and ``noiseaudit show REPORT``; and of
+``noiseaudit scan`` refusing a mistyped labels CSV or an option out of range (exit 2), which checks both before it
+loads torch.
 
     python bench/startup.py                          # this checkout, 9 runs of each
     python bench/startup.py --label before --source /tmp/old-checkout
@@ -68,11 +70,11 @@ def command(source: Path | None) -> tuple[list[str], dict[str, str]]:
     return [sys.executable, "-m", "noiseaudit.cli"], env
 
 
-def timed(argv: list[str], env: dict[str, str], cwd: Path) -> float:
+def timed(argv: list[str], env: dict[str, str], cwd: Path, code: int = 0) -> float:
     t0 = time.perf_counter()
     proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
-    if proc.returncode != 0:
+    if proc.returncode != code:
         raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()}")
     return wall
 
@@ -97,10 +99,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="noiseaudit-startup-") as tmp:
         cwd = Path(tmp)  # not a checkout: `python -m` puts the working directory first on sys.path
         report = fake_report(cwd / "report.parquet")
-        for name, extra in (("--help", ["--help"]), ("show REPORT", ["show", str(report)])):
+        (cwd / "images").mkdir()
+        (cwd / "labels.csv").write_text("path,label\na.png,x\n")
+        for name, extra, code in (("--help", ["--help"], 0), ("show REPORT", ["show", str(report)], 0),
+                                  ("scan, a mistyped CSV", ["scan", "images", "labls.csv"], 2),
+                                  ("scan --epochs 0", ["scan", "images", "labels.csv", "--epochs", "0"], 2)):
             argv = base + extra
-            timed(argv, env, cwd)  # warm-up: files in the page cache
-            walls = [timed(argv, env, cwd) for _ in range(args.runs)]
+            timed(argv, env, cwd, code)  # warm-up: files in the page cache
+            walls = [timed(argv, env, cwd, code) for _ in range(args.runs)]
             figures[name] = {"median_s": round(statistics.median(walls), 3), "min_s": round(min(walls), 3),
                              "max_s": round(max(walls), 3), "runs": args.runs,
                              "under_target": statistics.median(walls) < TARGET_S,

@@ -19,7 +19,8 @@ from common import NOISE_CELLS, make_noise, run
 
 from noiseaudit.metrics import precision_recall_f1, ranking_metrics
 from noiseaudit.report.threshold import choose_threshold
-from noiseaudit.scan import TRUSTED_WEIGHT, ranking_score
+from noiseaudit.config import TRUSTED_WEIGHT
+from noiseaudit.scan import ranking_score
 from noiseaudit.train import TrainConfig
 
 

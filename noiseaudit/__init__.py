@@ -22,7 +22,7 @@ from noiseaudit.errors import InputError, NoiseAuditError, NoiseAuditWarning, Us
 _LAZY = {
     "scan": "noiseaudit.scan",
     "scan_features": "noiseaudit.scan",
-    "ScanConfig": "noiseaudit.scan",
+    "ScanConfig": "noiseaudit.config",
     "read_report": "noiseaudit.report.io",
     "write_report": "noiseaudit.report.io",
     "detection_metrics": "noiseaudit.metrics",

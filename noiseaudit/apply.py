@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from noiseaudit.data.csvfile import read_table, read_text_table, table_name
+from noiseaudit.data.csvfile import frame_column, read_table, read_text_table, table_name, with_labels
 from noiseaudit.data.pathmatch import PathIndex
 from noiseaudit.data.source import LABEL_COLUMN_NAMES, find_key_column, pick_column, read_image_folder
-from noiseaudit.errors import (InputError, NoiseAuditWarning, UsageError, header_line, in_memory, input_file,
-                               line_word, option, place)
+from noiseaudit.errors import (InputError, NoiseAuditWarning, UsageError, check_path, header_line, in_memory,
+                               input_file, line_word, option, place)
 from noiseaudit.report.export import CHOICES, VERDICTS, label_studio_answers, verdicts_from_choices
 
 
@@ -42,6 +42,7 @@ def read_reviewed(reviewed: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, li
     if isinstance(reviewed, pd.DataFrame):
         sheet, lines, origin = read_table(reviewed, "reviewed file")
     else:
+        check_path(reviewed, "reviewed file", or_table=True)
         origin = str(reviewed)
         sheet, lines = _read_sheet(input_file(reviewed, "reviewed file"))
     if "verdict" not in sheet.columns and {CHOICES, "given_label", "path"} <= set(sheet.columns):
@@ -64,7 +65,7 @@ def _read_sheet(path: Path) -> tuple[pd.DataFrame, list[int | None]]:
         return frame.apply(lambda c: c.str.strip()), [None] * len(frame)
     report_hint = (f": export the suspects first (noiseaudit export {path} -o review.csv), fill in verdict and "
                    "new_label, then apply that")  # the report itself, most likely
-    return read_text_table(path, "reviewed file", report_hint)
+    return read_text_table(path, "reviewed file", report_hint, rows_needed=False)
 
 
 def read_labels(labels: Path | pd.DataFrame, path_col: str | None = None,
@@ -165,7 +166,9 @@ def apply_review(labels_csv: str | Path | pd.DataFrame, reviewed_path: str | Pat
     -------
     ApplyResult
         The new ``table`` (write it with ``to_csv``), the counts ``relabeled``, ``dropped``, ``kept`` and
-        ``unreviewed``, and ``changes`` as (path, old, new).
+        ``unreviewed``, and ``changes`` as (path, old, new). Given a DataFrame, ``table`` is that DataFrame with
+        the review applied: its columns, dtypes and index as they came, less the dropped rows (a new class
+        that the label column's type cannot hold makes it ``object``); given a file, its cells as text.
 
     Raises
     ------
@@ -187,15 +190,21 @@ def apply_review(labels_csv: str | Path | pd.DataFrame, reviewed_path: str | Pat
     (which only ``relabel`` uses).
     """
     if not isinstance(labels_csv, pd.DataFrame):
+        check_path(labels_csv, "labels CSV", or_table=True)
         labels_csv = Path(labels_csv)
     table, pcol, lcol, table_lines = read_labels(labels_csv, path_col, label_col)
     labels_name = labels_csv.name if isinstance(labels_csv, Path) else table_name(labels_csv)
     reviewed, lines, reviewed_path = read_reviewed(reviewed_path)
+    if reviewed.empty:  # export found nothing to review ([] in JSON, a header alone): nothing changes
+        reviewed = pd.DataFrame({"path": [], "verdict": []}, dtype=object)
     for needed in ("path", "verdict"):
         if needed not in reviewed.columns:
             raise InputError(f"reviewed file has no {needed!r} column", path=reviewed_path,
                              line=header_line(reviewed_path))
     known = set(table[lcol])
+    as_given = None  # a DataFrame's label values by their text, to hand its table back in its own types
+    if isinstance(labels_csv, pd.DataFrame):
+        as_given = dict(zip(table[lcol], labels_csv[frame_column(labels_csv, lcol)]))
     index = PathIndex(table[pcol] if pcol is not None else map(str, range(len(table))))
     index.learn_root(reviewed["path"])
     decisions: dict[int, tuple[str, str, int | None]] = {}
@@ -246,6 +255,8 @@ def apply_review(labels_csv: str | Path | pd.DataFrame, reviewed_path: str | Pat
         else:
             result.kept += 1
     result.table = table.drop(index=drop).reset_index(drop=True)
+    if as_given is not None:
+        result.table = with_labels(labels_csv, frame_column(labels_csv, lcol), table[lcol].tolist(), as_given, drop)
     if table_lines is not None:
         result.edits = {table_lines[i]: None for i in drop}
         result.edits.update({table_lines[i]: new for i, (verdict, new, _) in decisions.items()

@@ -37,16 +37,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from noiseaudit.config import check_backbone_options
 from noiseaudit.data.cache import DecodeCache
 from noiseaudit.data.dataset import Encoder, SampleData, load_dataset, source_key
 from noiseaudit.data.images import GRAY_MODES, DecodeError, image_header
 from noiseaudit.data.source import LabeledSource
-from noiseaudit.errors import NoiseAuditHint, UsageError, option
+from noiseaudit.errors import NoiseAuditHint
 from noiseaudit.models import efficientnet as lite0
 from noiseaudit.progress import ProgressCallback
 
-BACKBONES = ("auto", "none", lite0.NAME)
-FINETUNE = ("auto", "none", "top", "deep", "all")
 AUTO_FINETUNE = "deep"  # what --finetune auto trains with the backbone (bench/README.md, CIFAR-10N)
 LARGE_FROM = 20_000  # from this many samples deep trains at DEEP_LARGE's size and epochs, below at DEEP_SMALL's
 # the first trained block of each --finetune: top is the last stage (block 15), deep the last two (11-15)
@@ -139,13 +138,6 @@ def finetune_settings(finetune: str, n_samples: int) -> tuple[str, int, int, str
     return chosen, size, epochs, f"{rule}; {sizing}" if rule else sizing
 
 
-def check_options(backbone: str, finetune: str) -> None:
-    if backbone not in BACKBONES:
-        raise UsageError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
-    if finetune not in FINETUNE:
-        raise UsageError(f"unknown {option('finetune')} {finetune!r}; choose one of {', '.join(FINETUNE)}")
-
-
 def encoder(plan: BackbonePlan, device: torch.device, *, mirrored: bool = False, batch_size: int = 256) -> Encoder:
     """The frozen part of ``plan`` as an Encoder: (B, S, S, 3) uint8 -> float16 activations, with
     ``mirrored`` a second view of each image flipped left to right, as (B, 2, C, H, W).
@@ -185,13 +177,14 @@ def build_top(plan: BackbonePlan, num_classes: int) -> nn.Module:
 
 def plan_backbone(backbone: str, finetune: str, source: LabeledSource, device: torch.device, *, seed: int,
                   workers: int, cache: DecodeCache | None = None, key: str | None = None,
-                  on_progress: ProgressCallback | None = None) -> BackbonePlan:
+                  on_progress: ProgressCallback | None = None, on_bad_image: str = "skip") -> BackbonePlan:
     """Resolve ``--backbone``: an explicit name is used as asked (the extra must be installed);
     ``auto`` measures on a sample of ``source`` (see the module docstring). With a ``cache`` the
     measurement is remembered for these files and this seed, so a warm scan repeats none of it.
     ``key`` is :func:`source_key` of ``source`` when the caller has it already; ``on_progress`` hears the
-    measurement's three steps as stage "choose" (decode the sample, embed it, train the scratch model on it)."""
-    check_options(backbone, finetune)
+    measurement's three steps as stage "choose" (decode the sample, embed it, train the scratch model on it).
+    ``on_bad_image="fail"``: a bad image in the sample stops the scan there, as decoding all of them would later."""
+    check_backbone_options(backbone, finetune)
     finetune, size, epochs, rule = finetune_settings(finetune, len(source))
     if backbone == "none":
         return BackbonePlan(None, finetune)
@@ -205,7 +198,7 @@ def plan_backbone(backbone: str, finetune: str, source: LabeledSource, device: t
     evidence = None if key is None else cache.note(key, note)
     if evidence is None:
         evidence = measure_choice(plan, source, device, seed=seed, workers=workers, installed=installed,
-                                  on_progress=on_progress)
+                                  on_progress=on_progress, on_bad_image=on_bad_image)
         if key is not None:
             cache.store_note(key, note, evidence)
     if evidence["reason"] == "no extra":
@@ -217,7 +210,8 @@ def plan_backbone(backbone: str, finetune: str, source: LabeledSource, device: t
 
 
 def measure_choice(plan: BackbonePlan, source: LabeledSource, device: torch.device, *, seed: int, workers: int,
-                   installed: bool, on_progress: ProgressCallback | None = None) -> dict[str, Any]:
+                   installed: bool, on_progress: ProgressCallback | None = None,
+                   on_bad_image: str = "skip") -> dict[str, Any]:
     """The automatic choice's evidence: grayscale, no extra, or the probe against the scratch run."""
     def step(done: int) -> None:  # a minute of work on 2 CPU cores, said rather than silent
         if on_progress is not None:
@@ -230,7 +224,7 @@ def measure_choice(plan: BackbonePlan, source: LabeledSource, device: torch.devi
     sub = LabeledSource(source.root, [source.paths[i] for i in rows], [source.labels[i] for i in rows],
                         [source.lines[i] for i in rows], source.origin)
     step(0)
-    data = load_dataset(sub, image_size=plan.image_size, workers=workers, on_bad_image="skip")
+    data = load_dataset(sub, image_size=plan.image_size, workers=workers, on_bad_image=on_bad_image)
     if data.channels == 1:
         return {"reason": "grayscale", "chosen": "from scratch"}
     if not installed:

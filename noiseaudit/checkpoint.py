@@ -69,10 +69,16 @@ class Checkpointer:
     :meth:`load` refuses a checkpoint whose fingerprint differs, naming what changed.
     """
 
-    def __init__(self, directory: str | Path, fingerprint: dict[str, Any]):
+    def __init__(self, directory: str | Path, fingerprint: dict[str, Any], overwrite: bool = False):
         self.directory = Path(directory)
         self.fingerprint = fingerprint
         self._stop: int | None = None
+        self.overwrite = overwrite  # the run replaces its output: so must the run that resumes it
+
+    def resume_advice(self) -> str:
+        """How to go on from the checkpoint: ``run again with --resume`` (``--overwrite`` too where needed)."""
+        also = f" {option('overwrite', True)}" if self.overwrite else ""
+        return f"run again with {option('resume', True)}{also} to continue"
 
     @property
     def path(self) -> Path:

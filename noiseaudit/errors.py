@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import numbers
+import os
 from collections.abc import Iterator
 from contextvars import ContextVar
 from pathlib import Path
@@ -82,9 +83,18 @@ def header_line(path: str | Path) -> int | None:
     return None if in_memory(path) else 1
 
 
+def check_path(value: object, what: str, *, or_table: bool = False) -> None:
+    """Refuse anything but a path as ``what`` in one line (``or_table``: the caller takes a pandas DataFrame too,
+    and says so): ``Path([1])`` was a bare TypeError."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise UsageError(f"the {what} must be a path{' or a pandas DataFrame' if or_table else ''}, not "
+                         f"{type(value).__name__}")
+
+
 def input_file(path: str | Path, what: str) -> Path:
     """``path`` as a Path when it is a file; else an InputError naming it as ``what`` ("labels CSV",
-    "report", ...): "a folder, not a {what}" or "{what} not found"."""
+    "report", ...): "a folder, not a {what}" or "{what} not found"; not a path at all, a UsageError."""
+    check_path(path, what)
     path = Path(path)
     if path.is_dir():
         raise InputError(f"a folder, not a {what}", path=path)
@@ -93,27 +103,38 @@ def input_file(path: str | Path, what: str) -> Path:
     return path
 
 
+def check_image_dir(images_dir: str | Path, hint: str = " (the folder comes first, then the labels CSV)") -> Path:
+    """``images_dir`` as its real path, when it is a folder; else an InputError naming it (a file: with ``hint``)."""
+    root = Path(images_dir)
+    if root.is_file():
+        raise InputError(f"a file, not an image folder{hint}", path=root)
+    if not root.is_dir():
+        raise InputError("image folder not found", path=root)
+    return Path(os.path.realpath(root))
+
+
 class UsageError(NoiseAuditError):
     """Options that cannot work together or are out of range."""
 
 
 def check_whole_number(name: str, value: object) -> None:
-    """Refuse a count that is not a whole number (1.5, "1", True) passed from Python; None passes."""
+    """Refuse a count that is not a whole number (1.5, "1", True) passed from Python; None passes. ``name`` is the
+    keyword (``batch_size``), spelt as the caller does in the message (:func:`option`)."""
     if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)):
-        raise UsageError(f"{name} must be a whole number, got {value!r}")
+        raise UsageError(f"{option(name)} must be a whole number, got {value!r}")
 
 
 def check_number(name: str, value: object) -> None:
     """Refuse a number option that is not one ("0.1", True) passed from Python; None passes."""
     if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
-        raise UsageError(f"{name} must be a number, got {value!r}")
+        raise UsageError(f"{option(name)} must be a number, got {value!r}")
 
 
 def check_switch(name: str, value: object, optional: bool = False) -> None:
     """Refuse an on/off option that is not True or False ("off", "no", 1) passed from Python (None with
     ``optional``): a non-empty string is true, so resume="no" resumed."""
     if not isinstance(value, bool) and not (optional and value is None):
-        raise UsageError(f"{name} must be True or False{' (or None)' if optional else ''}, got {value!r}")
+        raise UsageError(f"{option(name)} must be True or False{' (or None)' if optional else ''}, got {value!r}")
 
 
 class TrainingFailed(NoiseAuditError):

@@ -68,7 +68,8 @@ def _read_truth(table: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, list[in
     pcol = next((c for c in table.columns if c.strip().lower() in PATH_COLUMN_NAMES), None)
     cols = [c for c in TRUTH_COLUMNS if c in table.columns]
     if pcol is None or not cols:
-        raise InputError("truth CSV needs a path column and is_noisy or original_label", path=csv,
+        raise InputError(f"truth CSV needs a path column and is_noisy or original_label; its columns are "
+                         f"{list(table.columns)} (a column of true labels goes by the name original_label)", path=csv,
                          line=header_line(csv))
     raw = table[[pcol, *cols]].rename(columns={pcol: "path"})
     truth = raw.copy()

@@ -20,11 +20,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from noiseaudit.config import check_seed
+from noiseaudit.data.csvfile import frame_column, with_labels
 from noiseaudit.data.dataset import SampleData, load_dataset, sorted_classes
 from noiseaudit.data.source import LabeledSource, has_path_column, load_source, read_label_table
 from noiseaudit.errors import InputError, UsageError, check_number, check_whole_number, header_line, option
 from noiseaudit.noise import KINDS, check_rate, inject_noise
-from noiseaudit.runtime import check_seed
 
 
 @dataclass
@@ -32,6 +33,10 @@ class InjectionResult:
     table: pd.DataFrame  # the output rows
     classes: list
     noise_matrix: np.ndarray  # (K, K) counts of original -> new
+
+    def __repr__(self) -> str:  # the dataclass's printed the whole table and matrix
+        return (f"InjectionResult({int(self.table['is_noisy'].sum())} of {len(self.table)} labels changed, "
+                f"{len(self.classes)} classes; .table, .noise_matrix)")
 
     @property
     def per_class_rate(self) -> np.ndarray:
@@ -70,16 +75,20 @@ def instance_probs(data: SampleData, seed: int = 0, device: str = "auto") -> np.
     ``instance`` noise flips each chosen sample to the wrong class this model finds most plausible.
     """
     from noiseaudit.models import build_feature_model, build_model, default_model
-    from noiseaudit.runtime import resolve_device, seed_everything
+    from noiseaudit.runtime import keeps_random_state, resolve_device, seed_everything
     from noiseaudit.train import TrainConfig, train
 
-    gen = seed_everything(seed)
-    if data.is_features:
-        model = build_feature_model("mlp", data.channels, len(data.classes))
-    else:
-        model = build_model(default_model(data.channels, data.image_size), data.channels, data.image_size,
-                            len(data.classes))
-    return train(data, model, TrainConfig(epochs=3, method="plain"), resolve_device(device), gen).probs
+    @keeps_random_state
+    def quick_model() -> np.ndarray:
+        gen = seed_everything(seed)
+        if data.is_features:
+            model = build_feature_model("mlp", data.channels, len(data.classes))
+        else:
+            model = build_model(default_model(data.channels, data.image_size), data.channels, data.image_size,
+                                len(data.classes))
+        return train(data, model, TrainConfig(epochs=3, method="plain"), resolve_device(device), gen).probs
+
+    return quick_model()
 
 
 def inject(source: LabeledSource, rate: float, kind: str = "symmetric", seed: int = 0,
@@ -119,7 +128,7 @@ def inject(source: LabeledSource, rate: float, kind: str = "symmetric", seed: in
 def inject_file(input_path: str | Path | pd.DataFrame, rate: float, kind: str = "symmetric", seed: int = 0, *,
                 images_dir: str | Path | None = None, pairs_file: str | Path | Mapping | None = None,
                 path_col: str | None = None, label_col: str | None = None, device: str = "auto",
-                features: str | Path | None = None) -> InjectionResult:
+                features: str | Path | np.ndarray | None = None) -> InjectionResult:
     """Corrupt exactly ``round(rate * N)`` labels on purpose, keeping the truth, to check detection.
 
     Parameters
@@ -136,8 +145,10 @@ def inject_file(input_path: str | Path | pd.DataFrame, rate: float, kind: str = 
         (this trains on ``device``).
     seed : int
         Seeds the draw (and the model for ``instance``).
-    images_dir, pairs_file, path_col, label_col, device, features
+    images_dir, pairs_file, path_col, label_col, device
         As the ``inject`` command's options.
+    features : path or numpy.ndarray, optional
+        For ``instance`` noise on feature vectors: a features file as for ``scan_features``, or the array.
 
     Returns
     -------
@@ -172,7 +183,13 @@ def inject_file(input_path: str | Path | pd.DataFrame, rate: float, kind: str = 
         if clash in source.extra.columns:
             raise InputError(f"input already has a {clash!r} column (was noise injected already?)",
                              path=source.origin, line=header_line(source.origin))
-    return inject(source, rate, kind, seed, pairs_file, device, features)
+    result = inject(source, rate, kind, seed, pairs_file, device, features)
+    if frame:  # the caller's DataFrame back in its own types and index, not as text
+        column = frame_column(input_path, source.label_col)
+        given = dict(zip(result.table["original_label"], input_path[column]))
+        table = with_labels(input_path, column, result.table[source.label_col].tolist(), given)
+        result.table = table.assign(original_label=input_path[column], is_noisy=result.table["is_noisy"].to_numpy())
+    return result
 
 
 def features_dataset(features: str | Path, source: LabeledSource) -> SampleData:

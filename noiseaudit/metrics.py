@@ -45,7 +45,7 @@ def ranking_metrics(is_noisy: np.ndarray, score: np.ndarray, k: int | None = Non
         "auroc": float(roc_auc_score(is_noisy, score)) if both else float("nan"),
         "average_precision": float(average_precision_score(is_noisy, score)) if both else float("nan"),
         "precision_at_k": hits / k if k else float("nan"),
-        "recall_at_k": hits / is_noisy.sum() if is_noisy.any() else float("nan"),
+        "recall_at_k": hits / int(is_noisy.sum()) if is_noisy.any() else float("nan"),  # a float, not np.float64
         "k": k,
     }
 

@@ -31,6 +31,7 @@ import os
 import time
 import warnings
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,16 +41,18 @@ import pandas as pd
 import torch
 from torch import nn
 
+from noiseaudit import formats
 from noiseaudit._version import __version__
 from noiseaudit.backbone import BackbonePlan, build_top, encoder
 from noiseaudit.checkpoint import save_tensors
+from noiseaudit.config import check_bad_image_policy
 from noiseaudit.data.cache import DecodeCache
-from noiseaudit.data.dataset import SampleData, SkippedImage, check_bad_image_policy, load_dataset
+from noiseaudit.data.dataset import SampleData, SkippedImage, load_dataset
 from noiseaudit.data.features import FEATURE_SUFFIXES, load_features
 from noiseaudit.data.images import LUMA
 from noiseaudit.data.source import (IMAGE_EXTENSIONS, LabeledSource, load_source, read_image_folder,
                                     read_label_table)
-from noiseaudit.errors import InputError, UsageError, input_file, option
+from noiseaudit.errors import InputError, NoiseAuditWarning, UsageError, input_file, option
 from noiseaudit.models import build_feature_model, build_model
 from noiseaudit.progress import ProgressCallback
 from noiseaudit.report.io import atomic_write
@@ -122,6 +125,9 @@ class SavedModel:
     info: dict[str, Any]  # the file's header: everything but the weights
     network: nn.Module
 
+    def __repr__(self) -> str:  # the dataclass's would print the standardisation tensors and the whole network
+        return f"SavedModel({self.path!r}: {self.info['description']}, {self.kind}, {len(self.classes)} classes)"
+
     @property
     def kind(self) -> str:
         """``images`` or ``features``."""
@@ -137,8 +143,8 @@ class SavedModel:
         return BackbonePlan(None) if b is None else BackbonePlan(b["name"], b["finetune"], b["image_size"],
                                                                   b["precision"])
 
-    def predict(self, inputs: str | Path | np.ndarray | pd.DataFrame,
-                labels_csv: str | Path | pd.DataFrame | None = None, *,
+    def predict(self, inputs: str | Path | np.ndarray | torch.Tensor | pd.DataFrame,
+                labels_csv: str | Path | pd.DataFrame | Sequence | None = None, *,
                 path_col: str | None = None, label_col: str | None = None, device: str = "auto",
                 workers: int = 2, cache: bool = True, cache_dir: str | None = None,
                 on_progress: ProgressCallback | None = None, on_bad_image: str = "fail") -> pd.DataFrame:
@@ -153,11 +159,11 @@ class SavedModel:
             folder's class as given label; else every image under it at any depth.
             For a features model, the vectors: a ``.npy`` or Parquet file, an array, a tensor or a DataFrame
             (as for ``scan_features``), standardised with the training vectors' statistics.
-        labels_csv : path or pandas.DataFrame, optional
+        labels_csv : path, pandas.DataFrame or sequence, optional
             Images: a CSV (or DataFrame) with a path column and optionally a label column. Features: a
-            labels table with a key column (or row order) and optionally labels. Given labels must be
-            classes of the model; they become ``given_label``, and the accuracy against them goes into
-            the metadata.
+            labels table with a key column (or row order) and optionally labels, or one label per row. Given
+            labels must be classes of the model; they become ``given_label``, and the accuracy against them
+            goes into the metadata.
         path_col, label_col : str, optional
             Column names (default: detected as for ``scan``); ``path_col`` is the key column for features.
         device : str
@@ -229,6 +235,12 @@ class SavedModel:
         if labels_csv is None and class_folders(Path(images_dir), self.classes):  # a held-out split's tree
             source = read_image_folder(images_dir)
         else:
+            named, strays = _folders_by_class(Path(images_dir), self.classes) if labels_csv is None else ([], [])
+            if named and strays:  # a held-out tree but for a class the model lacks: its labels would go unsaid
+                warnings.warn(f"{images_dir}: {formats.plural(len(strays), 'folder')} not named as a class of the "
+                              f"model ({', '.join(map(repr, strays[:5]))}{', …' if len(strays) > 5 else ''}), so "
+                              "the class folders give no labels: every image is predicted without one; move those "
+                              "folders out to get the accuracy", NoiseAuditWarning, stacklevel=3)
             source = load_source(images_dir, labels_csv, path_col=path_col, label_col=label_col, for_prediction=True)
         self._check_labels(source)
         plan = self.plan
@@ -242,7 +254,7 @@ class SavedModel:
         return source, data
 
     def _features(self, features: str | Path | np.ndarray | pd.DataFrame,
-                  labels_csv: str | Path | pd.DataFrame | None,
+                  labels_csv: str | Path | pd.DataFrame | Sequence | None,
                   key_col: str | None, label_col: str | None) -> tuple[LabeledSource | None, torch.Tensor]:
         if isinstance(features, (str, Path)) and Path(features).is_dir():
             raise UsageError(f"{self.path}: a features model predicts from feature vectors ({option('features')}), "
@@ -329,13 +341,21 @@ def match_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
 def class_folders(root: Path, classes: list) -> bool:
     """Whether ``root`` is an ImageFolder tree of the model's classes (a held-out split laid out as the training
     data was): every subfolder named as a class, at least one, and no image beside them."""
+    folders, strays = _folders_by_class(root, classes)
+    return bool(folders) and not strays
+
+
+def _folders_by_class(root: Path, classes: list) -> tuple[list[str], list[str]]:
+    """``root``'s subfolders named as a class of the model and the others (all of them others where an image
+    sits beside them: then it is no class tree)."""
     if not root.is_dir():
-        return False
+        return [], []
     known = {str(c) for c in classes}
     entries = [e for e in root.iterdir() if not e.name.startswith(".")]
-    folders = [e.name for e in entries if e.is_dir()]
-    beside = any(e.is_file() and e.suffix.lower() in IMAGE_EXTENSIONS for e in entries)
-    return bool(folders) and set(folders) <= known and not beside
+    folders = sorted(e.name for e in entries if e.is_dir())
+    if any(e.is_file() and e.suffix.lower() in IMAGE_EXTENSIONS for e in entries):
+        return [], folders
+    return [f for f in folders if f in known], [f for f in folders if f not in known]
 
 
 def load_model(path: str | Path) -> SavedModel:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import random
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
 import numpy as np
 import torch
 
-from noiseaudit.errors import UsageError, option
+from noiseaudit.errors import UsageError
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
@@ -38,10 +44,25 @@ def resolve_device(spec: str = "auto") -> torch.device:
     return device
 
 
-def check_seed(seed: int) -> None:
-    """Refuse a seed that NumPy or torch cannot take (both take 0 to 2**32 - 1 alike)."""
-    if not 0 <= seed < 2**32:
-        raise UsageError(f"{option('seed')} must be an integer from 0 to 2**32 - 1, got {seed}")
+def keeps_random_state(run: Callable[P, R]) -> Callable[P, R]:
+    """``run`` with the global generators of Python, NumPy and torch (CPU, and CUDA where it has started) put back
+    as they were when it returns or raises: a run seeds them for its own reproducibility, and a notebook's own
+    draws go on afterwards as if it had not run."""
+
+    @functools.wraps(run)
+    def kept(*args: P.args, **kwargs: P.kwargs) -> R:
+        state = random.getstate(), np.random.get_state(), torch.get_rng_state()
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+        try:
+            return run(*args, **kwargs)
+        finally:
+            random.setstate(state[0])
+            np.random.set_state(state[1])
+            torch.set_rng_state(state[2])
+            if cuda is not None:
+                torch.cuda.set_rng_state_all(cuda)
+
+    return kept
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -5,14 +5,12 @@ source -> dataset -> trainer -> per-sample records -> report (-> Parquet).
 
 from __future__ import annotations
 
-import difflib
 import hashlib
-import math
 import os
 import time
 import warnings
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -21,168 +19,30 @@ import pandas as pd
 import torch
 
 from noiseaudit._version import __version__
-from noiseaudit.backbone import (BackbonePlan, build_top, check_options, encoder, plan_backbone,
-                                 training_defaults)
+from noiseaudit.backbone import BackbonePlan, build_top, encoder, plan_backbone, training_defaults
 from noiseaudit.checkpoint import Checkpointer, check_resumable, dataset_fingerprint
+from noiseaudit.config import (FEATURE_DEFAULTS, IMAGE_OPTIONS, PATH_OPTIONS, RANKED_BY, RATE_AND_PROB, ScanConfig,
+                               make_config, resolve_rank_by)
 from noiseaudit.data.cache import DecodeCache
 from noiseaudit.data.checks import check_source
 from noiseaudit.data.csvfile import table_name
-from noiseaudit.data.dataset import (
-    SampleData,
-    SkippedImage,
-    check_bad_image_policy,
-    load_dataset,
-    sorted_classes,
-    source_key,
-)
+from noiseaudit.data.dataset import SampleData, SkippedImage, load_dataset, sorted_classes, source_key
 from noiseaudit.data.features import in_memory_matrix, load_features
 from noiseaudit.data.source import LabeledSource, load_source, read_label_table
 from noiseaudit.data.trusted import merge_trusted
 from noiseaudit.distributed import Distributed, from_environment, local_device
 from noiseaudit.errors import (HeavyFlagging, InputError, NoiseAuditError, NoiseAuditWarning, TrainingFailed,
-                               UsageError, check_number, check_switch, check_whole_number, option)
+                               UsageError, option)
 from noiseaudit.model_io import save_model
-from noiseaudit.models import FEATURE_MODELS, MODELS, build_feature_model, build_model, default_model
-from noiseaudit.optim import META_OBJECTIVES
+from noiseaudit.models import build_feature_model, build_model, default_model
 from noiseaudit.optim.averaging import fits as averaging_fits
-from noiseaudit.optim.layerwise import RULES as LAYERWISE_RULES
-from noiseaudit.optim.schedule import SCHEDULES
 from noiseaudit.progress import ProgressCallback
 from noiseaudit.report.build import add_skipped, build_report, carried_columns
-from noiseaudit.report.io import OutputAppeared, check_writable, cut_name, same_file, write_report
+from noiseaudit.report.io import OutputAppeared, check_writable, cut_name, same_file, save_report
 from noiseaudit.report.summary import heavy_flagging
 from noiseaudit.report.threshold import Threshold, choose_threshold, rank_sum, reranked, unranked
-from noiseaudit.runtime import check_seed, resolve_device, seed_everything
-from noiseaudit.train import METHODS, PREDICT_BATCH, StepCallback, TrainConfig, TrainResult, train
-
-
-MAX_IMAGE_SIZE = 1024  # --image-size: images are decoded whole into memory at this side
-TRUSTED_WEIGHT = 0.5  # weight of the trusted samples' class references (measured in bench/detect.py --trusted)
-
-
-@dataclass
-class ScanConfig:
-    """Every option of a scan; stored whole in the report's metadata.
-
-    The fields are the ``scan`` command's options with ``_`` for ``-`` (``hyper_lr`` is ``--hyper-lr``,
-    ``cache=False`` is ``--no-cache``); docs/cli.md says what each does. None means chosen from the input
-    (``epochs``, ``lr``, ``hyper_lr``, ``model``, ``image_size``, ``augment``). ``workers`` is min(8, CPU count)
-    from Python, 2 on the command line. ``scan`` and ``scan_features`` take any of them as keywords.
-    """
-
-    images_dir: str | None
-    labels_csv: str | None = None
-    features: str | None = None  # a features file, or "<array>" / "<DataFrame>" from scan_features
-    path_col: str | None = None
-    label_col: str | None = None
-    model: str | None = None
-    backbone: str = "auto"
-    finetune: str = "auto"
-    image_size: int | None = None
-    method: str = "learned-lr"
-    epochs: int | None = None
-    batch_size: int = 128
-    lr: float | None = None
-    hyper_lr: float | None = None
-    margin_weight: float = 0.5
-    meta: str = "auto"
-    schedule: str = "constant"
-    layerwise: bool = False  # per-layer rate multipliers (noiseaudit.optim.layerwise)
-    layerwise_rule: str = "grad-norm"
-    augment: bool | None = None
-    device: str = "auto"
-    seed: int = 0
-    workers: int = field(default_factory=lambda: min(8, os.cpu_count() or 1))
-    noise_rate: float | None = None
-    on_bad_image: str = "fail"
-    checkpoint_dir: str | None = None
-    resume: bool = False
-    cache_dir: str | None = None
-    cache: bool = True
-    force: bool = False  # scan even when the data looks like the wrong folder level or label column
-    trusted: str | None = None  # a CSV of verified labels (see noiseaudit.data.trusted)
-    trusted_weight: float = TRUSTED_WEIGHT
-    save_model: str | None = None  # write the trained classifier here (noiseaudit.model_io; noiseaudit predict)
-    rank_by: str = "auto"  # see RANK_BY
-
-    def validate(self) -> None:
-        if self.method not in METHODS:
-            raise UsageError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
-        if self.model is not None and self.model not in MODELS + FEATURE_MODELS:
-            raise UsageError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}")
-        for name in ("epochs", "batch_size", "workers", "image_size", "seed"):  # 1.5 epochs trained 2
-            check_whole_number(name, getattr(self, name))
-        for name in ("lr", "hyper_lr", "margin_weight", "trusted_weight", "noise_rate"):  # '0.1' failed at '<'
-            check_number(name, getattr(self, name))
-        for name in ("layerwise", "resume", "cache", "force"):  # resume="no" resumed
-            check_switch(name, getattr(self, name))
-        check_switch("augment", self.augment, optional=True)
-        for name in ("epochs", "batch_size", "workers"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise UsageError(f"{option(name)} must be at least 1, got {getattr(self, name)}")
-        if self.lr is not None and not 0 < self.lr < math.inf:
-            raise UsageError(f"{option('lr')} must be a positive number, got {self.lr}")
-        if self.image_size is not None and not 4 <= self.image_size <= MAX_IMAGE_SIZE:
-            raise UsageError(f"{option('image_size')} must be between 4 and {MAX_IMAGE_SIZE} (the side of the square "
-                             f"images are resized to), got {self.image_size}")
-        check_seed(self.seed)
-        check_options(self.backbone, self.finetune)
-        if self.features is not None:
-            if self.model is not None and self.model not in FEATURE_MODELS:
-                raise UsageError(f"{option('model', self.model)} takes images; on feature vectors choose one of "
-                                 f"{', '.join(FEATURE_MODELS)}")
-            if self.backbone not in ("auto", "none"):
-                raise UsageError(f"{option('backbone', self.backbone)} encodes images; feature vectors are used "
-                                 "as given")
-        if self.model is not None and self.backbone not in ("auto", "none"):
-            raise UsageError(f"{option('model', self.model)} trains from scratch; it cannot go with "
-                             f"{option('backbone', self.backbone)}")
-
-        if self.meta not in META_OBJECTIVES:
-            raise UsageError(f"unknown meta-objective {self.meta!r}; choose one of {', '.join(META_OBJECTIVES)}")
-        if self.hyper_lr is not None and not 0 <= self.hyper_lr < math.inf:
-            raise UsageError(f"{option('hyper_lr')} must be a non-negative number, got {self.hyper_lr}")
-        if not 0 <= self.margin_weight < math.inf:
-            raise UsageError(f"{option('margin_weight')} must be a non-negative number, got {self.margin_weight}")
-        if self.schedule not in SCHEDULES:
-            raise UsageError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
-        if self.layerwise_rule not in LAYERWISE_RULES:
-            raise UsageError(f"unknown {option('layerwise_rule')} {self.layerwise_rule!r}; choose one of "
-                             f"{', '.join(LAYERWISE_RULES)}")
-        check_bad_image_policy(self.on_bad_image)
-        if not 0.0 <= self.trusted_weight <= 1.0:
-            raise UsageError(f"{option('trusted_weight')} must be in [0, 1], got {self.trusted_weight}")
-        if self.rank_by not in RANK_BY:
-            raise UsageError(f"unknown {option('rank_by')} {self.rank_by!r}; choose one of {', '.join(RANK_BY)}")
-        if self.rank_by != "auto" and self.method != "learned-lr":
-            raise UsageError(f"{option('rank_by', self.rank_by)} ranks learned rates; {option('method', self.method)} "
-                             f"ranks by {RANKED_BY[self.method]} (leave {option('rank_by')} at auto)")
-        if self.noise_rate is not None and not 0.0 <= self.noise_rate < 1.0:
-            raise UsageError(f"{option('noise_rate')} must be in [0, 1), got {self.noise_rate}")
-
-
-# epochs, lr, hyper-lr of a scan of feature vectors: a lower lr than from scratch (the MLP memorises wrong labels
-# within 10 epochs at 0.05 and the count collapses) and a larger rate step (measured in bench/README.md)
-FEATURE_DEFAULTS = (10, 0.01, 0.3)
-# what other libraries call some options: a suggestion by spelling alone gave noise_rate for learning_rate
-ALIASES = {"learning_rate": "lr", "num_epochs": "epochs", "n_epochs": "epochs", "max_epochs": "epochs",
-           "random_state": "seed", "batchsize": "batch_size", "num_workers": "workers", "n_jobs": "workers"}
-PATH_OPTIONS = frozenset({"trusted", "save_model", "checkpoint_dir", "cache_dir"})  # ScanConfig fields naming files
-RANKED_BY = {"learned-lr": "log learned_lr", "plain": "minus mean loss", "dba": "dba_selected_frac"}
-# --rank-by: the learned rate alone, or the mean of its rank and the rank of the final model's probability of the
-# given label; auto is the latter with a pretrained backbone (it ranked CIFAR-10N's human label noise better,
-# bench/README.md "Ranking a pretrained model's scan"), the rate alone from scratch (whose model memorises its
-# training labels, so that probability says little)
-RANK_BY = ("auto", "rate", "rate+prob")
-RATE_AND_PROB = "mean rank of log learned_lr and given_prob"
-
-
-def resolve_rank_by(rank_by: str, method: str, pretrained: bool) -> str:
-    """What ``--rank-by auto`` means for a scan: ``rate+prob`` for learned rates on a pretrained backbone,
-    otherwise ``rate`` (for ``--method plain`` / ``dba``: their own score, as ``RANKED_BY`` says)."""
-    if rank_by != "auto":
-        return rank_by
-    return "rate+prob" if method == "learned-lr" and pretrained else "rate"
+from noiseaudit.runtime import keeps_random_state, resolve_device, seed_everything
+from noiseaudit.train import PREDICT_BATCH, StepCallback, TrainConfig, TrainResult, train
 
 
 def ranking_score(signals: dict[str, np.ndarray], method: str) -> np.ndarray:
@@ -203,20 +63,7 @@ def skipped_rows(source: LabeledSource, skipped: list[SkippedImage]) -> pd.DataF
     return pd.concat([frame, carried_columns(source.extra.iloc[rows])], axis=1)
 
 
-def _config(**options: Any) -> ScanConfig:
-    """A validated :class:`ScanConfig`; an option it does not have is a UsageError naming the closest one."""
-    names = [f.name for f in fields(ScanConfig)]
-    unknown = [k for k in options if k not in names]
-    if unknown:
-        close = [ALIASES[unknown[0]]] if unknown[0] in ALIASES else difflib.get_close_matches(unknown[0], names, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise UsageError(f"unknown option {unknown[0]!r}{hint}; the options are ScanConfig's fields: "
-                         f"{', '.join(n for n in names if n not in ('images_dir', 'labels_csv', 'features'))}")
-    cfg = ScanConfig(**options)
-    cfg.validate()
-    return cfg
-
-
+@keeps_random_state
 def scan(images_dir: str | Path, labels_csv: str | Path | pd.DataFrame | None = None, *,
          output: str | Path | None = None, overwrite: bool = False, on_progress: ProgressCallback | None = None,
          **options: Any) -> pd.DataFrame:
@@ -231,7 +78,7 @@ def scan(images_dir: str | Path, labels_csv: str | Path | pd.DataFrame | None = 
         of the same (errors then name its 0-based row: ``<labels DataFrame> row 5``).
     output : path, optional
         Write the report here as Parquet (atomically), with run metadata.
-    overwrite : bool
+    overwrite : bool, default False
         Allow replacing an existing ``output``.
     on_progress : callable, optional
         Called as ``on_progress(stage, done, total, info)`` while decoding and training.
@@ -249,9 +96,11 @@ def scan(images_dir: str | Path, labels_csv: str | Path | pd.DataFrame | None = 
         raise UsageError(f"the image folder comes first, as a path, then the labels: scan('images/', labels); got a "
                          f"{type(images_dir).__name__} as the image folder")
     images_dir, labels_csv, output, options = _home(images_dir), _home(labels_csv), _home(output), _homes(options)
+    if "features" in options:  # a ScanConfig field, which scan would record and never read
+        raise UsageError("scan takes images; feature vectors go to scan_features(features, labels)")
     _check_callback(on_progress)
     trusted_table = options.pop("trusted", None)
-    cfg = _config(images_dir=str(images_dir), labels_csv=_table_name(labels_csv, "labels CSV"),
+    cfg = make_config(images_dir=str(images_dir), labels_csv=_table_name(labels_csv, "labels CSV"),
                   trusted=_table_name(trusted_table, "trusted labels CSV"), **options)
     device, dist, output = _start(cfg, output, overwrite)
     timings: dict[str, float] = {}
@@ -268,6 +117,7 @@ def scan(images_dir: str | Path, labels_csv: str | Path | pd.DataFrame | None = 
                              timings, t0, overwrite=overwrite)
 
 
+@keeps_random_state
 def scan_features(features: str | Path | np.ndarray | torch.Tensor | list | pd.DataFrame, labels: Any, *,
                   output: str | Path | None = None, overwrite: bool = False,
                   on_progress: ProgressCallback | None = None, key_col: str | None = None,
@@ -302,11 +152,14 @@ def scan_features(features: str | Path | np.ndarray | torch.Tensor | list | pd.D
         if taken in options:
             instead = "key_col" if taken == "path_col" else "features and labels, the first two arguments"
             raise UsageError(f"scan_features takes no {taken}; give {instead}")
+    for name in IMAGE_OPTIONS:  # taken silently, and used by nothing
+        if name in options:
+            raise UsageError(f"{name} is an option of images; scan_features uses its feature vectors as given")
     _check_callback(on_progress)
     origin = features if isinstance(features, (str, Path)) else f"<{type(features).__name__}>"
     trusted_table = options.pop("trusted", None)
     labels_name = _table_name(labels, "labels CSV") if isinstance(labels, (str, Path, pd.DataFrame)) else None
-    cfg = _config(images_dir=None, labels_csv=labels_name, features=str(origin),
+    cfg = make_config(images_dir=None, labels_csv=labels_name, features=str(origin),
                   label_col=options.pop("label_col", None), path_col=key_col,
                   trusted=_table_name(trusted_table, "trusted labels CSV"), **options)
     if not isinstance(features, (str, Path, pd.DataFrame)):
@@ -314,11 +167,12 @@ def scan_features(features: str | Path | np.ndarray | torch.Tensor | list | pd.D
     device, dist, output = _start(cfg, output, overwrite)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    source = _label_source(labels, key_col, cfg.label_col)
+    source = read_label_table(labels, key_col=key_col, label_col=cfg.label_col)
     check_source(source, force=cfg.force)
     trusted = None
     if trusted_table is not None:
         source, trusted = merge_trusted(source, trusted_table, images=False)
+    _check_same_order(features, labels, source)
     table = load_features(features, source)
     classes = sorted_classes(source.labels)
     if len(classes) < 2:
@@ -372,18 +226,19 @@ def _rows_mask(mask: np.ndarray | None, data: SampleData) -> torch.Tensor | None
     return torch.from_numpy(mask if data.rows is None else mask[data.rows])
 
 
-def _label_source(labels: Any, key_col: str | None, label_col: str | None) -> LabeledSource:
-    """The labels of a features scan: a CSV path, a DataFrame, or one label per row."""
-    if not isinstance(labels, (str, Path, pd.DataFrame)):
-        try:
-            shape = np.shape(labels)
-        except ValueError:  # rows of different lengths
-            shape = (len(labels), None)
-        if len(shape) != 1:  # the feature matrix, most likely: quoting its rows made a message of kilobytes
-            raise UsageError(f"labels must be one per sample (a sequence, a DataFrame or a CSV path), not of shape "
-                             f"{shape}; the features come first: scan_features(features, labels)")
-    table = labels if isinstance(labels, (str, Path, pd.DataFrame)) else pd.DataFrame({"label": list(labels)})
-    return read_label_table(table, key_col=key_col, label_col=label_col)
+def _check_same_order(features: Any, labels: Any, source: LabeledSource) -> None:
+    """Refuse pandas features and labels paired by position (no key column to join on) whose indexes differ: one
+    of them reordered (``df.sample(frac=1)``) was paired row by row, silently, and most labels flagged."""
+    if not (isinstance(features, pd.DataFrame) and isinstance(labels, (pd.Series, pd.DataFrame))):
+        return
+    joined = source.path_col is not None and source.path_col in features.columns
+    if joined or len(features) != len(labels) or features.index.equals(labels.index):
+        return
+    ours, theirs = features.index.tolist(), labels.index.tolist()
+    k = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), 0)
+    raise UsageError(f"features and labels are paired by position, but their indexes differ (at row {k}: "
+                     f"{ours[k]!r} in the features, {theirs[k]!r} in the labels): put them in one "
+                     "order (labels.loc[features.index]), or reset both indexes if the order is right")
 
 
 def _train_progress(on_progress: ProgressCallback, epochs: int) -> StepCallback:
@@ -456,7 +311,8 @@ def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, 
     ckpt_dir = checkpoint_dir(cfg, output)
     if ckpt_dir is not None and dist is None:
         checkpoints = Checkpointer(ckpt_dir, training_fingerprint(cfg, model_name, data, source,
-                                                                  train_cfg.average_last_epoch))
+                                                                  train_cfg.average_last_epoch),
+                                   overwrite=output is not None and Path(output).exists())
         if not cfg.resume and checkpoints.path.exists():
             warnings.warn(f"{checkpoints.path}: an earlier run's checkpoint will be replaced; "
                           f"pass {option('resume', True)} to continue that run instead", NoiseAuditWarning,
@@ -481,7 +337,7 @@ def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, 
                 save_model(cfg.save_model, model, data, plan, model_name, precision=train_cfg.precision,
                            batch_size=PREDICT_BATCH, standardisation=standardisation, overwrite=overwrite)
             if output is not None:
-                write_report(report, report.attrs["noiseaudit"], output, overwrite=overwrite)
+                save_report(report, report.attrs["noiseaudit"], output, overwrite=overwrite)
         except (OutputAppeared, OSError) as exc:  # another run's file, a full disk: the training is not lost
             if checkpoints is None or not checkpoints.path.exists():
                 raise
@@ -531,7 +387,8 @@ def _report(cfg: ScanConfig, source: LabeledSource, data: SampleData, result: Tr
     report.attrs["noiseaudit"] = {
         "version": __version__,
         "config": asdict(cfg),
-        "images_root": str(source.root),
+        "images_root": None if data.is_features else str(source.root),
+        "working_dir": os.getcwd(),  # what the config's relative paths (as the user typed them) are relative to
         **(extra_meta or {}),
         "seed": cfg.seed,
         "model": model_name,
@@ -577,7 +434,8 @@ def prepare(cfg: ScanConfig, source: LabeledSource, device: torch.device, on_pro
     key = None if cache is None else source_key(source)  # stat every file once, for both uses
     t0 = time.perf_counter()
     plan = plan_backbone("none" if cfg.model else cfg.backbone, cfg.finetune, source, device, seed=cfg.seed,
-                         workers=cfg.workers, cache=cache, key=key, on_progress=on_progress)
+                         workers=cfg.workers, cache=cache, key=key, on_progress=on_progress,
+                         on_bad_image=cfg.on_bad_image)
     timings["choose_backbone_s"] = time.perf_counter() - t0
     if plan.name is not None and cfg.image_size is not None:
         plan.image_size = cfg.image_size

@@ -40,7 +40,6 @@ from noiseaudit.optim.layerwise import LayerwiseRates, layer_groups
 from noiseaudit.optim.schedule import LRSchedule
 from noiseaudit.signals import SignalRecorder, choose_rates
 
-METHODS = ("learned-lr", "plain", "dba")
 MAX_RECOVERIES = 3
 PREDICT_BATCH = 64  # samples per forward pass of the final prediction: faster on CPU than 512 (bench/README.md)
 # a learned-rate model that agrees with the given labels no more than this above a constant guess, with at least
@@ -298,8 +297,7 @@ def train(data: SampleData, model: nn.Module, cfg: TrainConfig, device: torch.de
                 if checkpoints is not None and checkpoints.stop_requested:
                     checkpoints.save(run.state_dict(keep=False))
                     raise Interrupted(f"interrupted at epoch {run.epoch + 1}, step {step + 1}; checkpoint saved to "
-                                      f"{checkpoints.path}; run again with "
-                                      f"{option('resume', True)} to continue",
+                                      f"{checkpoints.path}; {checkpoints.resume_advice()}",
                                       checkpoints.stop_requested)
             if dist is not None:
                 dist.end_epoch([] if rates is None else rates.log_rate_vectors(), run.loss_total)

@@ -336,3 +336,37 @@ def test_real_photos_with_real_human_noise(tmp_path):
     flagged = report["is_suspect"].to_numpy()
     assert report.attrs["noiseaudit"]["threshold"]["method"] == "disagreements"
     assert flagged.mean() >= 0.1 and truth[flagged].mean() >= 0.85, (flagged.mean(), truth[flagged].mean())
+
+
+@needs_extra
+def test_the_choice_is_said_in_the_summary(textures, tmp_path, monkeypatch):
+    """The summary named the model only: why from scratch (or not) was in the Parquet metadata alone."""
+    from noiseaudit.report.summary import model_choice, summarize
+
+    images, csv = textures
+    monkeypatch.setattr(backbone, "probe_accuracy", lambda *a, **k: 0.5469)
+    monkeypatch.setattr(backbone, "scratch_accuracy", lambda *a, **k: 0.6719)
+    report = scan(images, csv, epochs=1, device="cpu", workers=1, cache=False)
+    summary = summarize(report, report.attrs["noiseaudit"])
+    assert summary["model_choice"] == ("Chose training from scratch: on a sample of 120 images, a linear probe of its "
+                                       "ImageNet features scored 54.7%, a small CNN trained from scratch 67.2% "
+                                       "(--backbone to choose yourself)")
+    assert model_choice({"backbone": {"evidence": {"reason": "grayscale", "chosen": "from scratch"}}}) is None
+
+
+@needs_extra
+def test_a_bad_image_in_the_probes_sample_stops_the_scan_there(textures, tmp_path):
+    """The probe left a truncated JPEG out silently, ran for up to a minute, then the full decode failed on it."""
+    from noiseaudit.errors import InputError
+
+    images, csv = textures
+    root = tmp_path / "copy"
+    root.mkdir()
+    for f in images.iterdir():
+        (root / f.name).write_bytes(f.read_bytes())
+    (root / "stripes000.png").write_bytes((images / "stripes000.png").read_bytes()[:100])
+    heard = []
+    with pytest.raises(InputError, match=r"labels.csv:2: 'stripes000.png'"):
+        scan(root, csv, epochs=1, device="cpu", workers=1, cache=False,
+             on_progress=lambda stage, done, total, info: heard.append((stage, done)))
+    assert ("choose", 1) not in heard  # nothing embedded or trained before the error

@@ -295,6 +295,20 @@ def test_piped_progress_prints_every_tenth_and_when_slow(tmp_path):
     assert slow.getvalue().splitlines()[-1].startswith("decoding images: 3/100 (3.0%); elapsed 1 min 33 s, eta")
 
 
+def test_the_backbone_choice_says_no_eta():
+    """Its three steps take unlike times (decode a sample, embed it, train on it): the ETA after the first said
+    1.8 s with 12 s to go."""
+    stream, clock = io.StringIO(), FakeClock()
+    progress = PipedProgress(stream, clock)
+    for done, seconds in ((0, 0.9), (1, 6.4), (2, 5.7), (3, 0.0)):
+        progress("choose", done, 3, {})
+        clock.now += seconds
+    assert stream.getvalue().splitlines() == [
+        "choosing pretrained or from scratch (probe on a sample): 1/3 (33.3%); elapsed 0.9 s",
+        "choosing pretrained or from scratch (probe on a sample): 2/3 (66.7%); elapsed 7.3 s",
+        "choosing pretrained or from scratch (probe on a sample): 3/3 (100.0%); elapsed 13 s"]
+
+
 def test_piped_progress_eta_counts_from_where_a_resumed_run_started():
     stream, clock = io.StringIO(), FakeClock()
     progress = PipedProgress(stream, clock)

@@ -186,6 +186,25 @@ def test_numbers_are_not_twins_and_unicode_forms_are(tmp_path):
         check_source(load_source(root))
 
 
+def test_one_number_written_two_ways_is_one_class_split_in_two(tmp_path):
+    """Labels '1' and '01' (a spreadsheet that kept some cells as text) trained as two classes, silently; long ids
+    that one float cannot tell apart stay two classes."""
+    labels = ["1", "2"] * 12
+    labels[4] = labels[8] = "01"
+    images, csv, out = labelled_images(tmp_path, labels)
+    assert_user_error(invoke(*scan_args(images, csv, out)), out,
+                      f"{csv}: labels '1' (10 rows, lines 2, 4, … 24) and '01' (2 rows, lines 6, 10) are one number "
+                      "written two ways (a leading zero, a decimal point: a spreadsheet may rewrite some cells): one "
+                      "class split in two? Give them one spelling; pass --force")
+    labels[4] = labels[8] = "1.0"
+    images, csv, out = labelled_images(tmp_path / "b", labels)
+    with pytest.raises(InputError, match=r"labels '1' \(10 rows.*and '1.0' \(2 rows.*one number written two ways"):
+        check_source(load_source(images, csv))
+    ids = ["12345678901234567890", "12345678901234567891"] * 12  # equal as floats, two classes
+    images, csv, out = labelled_images(tmp_path / "c", ids)
+    check_source(load_source(images, csv))
+
+
 def test_a_label_column_with_one_value_a_row_is_refused(tmp_path):
     """200 rows in 200 classes (an id column taken for the labels) scanned and flagged 89%."""
     images, csv, out = labelled_images(tmp_path, [f"id{i:03d}" for i in range(24)])

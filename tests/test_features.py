@@ -467,7 +467,7 @@ def test_python_input_errors(small):
         scan_features(x, pd.DataFrame({"id": ["s0"] * 12, "label": [0, 1] * 6}), output=out, **OPTIONS)
     with pytest.raises(InputError, match="at least two classes"):
         scan_features(x, [1] * 12, output=out, **OPTIONS)
-    with pytest.raises(InputError, match=r"^<labels DataFrame> row 10: empty label in column 'label' \(1 row\)"):
+    with pytest.raises(InputError, match=r"^<labels list> row 10: empty label in column 'label' \(1 row\)"):
         scan_features(x, ["a", "b"] * 5 + [None, "b"], output=out, **OPTIONS)  # not a class "nan"
     with pytest.raises(InputError, match=r"^<labels DataFrame> row 10: empty label in column 'label'"):
         scan_features(x, pd.DataFrame({"label": [0.0, 1.0] * 5 + [np.nan, 1.0]}), output=out, **OPTIONS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -64,6 +65,25 @@ def test_html_json_summary(report_path, tmp_path):
     summary = json.loads(result.stdout)
     assert summary["gallery"] == 5 and summary["bytes"] == page.stat().st_size and summary["output"] == str(page)
     assert summary["samples"] > 5
+
+
+def test_html_counts_the_ranked_samples_as_its_page_does(report_path, tmp_path):
+    """With a skipped image, --json said 111 samples (and a gallery of 111) where the page showed 110, and the page
+    said nothing of the skipped one."""
+    import json
+
+    from noiseaudit import read_report, write_report
+
+    frame, meta = read_report(report_path)
+    frame.loc[frame["rank"] == 1, "status"] = "corrupt"  # as a skipped image is: in the report, not ranked
+    write_report(frame, meta, tmp_path / "skipped.parquet")
+    page = tmp_path / "report.html"
+    result = CliRunner().invoke(app, ["html", str(tmp_path / "skipped.parquet"), "-o", str(page), "--top",
+                                      str(len(frame)), "--json"])
+    summary = json.loads(result.stdout)
+    assert summary["samples"] == summary["gallery"] == len(frame) - 1
+    assert page.read_text().count('class="card') == len(frame) - 1  # flagged ones are "card flagged"
+    assert "<td>not ranked (skipped, trusted)</td><td>1</td>" in page.read_text()
 
 
 @pytest.mark.skipif(find_chromium() is None, reason="Debian chromium not installed (.ci/run installs it)")
@@ -172,3 +192,15 @@ def test_html_refuses_an_images_dir_that_is_not_a_folder(tmp_path):
         assert result.exit_code == 2 and result.stderr.strip() == f"error: {wrong}: {said}"
         assert not page.exists()
     assert CliRunner().invoke(app, ["html", str(report), "-o", str(page), "--images-dir", str(tmp_path)]).exit_code == 0
+
+
+def test_the_pair_table_says_how_many_pairs_it_leaves_out():
+    """The page listed 10 pairs where `show --by pair` listed 12, with no word of the other 2."""
+    from noiseaudit.report.html import _pairs_section
+
+    given = ["a", "b", "c", "d", "e"] * 40
+    rows = pd.DataFrame({"given_label": given, "suggested_label": [given[(i * 7 + 1) % 5] for i in range(200)],
+                         "is_suspect": [True] * 200})
+    assert _pairs_section(rows, top=3).endswith("<p>and 2 more pairs (80 flags): <code>noiseaudit show REPORT --by "
+                                                "pair</code> lists every one</p>")
+    assert "more pair" not in _pairs_section(rows, top=5)

@@ -127,7 +127,7 @@ def test_predict_can_skip_bad_images_and_list_them(digits_model, tmp_path):
     result = invoke("predict", model, folder, csv, "--label-col", "digit", "-o", out, "--device", "cpu", "--quiet",
                     "--on-bad-image", "skip")
     assert result.exit_code == 0, result.output
-    assert "Skipped 1 bad images (1 not_image)" in result.stdout
+    assert "Skipped 1 bad image (1 not_image)" in result.stdout
     predictions, meta = read_report(out)
     assert len(predictions) == len(report) and meta["n_skipped"] == 1
     bad = predictions[predictions["path"] == broken].iloc[0]
@@ -319,7 +319,10 @@ def test_predict_on_a_class_folder_tree_takes_the_folders_as_labels(digits_model
     assert [truth[p.split("/")[1]] for p in frame["path"]] == frame["given_label"].tolist()
     agree = (frame["given_label"] == frame["predicted_label"]).mean()
     assert json.loads(result.stdout)["accuracy"] == pytest.approx(agree)
-    (tree / "extra").mkdir()  # a folder that is not a class: every image, unlabelled, as before
+    (tree / "extra").mkdir()  # a folder that is not a class: every image, unlabelled, as before; now said
     (tree / "extra" / "x.png").write_bytes((images / table["file"][0]).read_bytes())
     result = invoke("predict", model, tree, "-o", tmp_path / "q.parquet", "--device", "cpu", "--quiet")
     assert result.exit_code == 0 and "given_label" not in read_report(tmp_path / "q.parquet")[0].columns
+    assert result.stderr == (f"warning: {tree}: 1 folder not named as a class of the model ('extra'), so the class "
+                             "folders give no labels: every image is predicted without one; move those folders out "
+                             "to get the accuracy\n")

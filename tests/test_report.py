@@ -208,5 +208,5 @@ def test_rank_by_is_checked_before_anything_is_read(tmp_path, options, message):
     ("auto", "dba", True, "rate"), ("rate", "learned-lr", True, "rate"), ("rate+prob", "learned-lr", False, "rate+prob")])
 def test_rank_by_auto_mixes_in_the_models_probability_only_for_learned_rates_on_a_pretrained_model(
         rank_by, method, pretrained, resolved):
-    from noiseaudit.scan import resolve_rank_by
+    from noiseaudit.config import resolve_rank_by
     assert resolve_rank_by(rank_by, method, pretrained) == resolved

@@ -20,14 +20,14 @@ import sys
 from typer.testing import CliRunner
 from noiseaudit.cli import app
 result = CliRunner().invoke(app, sys.argv[1:])
-assert result.exit_code == 0, result.output
+assert result.exit_code == {code}, result.output
 print(",".join(m for m in {heavy!r} if m in sys.modules))
 """
 
 
-def heavy_imports(*args: str) -> set[str]:
-    """The heavy libraries a fresh interpreter holds after running ``noiseaudit ARGS``."""
-    proc = subprocess.run([sys.executable, "-c", RUN_CLI.format(heavy=HEAVY), *map(str, args)],
+def heavy_imports(*args: str, code: int = 0) -> set[str]:
+    """The heavy libraries a fresh interpreter holds after running ``noiseaudit ARGS`` (which exits with ``code``)."""
+    proc = subprocess.run([sys.executable, "-c", RUN_CLI.format(heavy=HEAVY, code=code), *map(str, args)],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     return set(filter(None, proc.stdout.strip().split(",")))
@@ -58,6 +58,20 @@ def test_show_reads_the_report_without_pandas(files):
 def test_export_and_apply_import_neither_torch_nor_sklearn(files):
     assert heavy_imports("export", files["report"], "-o", files["dir"] / "sheet.csv", "--top", "5") == {"pandas"}
     assert heavy_imports("apply", files["labels"], files["review"], "-o", files["dir"] / "fixed.csv") == {"pandas"}
+
+
+def test_scan_refuses_a_wrong_option_or_a_mistyped_path_before_loading_torch(files):
+    """The import of torch takes seconds, pandas one; an option out of range or a path that is not there is said
+    before either."""
+    labels, missing = files["labels"], files["dir"] / "nope.csv"
+    assert set() == heavy_imports("scan", files["dir"], labels, "--epochs", "0", code=2)
+    assert set() == heavy_imports("scan", files["dir"], labels, "--backbone", "vit", code=2)
+    assert set() == heavy_imports("scan", "--features", labels, labels, "--model", "small-cnn", code=2)
+    assert set() == heavy_imports("scan", files["dir"], missing, code=2)
+    assert set() == heavy_imports("scan", files["dir"] / "nope", labels, code=2)
+    assert set() == heavy_imports("scan", labels, code=2)  # a file where the image folder goes
+    assert set() == heavy_imports("scan", files["dir"], labels, "--trusted", missing, code=2)
+    assert set() == heavy_imports("scan", "--features", missing, labels, code=2)
 
 
 def test_evaluate_needs_sklearn_for_its_metrics_but_not_torch(files):

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -47,18 +50,28 @@ class _Pieces:
         self._stream = stream
 
     def write(self, text: str) -> int:
-        for start in range(0, len(text), self.PIECE):
-            self._stream.write(text[start:start + self.PIECE])
-            self._stream.flush()
+        try:
+            for start in range(0, len(text), self.PIECE):
+                self._stream.write(text[start:start + self.PIECE])
+                self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:  # stdout on a full disk (> /dev/full): the error names stdout, as a file's names it
+            raise OSError(exc.errno, exc.strerror, "stdout") from None
         return len(text)
 
     def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, flush: the stream's own
         return getattr(self._stream, name)
 
 
+# piped results: wide enough that a table row is one line whatever its paths (grep finds the whole row); a
+# table is as wide as its cells, not the console
+PIPED_WIDTH = 1000
+
+
 def stdout() -> Console:
-    """Results. Piped output gets a wide console so that tables don't truncate paths."""
-    return _Console(file=_Pieces(sys.stdout), soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+    """Results. Piped output gets a wide console so that tables neither cut nor wrap paths."""
+    return _Console(file=_Pieces(sys.stdout), soft_wrap=True, width=None if sys.stdout.isatty() else PIPED_WIDTH)
 
 
 def stderr() -> Console:
@@ -106,19 +119,47 @@ def _warning_line(message: Warning | str, category: type[Warning], *_: Any, **__
         pass
 
 
+def discard_stdout() -> None:
+    """Point stdout at /dev/null after its reader went away, for a command that goes on to say on stderr what its
+    exit code means (scan's --fail-above)."""
+    _discard_output(("stdout",))
+
+
 BROKEN_PIPE = 141  # what a shell reports for a process killed by SIGPIPE: the reader of our output went away
 
 
-def _discard_output() -> None:
-    """Point stdout and stderr at /dev/null, so that nothing more (not even the flush at exit) meets the closed
-    pipe."""
+def _discard_output(streams: tuple[str, ...] = ("stdout", "stderr")) -> None:
+    """Point stdout and stderr (or those ``streams``) at /dev/null, so that nothing more (not even the flush at
+    exit) meets the closed pipe."""
     devnull = os.open(os.devnull, os.O_WRONLY)
-    for stream in (sys.stdout, sys.stderr):
+    for stream in (getattr(sys, name) for name in streams):
         try:
             os.dup2(devnull, stream.fileno())
         except (OSError, ValueError, io.UnsupportedOperation):
             pass  # not a real file (a test runner's buffer)
     os.close(devnull)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as Ctrl-C is: the command stops the same way (its temp files and folders tidied)."""
+
+
+@contextlib.contextmanager
+def _terminate_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM ends a command as Ctrl-C does, saying so (exit 143), where by default the process died silently
+    (a scan still decoding its images, say); the training loop catches both to checkpoint first."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(_signum: int, _frame: Any) -> None:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def exits_on_errors(fn: F) -> F:
@@ -129,16 +170,16 @@ def exits_on_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            with warnings.catch_warnings(), command_line():  # messages name --options, not keyword arguments
+            with warnings.catch_warnings(), command_line(), _terminate_as_ctrl_c():  # messages name --options
                 warnings.simplefilter("always", NoiseAuditWarning)
                 warnings.showwarning = _warning_line
                 return fn(*args, **kwargs)
         except NoiseAuditError as exc:
             say(f"error: {exc}")
             raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             say("interrupted")
-            raise typer.Exit(130) from None
+            raise typer.Exit(143 if isinstance(exc, _Terminated) else 130) from None
         except UnicodeEncodeError as exc:  # a file name the locale's encoding cannot write (LC_ALL=C, no UTF-8 mode)
             say(f"error: {exc.object!r} cannot be encoded as {exc.encoding}: run under a UTF-8 locale "
                 "(LC_ALL=C.UTF-8) or with PYTHONUTF8=1")

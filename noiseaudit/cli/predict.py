@@ -29,7 +29,8 @@ def print_summary(summary: dict[str, Any]) -> None:
         doubted = Table(title=f"Given labels the model doubts most ({summary['n_disagree']} disagree; "
                               "sort the file by given_prob for all)")
         for name in ("path", "given", "predicted", "p(given)"):
-            doubted.add_column(name, justify="right" if name == "p(given)" else "left")
+            doubted.add_column(name, justify="right" if name == "p(given)" else "left",
+                               overflow="fold" if name == "path" else "ellipsis")  # wrapped, not cut: its end names it
         for row in summary["most_doubted"]:
             doubted.add_row(str(row["path"]), str(row["given_label"]),
                             f"{row['predicted_label']} ({formats.percent(row['pred_prob'])})",
@@ -37,7 +38,7 @@ def print_summary(summary: dict[str, Any]) -> None:
         out.print(doubted)
     if summary.get("n_skipped"):
         counts = ", ".join(f"{v} {k}" for k, v in summary["skipped_by_status"].items())
-        out.print(f"Skipped {summary['n_skipped']} bad images ({counts}); they are in the file with that status.",
+        out.print(f"Skipped {formats.plural(summary['n_skipped'], 'bad image')} ({counts}); they are in the file with that status.",
                   highlight=False)
     out.print(f"Predictions written to {summary['output']}", highlight=False)
 
@@ -79,7 +80,7 @@ def predict_command(
 ) -> None:
     """Predict the class of every image (or feature vector) with a model saved by scan --save-model."""
     from noiseaudit.model_io import load_model
-    from noiseaudit.report.io import check_writable, write_report
+    from noiseaudit.report.io import check_writable, save_report
 
     check_writable(output, overwrite, [(model, "model file"), (labels_csv, "labels CSV"), (features, "features file")],
                    image_folder=images_dir if features is None else None)
@@ -98,7 +99,7 @@ def predict_command(
                               workers=workers, cache=cache, cache_dir=None if cache_dir is None else str(cache_dir),
                               on_progress=on_progress, on_bad_image=on_bad_image)
     meta = frame.attrs["noiseaudit"]
-    write_report(frame, meta, output, overwrite=overwrite)
+    save_report(frame, meta, output, overwrite=overwrite)
     summary = {**{k: meta[k] for k in ("model_file", "model", "kind", "n_samples", "accuracy", "n_disagree",
                                        "predicted_counts", "device")}, "output": str(output),
                **{k: meta[k] for k in ("n_skipped", "skipped_by_status") if k in meta}}

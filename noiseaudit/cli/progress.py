@@ -13,6 +13,7 @@ from noiseaudit.progress import STAGES, ProgressCallback
 
 LINE_EVERY = 0.1  # piped: a line per tenth of a decoding or embedding stage (and at its end)
 LINE_AT_LEAST = 30.0  # ... or after this many seconds without one
+UNEVEN = ("choose",)  # stages whose steps differ in length (decode a sample, embed it, train on it): no ETA
 
 
 class PipedProgress:
@@ -21,7 +22,8 @@ class PipedProgress:
     Decoding and embedding print ``decoding images: 512/2000 (25.6%); elapsed 3.1 s, eta 9.0 s``
     every tenth of the stage, or every 30 s if a tenth takes longer, and when it ends. Training
     prints one line per epoch: ``epoch 3/10: mean loss 1.204; elapsed 12 s, eta 28 s``. The
-    ETA is the remaining work at the pace this process has kept so far in that stage. A stage
+    ETA is the remaining work at the pace this process has kept so far in that stage (none for the backbone
+    choice, whose three steps take unlike times: its ETA said 2 s with 12 s to go). A stage
     starts at its first report of no work done, else at the previous stage's last report; its
     first report of work counts as one unit (a training step) done by this process, so that a
     resumed run's ETA is not flattered by the epochs it skipped.
@@ -45,7 +47,7 @@ class PipedProgress:
             eta = formats.duration(0)
         else:
             eta = formats.duration(elapsed / (done - done0) * (total - done)) if done > done0 else formats.MISSING
-        timing = f"elapsed {formats.duration(elapsed)}, eta {eta}"
+        timing = f"elapsed {formats.duration(elapsed)}" + ("" if stage in UNEVEN else f", eta {eta}")
         if stage == "train":
             if info.get("loss") is not None:
                 self._print(f"epoch {info['epoch']}/{info.get('epochs') or '?'}: mean loss "

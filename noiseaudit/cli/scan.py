@@ -13,16 +13,16 @@ import typer
 from rich.table import Table
 
 from noiseaudit import formats
-from noiseaudit.cli.console import echo_json, exits_on_errors, stderr, stdout
+from noiseaudit.cli.console import BROKEN_PIPE, discard_stdout, echo_json, exits_on_errors, stderr, stdout
 from noiseaudit.cli.progress import progress_reporter
+from noiseaudit.config import RANKED_BY, RATE_AND_PROB, make_config
 from noiseaudit.errors import NoiseAuditHint, UsageError
 from noiseaudit.extras import install_hint
 
 METRIC_NAMES = (("precision", "precision"), ("recall", "recall"), ("F1", "f1"), ("AUROC", "auroc"),
                 ("AP", "average_precision"))
-SCORED_BY = {"log learned_lr": "the learned rates", "minus mean loss": "the training losses",
-             "dba_selected_frac": "the DBA selections",
-             "mean rank of log learned_lr and given_prob": "the learned rates"}  # the count; the mix only orders
+SCORED_BY = {RANKED_BY["learned-lr"]: "the learned rates", RANKED_BY["plain"]: "the training losses",
+             RANKED_BY["dba"]: "the DBA selections", RATE_AND_PROB: "the learned rates"}  # the count; the mix orders
 
 
 def _how_counted(threshold: dict[str, Any]) -> str:
@@ -35,6 +35,27 @@ def _how_counted(threshold: dict[str, Any]) -> str:
 
 
 
+def _name(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+def check_inputs_exist(images_dir: Path, labels_csv: Path | None, features: Path | None,
+                       trusted: Path | None) -> None:
+    """The checks ``scan`` makes of its input paths, made first: they need no torch, whose import takes seconds,
+    so a mistyped path is refused at once. With ``--features`` the first argument is the labels CSV."""
+    from noiseaudit.errors import check_image_dir, input_file
+
+    if features is not None:
+        input_file(features.expanduser(), "features file")
+        input_file(images_dir.expanduser(), "labels CSV")
+    else:
+        check_image_dir(images_dir.expanduser())
+        if labels_csv is not None:
+            input_file(labels_csv.expanduser(), "labels CSV")
+    if trusted is not None:
+        input_file(trusted.expanduser(), "trusted labels CSV")
+
+
 def print_summary(summary: dict[str, Any], output: Path) -> None:
     """The human summary: counts, the top of the ranking with its flags, truth scores if known."""
     out = stdout()
@@ -44,16 +65,21 @@ def print_summary(summary: dict[str, Any], output: Path) -> None:
               f"({formats.percent(summary['estimated_noise_rate'])}, {_how_counted(summary['threshold'])}); "
               f"model {summary['model']} on {summary['device']}, "
               f"{formats.duration(summary['timings'].get('total_s', 0))}", highlight=False)
+    if summary.get("model_choice"):  # why a backbone, or none, on colour images
+        out.print(summary["model_choice"], highlight=False)
     from noiseaudit.report.summary import heavy_flagging
 
     note = heavy_flagging(summary["estimated_noise_rate"], summary["model_agreement"],
                           summary["threshold"].get("method", ""))
     if note:
         out.print(note, highlight=False)
-    title = ("Top suspects (most suspect first)" if n_flagged else "Most suspect (none is flagged; for a look)")
+    title = ("Top suspects (most suspect first" if n_flagged else "Most suspect (none is flagged; for a look")
+    mixed = summary["threshold"].get("ranked_by") == RATE_AND_PROB  # then the rate column is not in order
+    title += ", by learned rate and p(given) together)" if mixed else ")"
     table = Table(title=title)
     for col in ("rank", "path", "given label", "suggested label", "learned rate", "flagged"):
-        table.add_column(col, justify="right" if col in ("rank", "learned rate") else "left")
+        table.add_column(col, justify="right" if col in ("rank", "learned rate") else "left",
+                         overflow="fold" if col == "path" else "ellipsis")  # a path's end names the file: wrap it
     for row in summary["top_suspects"]:
         table.add_row(str(row["rank"]), str(row["path"]),
                       f"{row['given_label']} ({formats.percent(row['given_prob'])})",
@@ -65,7 +91,7 @@ def print_summary(summary: dict[str, Any], output: Path) -> None:
                   "rates; they are in the report, not ranked (status trusted).", highlight=False)
     if summary.get("n_skipped"):
         counts = ", ".join(f"{v} {k}" for k, v in summary["skipped_by_status"].items())
-        out.print(f"Skipped {summary['n_skipped']} bad images ({counts}); they are in the report with that status.",
+        out.print(f"Skipped {formats.plural(summary['n_skipped'], 'bad image')} ({counts}); they are in the report with that status.",
                   highlight=False)
     truth = summary.get("truth")
     if truth:
@@ -209,36 +235,39 @@ def scan_command(
     force: Annotated[bool, typer.Option("--force", rich_help_panel=RUN,
         help="Scan even when the data looks like the wrong folder level or label column (images in subfolders of the "
              "class folders, a class of fewer than 5 samples beside a large one, classes 100x apart, two classes spelt "
-             "alike but for case, spaces, '-' or '_', a label 'nan' or 'null').")] = False,
+             "alike but for case, spaces, '-' or '_', one number written two ways ('1', '01'), a label 'nan' or "
+             "'null').")] = False,
 ) -> None:
     """Train with per-sample learned rates and write a report ranking every sample by suspicion."""
+    if fail_above is not None and not 0.0 <= fail_above <= 1.0:
+        raise UsageError(f"--fail-above is a fraction of the samples, from 0 to 1 (5% is 0.05), got {fail_above:g}")
+    if features is not None and labels_csv is not None:
+        raise typer.BadParameter("with --features give only the labels CSV: noiseaudit scan --features FEATURES "
+                                 "LABELS_CSV")
+    options: dict[str, Any] = dict(
+        label_col=label_col, model=model, backbone=backbone, method=method, epochs=epochs, batch_size=batch_size,
+        lr=lr, hyper_lr=hyper_lr, margin_weight=margin_weight, meta=meta, schedule=schedule, layerwise=layerwise,
+        layerwise_rule=layerwise_rule, resume=resume, checkpoint_dir=_name(checkpoint_dir), noise_rate=noise_rate,
+        device=device, seed=seed, force=force, trusted=_name(trusted), trusted_weight=trusted_weight,
+        save_model=_name(save_model), rank_by=rank_by)
+    if features is None:
+        options.update(path_col=path_col, finetune=finetune, image_size=image_size, augment=augment,
+                       on_bad_image=on_bad_image, cache=cache, cache_dir=_name(cache_dir), workers=workers)
+    # the options and the input paths are checked before torch loads (seconds): a mistake is refused at once
+    make_config(images_dir=None if features else str(images_dir), features=_name(features), **options)
+    check_inputs_exist(images_dir, labels_csv, features, trusted)
     from noiseaudit.report.summary import summarize
     from noiseaudit.scan import scan, scan_features
 
-    if fail_above is not None and not 0.0 <= fail_above <= 1.0:
-        raise UsageError(f"--fail-above is a fraction of the samples, from 0 to 1 (5% is 0.05), got {fail_above:g}")
     if quiet:
         warnings.simplefilter("ignore", NoiseAuditHint)
     follower = int(os.environ.get("RANK", "0")) > 0  # under torchrun, rank 0 reports for everyone
     with progress_reporter(quiet or follower) as on_progress:
-        options: dict[str, Any] = dict(
-            output=output, overwrite=overwrite, on_progress=on_progress, label_col=label_col, model=model,
-            backbone=backbone, method=method, epochs=epochs, batch_size=batch_size, lr=lr, hyper_lr=hyper_lr,
-            margin_weight=margin_weight, meta=meta, schedule=schedule, layerwise=layerwise,
-            layerwise_rule=layerwise_rule, resume=resume,
-            checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir), noise_rate=noise_rate,
-            device=device, seed=seed, force=force, trusted=None if trusted is None else str(trusted),
-            trusted_weight=trusted_weight, save_model=None if save_model is None else str(save_model),
-            rank_by=rank_by)
+        run: dict[str, Any] = dict(output=output, overwrite=overwrite, on_progress=on_progress)
         if features is not None:
-            if labels_csv is not None:
-                raise typer.BadParameter("with --features give only the labels CSV: noiseaudit scan --features "
-                                         "FEATURES LABELS_CSV")
-            report = scan_features(features, images_dir, key_col=path_col, **options)
+            report = scan_features(features, images_dir, key_col=path_col, **run, **options)
         else:
-            report = scan(images_dir, labels_csv, path_col=path_col, finetune=finetune, image_size=image_size,
-                          augment=augment, on_bad_image=on_bad_image, cache=cache,
-                          cache_dir=None if cache_dir is None else str(cache_dir), workers=workers, **options)
+            report = scan(images_dir, labels_csv, **run, **options)
     if follower:
         return
     summary = summarize(report, report.attrs["noiseaudit"])
@@ -248,13 +277,23 @@ def scan_command(
     over = fail_above is not None and summary["estimated_noise_rate"] > fail_above
     if fail_above is not None:
         summary["fail_above"], summary["over_fail_above"] = fail_above, over
-    if json_out:
-        echo_json(summary)
-    else:
-        print_summary(summary, output)
-        if not quiet:
-            print_next_steps(output, summary["n_flagged"])
+    broken = False
+    try:
+        if json_out:
+            echo_json(summary)
+        else:
+            print_summary(summary, output)
+            if not quiet:
+                print_next_steps(output, summary["n_flagged"])
+    except BrokenPipeError:  # `| head` read what it wanted: the gate below still gives its exit code and reason
+        broken = True
+        discard_stdout()
+    except OSError as exc:  # stdout on a full disk
+        raise OSError(exc.errno, f"{exc.strerror} (the report is written to {output} all the same)",
+                      exc.filename) from None
     if over:  # said even with -q, as an error is: it is why the exit code is 1
         stderr().print(f"flagged {formats.percent(summary['estimated_noise_rate'])} of the samples, above "
                        f"--fail-above {fail_above:g}: exit 1", highlight=False)
         raise typer.Exit(1)
+    if broken:
+        raise typer.Exit(BROKEN_PIPE)

@@ -89,7 +89,8 @@ def _show_samples(col: dict, rows: list[int], top: int, head: dict, title: str, 
         return
     out = Table(title=title + ("" if head["n_flagged"] else " (most suspect first)"))
     for name in ("rank", "path", "given", "suggested", "learned rate", "loss", "flagged"):
-        out.add_column(name, justify="left" if name in ("path", "given", "suggested", "flagged") else "right")
+        out.add_column(name, justify="left" if name in ("path", "given", "suggested", "flagged") else "right",
+                       overflow="fold" if name == "path" else "ellipsis")  # a path's end names the file: wrap it
     for i in shown:
         out.add_row(str(col["rank"][i]), str(col["path"][i]),
                     f"{col['given_label'][i]} ({formats.percent(col['given_prob'][i])})",
@@ -150,7 +151,7 @@ def html_command(
     """A self-contained HTML page: summary, learned-rate histogram, PR curve, per-class counts, gallery and
     flags by class pair."""
     from noiseaudit.report.export import check_top
-    from noiseaudit.data.source import check_image_dir
+    from noiseaudit.errors import check_image_dir
     from noiseaudit.report.html import render_html
     from noiseaudit.report.io import atomic_write, check_writable, read_report
 
@@ -162,7 +163,9 @@ def html_command(
     page = render_html(frame, meta, images_dir, top)
     atomic_write(output, lambda tmp: tmp.write_text(page, encoding="utf-8"), replace=overwrite)
     if json_out:
-        echo_json({"samples": len(frame), "gallery": min(top, len(frame)), "bytes": output.stat().st_size,
-                   "output": str(output)})
+        from noiseaudit.report.build import scored
+
+        n = len(scored(frame))  # as the page counts: skipped images and trusted samples are not ranked
+        echo_json({"samples": n, "gallery": min(top, n), "bytes": output.stat().st_size, "output": str(output)})
     else:
         stdout().print(f"Wrote {output}", highlight=False)

@@ -23,6 +23,7 @@ import shlex
 import unicodedata
 import warnings
 from collections import Counter
+from decimal import Decimal, InvalidOperation
 from pathlib import PurePosixPath
 
 from noiseaudit.data.source import LabeledSource
@@ -57,10 +58,6 @@ def _names(items: list[str], most: int = 4) -> str:
     return ", ".join(items) if len(items) <= most else ", ".join(items[:most - 1]) + f", … {items[-1]}"
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
 def _what(source: LabeledSource) -> tuple[str, str]:
     """How to name a class and a sample of ``source``: ('class folder', 'image') or ('label', 'row')."""
     return ("class folder", "image") if source.from_folders else ("label", "row")
@@ -78,13 +75,13 @@ def nested_folders(source: LabeledSource) -> str | None:
             below.setdefault(parts[0], set()).add(parts[1])
     if not nested:
         return None
-    found = ", ".join(f"'{c}' ({_plural(n, 'image')}{', in subfolders' if c in nested else ''})"
+    found = ", ".join(f"'{c}' ({formats.plural(n, 'image')}{', in subfolders' if c in nested else ''})"
                       for c, n in sorted(counts.items()))
     top = counts.most_common(1)[0][0]
     worst = top if top in nested else nested.most_common(1)[0][0]
     subs = sorted(below[worst])
     all_below = nested[worst] == counts[worst]
-    what = (f"found {_plural(len(counts), 'class folder')}, {found}; the images of '{worst}' sit in "
+    what = (f"found {formats.plural(len(counts), 'class folder')}, {found}; the images of '{worst}' sit in "
             f"{'its' if all_below else 'some of its'} subfolders ({_names(subs)})")
     if all_below and len(subs) > 1:
         return f"{what}, so the classes are probably one level down: noiseaudit scan " + \
@@ -113,9 +110,9 @@ def tiny_class(source: LabeledSource) -> str | None:
         return None
     kind, unit = _what(source)
     c, n = tiny[-1]
-    more = f" (and {_plural(len(tiny) - 1, 'other')} under {MIN_CLASS})" if len(tiny) > 1 else ""
+    more = f" (and {formats.plural(len(tiny) - 1, 'other')} under {MIN_CLASS})" if len(tiny) > 1 else ""
     typo = "" if source.from_folders else " (a typo?)"
-    return (f"{kind} '{c}' has {_plural(n, unit)}{_lines_of(source, c)} against {n_big} for '{big}'{more}: too few "
+    return (f"{kind} '{c}' has {formats.plural(n, unit)}{_lines_of(source, c)} against {n_big} for '{big}'{more}: too few "
             f"to learn what the class looks like{typo}")
 
 
@@ -126,7 +123,7 @@ def missing_as_text(source: LabeledSource) -> str | None:
     if not missing or source.from_folders:
         return None
     c = missing[0]
-    where = ", ".join(filter(None, [_plural(counts[c], _what(source)[1]), _line_list(source, c)]))
+    where = ", ".join(filter(None, [formats.plural(counts[c], _what(source)[1]), _line_list(source, c)]))
     return (f"label '{c}' ({where}) looks like a missing value written as text, and would train as a class of its "
             "own; fill in those labels or leave the rows out")
 
@@ -143,30 +140,42 @@ def one_per_class(source: LabeledSource) -> str | None:
     return f"each of the {n} {unit}s has a {kind} of its own ({first}, …): probably {mistake}"
 
 
-def _is_number(label: object) -> bool:
+def _number(label: object) -> Decimal | None:
+    """The finite number a label writes, exactly (ids longer than a float holds stay apart), else None."""
     try:
-        float(str(label))
-    except ValueError:
-        return False
-    return True
+        value = Decimal(str(label).strip())
+    except InvalidOperation:
+        return None
+    return value.normalize() if value.is_finite() else None
+
+
+def _twin_key(label: object) -> str:
+    """What two spellings of one class share: a number's value ('01', '1.0' and '1' are 1; -1 is not), else the
+    name without its Unicode form, case, spaces, '-' and '_'."""
+    number = _number(label)
+    if number is not None:
+        return f"number {number}"
+    return re.sub(r"[\s_-]+", "", unicodedata.normalize("NFKC", str(label))).casefold()
 
 
 def twin_classes(source: LabeledSource) -> str | None:
     """Two classes whose names are the same but for their Unicode form (NFC against NFD), letter case, spaces,
-    '-' and '_' (one class split in two). Numbers are left alone: -1 and 1 are two classes."""
+    '-' and '_', or two writings of one number ('01' and '1', '1.0' and '1'): one class split in two. Numbers
+    that differ are left alone: -1 and 1 are two classes."""
     counts = Counter(source.labels)
     seen: dict[str, object] = {}
     for label in sorted(counts, key=lambda c: (-counts[c], str(c))):
-        if _is_number(label):
-            continue
-        key = re.sub(r"[\s_-]+", "", unicodedata.normalize("NFKC", str(label))).casefold()
+        key = _twin_key(label)
         if key not in seen:
             seen[key] = label
             continue
         kind, unit = _what(source)
         first = seen[key]
-        both = [", ".join(filter(None, [_plural(counts[c], unit), _line_list(source, c)])) for c in (first, label)]
-        if unicodedata.normalize("NFC", str(first)) == unicodedata.normalize("NFC", str(label)):
+        both = [", ".join(filter(None, [formats.plural(counts[c], unit), _line_list(source, c)])) for c in (first, label)]
+        if key.startswith("number "):
+            how = ("are one number written two ways (a leading zero, a decimal point: a spreadsheet may rewrite "
+                   "some cells)")
+        elif unicodedata.normalize("NFC", str(first)) == unicodedata.normalize("NFC", str(label)):
             how = ("are one name in two Unicode forms (composed and decomposed accents: macOS writes file names "
                    "decomposed), which print alike but compare apart")
         else:
@@ -186,5 +195,5 @@ def imbalance(source: LabeledSource) -> str | None:
     n = len(source.labels)
     mistake = ("the wrong folder level" if source.from_folders else
                f"the wrong label column (this is '{source.label_col}'; name another with {option('label_col')})")
-    return (f"{kind} '{big}' holds {n_big} of {_plural(n, unit)} ({formats.percent(n_big / n)}) and '{small}' only "
+    return (f"{kind} '{big}' holds {n_big} of {formats.plural(n, unit)} ({formats.percent(n_big / n)}) and '{small}' only "
             f"{n_small}: classes {n_big // n_small}x apart usually mean {mistake}")

@@ -13,13 +13,14 @@ import csv
 import io
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from noiseaudit.errors import InputError, UsageError, input_file
+from noiseaudit.errors import InputError, check_path, input_file
 
 DELIMITERS = ",;\t|"
 EXCEL_SEP = re.compile(r"^sep=([,;\t|])\r?\n?$")  # the line Excel writes (and reads) to name the delimiter
@@ -105,10 +106,11 @@ def _not_utf8(exc: UnicodeDecodeError, path: str | Path) -> InputError:
                       "as UTF-8 (\"CSV UTF-8\" in Excel)", path=path, line=line)
 
 
-def read_text_table(path: str | Path, what: str = "labels CSV",
-                    parquet_hint: str = "") -> tuple[pd.DataFrame, list[int]]:
+def read_text_table(path: str | Path, what: str = "labels CSV", parquet_hint: str = "",
+                    rows_needed: bool = True) -> tuple[pd.DataFrame, list[int]]:
     """All cells as stripped strings, and the file line on which each data record starts; errors name the
-    file as ``what``, and a Parquet file given instead adds ``parquet_hint``."""
+    file as ``what``, and a Parquet file given instead adds ``parquet_hint``. A header without rows is an
+    error unless not ``rows_needed`` (a review sheet of nothing: export found nothing to review)."""
     path = input_file(path, what)
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
@@ -170,7 +172,7 @@ def read_text_table(path: str | Path, what: str = "labels CSV",
         raise InputError(f"cannot parse CSV ({exc})", path=path, line=reader.line_num) from None
     if header is None:
         raise InputError(f"{what} is empty", path=path)
-    if not rows:
+    if not rows and rows_needed:
         raise InputError(f"{what} has a header but no rows", path=path, line=1)
     frame = pd.DataFrame(rows, columns=range(len(header)), dtype=object)
     keep = [j for j, name in enumerate(header) if name or not _artefact(frame[j], j, path, header_at)]
@@ -201,6 +203,9 @@ def _check_header(header: list[str], path: str | Path, line: int | None, unnamed
         seen.add(name)
 
 
+KIND_ATTR = "noiseaudit.kind"  # DataFrame.attrs: what the caller passed, when a table was made of it ("ndarray")
+
+
 def read_table(table: str | Path | pd.DataFrame, what: str = "labels CSV",
                parquet_hint: str = "") -> tuple[pd.DataFrame, list[int], str]:
     """:func:`read_text_table` of a CSV file, or the same of a DataFrame passed from Python, and the name
@@ -210,10 +215,12 @@ def read_table(table: str | Path | pd.DataFrame, what: str = "labels CSV",
         frame, lines = read_text_table(table, what, parquet_hint)
         return frame, lines, str(table)
     if not isinstance(table, pd.DataFrame):
-        raise UsageError(f"the {what} must be a path or a pandas DataFrame, not {type(table).__name__}")
+        check_path(table, what, or_table=True)
     origin = table_name(table, what)
     if table.empty:
-        raise InputError(f"the {what.split()[0]} DataFrame has no rows", path=origin)
+        kind = table.attrs.get(KIND_ATTR, "DataFrame")
+        raise InputError(f"the {what.split()[0]} {kind} has no rows" if kind == "DataFrame" else
+                         f"the {what.split()[0]} are an empty {kind}", path=origin)
     _check_header([str(c).strip() for c in table.columns], origin, None)
     return text_cells(table), list(range(len(table))), origin
 
@@ -221,7 +228,9 @@ def read_table(table: str | Path | pd.DataFrame, what: str = "labels CSV",
 def table_name(table: str | Path | pd.DataFrame, what: str = "labels CSV") -> str:
     """How errors and the run's config name an input table: its path, or "<labels DataFrame>" (``what``'s
     first word) for a DataFrame passed from Python."""
-    return f"<{what.split()[0]} DataFrame>" if isinstance(table, pd.DataFrame) else str(table)
+    if not isinstance(table, pd.DataFrame):
+        return str(table)
+    return f"<{what.split()[0]} {table.attrs.get(KIND_ATTR, 'DataFrame')}>"
 
 
 def text_cells(frame: pd.DataFrame) -> pd.DataFrame:
@@ -235,3 +244,28 @@ def text_cells(frame: pd.DataFrame) -> pd.DataFrame:
         text = values.astype(str).str.strip().mask(col.isna(), "")  # pandas 2 writes None as "None": cleared here
         out[str(name).strip()] = text.astype(object).reset_index(drop=True)
     return pd.DataFrame(out, dtype=object)
+
+
+def frame_column(frame: pd.DataFrame, name: str) -> object:
+    """The column of ``frame`` that the text table calls ``name`` (whose names are stripped text)."""
+    return next(c for c in frame.columns if str(c).strip() == name)
+
+
+def with_labels(frame: pd.DataFrame, column: object, labels: list, as_given: dict[object, object],
+                drop: Sequence[int] = ()) -> pd.DataFrame:
+    """A DataFrame from Python handed back changed (``apply_review``, ``inject_file``): its columns, dtypes and
+    index as they came, ``column`` set from ``labels`` (each in the caller's value by ``as_given``, else as it is)
+    in the column's own type (an int column stays int; a new class that the type cannot hold makes it object),
+    the rows at positions ``drop`` left out."""
+    out = frame.copy()
+    values = pd.Series([as_given.get(v, v) for v in labels], index=frame.index, dtype=object)
+    dtype = frame[column].dtype
+    if isinstance(dtype, pd.CategoricalDtype):  # a new class joins the categories
+        added = [v for v in dict.fromkeys(values) if v not in dtype.categories and not pd.isna(v)]
+        dtype = pd.CategoricalDtype([*dtype.categories, *added], ordered=dtype.ordered)
+    try:
+        typed = values.astype(dtype)
+    except (TypeError, ValueError):  # a new class the type cannot hold: "cat" in an int column
+        typed = values
+    out[column] = typed if typed.isna().sum() == values.isna().sum() else values
+    return out.drop(index=frame.index[list(drop)])

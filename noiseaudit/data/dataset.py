@@ -18,23 +18,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from noiseaudit.config import BAD_IMAGE_POLICIES
 from noiseaudit.data.cache import DecodeCache, files_key
 from noiseaudit.data.hints import missing_image_hint
 from noiseaudit.data.images import GRAY_MODES, GRAY_TOLERANCE, LUMA, DecodeError, decode_image, image_header
 from noiseaudit.data.source import LabeledSource, resolve_inside
-from noiseaudit.errors import InputError, NoiseAuditWarning, UsageError, line_word, option
+from noiseaudit.errors import InputError, NoiseAuditWarning, line_word, option
 
 Progress = Callable[[int, int], None]
-
-
-BAD_IMAGE_POLICIES = ("fail", "skip")
-
-
-def check_bad_image_policy(on_bad_image: str) -> None:
-    """Refuse an ``--on-bad-image`` other than fail or skip (scan and predict check it before reading any input)."""
-    if on_bad_image not in BAD_IMAGE_POLICIES:
-        raise UsageError(f"{option('on_bad_image')} must be one of {', '.join(BAD_IMAGE_POLICIES)}, "
-                         f"got {on_bad_image!r}")
 
 
 @dataclass

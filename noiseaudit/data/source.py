@@ -12,15 +12,16 @@ from __future__ import annotations
 import os
 import posixpath
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
 
-from noiseaudit.data.csvfile import read_table, read_text_table
-from noiseaudit.errors import InputError, NoiseAuditWarning, header_line, in_memory, line_word, option, place
+from noiseaudit.data.csvfile import KIND_ATTR, read_table, read_text_table
+from noiseaudit.errors import (InputError, NoiseAuditWarning, UsageError, check_image_dir, header_line, in_memory,
+                               line_word, option, place)
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 NOT_IMAGES = f"file(s) without an image extension ({', '.join(sorted(IMAGE_EXTENSIONS))}) left out"
@@ -223,15 +224,31 @@ def _refuse_empty(frame: pd.DataFrame, pcol: str | None, lcol: str | None, lines
                              line=lines[first])
 
 
-def read_label_table(labels_csv: str | Path | pd.DataFrame, *, key_col: str | None = None,
+def _label_sequence(labels: Sequence) -> pd.DataFrame:
+    """One label per row as a labels table; errors name it as what it is ("<labels ndarray> row 5")."""
+    try:
+        shape = np.shape(labels)
+    except ValueError:  # rows of different lengths
+        shape = (len(labels), None)
+    if len(shape) != 1:  # the feature matrix, most likely: quoting its rows made a message of kilobytes
+        raise UsageError(f"labels must be one per sample (a sequence, a DataFrame or a CSV path), not of shape "
+                         f"{shape}; the features come first, then the labels")
+    table = pd.DataFrame({"label": list(labels)})
+    table.attrs[KIND_ATTR] = type(labels).__name__
+    return table
+
+
+def read_label_table(labels_csv: str | Path | pd.DataFrame | Sequence, *, key_col: str | None = None,
                      label_col: str | None = None, optional_label: bool = False) -> LabeledSource:
     """A labels CSV (or DataFrame) for feature vectors: a label column and, optionally, a key (a path or id
-    column).
+    column); or one label per row (a list, an array, a Series, a tensor).
 
     Nothing is looked up on disk. Without a key column a sample's key is its
     0-based row number. A key listed twice is an InputError naming both lines.
     ``optional_label`` as for :func:`read_labels_csv`.
     """
+    if not isinstance(labels_csv, (str, os.PathLike, pd.DataFrame)):
+        labels_csv = _label_sequence(labels_csv)
     frame, lines, origin = read_table(labels_csv)
     root = Path.cwd() if in_memory(origin) else Path(os.path.realpath(Path(origin).parent))
     return label_table(frame, lines, origin, root, key_col=key_col, label_col=label_col,
@@ -383,16 +400,6 @@ def read_image_folder(images_dir: str | Path) -> LabeledSource:
     return LabeledSource(root=root, paths=paths, labels=_normalise_labels(pd.Series(labels)),
                          lines=[None] * len(paths), origin=str(root), extra=pd.DataFrame(index=range(len(paths))),
                          from_folders=True)
-
-
-def check_image_dir(images_dir: str | Path, hint: str = " (the folder comes first, then the labels CSV)") -> Path:
-    """``images_dir`` as its real path, when it is a folder; else an InputError naming it (a file: with ``hint``)."""
-    root = Path(images_dir)
-    if root.is_file():
-        raise InputError(f"a file, not an image folder{hint}", path=root)
-    if not root.is_dir():
-        raise InputError("image folder not found", path=root)
-    return Path(os.path.realpath(root))
 
 
 def load_source(images_dir: str | Path, labels_csv: str | Path | pd.DataFrame | None = None, *,

@@ -18,6 +18,7 @@ import pandas as pd
 
 from noiseaudit.data.csvfile import read_table
 from noiseaudit.data.source import (
+    ID_COLUMN_NAMES,
     LABEL_COLUMN_NAMES,
     PATH_COLUMN_NAMES,
     LabeledSource,
@@ -39,8 +40,12 @@ def _column(columns: list[str], labels_name: str | None, candidates: tuple[str, 
     try:
         return pick_column(columns, None, candidates, kind, csv)
     except InputError:
-        if labels_name is None:
-            raise
+        if labels_name is None:  # pick_column's own message names an option for the labels' column, not this file's
+            keys = " (the labels' keys, or their 0-based row numbers where they have no key column)" \
+                if kind == "key" else ""
+            raise InputError(f"no {kind} column found (looked for {', '.join(candidates)}); columns are {columns}; "
+                             f"name the column of {kind}s{keys} {'id' if keys else candidates[0]!r}", path=csv,
+                             line=header_line(str(csv))) from None
         raise InputError(f"no {kind} column {labels_name!r} (the labels CSV's name for it) or one named like "
                          f"{', '.join(candidates)}; columns are {columns}", path=csv, line=header_line(str(csv))) \
             from None
@@ -75,7 +80,8 @@ def merge_trusted(source: LabeledSource, trusted_csv: str | Path | pd.DataFrame,
     csv = Path(origin)
     columns = [str(c) for c in frame.columns]
     by_name = not source.from_folders  # the labels CSV's own column names; an ImageFolder has none
-    pcol = _column(columns, source.path_col if by_name else None, PATH_COLUMN_NAMES, "path", csv)
+    keys = PATH_COLUMN_NAMES if images else PATH_COLUMN_NAMES + ID_COLUMN_NAMES  # a features table's keys: ids too
+    pcol = _column(columns, source.path_col if by_name else None, keys, "path" if images else "key", csv)
     lcol = _column(columns, source.label_col if by_name else None, LABEL_COLUMN_NAMES, "label", csv)
     _refuse_empty(frame, pcol, lcol, lines, csv)
     paths = list(frame[pcol])

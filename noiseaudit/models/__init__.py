@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from torch import nn
 
+from noiseaudit.config import FEATURE_MODELS, MODELS
 from noiseaudit.errors import UsageError
 from noiseaudit.models.mlp import MLP, LinearHead
 from noiseaudit.models.small_cnn import SmallCNN
 
-MODELS = ("small-cnn", "resnet18", "mlp")
-FEATURE_MODELS = ("mlp", "linear")  # what trains on feature vectors; mlp is the default
 
 
 SMALL_CNN_UP_TO = {1: 64, 3: 32}  # largest side, by channels, at which the small CNN is the default

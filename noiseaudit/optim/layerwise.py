@@ -32,7 +32,8 @@ from typing import Any
 import torch
 from torch import nn
 
-RULES = ("grad-norm", "secant")
+from noiseaudit.config import LAYERWISE_RULES
+
 
 
 def layer_groups(model: nn.Module, groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -79,8 +80,8 @@ class LayerwiseRates:
 
     def __init__(self, param_groups: list[dict[str, Any]], rule: str = "grad-norm", eps: float = 1e-8,
                  ema: float = 0.9):
-        if rule not in RULES:
-            raise ValueError(f"layer-wise rule must be one of {RULES}, got {rule!r}")
+        if rule not in LAYERWISE_RULES:
+            raise ValueError(f"layer-wise rule must be one of {LAYERWISE_RULES}, got {rule!r}")
         if not eps > 0 or not 0.0 <= ema < 1.0:
             raise ValueError(f"need eps > 0 and 0 <= ema < 1, got {eps}, {ema}")
         self.groups, self.rule, self.eps, self.ema = param_groups, rule, eps, ema

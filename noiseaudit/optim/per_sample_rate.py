@@ -109,9 +109,9 @@ from typing import Any
 
 import torch
 
+from noiseaudit.config import META_OBJECTIVES
 from noiseaudit.signals.recorder import margins
 
-META_OBJECTIVES = ("given", "given+predicted", "auto")
 
 
 def last_layer_gram(err: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-SCHEDULES = ("constant", "cosine", "step", "two-regime", "mlr-snet")
+from noiseaudit.config import SCHEDULES
+
 
 
 class LRSchedule:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from noiseaudit._version import __version__
-from noiseaudit.errors import UsageError, check_whole_number, option
+from noiseaudit.errors import UsageError, check_path, check_switch, check_whole_number, option
 from noiseaudit.report.io import atomic_write, check_writable
 
 if TYPE_CHECKING:  # pandas only where used: show imports check_top from here and starts without it
@@ -40,7 +40,7 @@ def check_top(top: int) -> None:
     UsageError
         ``top`` is below 1.
     """
-    check_whole_number(option("top"), top)
+    check_whole_number("top", top)
     if top < 1:
         raise UsageError(f"{option('top')} must be at least 1, got {top}")
 
@@ -71,6 +71,7 @@ def select_suspects(report: pd.DataFrame, *, top: int | None = None, min_suspici
         More than one of the three is given, ``top`` is below 1 or ``min_suspicion`` outside [0, 1], or ``report``
         is not a report (no ``rank`` or ``is_suspect`` column).
     """
+    check_switch("flagged", flagged)  # "yes" was taken as True, and "no" too
     chosen = sum(x is not None and x is not False for x in (top, min_suspicion, flagged))
     if chosen > 1:
         raise UsageError(f"choose one of {option('top')}, {option('min_suspicion')} and {option('flagged', True)}")
@@ -219,6 +220,9 @@ def write_review(table: pd.DataFrame, path: str | Path, fmt: str | None = None, 
     UsageError
         An unknown ``fmt``, or ``path`` exists and ``overwrite`` is False.
     """
+    if not hasattr(table, "to_csv"):  # a DataFrame; pandas is not imported here
+        raise UsageError(f"the review sheet must be a pandas DataFrame (review_table's), not {type(table).__name__}")
+    check_path(path, "output")
     if fmt is None:
         fmt = "json" if Path(path).suffix.lower() == ".json" else "csv"
     if fmt not in FORMATS:

@@ -19,8 +19,8 @@ from PIL import Image
 
 from noiseaudit import formats
 from noiseaudit.data.images import DecodeError, decode_image
-from noiseaudit.data.source import IMAGE_EXTENSIONS, check_image_dir, resolve_inside
-from noiseaudit.errors import InputError, NoiseAuditWarning, UsageError, option
+from noiseaudit.data.source import IMAGE_EXTENSIONS, resolve_inside
+from noiseaudit.errors import InputError, NoiseAuditWarning, UsageError, check_image_dir, option
 from noiseaudit.evaluate import evaluate
 from noiseaudit.extras import install_hint
 from noiseaudit.report.build import check_report, scored
@@ -132,7 +132,10 @@ def _pairs_section(report: pd.DataFrame, top: int = 10) -> str:
     note = f"<p>{line}</p>" if line else ""
     head = "".join(f"<th{' class=l' if i < 2 else ''}>{name}</th>"
                    for i, name in enumerate(("given", "suggested", "flagged", "of the flags", "of the class")))
-    return f"<h2>Flags by class pair</h2>{note}<table><tr>{head}</tr>{rows}</table>"
+    rest = len(groups) - top
+    more = (f"<p>and {formats.plural(rest, 'more pair')} ({sum(g['n_flagged'] for g in groups[top:])} flags): "
+            f"<code>noiseaudit show REPORT --by pair</code> lists every one</p>") if rest > 0 else ""
+    return f"<h2>Flags by class pair</h2>{note}<table><tr>{head}</tr>{rows}</table>{more}"
 
 
 def render_html(report: pd.DataFrame, metadata: dict[str, Any] | None = None, images_root: str | Path | None = None,
@@ -175,10 +178,13 @@ def render_html(report: pd.DataFrame, metadata: dict[str, Any] | None = None, im
     else:
         root = Path(metadata.get("images_root") or ".").resolve()
     e = html.escape
+    unranked = len(report)
     report = scored(report)
+    unranked -= len(report)  # skipped images, trusted samples
     truth = truth_values(report, lenient=True)
     n, flagged = len(report), int(report["is_suspect"].sum())
-    rows = [("samples", n), ("classes", report["given_label"].nunique()), ("flagged", flagged),
+    rows = [("samples", n), *([("not ranked (skipped, trusted)", unranked)] if unranked else []),
+            ("classes", report["given_label"].nunique()), ("flagged", flagged),
             ("estimated noise rate", formats.percent(flagged / n) if n else formats.MISSING),
             ("model", metadata.get("model", "?")), ("device", metadata.get("device", "?")),
             ("epochs", metadata.get("config", {}).get("epochs", "?")), ("seed", metadata.get("seed", "?")),

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from noiseaudit.errors import InputError, UsageError, in_memory, input_file, option
+from noiseaudit.errors import InputError, UsageError, check_path, in_memory, input_file, option
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -148,16 +148,26 @@ def write_report(report: pd.DataFrame, metadata: dict[str, Any], path: str | Pat
     path : path
         Where to write; the file is written to a temp file beside it and renamed.
     overwrite : bool
-        Replace an existing ``path`` (as pandas' writers do). False keeps one, raising :class:`OutputAppeared`
-        (a :class:`~noiseaudit.errors.UsageError`): the commands pass their ``--overwrite`` here, so that a file
-        another run wrote meanwhile is not replaced.
+        Replace an existing ``path`` (as pandas' writers do). False keeps one, raising a
+        :class:`~noiseaudit.errors.UsageError`.
 
     Returns
     -------
     pathlib.Path
         ``path``.
     """
-    table = pa.Table.from_pandas(report, preserve_index=False)
+    check_path(path, "output")
+    if not overwrite and Path(path).exists():  # there before the call: not "written by something else meanwhile"
+        raise UsageError(f"{path}: output exists; pass {option('overwrite', True)} to replace it")
+    return save_report(report, metadata, path, overwrite)
+
+
+def save_report(report: pd.DataFrame, metadata: dict[str, Any], path: str | Path, overwrite: bool) -> Path:
+    """:func:`write_report` for a command that checked ``path`` when it started (:func:`check_writable`): a file
+    there now, without ``overwrite``, appeared while it ran (:class:`OutputAppeared`)."""
+    bare = report.copy(deep=False)
+    bare.attrs = {}  # pyarrow would store them again, in its pandas metadata: the run metadata once, under its key
+    table = pa.Table.from_pandas(bare, preserve_index=False)
     merged = dict(table.schema.metadata or {})
     merged[METADATA_KEY] = json.dumps(metadata, default=str).encode()
     table = table.replace_schema_metadata(merged)

@@ -26,6 +26,20 @@ def heavy_flagging(estimated_noise_rate: float, model_agreement: float, threshol
             "review a sample of the flags before acting on the count.")
 
 
+def model_choice(metadata: dict[str, Any]) -> str | None:
+    """Why ``--backbone auto`` trains what it does on colour images, in words (the metadata's
+    ``backbone.evidence``); None where nothing was measured (grayscale images, a backbone named)."""
+    evidence = (metadata.get("backbone") or {}).get("evidence") or {}
+    chosen = "training from scratch" if evidence.get("chosen") == "from scratch" else "the pretrained backbone"
+    if evidence.get("reason") == "measured":
+        return (f"Chose {chosen}: on a sample of {evidence['sample']} images, a linear probe of its ImageNet "
+                f"features scored {formats.percent(evidence['probe_accuracy'])}, a small CNN trained from scratch "
+                f"{formats.percent(evidence['scratch_accuracy'])} (--backbone to choose yourself)")
+    if evidence.get("reason") == "too few images to measure":
+        return f"Chose {chosen}: too few images ({evidence['sample']}) to measure it against training from scratch"
+    return None
+
+
 def summarize(report: pd.DataFrame, metadata: dict[str, Any], top: int = 10) -> dict[str, Any]:
     """Counts over the scored samples (trusted ones apart: they are not ranked), the skipped ones by status, the
     top suspects and truth metrics."""
@@ -54,6 +68,8 @@ def summarize(report: pd.DataFrame, metadata: dict[str, Any], top: int = 10) -> 
             for _, row in suspects.iterrows()
         ],
     }
+    if model_choice(metadata):
+        summary["model_choice"] = model_choice(metadata)
     known = known_truth(report, lenient=True)
     if known is not None and len(known[0]):
         rows, truth = known
