@@ -157,8 +157,7 @@ def write_report(report: pd.DataFrame, metadata: dict[str, Any], path: str | Pat
         ``path``.
     """
     check_path(path, "output")
-    if not overwrite and Path(path).exists():  # there before the call: not "written by something else meanwhile"
-        raise UsageError(f"{path}: output exists; pass {option('overwrite', True)} to replace it")
+    check_writable(path, overwrite)  # a file there before the call "exists", not "was written meanwhile"
     return save_report(report, metadata, path, overwrite)
 
 
