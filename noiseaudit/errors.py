@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import numbers
 import os
+import sys
+import warnings
 from collections.abc import Iterator
 from contextvars import ContextVar
 from pathlib import Path
@@ -13,6 +15,7 @@ from typing import Any
 # whether the caller is the command line (its messages name --options) or Python (they name keyword arguments)
 _COMMAND_LINE: ContextVar[bool] = ContextVar("noiseaudit_command_line", default=False)
 _UNSET: Any = object()
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 @contextlib.contextmanager
@@ -71,6 +74,16 @@ def place(path: str | Path, line: int | None) -> str:
     if line is None:
         return str(path)
     return f"{path} row {line}" if in_memory(path) else f"{path}:{line}"
+
+
+def warn(message: str, category: type[Warning]) -> None:
+    """``warnings.warn`` located at the first line outside noiseaudit that led here (a notebook cell, a script),
+    however deep in the package it is raised: a fixed ``stacklevel`` pointed at noiseaudit's own lines (the
+    input checks' warnings at scan.py)."""
+    frame, level = sys._getframe(1), 2  # stacklevel 2: the caller of this function
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
 
 
 def line_word(path: str | Path, line: int | None) -> str:

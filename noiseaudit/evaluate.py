@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -10,8 +9,8 @@ import numpy as np
 import pandas as pd
 
 from noiseaudit.data.pathmatch import PathIndex
-from noiseaudit.errors import (InputError, NoiseAuditWarning, UsageError, check_whole_number, header_line,
-                               line_word, option)
+from noiseaudit.errors import (InputError, NoiseAuditWarning, UsageError, check_whole_number, header_line, line_word,
+                               option, warn)
 from noiseaudit.metrics import precision_recall_f1, ranking_metrics
 from noiseaudit.report.build import check_report, scored, signal_scores
 from noiseaudit.report.truth import known_truth, yes_no
@@ -102,9 +101,9 @@ def _warn_unmatched(paths: pd.Series, lines: list[int], rows: list[int | None], 
     missing = [i for i in range(len(paths)) if i not in matched]
     if missing:
         n, first = len(missing), missing[0]
-        warnings.warn(f"{csv}: {n} path{'s are' if n > 1 else ' is'} not in the report (the first: "
-                      f"{paths.iloc[first]!r} on {line_word(csv, lines[first])}); ignored",
-                      NoiseAuditWarning, stacklevel=3)
+        warn(f"{csv}: {n} path{'s are' if n > 1 else ' is'} not in the report (the first: "
+             f"{paths.iloc[first]!r} on {line_word(csv, lines[first])}); ignored",
+             NoiseAuditWarning)
 
 
 def evaluate(report: pd.DataFrame, k: int | None = None,
@@ -182,6 +181,6 @@ def _cut_off(k: int | None, n: int) -> int | None:
     """``k``, or ``n`` (with a warning) where it asks for more than the ``n`` rows there are."""
     if k is None or k <= n:
         return k
-    warnings.warn(f"{option('k', k)} is more than the {n} scored samples of known truth; using k = {n}",
-                  NoiseAuditWarning, stacklevel=3)
+    warn(f"{option('k', k)} is more than the {n} scored samples of known truth; using k = {n}",
+         NoiseAuditWarning)
     return n

@@ -52,7 +52,7 @@ from noiseaudit.data.features import FEATURE_SUFFIXES, load_features
 from noiseaudit.data.images import LUMA
 from noiseaudit.data.source import (IMAGE_EXTENSIONS, LabeledSource, load_source, read_image_folder,
                                     read_label_table)
-from noiseaudit.errors import InputError, NoiseAuditWarning, UsageError, input_file, option
+from noiseaudit.errors import InputError, NoiseAuditWarning, UsageError, input_file, option, warn
 from noiseaudit.models import build_feature_model, build_model
 from noiseaudit.progress import ProgressCallback
 from noiseaudit.report.io import atomic_write
@@ -237,10 +237,10 @@ class SavedModel:
         else:
             named, strays = _folders_by_class(Path(images_dir), self.classes) if labels_csv is None else ([], [])
             if named and strays:  # a held-out tree but for a class the model lacks: its labels would go unsaid
-                warnings.warn(f"{images_dir}: {formats.plural(len(strays), 'folder')} not named as a class of the "
-                              f"model ({', '.join(map(repr, strays[:5]))}{', …' if len(strays) > 5 else ''}), so "
-                              "the class folders give no labels: every image is predicted without one; move those "
-                              "folders out to get the accuracy", NoiseAuditWarning, stacklevel=3)
+                warn(f"{images_dir}: {formats.plural(len(strays), 'folder')} not named as a class of the "
+                     f"model ({', '.join(map(repr, strays[:5]))}{', …' if len(strays) > 5 else ''}), so "
+                     "the class folders give no labels: every image is predicted without one; move those "
+                     "folders out to get the accuracy", NoiseAuditWarning)
             source = load_source(images_dir, labels_csv, path_col=path_col, label_col=label_col, for_prediction=True)
         self._check_labels(source)
         plan = self.plan

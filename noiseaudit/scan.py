@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-import warnings
 from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
@@ -32,7 +31,7 @@ from noiseaudit.data.source import LabeledSource, load_source, read_label_table
 from noiseaudit.data.trusted import merge_trusted
 from noiseaudit.distributed import Distributed, from_environment, local_device
 from noiseaudit.errors import (HeavyFlagging, InputError, NoiseAuditError, NoiseAuditWarning, TrainingFailed,
-                               UsageError, option)
+                               UsageError, option, warn)
 from noiseaudit.model_io import save_model
 from noiseaudit.models import build_feature_model, build_model, default_model
 from noiseaudit.optim.averaging import fits as averaging_fits
@@ -264,8 +263,8 @@ def _start(cfg: ScanConfig, output: str | Path | None,
     if output is not None:
         check_writable(output, overwrite, inputs, image_folder=cfg.images_dir)
         if Path(output).suffix.lower() in (".csv", ".json", ".tsv", ".txt", ".xlsx", ".html"):
-            warnings.warn(f"{output}: the report is a Parquet file whatever its name (noiseaudit export writes a "
-                          "CSV of the suspects, noiseaudit html a page)", NoiseAuditWarning, stacklevel=3)
+            warn(f"{output}: the report is a Parquet file whatever its name (noiseaudit export writes a "
+                 "CSV of the suspects, noiseaudit html a page)", NoiseAuditWarning)
     if cfg.resume and checkpoint_dir(cfg, output) is not None:
         check_resumable(checkpoint_dir(cfg, output))
     if cfg.save_model is not None and (dist is None or dist.is_main):
@@ -314,9 +313,8 @@ def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, 
                                                                   train_cfg.average_last_epoch),
                                    overwrite=output is not None and Path(output).exists())
         if not cfg.resume and checkpoints.path.exists():
-            warnings.warn(f"{checkpoints.path}: an earlier run's checkpoint will be replaced; "
-                          f"pass {option('resume', True)} to continue that run instead", NoiseAuditWarning,
-                          stacklevel=2)
+            warn(f"{checkpoints.path}: an earlier run's checkpoint will be replaced; "
+                 f"pass {option('resume', True)} to continue that run instead", NoiseAuditWarning)
     elif cfg.resume:
         raise UsageError(f"{option('resume', True)} needs {option('output')} or {option('checkpoint_dir')} to find "
                          "the checkpoint")
@@ -418,7 +416,7 @@ def _report(cfg: ScanConfig, source: LabeledSource, data: SampleData, result: Tr
     agreement = float((result.probs.argmax(axis=1) == data.targets.numpy())[ranked].mean()) if len(ranked) else 0.0
     note = heavy_flagging(threshold.estimated_noise_rate, agreement, threshold.method)
     if note is not None:
-        warnings.warn(f"{threshold.n_flagged} of {len(ranked)} samples flagged. {note}", HeavyFlagging, stacklevel=4)
+        warn(f"{threshold.n_flagged} of {len(ranked)} samples flagged. {note}", HeavyFlagging)
     return report
 
 

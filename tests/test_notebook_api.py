@@ -182,3 +182,17 @@ def test_a_truth_table_without_a_truth_column_lists_its_columns():
                                          r"original_label; its columns are \['path', 'clean'\] \(a column of true "
                                          r"labels goes by the name original_label\)$"):
         na.evaluate(report, truth_csv=pd.DataFrame({"path": ["a", "b"], "clean": [0, 0]}))
+
+
+def test_a_warning_points_at_the_callers_line(digits):
+    """The input checks' warnings were located at noiseaudit/scan.py:318, not at the notebook's line."""
+    import warnings
+
+    x, y = digits
+    labels = np.where(y == 9, 8, y)
+    labels[np.flatnonzero(y == 9)[0]] = 9  # a class of one sample: a warning under force=True
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        na.scan_features(x, labels, force=True, **FAST)
+    ours = [w for w in caught if issubclass(w.category, na.NoiseAuditWarning)]
+    assert ours and all(w.filename == __file__ for w in ours), [(w.filename, w.lineno) for w in ours]

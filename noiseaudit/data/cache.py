@@ -19,14 +19,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from noiseaudit.errors import NoiseAuditWarning, option
+from noiseaudit.errors import NoiseAuditWarning, option, warn
 from noiseaudit.report.io import atomic_write
 
 CACHE_VERSION = 2  # 2: 16-bit gray scaled from the bit depth its values use, a float NaN black, tRNS composited
@@ -66,9 +65,9 @@ class DecodeCache:
         except OSError as exc:
             self.writable = False
             reason = exc.strerror or type(exc).__name__
-            warnings.warn(f"cannot write the decode cache in {self.directory} ({reason}); going on without it "
-                          f"({option('cache_dir')} to put it elsewhere, {option('cache', False)} to skip it)",
-                          NoiseAuditWarning, stacklevel=3)
+            warn(f"cannot write the decode cache in {self.directory} ({reason}); going on without it "
+                 f"({option('cache_dir')} to put it elsewhere, {option('cache', False)} to skip it)",
+                 NoiseAuditWarning)
 
     def _path(self, key: str, suffix: str) -> Path:
         return self.directory / f"{key}{suffix}"

@@ -21,13 +21,12 @@ from __future__ import annotations
 import re
 import shlex
 import unicodedata
-import warnings
 from collections import Counter
 from decimal import Decimal, InvalidOperation
 from pathlib import PurePosixPath
 
 from noiseaudit.data.source import LabeledSource
-from noiseaudit.errors import InputError, NoiseAuditWarning, in_memory, option
+from noiseaudit.errors import InputError, NoiseAuditWarning, in_memory, option, warn
 from noiseaudit import formats
 
 MISSING_WORDS = frozenset({"nan", "<na>", "nat", "null", "undefined"})  # casefolded; "none" can be a real class
@@ -50,8 +49,7 @@ def check_source(source: LabeledSource, force: bool = False) -> None:
     if not force:
         raise InputError(f"{problems[0]}; pass {option('force', True)} to scan anyway", path=source.origin)
     for problem in problems:
-        warnings.warn(f"{source.origin}: {problem} (going on: {option('force', True)})", NoiseAuditWarning,
-                      stacklevel=2)
+        warn(f"{source.origin}: {problem} (going on: {option('force', True)})", NoiseAuditWarning)
 
 
 def _names(items: list[str], most: int = 4) -> str:
@@ -112,7 +110,8 @@ def tiny_class(source: LabeledSource) -> str | None:
     c, n = tiny[-1]
     more = f" (and {formats.plural(len(tiny) - 1, 'other')} under {MIN_CLASS})" if len(tiny) > 1 else ""
     typo = "" if source.from_folders else " (a typo?)"
-    return (f"{kind} '{c}' has {formats.plural(n, unit)}{_lines_of(source, c)} against {n_big} for '{big}'{more}: too few "
+    return (f"{kind} '{c}' has {formats.plural(n, unit)}{_lines_of(source, c)} against {n_big} for '{big}'{more}: "
+            "too few "
             f"to learn what the class looks like{typo}")
 
 
@@ -171,7 +170,8 @@ def twin_classes(source: LabeledSource) -> str | None:
             continue
         kind, unit = _what(source)
         first = seen[key]
-        both = [", ".join(filter(None, [formats.plural(counts[c], unit), _line_list(source, c)])) for c in (first, label)]
+        both = [", ".join(filter(None, [formats.plural(counts[c], unit), _line_list(source, c)]))
+                for c in (first, label)]
         if key.startswith("number "):
             how = ("are one number written two ways (a leading zero, a decimal point: a spreadsheet may rewrite "
                    "some cells)")
@@ -195,5 +195,6 @@ def imbalance(source: LabeledSource) -> str | None:
     n = len(source.labels)
     mistake = ("the wrong folder level" if source.from_folders else
                f"the wrong label column (this is '{source.label_col}'; name another with {option('label_col')})")
-    return (f"{kind} '{big}' holds {n_big} of {formats.plural(n, unit)} ({formats.percent(n_big / n)}) and '{small}' only "
+    return (f"{kind} '{big}' holds {n_big} of {formats.plural(n, unit)} ({formats.percent(n_big / n)}) and "
+            f"'{small}' only "
             f"{n_small}: classes {n_big // n_small}x apart usually mean {mistake}")

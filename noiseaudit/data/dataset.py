@@ -8,7 +8,6 @@ only its output is kept.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from noiseaudit.data.cache import DecodeCache, files_key
 from noiseaudit.data.hints import missing_image_hint
 from noiseaudit.data.images import GRAY_MODES, GRAY_TOLERANCE, LUMA, DecodeError, decode_image, image_header
 from noiseaudit.data.source import LabeledSource, resolve_inside
-from noiseaudit.errors import InputError, NoiseAuditWarning, line_word, option
+from noiseaudit.errors import InputError, NoiseAuditWarning, line_word, option, warn
 
 Progress = Callable[[int, int], None]
 
@@ -158,9 +157,9 @@ def _warn_one_file_twice(source: LabeledSource, files: list[Path]) -> None:
                                        if source.lines[k] is not None else "") for k in (a, b)]
     labels = (f", labelled {source.labels[a]!r} and {source.labels[b]!r}" if clashing else
               ", with the same label")
-    warnings.warn(f"{source.origin}: {len(twice)} sample(s) are a file listed under another name too (a symlink), "
-                  f"{len(clashing)} of them with another label; the first: {where[0]} and {where[1]} are one "
-                  f"file{labels}. Each name trains as a sample", NoiseAuditWarning, stacklevel=3)
+    warn(f"{source.origin}: {len(twice)} sample(s) are a file listed under another name too (a symlink), "
+         f"{len(clashing)} of them with another label; the first: {where[0]} and {where[1]} are one "
+         f"file{labels}. Each name trains as a sample", NoiseAuditWarning)
 
 
 def bad_image_error(source: LabeledSource, row: int, reason: str) -> InputError:

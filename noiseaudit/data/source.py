@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -21,7 +20,7 @@ import pandas as pd
 
 from noiseaudit.data.csvfile import KIND_ATTR, read_table, read_text_table
 from noiseaudit.errors import (InputError, NoiseAuditWarning, UsageError, check_image_dir, header_line, in_memory,
-                               line_word, option, place)
+                               line_word, option, place, warn)
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 NOT_IMAGES = f"file(s) without an image extension ({', '.join(sorted(IMAGE_EXTENSIONS))}) left out"
@@ -320,8 +319,8 @@ def unique_rows(keys: list[PurePosixPath], paths: list[str], values: list, lines
         repeats.append(i)
     if repeats:
         i = repeats[0]
-        warnings.warn(f"{place(csv, lines[i])}: {paths[i]!r} repeats {line_word(csv, lines[first[keys[i]]])} with "
-                      f"the same {noun[0]}; {len(repeats)} repeated row(s) ignored", NoiseAuditWarning, stacklevel=3)
+        warn(f"{place(csv, lines[i])}: {paths[i]!r} repeats {line_word(csv, lines[first[keys[i]]])} with "
+             f"the same {noun[0]}; {len(repeats)} repeated row(s) ignored", NoiseAuditWarning)
     dropped = set(repeats)
     return [i for i in range(len(keys)) if i not in dropped]
 
@@ -361,7 +360,7 @@ def _warn_left_out(root: Path, names: list[str], why: str) -> None:
     """One warning line for what a folder scan leaves out, naming the first few."""
     if names:
         shown = ", ".join(repr(p) for p in names[:3]) + (", ..." if len(names) > 3 else "")
-        warnings.warn(f"{root}: {len(names)} {why}: {shown}", NoiseAuditWarning, stacklevel=3)
+        warn(f"{root}: {len(names)} {why}: {shown}", NoiseAuditWarning)
 
 
 def read_image_files(images_dir: str | Path) -> LabeledSource:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import warnings
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -20,7 +19,7 @@ from PIL import Image
 from noiseaudit import formats
 from noiseaudit.data.images import DecodeError, decode_image
 from noiseaudit.data.source import IMAGE_EXTENSIONS, resolve_inside
-from noiseaudit.errors import InputError, NoiseAuditWarning, UsageError, check_image_dir, option
+from noiseaudit.errors import InputError, NoiseAuditWarning, UsageError, check_image_dir, option, warn
 from noiseaudit.evaluate import evaluate
 from noiseaudit.extras import install_hint
 from noiseaudit.report.build import check_report, scored
@@ -221,10 +220,10 @@ def render_html(report: pd.DataFrame, metadata: dict[str, Any] | None = None, im
             f'<div class="sugg">suggested: {e(str(row.suggested_label))} ({formats.percent(row.suggested_prob)})</div>'
             f'<div class="name">{e(PurePosixPath(str(row.path)).name)}</div></div>')
     if unread:
-        warnings.warn(f"{root}: {len(unread)} of the gallery's {len(cards)} images could not be read there (the "
-                      f"first: {unread[0]!r}) and show as grey squares; name their folder with "
-                      f"{option('images_root', flag='--images-dir')}",
-                      NoiseAuditWarning, stacklevel=2)
+        warn(f"{root}: {len(unread)} of the gallery's {len(cards)} images could not be read there (the "
+             f"first: {unread[0]!r}) and show as grey squares; name their folder with "
+             f"{option('images_root', flag='--images-dir')}",
+             NoiseAuditWarning)
     legend = (f" Orange cards marked <b>flagged</b> are among the {flagged} samples the scan flags as likely wrong "
               "labels" if flagged else " None is flagged: these are the most suspect, for a look")
     legend += "; red outline: a known wrong label." if truth is not None else "."

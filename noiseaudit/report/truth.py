@@ -7,13 +7,12 @@ labels), and such rows are left out of every score rather than counted as right 
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from noiseaudit.errors import InputError, NoiseAuditWarning
+from noiseaudit.errors import InputError, NoiseAuditWarning, warn
 
 TRUE_WORDS = frozenset({"true", "1", "yes", "y", "t"})
 FALSE_WORDS = frozenset({"false", "0", "no", "n", "f"})
@@ -33,7 +32,7 @@ def truth_values(report: pd.DataFrame, *, lenient: bool = False) -> pd.Series | 
         try:
             return truth_values(report)
         except InputError as err:
-            warnings.warn(f"{err}; shown without scores against it", NoiseAuditWarning, stacklevel=3)
+            warn(f"{err}; shown without scores against it", NoiseAuditWarning)
             return None
     if "original_label" in report.columns:
         original = report["original_label"].map(_label_text)
