@@ -201,9 +201,9 @@ def apply_review(labels_csv: str | Path | pd.DataFrame, reviewed_path: str | Pat
             raise InputError(f"reviewed file has no {needed!r} column", path=reviewed_path,
                              line=header_line(reviewed_path))
     known = set(table[lcol])
-    as_given = None  # a DataFrame's label values by their text, to hand its table back in its own types
-    if isinstance(labels_csv, pd.DataFrame):
-        as_given = dict(zip(table[lcol], labels_csv[frame_column(labels_csv, lcol)]))
+    given_column = frame_column(labels_csv, lcol) if isinstance(labels_csv, pd.DataFrame) else None
+    # a DataFrame's label values by their text, to hand its table back in its own types
+    as_given = None if given_column is None else dict(zip(table[lcol], labels_csv[given_column]))
     index = PathIndex(table[pcol] if pcol is not None else map(str, range(len(table))))
     index.learn_root(reviewed["path"])
     decisions: dict[int, tuple[str, str, int | None]] = {}
@@ -253,9 +253,10 @@ def apply_review(labels_csv: str | Path | pd.DataFrame, reviewed_path: str | Pat
             result.unreviewed += 1
         else:
             result.kept += 1
-    result.table = table.drop(index=drop).reset_index(drop=True)
-    if as_given is not None:
-        result.table = with_labels(labels_csv, frame_column(labels_csv, lcol), table[lcol].tolist(), as_given, drop)
+    if as_given is None:
+        result.table = table.drop(index=drop).reset_index(drop=True)
+    else:
+        result.table = with_labels(labels_csv, given_column, table[lcol].tolist(), as_given, drop)
     if table_lines is not None:
         result.edits = {table_lines[i]: None for i in drop}
         result.edits.update({table_lines[i]: new for i, (verdict, new, _) in decisions.items()

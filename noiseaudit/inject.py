@@ -26,6 +26,7 @@ from noiseaudit.data.dataset import SampleData, load_dataset, sorted_classes
 from noiseaudit.data.source import LabeledSource, has_path_column, load_source, read_label_table
 from noiseaudit.errors import InputError, UsageError, check_number, check_whole_number, header_line, option
 from noiseaudit.noise import KINDS, check_rate, inject_noise
+from noiseaudit.runtime import keeps_random_state
 
 
 @dataclass
@@ -69,26 +70,23 @@ def read_pairs(path: str | Path | Mapping, classes: list) -> dict[int, int]:
     return pairs
 
 
+@keeps_random_state
 def instance_probs(data: SampleData, seed: int = 0, device: str = "auto") -> np.ndarray:
     """Class probabilities from a quick model (default model, plain training, 3 epochs) on the clean labels.
 
     ``instance`` noise flips each chosen sample to the wrong class this model finds most plausible.
     """
     from noiseaudit.models import build_feature_model, build_model, default_model
-    from noiseaudit.runtime import keeps_random_state, resolve_device, seed_everything
+    from noiseaudit.runtime import resolve_device, seed_everything
     from noiseaudit.train import TrainConfig, train
 
-    @keeps_random_state
-    def quick_model() -> np.ndarray:
-        gen = seed_everything(seed)
-        if data.is_features:
-            model = build_feature_model("mlp", data.channels, len(data.classes))
-        else:
-            model = build_model(default_model(data.channels, data.image_size), data.channels, data.image_size,
-                                len(data.classes))
-        return train(data, model, TrainConfig(epochs=3, method="plain"), resolve_device(device), gen).probs
-
-    return quick_model()
+    gen = seed_everything(seed)
+    if data.is_features:
+        model = build_feature_model("mlp", data.channels, len(data.classes))
+    else:
+        model = build_model(default_model(data.channels, data.image_size), data.channels, data.image_size,
+                            len(data.classes))
+    return train(data, model, TrainConfig(epochs=3, method="plain"), resolve_device(device), gen).probs
 
 
 def inject(source: LabeledSource, rate: float, kind: str = "symmetric", seed: int = 0,

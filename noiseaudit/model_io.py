@@ -61,7 +61,6 @@ from noiseaudit.train import PREDICT_BATCH, autocast, normaliser, predict
 
 FORMAT = "noiseaudit-model"
 VERSION = 1
-# on_progress(stage, done, total, info), as for scan: "decode" or "embed"
 
 
 def save_model(path: str | Path, model: nn.Module, data: SampleData, plan: BackbonePlan, description: str, *,
@@ -232,11 +231,11 @@ class SavedModel:
     def _images(self, images_dir: str | Path, labels_csv: str | Path | pd.DataFrame | None, path_col: str | None,
                 label_col: str | None, device: torch.device, workers: int, cache: DecodeCache | None,
                 on_progress: ProgressCallback | None, on_bad_image: str) -> tuple[LabeledSource, SampleData]:
-        if labels_csv is None and class_folders(Path(images_dir), self.classes):  # a held-out split's tree
+        named, strays = _folders_by_class(Path(images_dir), self.classes) if labels_csv is None else ([], [])
+        if named and not strays:  # a held-out split's tree: the folders give the labels
             source = read_image_folder(images_dir)
         else:
-            named, strays = _folders_by_class(Path(images_dir), self.classes) if labels_csv is None else ([], [])
-            if named and strays:  # a held-out tree but for a class the model lacks: its labels would go unsaid
+            if named:  # a held-out tree but for a class the model lacks: its labels would go unsaid
                 warn(f"{images_dir}: {formats.plural(len(strays), 'folder')} not named as a class of the "
                      f"model ({', '.join(map(repr, strays[:5]))}{', …' if len(strays) > 5 else ''}), so "
                      "the class folders give no labels: every image is predicted without one; move those "
@@ -338,16 +337,10 @@ def match_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
     return (images.float() * weights).sum(dim=1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
 
 
-def class_folders(root: Path, classes: list) -> bool:
-    """Whether ``root`` is an ImageFolder tree of the model's classes (a held-out split laid out as the training
-    data was): every subfolder named as a class, at least one, and no image beside them."""
-    folders, strays = _folders_by_class(root, classes)
-    return bool(folders) and not strays
-
-
 def _folders_by_class(root: Path, classes: list) -> tuple[list[str], list[str]]:
     """``root``'s subfolders named as a class of the model and the others (all of them others where an image
-    sits beside them: then it is no class tree)."""
+    sits beside them: then it is no class tree). With some of the first and none of the others, ``root`` is an
+    ImageFolder tree of the model's classes: a held-out split laid out as the training data was."""
     if not root.is_dir():
         return [], []
     known = {str(c) for c in classes}

@@ -265,13 +265,13 @@ def _start(cfg: ScanConfig, output: str | Path | None,
         if Path(output).suffix.lower() in (".csv", ".json", ".tsv", ".txt", ".xlsx", ".html"):
             warn(f"{output}: the report is a Parquet file whatever its name (noiseaudit export writes a "
                  "CSV of the suspects, noiseaudit html a page)", NoiseAuditWarning)
-    if cfg.resume and checkpoint_dir(cfg, output) is not None:
-        check_resumable(checkpoint_dir(cfg, output))
+    ckpt = checkpoint_dir(cfg, output)
+    if cfg.resume and ckpt is not None:
+        check_resumable(ckpt)
     if cfg.save_model is not None and (dist is None or dist.is_main):
         if output is not None and same_file(cfg.save_model, output):
             raise UsageError(f"{cfg.save_model}: {option('save_model')} and {option('output')} name the same file")
-        ckpt = checkpoint_dir(cfg, output)
-        if ckpt is not None and Path(cfg.save_model).resolve() == Path(ckpt).resolve():
+        if ckpt is not None and same_file(cfg.save_model, ckpt):
             raise UsageError(f"{cfg.save_model}: {option('save_model')} names the folder this scan keeps its "
                              "checkpoint in")
         check_writable(cfg.save_model, overwrite, inputs, image_folder=cfg.images_dir, name="save_model")

@@ -33,8 +33,6 @@ def _how_counted(threshold: dict[str, Any]) -> str:
     return f"estimated from {SCORED_BY.get(threshold.get('ranked_by', ''), 'the scores')}"
 
 
-
-
 def _name(path: Path | None) -> str | None:
     return None if path is None else str(path)
 
@@ -91,8 +89,8 @@ def print_summary(summary: dict[str, Any], output: Path) -> None:
                   "rates; they are in the report, not ranked (status trusted).", highlight=False)
     if summary.get("n_skipped"):
         counts = ", ".join(f"{v} {k}" for k, v in summary["skipped_by_status"].items())
-        out.print(f"Skipped {formats.plural(summary['n_skipped'], 'bad image')} ({counts}); they are in the report with that status.",
-                  highlight=False)
+        out.print(f"Skipped {formats.plural(summary['n_skipped'], 'bad image')} ({counts}); they are in the report "
+                  "with that status.", highlight=False)
     truth = summary.get("truth")
     if truth:
         where = f" among the {truth['n_known']} samples of known truth" if truth["n_known"] < summary["n_samples"] else ""

@@ -73,8 +73,8 @@ def show_command(
         rows = [i for i in rows if str(col["given_label"][i]) == str(label)]
     n_flagged = sum(bool(col["is_suspect"][i]) for i in rows)
     head = {"report": str(report), "class": label, "n_samples": len(rows), "n_flagged": n_flagged}
-    samples = f"{len(rows)} sample{'' if len(rows) == 1 else 's'}"
-    title = samples + (f" labelled {label}" if label is not None else "") + f", {n_flagged or 'none'} flagged"
+    title = (formats.plural(len(rows), "sample") + (f" labelled {label}" if label is not None else "")
+             + f", {n_flagged or 'none'} flagged")
     if by is GroupBy.sample:
         _show_samples(col, rows, top, head, title, json_out)
     else:

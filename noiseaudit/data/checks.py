@@ -111,8 +111,7 @@ def tiny_class(source: LabeledSource) -> str | None:
     more = f" (and {formats.plural(len(tiny) - 1, 'other')} under {MIN_CLASS})" if len(tiny) > 1 else ""
     typo = "" if source.from_folders else " (a typo?)"
     return (f"{kind} '{c}' has {formats.plural(n, unit)}{_lines_of(source, c)} against {n_big} for '{big}'{more}: "
-            "too few "
-            f"to learn what the class looks like{typo}")
+            f"too few to learn what the class looks like{typo}")
 
 
 def missing_as_text(source: LabeledSource) -> str | None:
@@ -196,5 +195,4 @@ def imbalance(source: LabeledSource) -> str | None:
     mistake = ("the wrong folder level" if source.from_folders else
                f"the wrong label column (this is '{source.label_col}'; name another with {option('label_col')})")
     return (f"{kind} '{big}' holds {n_big} of {formats.plural(n, unit)} ({formats.percent(n_big / n)}) and "
-            f"'{small}' only "
-            f"{n_small}: classes {n_big // n_small}x apart usually mean {mistake}")
+            f"'{small}' only {n_small}: classes {n_big // n_small}x apart usually mean {mistake}")

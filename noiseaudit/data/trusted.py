@@ -41,11 +41,10 @@ def _column(columns: list[str], labels_name: str | None, candidates: tuple[str, 
         return pick_column(columns, None, candidates, kind, csv)
     except InputError:
         if labels_name is None:  # pick_column's own message names an option for the labels' column, not this file's
-            keys = " (the labels' keys, or their 0-based row numbers where they have no key column)" \
-                if kind == "key" else ""
+            name = (" (the labels' keys, or their 0-based row numbers where they have no key column) 'id'"
+                    if kind == "key" else f" {candidates[0]!r}")
             raise InputError(f"no {kind} column found (looked for {', '.join(candidates)}); columns are {columns}; "
-                             f"name the column of {kind}s{keys} {'id' if keys else candidates[0]!r}", path=csv,
-                             line=header_line(str(csv))) from None
+                             f"name the column of {kind}s{name}", path=csv, line=header_line(str(csv))) from None
         raise InputError(f"no {kind} column {labels_name!r} (the labels CSV's name for it) or one named like "
                          f"{', '.join(candidates)}; columns are {columns}", path=csv, line=header_line(str(csv))) \
             from None

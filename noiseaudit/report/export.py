@@ -222,7 +222,7 @@ def write_review(table: pd.DataFrame, path: str | Path, fmt: str | None = None, 
     """
     if not hasattr(table, "to_csv"):  # a DataFrame; pandas is not imported here
         raise UsageError(f"the review sheet must be a pandas DataFrame (review_table's), not {type(table).__name__}")
-    check_path(path, "output")
+    check_path(path, "output")  # before its suffix is read
     if fmt is None:
         fmt = "json" if Path(path).suffix.lower() == ".json" else "csv"
     if fmt not in FORMATS:

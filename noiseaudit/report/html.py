@@ -177,9 +177,9 @@ def render_html(report: pd.DataFrame, metadata: dict[str, Any] | None = None, im
     else:
         root = Path(metadata.get("images_root") or ".").resolve()
     e = html.escape
-    unranked = len(report)
-    report = scored(report)
-    unranked -= len(report)  # skipped images, trusted samples
+    ranked = scored(report)
+    unranked = len(report) - len(ranked)  # skipped images, trusted samples
+    report = ranked
     truth = truth_values(report, lenient=True)
     n, flagged = len(report), int(report["is_suspect"].sum())
     rows = [("samples", n), *([("not ranked (skipped, trusted)", unranked)] if unranked else []),

@@ -53,6 +53,7 @@ def check_writable(path: str | Path, overwrite: bool, inputs: Iterable[tuple[str
     not writable (a file is created there and removed, to be sure); and, ``overwrite`` or not, if it is one of
     the command's ``inputs``, (file, what it is) pairs ("labels CSV"; a None or a DataFrame's name is skipped),
     or an image under ``image_folder``. ``name`` is the option that gives ``path``."""
+    check_path(path, option(name))
     path = Path(path)
     for given, what in inputs:
         if given is not None and not in_memory(str(given)) and same_file(path, given):
@@ -156,7 +157,6 @@ def write_report(report: pd.DataFrame, metadata: dict[str, Any], path: str | Pat
     pathlib.Path
         ``path``.
     """
-    check_path(path, "output")
     check_writable(path, overwrite)  # a file there before the call "exists", not "was written meanwhile"
     return save_report(report, metadata, path, overwrite)
 

@@ -68,8 +68,9 @@ def summarize(report: pd.DataFrame, metadata: dict[str, Any], top: int = 10) -> 
             for _, row in suspects.iterrows()
         ],
     }
-    if model_choice(metadata):
-        summary["model_choice"] = model_choice(metadata)
+    choice = model_choice(metadata)
+    if choice:
+        summary["model_choice"] = choice
     known = known_truth(report, lenient=True)
     if known is not None and len(known[0]):
         rows, truth = known
