@@ -75,10 +75,11 @@ class Checkpointer:
         self._stop: int | None = None
         self.overwrite = overwrite  # the run replaces its output: so must the run that resumes it
 
-    def resume_advice(self) -> str:
-        """How to go on from the checkpoint: ``run again with --resume`` (``--overwrite`` too where needed)."""
+    def resume_advice(self, to: str = "continue") -> str:
+        """How to go on from the checkpoint: ``run again with --resume to continue`` (``--overwrite`` too where
+        the output exists), the scan's interrupt message and its failed final write alike."""
         also = f" {option('overwrite', True)}" if self.overwrite else ""
-        return f"run again with {option('resume', True)}{also} to continue"
+        return f"run again with {option('resume', True)}{also} to {to}"
 
     @property
     def path(self) -> Path:

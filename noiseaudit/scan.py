@@ -340,10 +340,10 @@ def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, 
             if checkpoints is None or not checkpoints.path.exists():
                 raise
             appeared = isinstance(exc, OutputAppeared)
-            again = option("resume", True) + (f" {option('overwrite', True)}" if appeared else "")
+            checkpoints.overwrite |= appeared  # the file there now is the one to replace
             error = OutputAppeared if appeared else NoiseAuditError
             raise error(f"{exc if appeared else f'{exc.filename}: {exc.strerror or exc}'}; the trained run is kept "
-                        f"in {checkpoints.path}: run again with {again} to write it") from exc
+                        f"in {checkpoints.path}: {checkpoints.resume_advice('write it')}") from exc
     if checkpoints is not None:
         checkpoints.remove()  # the report is safe; a stale checkpoint would only confuse a later --resume
     return report

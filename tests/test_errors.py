@@ -524,6 +524,31 @@ def test_a_full_disk_while_writing_the_report_is_one_line_and_exit_2(ds, monkeyp
     assert result.exit_code == 0 and out.is_file() and not kept.exists(), result.output
 
 
+def test_a_full_disk_under_overwrite_says_to_resume_with_overwrite(ds, monkeypatch):
+    """The advice said --resume alone, which then stopped at 'output exists' where the scan replaced a report."""
+    import errno
+
+    import pyarrow.parquet as pq
+
+    images, out, csv, good = ds
+    out.write_bytes(b"an older report")
+
+    def full(_table, where, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(where))
+
+    real = pq.write_table
+    monkeypatch.setattr(pq, "write_table", full)
+    result = invoke(*scan_args(images, csv(good), out, "--overwrite"))
+    kept = out.parent / (out.name + ".ckpt") / "checkpoint.pt"
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr == (f"error: {out}: No space left on device; the trained run is kept in {kept}: run again "
+                             "with --resume --overwrite to write it\n")
+    assert out.read_bytes() == b"an older report"  # kept whole
+    monkeypatch.setattr(pq, "write_table", real)
+    result = invoke(*scan_args(images, csv(good), out, "--resume", "--overwrite"))
+    assert result.exit_code == 0 and not kept.exists(), result.output
+
+
 def test_a_full_disk_while_saving_the_model_or_a_checkpoint_is_one_line_and_exit_2(ds, monkeypatch):
     """torch.save to a file name raised RuntimeError ("unexpected pos 3584 vs 3472") on a full disk: a traceback
     and exit 1, the finished training lost, and an empty OUTPUT.ckpt folder left behind."""
