@@ -180,8 +180,6 @@ def resolve_rank_by(rank_by: str, method: str, pretrained: bool) -> str:
     return "rate+prob" if method == "learned-lr" and pretrained else "rate"
 
 
-
-
 def make_config(**options: Any) -> ScanConfig:
     """A validated :class:`ScanConfig`; an option it does not have is a UsageError naming the closest one."""
     names = [f.name for f in fields(ScanConfig)]
