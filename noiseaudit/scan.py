@@ -27,6 +27,7 @@ from noiseaudit.data.checks import check_source
 from noiseaudit.data.csvfile import table_name
 from noiseaudit.data.dataset import SampleData, SkippedImage, load_dataset, sorted_classes, source_key
 from noiseaudit.data.features import in_memory_matrix, load_features
+from noiseaudit.data.duplicates import first_identical, row_digests
 from noiseaudit.data.source import LabeledSource, load_source, read_label_table
 from noiseaudit.data.trusted import merge_trusted
 from noiseaudit.distributed import Distributed, from_environment, local_device
@@ -36,7 +37,7 @@ from noiseaudit.model_io import save_model
 from noiseaudit.models import build_feature_model, build_model, default_model
 from noiseaudit.optim.averaging import fits as averaging_fits
 from noiseaudit.progress import ProgressCallback
-from noiseaudit.report.build import add_skipped, build_report, carried_columns
+from noiseaudit.report.build import add_skipped, build_report, carried_columns, with_duplicates
 from noiseaudit.report.io import OutputAppeared, check_writable, cut_name, same_file, save_report
 from noiseaudit.report.summary import heavy_flagging
 from noiseaudit.report.threshold import Threshold, choose_threshold, rank_sum, reranked, unranked
@@ -180,7 +181,8 @@ def scan_features(features: str | Path | np.ndarray | torch.Tensor | list | pd.D
     index = {c: k for k, c in enumerate(classes)}
     targets = torch.tensor([index[v] for v in source.labels], dtype=torch.int64)
     data = SampleData(inputs=torch.from_numpy(table.values), targets=targets, classes=classes, image_size=0,
-                      trusted=None if trusted is None else torch.from_numpy(trusted))
+                      trusted=None if trusted is None else torch.from_numpy(trusted),
+                      identical=first_identical(row_digests(table.values)))
     gen = seed_everything(cfg.seed)
     model_name = cfg.model or "mlp"
     model = build_feature_model(model_name, table.dim, len(classes))
@@ -378,7 +380,7 @@ def _report(cfg: ScanConfig, source: LabeledSource, data: SampleData, result: Tr
     if trusted.any():
         verified = part(np.flatnonzero(trusted), unranked(int(trusted.sum())))
         report = add_skipped(report, verified.drop(columns=["rank", "suspicion"]).assign(status="trusted"))
-    report = add_skipped(report, skipped_rows(source, data.skipped))
+    report = with_duplicates(add_skipped(report, skipped_rows(source, data.skipped)), rows, data.identical)
     if data.trusted is not None:
         report["trusted"] = (report["status"] == "trusted").to_numpy()
     timings["total_s"] = time.perf_counter() - t0

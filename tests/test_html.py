@@ -49,7 +49,7 @@ def test_html_warns_when_the_gallerys_images_are_not_in_the_folder(report_path, 
     result = CliRunner().invoke(app, ["html", str(report_path), "-o", str(tmp_path / "a.html"), "--top", "5",
                                       "--images-dir", str(empty)])
     assert result.exit_code == 0, result.output
-    assert re.fullmatch(rf"warning: {re.escape(str(empty))}: 5 of the gallery's 5 images could not be read there "
+    assert re.fullmatch(rf"warning: {re.escape(str(empty))}: 5 of the page's 5 images could not be read there "
                         r"\(the first: '.+'\) and show as grey squares; name their folder with --images-dir\n",
                         result.stderr), result.stderr
     result = CliRunner().invoke(app, ["html", str(report_path), "-o", str(tmp_path / "b.html"), "--top", "5"])

@@ -86,6 +86,9 @@ def print_summary(summary: dict[str, Any], output: Path) -> None:
     out.print(table)
     if summary.get("n_trusted"):
         out.print(f"{summary['n_trusted']} trusted samples trained with their verified labels and steered the "
+    copies = summary.get("duplicates") or {}
+    if copies.get("groups"):
+        out.print(duplicates_line(copies, output), highlight=False)
                   "rates; they are in the report, not ranked (status trusted).", highlight=False)
     if summary.get("n_skipped"):
         counts = ", ".join(f"{v} {k}" for k, v in summary["skipped_by_status"].items())
@@ -106,6 +109,25 @@ def print_summary(summary: dict[str, Any], output: Path) -> None:
 
 def next_steps(output: Path, n_flagged: int) -> list[tuple[str, str]]:
     """The commands that come after a scan, with the real report name: (command, what it gives)."""
+def midpoint_note(threshold: dict[str, Any]) -> str:
+    """Why a count between its two brackets is uncertain, and what to do about it."""
+    return (f"The count is midway between the {threshold['upper_count']} samples of low rate and the "
+            f"{threshold['lower_count']} of them the model disputes. Instance-dependent noise looks like this, and "
+            "so do hard but correct samples of data already cleaned: after a review, pass the reviewed sheet as "
+            "--trusted, or set the count with --noise-rate.")
+
+
+def duplicates_line(copies: dict[str, Any], output: Path) -> str:
+    """What the summary says of samples with identical inputs (:func:`noiseaudit.report.summary.duplicate_counts`)."""
+    line = (f"{formats.plural(copies['samples'], 'sample')} are identical {copies['of']} in "
+            f"{formats.plural(copies['groups'], 'group')}")
+    if not copies["conflicting_groups"]:
+        return line + ", each with one label (report column duplicate_group)."
+    return (line + f"; {formats.plural(copies['conflicting_groups'], 'group')} ({copies['conflicting_samples']} "
+            "samples) carry different labels, so at least one label in each is wrong: noiseaudit show "
+            f"{shlex.quote(str(output))} --by duplicate lists them.")
+
+
     report = shlex.quote(str(output))
     review = output.parent / ("review.csv" if output.stem == "report" else f"{output.stem}-review.csv")
     page = shlex.quote(str(output.with_suffix(".html")))

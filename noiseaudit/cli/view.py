@@ -41,6 +41,10 @@ class GroupBy(str, Enum):
     sample = "sample"
     pair = "pair"
     class_ = "class"
+    duplicate = "duplicate"
+
+
+COPIES = ["duplicate_group", "duplicate_conflict"]
 
 
 @exits_on_errors
@@ -50,21 +54,26 @@ def show_command(
     class_: Annotated[Optional[str], typer.Option("--class", help="Only samples with this given label "
                                                                   "(case-insensitive if unambiguous).")] = None,
     by: Annotated[GroupBy, typer.Option("--by", help="sample: the top suspects; pair: the flags counted by "
-                                                     "(given, suggested) class pair; class: by given class.")]
+                                                     "(given, suggested) class pair; class: by given class; "
+                                                     "duplicate: identical inputs whose labels differ.")]
     = GroupBy.sample,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout: the counts and "
                                                           "the rows.")] = False,
     quiet: Quiet = False,
 ) -> None:
     """The most suspect samples as a table, with the ones the scan flagged marked (or the flags by class pair
-    or by class)."""
+    or by class, or the copies whose labels differ)."""
     from noiseaudit.report.export import check_top
     from noiseaudit.report.io import read_report_table
 
     check_top(top)
     # plain lists from pyarrow: pandas (or even .to_numpy()) would cost show most of a second of start-up
-    table, meta = read_report_table(report, SHOWN, scan=True)
+    table, meta = read_report_table(report, SHOWN + COPIES * (by is GroupBy.duplicate), scan=True)
     col = table.to_pydict()
+    if by is GroupBy.duplicate:
+        label = None if class_ is None else match_class(class_, meta.get("classes") or sorted(
+            {str(v) for v in col["given_label"]}), report)
+        return _show_duplicates(col, report, label, top, json_out)
     rows = [i for i, status in enumerate(col.get("status") or ["ok"] * table.num_rows) if status == "ok"]
     label = None
     if class_ is not None:
@@ -98,6 +107,42 @@ def _show_samples(col: dict, rows: list[int], top: int, head: dict, title: str, 
                     formats.learned_rate(col["learned_lr"][i]), formats.loss(col["loss"][i]),
                     "yes" if col["is_suspect"][i] else "")
     stdout().print(out)
+
+
+def _show_duplicates(col: dict, report: Path, label: object, top: int, json_out: bool) -> None:
+    """The groups of identical inputs whose labels differ (those holding ``label`` if given), trusted samples
+    included, first sample first."""
+    if "duplicate_conflict" not in col:
+        raise InputError("this report was made before noiseaudit looked for identical inputs; scan again to "
+                         "see them", path=report)
+    groups: dict[int, list[int]] = {}
+    for i, conflict in enumerate(col["duplicate_conflict"]):
+        if conflict:
+            groups.setdefault(col["duplicate_group"][i], []).append(i)
+    if label is not None:
+        groups = {g: rows for g, rows in groups.items() if any(str(col["given_label"][i]) == str(label)
+                                                               for i in rows)}
+    shown = sorted(groups)[:top]
+    fields = ("duplicate_group", "path", "given_label", "rank", "is_suspect", "status")
+    if json_out:
+        echo_json({"report": str(report), "class": label, "n_groups": len(groups),
+                   "n_samples": sum(map(len, groups.values())),
+                   "rows": [{f: col[f][i] for f in fields if f in col} for g in shown for i in groups[g]]})
+        return
+    out = Table(title=f"{formats.plural(len(groups), 'group')} of identical inputs with different labels"
+                + (f", holding {label}" if label is not None else ""))
+    for name in ("group", "path", "given", "rank", "flagged"):
+        out.add_column(name, justify="right" if name in ("group", "rank") else "left",
+                       overflow="fold" if name == "path" else "ellipsis")
+    statuses = col.get("status") or ["ok"] * len(col["path"])
+    for g in shown:
+        for k, i in enumerate(groups[g]):
+            out.add_row(str(g) if k == 0 else "", str(col["path"][i]), str(col["given_label"][i]),
+                        str(col["rank"][i]) if statuses[i] == "ok" else statuses[i],
+                        "yes" if col["is_suspect"][i] else "", end_section=k == len(groups[g]) - 1)
+    stdout().print(out)
+    if len(groups) > len(shown):
+        stdout().print(f"{len(groups) - len(shown)} more; --top {len(groups)} shows all", highlight=False)
 
 
 def _show_groups(col: dict, rows: list[int], by: GroupBy, top: int, head: dict, title: str, json_out: bool) -> None:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from noiseaudit.config import BAD_IMAGE_POLICIES
 from noiseaudit.data.cache import DecodeCache, files_key
+from noiseaudit.data.duplicates import digest, first_identical, from_groups, groups_of, row_digests
 from noiseaudit.data.hints import missing_image_hint
 from noiseaudit.data.images import GRAY_MODES, GRAY_TOLERANCE, LUMA, DecodeError, decode_image, image_header
 from noiseaudit.data.source import LabeledSource, resolve_inside
@@ -63,7 +64,9 @@ class SampleData:
     (:mod:`noiseaudit.data.features`). ``image_size`` is the side images were decoded
     at (0 for feature vectors). ``rows`` maps each sample to its row in the source
     (all rows, in order, unless some were skipped); ``skipped`` lists the rows left out;
-    ``trusted`` marks samples whose labels were verified (see ``--trusted``).
+    ``trusted`` marks samples whose labels were verified (see ``--trusted``); ``identical``
+    holds, for each sample, the position of the first sample with an identical input, or -1
+    (:mod:`noiseaudit.data.duplicates`; None where it was not computed).
     """
 
     inputs: torch.Tensor
@@ -73,6 +76,7 @@ class SampleData:
     rows: np.ndarray | None = None
     skipped: list[SkippedImage] = field(default_factory=list)
     trusted: torch.Tensor | None = None  # (N,) bool: samples whose labels were verified (a trusted set)
+    identical: np.ndarray | None = None  # (N,) int64: the first sample with the same input, or -1
 
     @property
     def is_features(self) -> bool:
@@ -285,6 +289,9 @@ def _decoded(source: LabeledSource, files: list[Path], keep: list[int], image_si
     """Decode the ``keep`` files (or read them from the cache), encode them if asked, and assemble the dataset."""
     entry = {} if encoder is None else {"variant": encoder.name, "shape": encoder.shape, "dtype": encoder.dtype}
     hit = None if cache is None or key is None else cache.load(key, image_size, **entry)
+    if hit is not None and encoder is not None and "identical" not in hit[1]:
+        hit = None  # an entry from before duplicates were found: its pixels are gone, so embed again
+    identical = None
     if hit is not None:
         stacked, meta = hit
         for j, status, reason in meta["bad"]:
@@ -293,11 +300,15 @@ def _decoded(source: LabeledSource, files: list[Path], keep: list[int], image_si
             bad.setdefault(keep[j], SkippedImage(keep[j], status, reason))
         if progress is not None:
             progress(len(keep), len(keep))
+        if encoder is not None:
+            identical = from_groups(meta["identical"], len(keep))
     else:
-        stacked = _decode_all(source, files, keep, image_size, workers, progress, bad, encoder)
+        stacked, digests = _decode_all(source, files, keep, image_size, workers, progress, bad, encoder)
+        identical = None if digests is None else first_identical(digests)
         if cache is not None and key is not None:  # the failures of these files, header pass included
             failed = [[j, bad[i].status, bad[i].reason] for j, i in enumerate(keep) if bad and i in bad]
-            cache.store(key, image_size, stacked, {"bad": failed}, variant=entry.get("variant"))
+            found = {} if identical is None else {"identical": groups_of(identical)}
+            cache.store(key, image_size, stacked, {"bad": failed, **found}, variant=entry.get("variant"))
     decoded = [j for j, i in enumerate(keep) if bad is None or i not in bad]
     rows = np.asarray([keep[j] for j in decoded], dtype=np.int64)
     stacked = stacked[decoded] if len(decoded) != len(keep) else np.asarray(stacked)
@@ -307,8 +318,20 @@ def _decoded(source: LabeledSource, files: list[Path], keep: list[int], image_si
     targets = torch.tensor([index[v] for v in labels], dtype=torch.int64)
     if encoder is None:
         stacked = np.ascontiguousarray(as_gray(stacked).transpose(0, 3, 1, 2))
+        identical = first_identical(row_digests(stacked))  # the pixels the model reads
+    else:  # found among the decoded pixels the backbone embedded: as positions among the decoded samples
+        identical = _among(identical, np.asarray(decoded, dtype=np.int64), len(keep))
     return SampleData(inputs=torch.from_numpy(stacked), targets=targets, classes=classes, image_size=image_size,
-                        rows=rows, skipped=sorted((bad or {}).values(), key=lambda b: b.row))
+                      rows=rows, skipped=sorted((bad or {}).values(), key=lambda b: b.row), identical=identical)
+
+
+def _among(identical: np.ndarray, decoded: np.ndarray, n: int) -> np.ndarray:
+    """A :func:`first_identical` array over ``n`` positions restricted to the ``decoded`` ones and renumbered
+    (an undecodable sample is never identical, so every group's first sample is among them)."""
+    position = np.full(n, -1, dtype=np.int64)
+    position[decoded] = np.arange(len(decoded))
+    heads = identical[decoded]
+    return np.where(heads >= 0, position[np.maximum(heads, 0)], -1)
 
 
 def as_gray(stacked: np.ndarray, chunk: int = 4096) -> np.ndarray:
@@ -335,10 +358,11 @@ def as_gray(stacked: np.ndarray, chunk: int = 4096) -> np.ndarray:
 
 def _decode_all(source: LabeledSource, files: list[Path], keep: list[int], image_size: int, workers: int,
                 progress: Progress | None, bad: dict[int, SkippedImage] | None,
-                encoder: Encoder | None) -> np.ndarray:
+                encoder: Encoder | None) -> tuple[np.ndarray, list[bytes | None] | None]:
     """Decode the ``keep`` files into one (N, S, S, 3) uint8 array, or, with an ``encoder``, decode
     them a batch at a time and return the encoder's (N, *shape) outputs (undecodable images are
-    recorded in ``bad``; their rows hold whatever the encoder made of a blank image)."""
+    recorded in ``bad``; their rows hold whatever the encoder made of a blank image) with the
+    digest of each decoded image (None for an undecodable one), since its pixels are not kept."""
     if encoder is None:
         stacked = np.empty((len(keep), image_size, image_size, 3), dtype=np.uint8)
 
@@ -346,8 +370,9 @@ def _decode_all(source: LabeledSource, files: list[Path], keep: list[int], image
             stacked[j] = decode_image(file, image_size)
 
         _each_file(decode_into, files, keep, source, workers, progress, bad)
-        return stacked
+        return stacked, None
     out = np.empty((len(keep), *encoder.shape), dtype=encoder.dtype)
+    digests: list[bytes | None] = [None] * len(keep)
     batch = np.empty((encoder.batch_size, image_size, image_size, 3), dtype=np.uint8)
     for start in range(0, len(keep), encoder.batch_size):
         part = keep[start:start + encoder.batch_size]
@@ -355,12 +380,13 @@ def _decode_all(source: LabeledSource, files: list[Path], keep: list[int], image
 
         def decode_batch(j: int, file: Path) -> None:
             batch[j] = decode_image(file, image_size)
+            digests[start + j] = digest(batch[j])
 
         _each_file(decode_batch, files, part, source, workers, None, bad)
         out[start:start + len(part)] = encoder.encode(batch[:len(part)])
         if progress is not None:
             progress(start + len(part), len(keep))
-    return out
+    return out, digests
 
 
 def _is_file(path: Path) -> bool:

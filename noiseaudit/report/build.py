@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # threshold.py imports scikit-learn; reading a report must no
 REPORT_COLUMNS = (
     "sample_id", "path", "given_label", "predicted_label", "pred_prob", "given_prob",
     "suggested_label", "suggested_prob", "learned_lr", "learned_lr_mean", "loss", "margin",
-    "rank", "suspicion", "is_suspect", "status",
+    "rank", "suspicion", "is_suspect", "status", "duplicate_group", "duplicate_conflict",
 )
 # Columns whose values rank samples, each with the direction in which it is more suspect.
 SIGNAL_COLUMNS = {"rank": -1.0, "learned_lr": -1.0, "learned_lr_mean": -1.0, "loss": 1.0, "margin": -1.0,
@@ -96,6 +96,28 @@ def add_skipped(report: pd.DataFrame, skipped: pd.DataFrame) -> pd.DataFrame:
             out[col] = out[col].astype("Int64")
     out["is_suspect"] = out["is_suspect"].astype(bool)
     return out.reset_index(drop=True)
+
+
+def with_duplicates(report: pd.DataFrame, sample_ids: np.ndarray, identical: np.ndarray | None) -> pd.DataFrame:
+    """``report`` with ``duplicate_group`` and ``duplicate_conflict`` after ``status``.
+
+    ``identical`` holds, for the samples ``sample_ids`` (the dataset's, in its order), the position of the first
+    one with an identical input, or -1 (:func:`noiseaudit.data.duplicates.first_identical`). A sample in a group
+    gets the group's first ``sample_id``; ``duplicate_conflict`` is whether its group holds another given label.
+    Samples without a copy, skipped ones, and every sample where ``identical`` is None get a missing group.
+    """
+    group = pd.Series(pd.NA, index=report.index, dtype="Int64")
+    if identical is not None and (identical >= 0).any():
+        heads = np.where(identical >= 0, sample_ids[np.maximum(identical, 0)], -1)
+        found = report["sample_id"].map(pd.Series(heads, index=sample_ids)).fillna(-1).to_numpy(np.int64)
+        group = pd.Series(found, index=report.index).where(found >= 0).astype("Int64")
+    labels = report["given_label"].astype(str).where(group.notna())
+    conflict = (labels.groupby(group).transform("nunique") > 1) if group.notna().any() else group.notna()
+    at = report.columns.get_loc("status") + 1
+    report = report.copy(deep=False)
+    report.insert(at, "duplicate_group", group)
+    report.insert(at + 1, "duplicate_conflict", conflict.reindex(report.index, fill_value=False).astype(bool))
+    return report
 
 
 def check_report(report: object, needs: tuple[str, ...] = ()) -> None:

@@ -43,6 +43,7 @@ td:first-child,th:first-child,td.l,th.l{text-align:left}
 .badge{position:absolute;top:6px;left:6px;background:#e08a00;color:#fff;font-weight:bold;padding:0 4px;
   border-radius:3px}
 .card.noisy{outline:2px solid #b00;outline-offset:1px}
+.gallery.dup{margin-bottom:10px;padding-bottom:10px;border-bottom:1px dashed #ccc}
 """
 
 
@@ -137,6 +138,36 @@ def _pairs_section(report: pd.DataFrame, top: int = 10) -> str:
     return f"<h2>Flags by class pair</h2>{note}<table><tr>{head}</tr>{rows}</table>{more}"
 
 
+def _duplicates_section(report: pd.DataFrame, root: Path, what: str, top: int = 10) -> tuple[str, list[str], int]:
+    """The groups of identical ``what`` (images, feature vectors) whose labels differ, each a row of cards ("" when none or the report
+    predates the column), the paths whose thumbnails could not be read, and how many thumbnails it shows."""
+    if "duplicate_conflict" not in report.columns or not report["duplicate_conflict"].any():
+        return "", [], 0
+    conflicting = report[report["duplicate_conflict"].astype(bool)]
+    groups = list(conflicting.groupby("duplicate_group", sort=True))
+    pictures = any(PurePosixPath(str(p)).suffix.lower() in IMAGE_EXTENSIONS for p in conflicting["path"])
+    e, unread, rows, shown = html.escape, [], [], 0
+    for _, group in groups[:top]:
+        cards = []
+        for row in group.itertuples(index=False):
+            picture = ""
+            if pictures:
+                png, found = _thumbnail(root, row.path)
+                unread += [] if found else [str(row.path)]
+                shown += 1
+                picture = f'<img alt="{e(str(row.path))}" src="data:image/png;base64,{png}">'
+            where = "trusted" if row.status == "trusted" else (f"#{row.rank}" if pd.notna(row.rank) else row.status)
+            cards.append(f'<div class="card" title="{e(str(row.path))}">{picture}<div>{e(str(where))}</div>'
+                         f'<div class="given">given: {e(str(row.given_label))}</div>'
+                         f'<div class="name">{e(PurePosixPath(str(row.path)).name)}</div></div>')
+        rows.append(f'<div class="gallery dup">{"".join(cards)}</div>')
+    more = (f"<p>and {formats.plural(len(groups) - top, 'more group')}: the report's rows with "
+            "<code>duplicate_conflict</code> list every one</p>") if len(groups) > top else ""
+    return (f"<h2>Identical {what}, different labels</h2><p>{formats.plural(len(groups), 'group')} of identical "
+            f"{what} carry different labels ({len(conflicting)} samples): at least one label in each group is "
+            f"wrong.</p>{''.join(rows)}{more}"), unread, shown
+
+
 def render_html(report: pd.DataFrame, metadata: dict[str, Any] | None = None, images_root: str | Path | None = None,
                 top: int = 48) -> str:
     """The self-contained HTML page of a report (``noiseaudit html``), as a string.
@@ -177,6 +208,8 @@ def render_html(report: pd.DataFrame, metadata: dict[str, Any] | None = None, im
     else:
         root = Path(metadata.get("images_root") or ".").resolve()
     e = html.escape
+    what = "feature vectors" if metadata.get("features") else "images"
+    duplicates, unread, shown = _duplicates_section(report, root, what)  # trusted samples too: a copy may contradict one
     ranked = scored(report)
     unranked = len(report) - len(ranked)  # skipped images, trusted samples
     report = ranked
@@ -202,7 +235,6 @@ def render_html(report: pd.DataFrame, metadata: dict[str, Any] | None = None, im
     ordered = report.sort_values("rank").head(top)
     # feature-vector reports keyed by ids or row numbers have nothing to show
     pictures = any(PurePosixPath(str(p)).suffix.lower() in IMAGE_EXTENSIONS for p in ordered["path"])
-    unread: list[str] = []
     for pos, row in zip(ordered.index, ordered.itertuples(index=False)):
         wrong = known_wrong is not None and bool(known_wrong[pos])
         picture = ""
@@ -220,7 +252,7 @@ def render_html(report: pd.DataFrame, metadata: dict[str, Any] | None = None, im
             f'<div class="sugg">suggested: {e(str(row.suggested_label))} ({formats.percent(row.suggested_prob)})</div>'
             f'<div class="name">{e(PurePosixPath(str(row.path)).name)}</div></div>')
     if unread:
-        warn(f"{root}: {len(unread)} of the gallery's {len(cards)} images could not be read there (the "
+        warn(f"{root}: {len(unread)} of the page's {shown + len(cards) * pictures} images could not be read there (the "
              f"first: {unread[0]!r}) and show as grey squares; name their folder with "
              f"{option('images_root', flag='--images-dir')}",
              NoiseAuditWarning)
@@ -233,4 +265,4 @@ def render_html(report: pd.DataFrame, metadata: dict[str, Any] | None = None, im
             f'<h2>Plots</h2><div class="plots">{plots}</div>'
             f"<h2>Top {len(cards)} suspects</h2>"
             f"<p>Most suspect first.{legend} Hover a card for its full path.</p>"
-            f'<div class="gallery">{"".join(cards)}</div>{pairs}</body></html>')
+            f'<div class="gallery">{"".join(cards)}</div>{duplicates}{pairs}</body></html>')

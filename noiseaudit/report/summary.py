@@ -40,12 +40,26 @@ def model_choice(metadata: dict[str, Any]) -> str | None:
     return None
 
 
+def duplicate_counts(report: pd.DataFrame, metadata: dict[str, Any]) -> dict[str, Any] | None:
+    """Groups of samples with identical inputs, and those whose labels differ (None for a report made before
+    noiseaudit looked for them)."""
+    if "duplicate_group" not in report.columns:
+        return None
+    grouped = report["duplicate_group"].notna()
+    conflict = report["duplicate_conflict"].astype(bool)
+    return {"of": "feature vectors" if metadata.get("features") else "images",
+            "groups": int(report.loc[grouped, "duplicate_group"].nunique()), "samples": int(grouped.sum()),
+            "conflicting_groups": int(report.loc[conflict, "duplicate_group"].nunique()),
+            "conflicting_samples": int(conflict.sum())}
+
+
 def summarize(report: pd.DataFrame, metadata: dict[str, Any], top: int = 10) -> dict[str, Any]:
     """Counts over the scored samples (trusted ones apart: they are not ranked), the skipped ones by status, the
     top suspects and truth metrics."""
     status = report["status"] if "status" in report.columns else pd.Series("ok", index=report.index)
     skipped = report[~status.isin(["ok", "trusted"])]
     n_trusted = int((status == "trusted").sum())
+    duplicates = duplicate_counts(report, metadata)  # trusted samples included: a copy may contradict one
     report = scored(report)
     suspects = report.sort_values("rank").head(top)
     summary: dict[str, Any] = {
@@ -68,6 +82,8 @@ def summarize(report: pd.DataFrame, metadata: dict[str, Any], top: int = 10) -> 
             for _, row in suspects.iterrows()
         ],
     }
+    if duplicates is not None:
+        summary["duplicates"] = duplicates
     choice = model_choice(metadata)
     if choice:
         summary["model_choice"] = choice
