@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ class ApplyResult:
     dropped: int = 0
     kept: int = 0
     unreviewed: int = 0
+    already: int = 0  # relabel verdicts whose row has the new label already (a sheet applied before)
     changes: list[tuple[str, str, str]] = field(default_factory=list)  # (path, old, new)
     # of a labels CSV file: each changed record's first line, and its new label (None: dropped); else None
     edits: dict[int, str | None] | None = None
@@ -102,18 +104,41 @@ def read_labels(labels: Path | pd.DataFrame, path_col: str | None = None,
     return table, find_key_column(columns, path_col, lcol, origin), lcol, None if in_memory(origin) else lines
 
 
-def _warn_stale(reviewed: pd.DataFrame, lines: list[int | None], current: list[str], reviewed_path: str,
-                labels_name: str) -> None:
-    """One warning counting the reviewed rows whose given_label is not the label the table has now."""
+def _check_stale(reviewed: pd.DataFrame, lines: list[int | None], current: list[str], changes: list[bool],
+                 reviewed_path: str, labels_name: str, force: bool) -> None:
+    """Refuse reviewed rows whose given_label is not the label the table has now where their verdict would change
+    it (``changes``): an older sheet would undo a newer correction. With ``force``, or where no such row would
+    change anything, one warning counts them."""
     if "given_label" not in reviewed.columns:
         return
     given = reviewed["given_label"].tolist()
     stale = [k for k, (g, c) in enumerate(zip(given, current)) if g != "" and g != c]
+    harmful = [k for k in stale if changes[k]]
+    if harmful and not force:
+        k = harmful[0]
+        more = f" ({len(harmful) - 1} more rows like it)" if len(harmful) > 1 else ""
+        raise InputError(f"{reviewed['path'].iloc[k]!r} was reviewed as {given[k]!r}, but {labels_name} labels it "
+                         f"{current[k]!r} now{more}: the sheet reviewed other labels (an older scan's?), and "
+                         f"applying it would undo that change; export a new sheet, or pass {option('force', True)} "
+                         "to apply it all the same", path=reviewed_path, line=lines[k])
     if stale:
         k = stale[0]
         warn(f"{place(reviewed_path, lines[k])}: {_rows(len(stale))} a given_label other than the label in "
              f"{labels_name} (the first: {reviewed['path'].iloc[k]!r}, {given[k]!r} here, {current[k]!r} "
              "there); a review of other labels? Applied all the same", NoiseAuditWarning)
+
+
+def close_class(label: str, known: set[str]) -> str | None:
+    """The known class ``label`` most likely meant: one spelt alike but for letter case, spaces, ``-`` or ``_``,
+    else a near spelling (``Trousers`` for ``Trouser``); None where none is close."""
+    def folded(text: str) -> str:
+        return "".join(ch for ch in text.casefold() if ch not in " -_")
+
+    same = [k for k in known if folded(k) == folded(label)]
+    if len(same) == 1:
+        return same[0]
+    near = difflib.get_close_matches(label, sorted(known), n=2, cutoff=0.8)
+    return near[0] if len(near) == 1 else None
 
 
 def _warn_unused_new_labels(reviewed: pd.DataFrame, lines: list[int | None], reviewed_path: str) -> None:
@@ -145,7 +170,7 @@ def _rows(n: int) -> str:
 
 def apply_review(labels_csv: str | Path | pd.DataFrame, reviewed_path: str | Path | pd.DataFrame, *,
                  path_col: str | None = None,
-                 label_col: str | None = None, allow_new_labels: bool = False) -> ApplyResult:
+                 label_col: str | None = None, allow_new_labels: bool = False, force: bool = False) -> ApplyResult:
     """The labels table with a reviewed sheet's verdicts applied (``noiseaudit apply``).
 
     Parameters
@@ -160,6 +185,8 @@ def apply_review(labels_csv: str | Path | pd.DataFrame, reviewed_path: str | Pat
         The labels CSV's path and label columns (default: auto-detect).
     allow_new_labels : bool
         Accept relabels to classes the labels CSV does not have yet.
+    force : bool
+        Apply a sheet that reviewed other labels (see Notes).
 
     Returns
     -------
@@ -178,15 +205,19 @@ def apply_review(labels_csv: str | Path | pd.DataFrame, reviewed_path: str | Pat
     -----
     ``relabel`` sets the label to ``new_label``, or to ``suggested_label`` when
     ``new_label`` is empty; ``drop`` removes the row; ``keep`` or an empty
-    verdict leaves it. Unknown paths, unknown verdicts, conflicting rows for one
+    verdict leaves it (a ``new_label`` without a verdict is refused: write relabel). A relabel to a label the
+    row has already is counted in ``already`` (the sheet was applied before). Unknown paths, unknown verdicts, conflicting rows for one
     path and (unless ``allow_new_labels``) labels outside the known classes are
     refused, naming the reviewed file and line. Rows are matched on the table's path column (an absolute
     path there matches the report's path relative to the image folder, :class:`PathIndex`); for the
     labels of feature vectors, on its key (id) column, or on the 0-based row number when it has neither.
     ``labels_csv`` may also be an ImageFolder directory (one subfolder per class): the table is then its
-    images' ``path,label``. A warning counts the reviewed rows whose ``given_label`` is not the table's
-    label (a review of other labels), and another the ``keep`` or ``drop`` verdicts with a ``new_label``
-    (which only ``relabel`` uses).
+    images' ``path,label``. A reviewed row whose ``given_label`` is not the table's label (a review of other
+    labels, an older sheet) is refused where its verdict would change the label, unless ``force``; otherwise a
+    warning counts such rows. Another counts the ``keep`` or ``drop`` verdicts with a ``new_label`` (which
+    only ``relabel`` uses). ``drop`` is refused for a table without a path or id column: its rows are keyed by
+    number, and dropping one would renumber the rest (unpairing them from their feature rows). A new label
+    spelt like a known class but for case or a letter or two names the class meant.
     """
     if not isinstance(labels_csv, pd.DataFrame):
         check_path(labels_csv, "labels CSV", or_table=True)
@@ -212,10 +243,19 @@ def apply_review(labels_csv: str | Path | pd.DataFrame, reviewed_path: str | Pat
         p, verdict = rec["path"], rec["verdict"].lower()
         i = index.row(p)
         if i is None:
-            raise InputError(f"path {p!r} is not in {labels_name}", path=reviewed_path, line=line)
+            gone = " (dropped by an earlier apply of this sheet?)" if verdict == "drop" else ""
+            raise InputError(f"path {p!r} is not in {labels_name}{gone}", path=reviewed_path, line=line)
         matched.append(i)
         if verdict not in VERDICTS and verdict != "":
             raise InputError(f"unknown verdict {rec['verdict']!r} (use keep, relabel or drop)",
+                             path=reviewed_path, line=line)
+        if verdict == "" and rec.get("new_label", ""):
+            raise InputError(f"{p!r} has new_label {rec['new_label']!r} but no verdict: write relabel to apply it "
+                             "(or clear new_label)", path=reviewed_path, line=line)
+        if verdict == "drop" and pcol is None:
+            raise InputError(f"cannot drop row {p}: {labels_name} has no path or id column, so its rows are keyed "
+                             "by number and dropping one renumbers every later one (they would no longer pair with "
+                             "their feature rows); relabel or keep it, or give the labels an id column",
                              path=reviewed_path, line=line)
         target = ""
         if verdict == "relabel":
@@ -228,6 +268,10 @@ def apply_review(labels_csv: str | Path | pd.DataFrame, reviewed_path: str | Pat
                                  f"{_whole_number(target)!r} is: a spreadsheet or pandas wrote the whole number with "
                                  "a decimal point; write the class as the labels have it", path=reviewed_path,
                                  line=line)
+            close = None if target in known or allow_new_labels else close_class(target, known)
+            if close is not None:
+                raise InputError(f"new label {target!r} for {p!r} is not a known class; did you mean {close!r}?",
+                                 path=reviewed_path, line=line)
             if target not in known and not allow_new_labels:
                 raise InputError(f"new label {target!r} for {p!r} is not a known class "
                                  f"(pass {option('allow_new_labels', True)} to add one)", path=reviewed_path, line=line)
@@ -235,7 +279,10 @@ def apply_review(labels_csv: str | Path | pd.DataFrame, reviewed_path: str | Pat
             raise InputError(f"conflicting verdicts for {p!r} (also on {line_word(reviewed_path, decisions[i][2])})",
                              path=reviewed_path, line=line)
         decisions[i] = (verdict, target, line)
-    _warn_stale(reviewed, lines, table[lcol].iloc[matched].tolist(), reviewed_path, labels_name)
+    current = table[lcol].iloc[matched].tolist()
+    changes = [decisions[i][0] == "drop" or (decisions[i][0] == "relabel" and decisions[i][1] != c)
+               for i, c in zip(matched, current)]
+    _check_stale(reviewed, lines, current, changes, reviewed_path, labels_name, force)
     _warn_unused_new_labels(reviewed, lines, reviewed_path)
 
     result = ApplyResult(table=table, label_col=lcol)
@@ -249,6 +296,8 @@ def apply_review(labels_csv: str | Path | pd.DataFrame, reviewed_path: str | Pat
             result.changes.append((p, table.at[i, lcol], target))
             table.at[i, lcol] = target
             result.relabeled += 1
+        elif verdict == "relabel":
+            result.already += 1
         elif verdict == "":
             result.unreviewed += 1
         else:

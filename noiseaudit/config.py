@@ -163,6 +163,9 @@ ALIASES = {"learning_rate": "lr", "num_epochs": "epochs", "n_epochs": "epochs", 
            "random_state": "seed", "batchsize": "batch_size", "num_workers": "workers", "n_jobs": "workers"}
 IMAGE_OPTIONS = ("finetune", "image_size", "augment", "on_bad_image", "cache", "cache_dir", "workers")  # not features
 PATH_OPTIONS = frozenset({"trusted", "save_model", "checkpoint_dir", "cache_dir"})  # ScanConfig fields naming files
+# the automatic threshold's rules, as the metadata's threshold.rule names them (noiseaudit.report.threshold)
+NOT_BIMODAL, AGREED, DISPUTED, VALLEY, MIDPOINT = ("lower: not bimodal", "lower: the model agrees", "upper",
+                                                   "valley", "midpoint")
 RANKED_BY = {"learned-lr": "log learned_lr", "plain": "minus mean loss", "dba": "dba_selected_frac"}
 # --rank-by: the learned rate alone, or the mean of its rank and the rank of the final model's probability of the
 # given label; auto is the latter with a pretrained backbone (it ranked CIFAR-10N's human label noise better,

@@ -406,7 +406,10 @@ def _report(cfg: ScanConfig, source: LabeledSource, data: SampleData, result: Tr
                       "estimated_noise_rate": threshold.estimated_noise_rate,
                       "ranked_by": ranked_by,
                       "rate_choice": result.rate_choice,
-                      "score_cutoff": threshold.cutoff},
+                      "score_cutoff": threshold.cutoff,
+                      # the automatic count's brackets: low-rate samples, and those of them the model disputes
+                      "upper_count": threshold.counts[0], "lower_count": threshold.counts[1],
+                      "rule": threshold.rule},
         "skipped": [{"path": source.paths[b.row], "line": source.lines[b.row], "status": b.status,
                      "reason": b.reason} for b in data.skipped],
         "epoch_losses": result.epoch_losses,

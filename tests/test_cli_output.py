@@ -71,6 +71,31 @@ def test_summary_with_nothing_flagged_says_so_and_shows_no_suspicion(tmp_path, m
     assert not re.search(r"│ yes", text)
 
 
+def test_a_count_midway_between_its_brackets_says_what_else_looks_like_that(tmp_path, monkeypatch):
+    """On data already cleaned (every sample-data label corrected) a tester saw 746 flagged by the midpoint rule,
+    with no word that hard correct samples give that count as instance noise does."""
+    from rich.console import Console
+
+    from noiseaudit.cli import scan as scan_cli
+    from noiseaudit.report.io import read_report
+    from noiseaudit.report.summary import summarize
+
+    frame, meta = read_report(synthetic_report(tmp_path / "r.parquet"))
+    buffer = io.StringIO()
+    monkeypatch.setattr(scan_cli, "stdout", lambda: Console(file=buffer, width=400, soft_wrap=True))
+    summary = summarize(frame, meta)
+    summary["threshold"].update(rule="midpoint", upper_count=10, lower_count=2)
+    scan_cli.print_summary(summary, tmp_path / "r.parquet")
+    assert ("The count is midway between the 10 samples of low rate and the 2 of them the model disputes. "
+            "Instance-dependent noise looks like this, and so do hard but correct samples of data already cleaned: "
+            "after a review, pass the reviewed sheet as --trusted, or set the count with --noise-rate.") \
+        in buffer.getvalue()
+    summary["threshold"]["rule"] = "upper"
+    buffer.seek(0), buffer.truncate()
+    scan_cli.print_summary(summary, tmp_path / "r.parquet")
+    assert "The count is midway" not in buffer.getvalue()
+
+
 @pytest.mark.parametrize("n_flagged, method, hint", [(16, "gmm", True), (12, "gmm", False), (16, "noise-rate", False)])
 def test_heavy_flagging_asks_for_a_review_naming_the_models_agreement(tmp_path, monkeypatch, n_flagged, method, hint):
     """Over 30% flagged by an estimate (not by --noise-rate): one line says the count may hold hard samples."""

@@ -152,6 +152,17 @@ def test_classes_differing_only_in_case_or_separators_are_one_class_split_in_two
     assert "warning: " in result.stderr and "one class split in two" in result.stderr and out.exists()
 
 
+def test_a_single_twin_is_named_as_a_twin_not_as_a_tiny_class(tmp_path):
+    """One 'coat' among 'Coat' rows (a review applied with --allow-new-labels) was blamed on a typo or the label
+    column; the check that names the cause comes first."""
+    labels = ["Coat", "bag"] * 12
+    labels[4] = "coat"
+    images, csv, out = labelled_images(tmp_path, labels)
+    assert_user_error(invoke(*scan_args(images, csv, out)), out,
+                      f"{csv}: labels 'Coat' (11 rows, lines 2, 4, … 24) and 'coat' (1 row, line 6) differ only in "
+                      "letter case")
+
+
 def test_distinct_names_are_not_twins(tmp_path):
     root = tmp_path / "tree"
     for c in ("shirt", "t-shirt", "Shirts"):

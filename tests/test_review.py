@@ -159,7 +159,7 @@ def test_the_commands_have_python_functions(hand_report, tmp_path):
     reviewed = pd.read_csv(tmp_path / "py.csv", keep_default_na=False).assign(verdict="relabel")
     reviewed.to_csv(tmp_path / "reviewed.csv", index=False)
     result = noiseaudit.apply_review(labels, tmp_path / "reviewed.csv")
-    assert result.relabeled + result.kept == 5 and result.relabeled == len(result.changes) > 0
+    assert result.relabeled + result.already == 5 and result.relabeled == len(result.changes) > 0
     assert len(result.table) == len(report)
     report.attrs["noiseaudit"] = meta
     with pytest.warns(noiseaudit.NoiseAuditWarning, match="show as grey squares"):  # a report of no image files
@@ -301,7 +301,7 @@ def test_apply_relabel_drop_keep(labels, tmp_path):
     result = invoke("apply", labels, review, "-o", out, "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {"relabeled": 2, "dropped": 1, "kept": 1, "unreviewed": 0,
-                                         "rows_written": 3, "output": str(out)}
+                                         "already_relabeled": 0, "rows_written": 3, "output": str(out)}
     fixed = pd.read_csv(out)
     assert fixed.to_dict("list") == {"path": ["img/0.png", "img/1.png", "img/3.png"], "label": ["b", "c", "a"],
                                      "extra": ["x", "y", "w"]}
@@ -434,11 +434,59 @@ def _sheet(tmp_path, rows):
     return p
 
 
-def test_apply_warns_once_about_a_stale_review(labels, tmp_path):
+def test_apply_refuses_the_review_slips_a_tester_made(labels, tmp_path):
+    """A new_label typed without a verdict was ignored; 'trouser' for 'Trouser' suggested --allow-new-labels,
+    which wrote a twin class; a drop on labels keyed by row number renumbered the rest, silently."""
+    out = tmp_path / "fixed.csv"
+    sheet = _sheet(tmp_path, [("img/0.png", "a", "b", "", "c")])
+    result = invoke("apply", labels, sheet, "-o", out)
+    assert result.exit_code == 2 and not out.exists()
+    assert result.stderr.strip() == (f"error: {sheet}:2: 'img/0.png' has new_label 'c' but no verdict: write "
+                                     "relabel to apply it (or clear new_label)")
+    cased = tmp_path / "cased.csv"
+    cased.write_text("path,label\nimg/0.png,Trouser\nimg/1.png,Coat\nimg/2.png,Ankle boot\n")
+    for typed, meant in (("trouser", "Trouser"), ("Trousers", "Trouser"), ("ankle_boot", "Ankle boot")):
+        sheet = _sheet(tmp_path, [("img/1.png", "Coat", "Trouser", "relabel", typed)])
+        result = invoke("apply", cased, sheet, "-o", out)
+        assert result.exit_code == 2, result.output
+        assert result.stderr.strip() == (f"error: {sheet}:2: new label {typed!r} for 'img/1.png' is not a known "
+                                         f"class; did you mean {meant!r}?")
+    assert invoke("apply", cased, sheet, "-o", out, "--allow-new-labels").exit_code == 0  # asked for: a new class
+    nokey = tmp_path / "nokey.csv"
+    nokey.write_text("label\na\nb\nc\n")
+    sheet = tmp_path / "rows.csv"
+    sheet.write_text("path,verdict,new_label\n1,relabel,a\n0,drop,\n")
+    result = invoke("apply", nokey, sheet, "-o", tmp_path / "rows-fixed.csv")
+    assert result.exit_code == 2 and not (tmp_path / "rows-fixed.csv").exists()
+    assert result.stderr.strip().startswith(f"error: {sheet}:3: cannot drop row 0: nokey.csv has no path or id "
+                                            "column, so its rows are keyed by number")
+
+
+def test_apply_twice_counts_the_relabels_already_made(labels, tmp_path):
+    """Applying a sheet again said '0 relabeled, 0 dropped, 672 kept' for 636 relabels already made."""
+    sheet = _sheet(tmp_path, [("img/0.png", "a", "b", "relabel", ""), ("img/1.png", "b", "a", "keep", "")])
+    assert invoke("apply", labels, sheet, "-o", tmp_path / "once.csv").exit_code == 0
+    result = invoke("apply", tmp_path / "once.csv", sheet, "-o", tmp_path / "twice.csv", "--json")
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.stdout)
+    assert (got["relabeled"], got["already_relabeled"], got["kept"]) == (0, 1, 1)
+    assert (tmp_path / "twice.csv").read_text() == (tmp_path / "once.csv").read_text()
+    result = invoke("apply", tmp_path / "once.csv", sheet, "-o", tmp_path / "thrice.csv")
+    assert result.stdout.startswith("0 relabeled (1 relabels applied before), 0 dropped, 1 kept")
+
+
+def test_apply_refuses_a_stale_review_that_would_change_labels_and_warns_with_force(labels, tmp_path):
+    """An older sheet applied to newer labels undid their corrections, with a warning and exit 0."""
     # labels.csv has a, b, c, a: the sheet says img/1.png and img/3.png were given other labels.
     sheet = _sheet(tmp_path, [("img/0.png", "a", "b", "keep", ""), ("img/1.png", "c", "a", "relabel", ""),
                               ("img/2.png", "c", "a", "", ""), ("img/3.png", "b", "c", "drop", "")])
-    result = invoke("apply", labels, sheet, "-o", tmp_path / "fixed.csv", "--json")
+    result = invoke("apply", labels, sheet, "-o", tmp_path / "fixed.csv")
+    assert result.exit_code == 2 and not (tmp_path / "fixed.csv").exists()
+    assert result.stderr.strip() == (f"error: {sheet}:3: 'img/1.png' was reviewed as 'c', but labels.csv labels it "
+                                     "'b' now (1 more rows like it): the sheet reviewed other labels (an older "
+                                     "scan's?), and applying it would undo that change; export a new sheet, or pass "
+                                     "--force to apply it all the same")
+    result = invoke("apply", labels, sheet, "-o", tmp_path / "fixed.csv", "--json", "--force")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["relabeled"] == 1
     assert result.stderr.strip() == (f"warning: {sheet}:3: 2 reviewed rows have a given_label other than the label "

@@ -66,6 +66,32 @@ def test_trusted_from_the_cli_prints_the_count(digits_with_trusted, tmp_path):
     assert pd.read_parquet(out)["trusted"].sum() == 61
 
 
+def test_a_reviewed_sheet_is_a_trusted_set_and_the_hint_counts_corrections(digits_with_trusted, tmp_path):
+    """The loop's second round: the first round's reviewed sheet (keep and relabel rows) fed back as --trusted was
+    refused for its columns; and the trusted labels that correct the labels CSV went unmentioned."""
+    images, csv, _, _ = digits_with_trusted
+    table = pd.read_csv(csv).head(12)
+    sheet = pd.DataFrame({"path": table["file"], "given_label": table["digit"], "suggested_label": 0,
+                          "verdict": ["keep", "relabel", "drop", ""] * 3, "new_label": ["", "7", "", ""] * 3})
+    sheet.to_csv(tmp_path / "review.csv", index=False)
+    report = scan(images, csv, label_col="digit", trusted=str(tmp_path / "review.csv"), **OPTIONS)
+    trusted = report[report["trusted"]].set_index("path")
+    assert set(trusted.index) == set(table["file"][0::4]) | set(table["file"][1::4])  # keep and relabel rows
+    assert (trusted.loc[table["file"][1::4], "given_label"] == 7).all()
+    assert (trusted.loc[table["file"][0::4], "given_label"].to_numpy() == table["digit"][0::4].to_numpy()).all()
+    out = tmp_path / "r.parquet"
+    result = CliRunner().invoke(app, ["scan", str(images), str(csv), "--label-col", "digit", "--trusted",
+                                      str(tmp_path / "review.csv"), "--epochs", "1", "--device", "cpu", "-o",
+                                      str(out)])
+    assert result.exit_code == 0, result.output
+    changed = int((table["digit"][1::4] != 7).sum())
+    assert (f"{tmp_path / 'review.csv'}: of its 6 trusted samples, {changed} correct the label in {csv}"
+            in result.stderr), result.stderr
+    sheet.assign(verdict="maybe").to_csv(tmp_path / "odd.csv", index=False)
+    with pytest.raises(InputError, match=r"odd.csv:2: unknown verdict 'maybe'"):
+        scan(images, csv, label_col="digit", trusted=str(tmp_path / "odd.csv"), **OPTIONS)
+
+
 def _bad(root: Path, name: str, text: str) -> Path:
     path = root / name
     path.write_text(text)

@@ -65,6 +65,9 @@ def apply_command(
     path_col: Annotated[Optional[str], typer.Option(help="Path column name (default: auto-detect).")] = None,
     label_col: Annotated[Optional[str], typer.Option(help="Label column name (default: auto-detect).")] = None,
     allow_new_labels: Annotated[bool, typer.Option("--allow-new-labels", help="Accept relabels to classes not yet in the CSV.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Apply a sheet that reviewed other labels than the CSV has "
+                                                        "now (an older sheet), which would undo those changes.")]
+    = False,
     overwrite: Overwrite = False,
     json_out: JsonSummary = False,
     quiet: Quiet = False,
@@ -76,7 +79,7 @@ def apply_command(
 
     check_writable(output, overwrite, [(labels_csv, "labels CSV"), (reviewed, "reviewed file")])  # never in place
     result = apply_review(labels_csv, reviewed, path_col=path_col, label_col=label_col,
-                          allow_new_labels=allow_new_labels)
+                          allow_new_labels=allow_new_labels, force=force)
     style = csv_style(labels_csv)  # the input's delimiter, BOM and line ending
     if result.edits is not None:  # a CSV file: its unreviewed lines as they were, so that a diff shows the review
         text = edited_csv(labels_csv, result.label_col, result.edits, style)
@@ -84,10 +87,11 @@ def apply_command(
     else:  # an ImageFolder tree: its path,label table
         atomic_write(output, lambda tmp: write_csv(result.table, tmp, style), replace=overwrite)
     summary = {"relabeled": result.relabeled, "dropped": result.dropped, "kept": result.kept,
-               "unreviewed": result.unreviewed, "rows_written": len(result.table), "output": str(output)}
+               "unreviewed": result.unreviewed, "already_relabeled": result.already, "rows_written": len(result.table), "output": str(output)}
     if json_out:
         echo_json(summary)
     else:
-        stdout().print(f"{result.relabeled} relabeled, {result.dropped} dropped, {result.kept} kept, "
+        already = f" ({result.already} relabels applied before)" if result.already else ""
+        stdout().print(f"{result.relabeled} relabeled{already}, {result.dropped} dropped, {result.kept} kept, "
                        f"{result.unreviewed} without a verdict; wrote {len(result.table)} rows to {output}",
                        highlight=False)

@@ -15,7 +15,7 @@ from rich.table import Table
 from noiseaudit import formats
 from noiseaudit.cli.console import BROKEN_PIPE, discard_stdout, echo_json, exits_on_errors, stderr, stdout
 from noiseaudit.cli.progress import progress_reporter
-from noiseaudit.config import RANKED_BY, RATE_AND_PROB, make_config
+from noiseaudit.config import MIDPOINT, RANKED_BY, RATE_AND_PROB, make_config
 from noiseaudit.errors import NoiseAuditHint, UsageError
 from noiseaudit.extras import install_hint
 
@@ -71,6 +71,8 @@ def print_summary(summary: dict[str, Any], output: Path) -> None:
                           summary["threshold"].get("method", ""))
     if note:
         out.print(note, highlight=False)
+    elif summary["threshold"].get("rule") == MIDPOINT:
+        out.print(midpoint_note(summary["threshold"]), highlight=False)
     title = ("Top suspects (most suspect first" if n_flagged else "Most suspect (none is flagged; for a look")
     mixed = summary["threshold"].get("ranked_by") == RATE_AND_PROB  # then the rate column is not in order
     title += ", by learned rate and p(given) together)" if mixed else ")"
@@ -84,11 +86,11 @@ def print_summary(summary: dict[str, Any], output: Path) -> None:
                       f"{row['suggested_label']} ({formats.percent(row['suggested_prob'])})",
                       formats.learned_rate(row["learned_lr"]), "yes" if row["is_suspect"] else "")
     out.print(table)
-    if summary.get("n_trusted"):
-        out.print(f"{summary['n_trusted']} trusted samples trained with their verified labels and steered the "
     copies = summary.get("duplicates") or {}
     if copies.get("groups"):
         out.print(duplicates_line(copies, output), highlight=False)
+    if summary.get("n_trusted"):
+        out.print(f"{summary['n_trusted']} trusted samples trained with their verified labels and steered the "
                   "rates; they are in the report, not ranked (status trusted).", highlight=False)
     if summary.get("n_skipped"):
         counts = ", ".join(f"{v} {k}" for k, v in summary["skipped_by_status"].items())
@@ -107,8 +109,6 @@ def print_summary(summary: dict[str, Any], output: Path) -> None:
                   highlight=False)
 
 
-def next_steps(output: Path, n_flagged: int) -> list[tuple[str, str]]:
-    """The commands that come after a scan, with the real report name: (command, what it gives)."""
 def midpoint_note(threshold: dict[str, Any]) -> str:
     """Why a count between its two brackets is uncertain, and what to do about it."""
     return (f"The count is midway between the {threshold['upper_count']} samples of low rate and the "
@@ -128,6 +128,8 @@ def duplicates_line(copies: dict[str, Any], output: Path) -> str:
             f"{shlex.quote(str(output))} --by duplicate lists them.")
 
 
+def next_steps(output: Path, n_flagged: int) -> list[tuple[str, str]]:
+    """The commands that come after a scan, with the real report name: (command, what it gives)."""
     report = shlex.quote(str(output))
     review = output.parent / ("review.csv" if output.stem == "report" else f"{output.stem}-review.csv")
     page = shlex.quote(str(output.with_suffix(".html")))

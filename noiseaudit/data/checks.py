@@ -41,8 +41,9 @@ def check_source(source: LabeledSource, force: bool = False) -> None:
     if not source.labels:
         return
     problems = [nested_folders(source)] if source.from_folders else []
-    problems += [one_per_class(source), missing_as_text(source), imbalance(source), tiny_class(source),
-                 twin_classes(source)]
+    # twin classes first: a class split in two by its spelling is also a tiny class and a lopsided one
+    problems += [one_per_class(source), missing_as_text(source), twin_classes(source), imbalance(source),
+                 tiny_class(source)]
     problems = [p for p in problems if p is not None]
     if not problems:
         return

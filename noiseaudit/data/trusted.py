@@ -29,7 +29,8 @@ from noiseaudit.data.source import (
     root_relative,
     unique_rows,
 )
-from noiseaudit.errors import InputError, header_line
+from noiseaudit.errors import InputError, NoiseAuditHint, header_line, warn
+from noiseaudit.report.export import is_review_sheet, verified_rows
 
 
 def _column(columns: list[str], labels_name: str | None, candidates: tuple[str, ...], kind: str, csv: Path) -> str:
@@ -77,6 +78,11 @@ def merge_trusted(source: LabeledSource, trusted_csv: str | Path | pd.DataFrame,
     """
     frame, lines, origin = read_table(trusted_csv, what="trusted labels CSV")
     csv = Path(origin)
+    if is_review_sheet([str(c) for c in frame.columns]):  # export's sheet, reviewed: its keep and relabel rows
+        frame, lines = verified_rows(frame, lines, origin)
+        if frame.empty:
+            raise InputError("this reviewed sheet has no keep or relabel verdict, so nothing in it is verified",
+                             path=csv)
     columns = [str(c) for c in frame.columns]
     by_name = not source.from_folders  # the labels CSV's own column names; an ImageFolder has none
     keys = PATH_COLUMN_NAMES if images else PATH_COLUMN_NAMES + ID_COLUMN_NAMES  # a features table's keys: ids too
@@ -117,6 +123,7 @@ def merge_trusted(source: LabeledSource, trusted_csv: str | Path | pd.DataFrame,
             new_labels.append(label)
             new_lines.append(lines[i])
     n = len(source)
+    _tell(csv, source, trusted_rows, merged, len(new_paths))
     if len(set(trusted_rows)) == n:
         raise InputError(f"every sample of {source.origin} is in this file, so none is left to rank; pass the labels "
                          "someone has verified, not the labels to check", path=csv)
@@ -130,6 +137,18 @@ def merge_trusted(source: LabeledSource, trusted_csv: str | Path | pd.DataFrame,
     mask[trusted_rows] = True
     mask[n:] = True
     return out, mask
+
+
+def _tell(csv: Path, source: LabeledSource, rows: list[int], merged: list, extra: int) -> None:
+    """One hint saying how many trusted labels correct the labels CSV's and how many paths it lacks (those train
+    as extra samples: an image dropped from the labels in a review comes back this way)."""
+    corrected = sum(source.labels[r] != merged[r] for r in set(rows))
+    parts = ([f"{corrected} {'corrects' if corrected == 1 else 'correct'} the label in {source.origin}"]
+             if corrected else []) + ([f"{extra} {'is' if extra == 1 else 'are'} not in it and train"
+                                       f"{'s as an extra sample' if extra == 1 else ' as extra samples'}"]
+                                      if extra else [])
+    if parts:
+        warn(f"{csv}: of its {len(set(rows)) + extra} trusted samples, {' and '.join(parts)}", NoiseAuditHint)
 
 
 def _key(path: str, images: bool) -> PurePosixPath | str:

@@ -191,6 +191,39 @@ def verdicts_from_choices(sheet: pd.DataFrame) -> pd.DataFrame:
     return sheet.assign(verdict=verdict, new_label=chosen.where(verdict == "relabel", ""))
 
 
+def verified_rows(sheet: pd.DataFrame, lines: list[int], origin: str) -> tuple[pd.DataFrame, list[int]]:
+    """A reviewed sheet (cells as text) as the verified labels it holds: ``path`` and ``label`` for each ``keep``
+    (the given label) and ``relabel`` (``new_label``, else the suggestion), with their lines; ``drop`` and
+    unreviewed rows are left out. An unknown verdict is an InputError naming its line."""
+    import pandas as pd
+
+    from noiseaudit.errors import InputError, header_line
+
+    if "verdict" not in sheet.columns and {CHOICES, "given_label", "path"} <= set(sheet.columns):
+        sheet = verdicts_from_choices(sheet)
+    missing = [c for c in ("path", "given_label") if c not in sheet.columns]
+    if missing:
+        raise InputError(f"a reviewed sheet (it has a verdict column) needs {' and '.join(missing)} as noiseaudit "
+                         "export writes them", path=origin, line=header_line(origin))
+    verdict = sheet["verdict"].str.lower()
+    unknown = [k for k, v in enumerate(verdict) if v not in VERDICTS and v != ""]
+    if unknown:
+        k = unknown[0]
+        raise InputError(f"unknown verdict {sheet['verdict'].iloc[k]!r} (use keep, relabel or drop)", path=origin,
+                         line=lines[k])
+    new = sheet["new_label"] if "new_label" in sheet.columns else pd.Series("", index=sheet.index)
+    suggested = sheet["suggested_label"] if "suggested_label" in sheet.columns else new
+    label = sheet["given_label"].where(verdict == "keep", new.where(new != "", suggested))
+    verified = verdict.isin(("keep", "relabel")).to_numpy()
+    rows = pd.DataFrame({"path": sheet["path"], "label": label})[verified].reset_index(drop=True)
+    return rows, [line for line, v in zip(lines, verified) if v]
+
+
+def is_review_sheet(columns: list[str]) -> bool:
+    """Whether a table's columns are a reviewed sheet's: verdicts, or Label Studio's chosen classes."""
+    return "verdict" in columns or {CHOICES, "given_label", "path"} <= set(columns)
+
+
 def write_review(table: pd.DataFrame, path: str | Path, fmt: str | None = None, image_prefix: str = "",
                  overwrite: bool = False) -> Path:
     """Write a review sheet atomically (a temp file, then renamed); an existing file is kept unless ``overwrite``

@@ -56,6 +56,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from noiseaudit.config import AGREED, DISPUTED, MIDPOINT, NOT_BIMODAL, VALLEY
+
 
 @dataclass
 class Threshold:
@@ -66,6 +68,7 @@ class Threshold:
     suspicion: np.ndarray
     order: np.ndarray  # sample indices, most suspect first
     counts: tuple[int, int] = (0, 0)  # (upper, lower) bracketing counts of the automatic threshold
+    rule: str = ""  # which of the automatic count's rules chose it (MIDPOINT, ...); "" for the other methods
 
 
 def unranked(n: int) -> Threshold:
@@ -81,7 +84,8 @@ def reranked(threshold: Threshold, score: np.ndarray, loss: np.ndarray) -> Thres
     suspicion[order] = np.sort(threshold.suspicion)[::-1]
     n = threshold.n_flagged
     cutoff = float(score[order[n - 1]]) if n else float("nan")
-    return Threshold(threshold.method, n, threshold.estimated_noise_rate, cutoff, suspicion, order, threshold.counts)
+    return Threshold(threshold.method, n, threshold.estimated_noise_rate, cutoff, suspicion, order, threshold.counts,
+                     threshold.rule)
 
 
 def rank_sum(*scores: np.ndarray) -> np.ndarray:
@@ -175,7 +179,7 @@ def choose_threshold(score: np.ndarray, loss: np.ndarray, disagrees: np.ndarray 
     order = rank_order(score, loss)
     suspicion, separation, u, (near, far) = _suspicion(score, order, seed)
     upper = lower = 0
-    method = "gmm"
+    method, rule = "gmm", ""
     if noise_rate is not None:
         n_flagged, method = int(round(noise_rate * n)), "noise-rate"
     else:
@@ -185,11 +189,13 @@ def choose_threshold(score: np.ndarray, loss: np.ndarray, disagrees: np.ndarray 
         if trust_disagreements and disagrees is not None:
             n_flagged, method = int(counted.sum()), "disagreements"  # a pretrained model
         elif separation < BIMODAL_D or upper >= MAX_UPPER_PER_LOWER * lower:
-            n_flagged = lower  # one clean mode split in two, or a low mode of hard clean samples
+            # one clean mode split in two, or a low mode of hard clean samples
+            n_flagged, rule = lower, NOT_BIMODAL if separation < BIMODAL_D else AGREED
         elif upper < MOSTLY_DISPUTED * lower:  # the model disputes most of the low component
             valley = None if u is None else density_valley(u, near, far)
             n_flagged = upper if valley is None else min(upper, int((u > valley).sum()))
+            rule = DISPUTED if n_flagged == upper else VALLEY
         else:
-            n_flagged = (upper + lower + 1) // 2
+            n_flagged, rule = (upper + lower + 1) // 2, MIDPOINT
     cutoff = float(score[order[n_flagged - 1]]) if n_flagged else float("nan")
-    return Threshold(method, n_flagged, n_flagged / n if n else 0.0, cutoff, suspicion, order, (upper, lower))
+    return Threshold(method, n_flagged, n_flagged / n if n else 0.0, cutoff, suspicion, order, (upper, lower), rule)
