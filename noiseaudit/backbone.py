@@ -28,6 +28,7 @@ wrong labels than in 6 epochs, so the count of its disagreements holds (``worse`
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -193,7 +194,10 @@ def plan_backbone(backbone: str, finetune: str, source: LabeledSource, device: t
     installed = lite0.available()
     plan = BackbonePlan(lite0.NAME, finetune, precision=autocast_precision(device))
     key = None if cache is None else key or source_key(source)
-    note = f"choice{CHOICE_RULE}-{seed}-{PROBE_SAMPLE}-{plan.image_size}-{FROZEN_PRECISION}-{int(installed)}"
+    # the measurement trains on the labels of a sample drawn by position: both are part of what it remembers
+    labels = hashlib.sha256(repr(list(zip(source.paths, map(str, source.labels)))).encode()).hexdigest()[:16]
+    note = (f"choice{CHOICE_RULE}-{seed}-{PROBE_SAMPLE}-{plan.image_size}-{FROZEN_PRECISION}-{int(installed)}-"
+            f"{labels}")
     evidence = None if key is None else cache.note(key, note)
     if evidence is None:
         evidence = measure_choice(plan, source, device, seed=seed, workers=workers, installed=installed,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import time
 from contextlib import nullcontext
 from dataclasses import asdict
@@ -26,8 +27,8 @@ from noiseaudit.data.cache import DecodeCache
 from noiseaudit.data.checks import check_source
 from noiseaudit.data.csvfile import table_name
 from noiseaudit.data.dataset import SampleData, SkippedImage, load_dataset, sorted_classes, source_key
-from noiseaudit.data.features import in_memory_matrix, load_features
 from noiseaudit.data.duplicates import first_identical, row_digests
+from noiseaudit.data.features import in_memory_matrix, load_features
 from noiseaudit.data.source import LabeledSource, load_source, read_label_table
 from noiseaudit.data.trusted import merge_trusted
 from noiseaudit.distributed import Distributed, from_environment, local_device
@@ -308,19 +309,20 @@ def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, 
                             # a backbone's top (its count is the model's disagreements), models without any
                             average_last_epoch=plan.name is not None or averaging_fits(model))
     step_cb = None if on_progress is None else _train_progress(on_progress, cfg.epochs)
+    t1 = time.perf_counter()
     checkpoints = None
     ckpt_dir = checkpoint_dir(cfg, output)
+    fingerprint = training_fingerprint(cfg, model_name, data, source, train_cfg.average_last_epoch)
+    timings["fingerprint_s"] = time.perf_counter() - t1
+    t1 = time.perf_counter()
     if ckpt_dir is not None and dist is None:
-        checkpoints = Checkpointer(ckpt_dir, training_fingerprint(cfg, model_name, data, source,
-                                                                  train_cfg.average_last_epoch),
-                                   overwrite=output is not None and Path(output).exists())
+        checkpoints = Checkpointer(ckpt_dir, fingerprint, overwrite=output is not None and Path(output).exists())
         if not cfg.resume and checkpoints.path.exists():
             warn(f"{checkpoints.path}: an earlier run's checkpoint will be replaced; "
                  f"pass {option('resume', True)} to continue that run instead", NoiseAuditWarning)
     elif cfg.resume:
         raise UsageError(f"{option('resume', True)} needs {option('output')} or {option('checkpoint_dir')} to find "
                          "the checkpoint")
-    t1 = time.perf_counter()
     with nullcontext() if checkpoints is None else checkpoints.in_use():
         try:
             result = train(data, model, train_cfg, device, gen, on_step=step_cb, checkpoints=checkpoints,
@@ -331,7 +333,7 @@ def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, 
             raise
         timings["train_s"] = time.perf_counter() - t1
         report = _report(cfg, source, data, result, plan, train_cfg, model_name, device, dist, timings, t0,
-                         extra_meta)
+                         {**(extra_meta or {}), "data_fingerprint": fingerprint["dataset"]})
         try:
             if cfg.save_model is not None and (dist is None or dist.is_main):
                 save_model(cfg.save_model, model, data, plan, model_name, precision=train_cfg.precision,
@@ -399,6 +401,8 @@ def _report(cfg: ScanConfig, source: LabeledSource, data: SampleData, result: Tr
         "device": str(device),
         "world_size": 1 if dist is None else dist.world,
         "torch": torch.__version__,
+        "threads": torch.get_num_threads(),  # another count orders float sums otherwise: another report
+        "python": platform.python_version(), "numpy": np.__version__, "platform": platform.platform(),
         "classes": list(data.classes),
         "n_samples": len(data),
         "n_trusted": int(trusted.sum()),

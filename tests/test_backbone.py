@@ -99,6 +99,12 @@ def test_automatic_choice_is_measured_recorded_and_remembered(textures, tmp_path
     assert calls == ["probe", "scratch"]
     again = scan(images, csv, epochs=1, device="cpu", cache_dir=str(cache), workers=1)  # the choice is cached
     assert calls == ["probe", "scratch"] and again.attrs["noiseaudit"]["backbone"] == meta
+    # other labels for the same files (a rescan after apply): the choice was remembered from the old ones
+    relabeled = pd.read_csv(csv)
+    relabeled.iloc[:, 1] = relabeled.iloc[:, 1].iloc[::-1].to_numpy()
+    relabeled.to_csv(tmp_path / "relabeled.csv", index=False)
+    scan(images, tmp_path / "relabeled.csv", epochs=1, device="cpu", cache_dir=str(cache), workers=1)
+    assert calls == ["probe", "scratch"] * 2
 
 
 def test_grayscale_images_train_from_scratch_without_measuring(noisy_digits, monkeypatch):

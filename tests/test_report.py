@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import torch
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
 from noiseaudit import read_report, scan
@@ -47,6 +50,13 @@ def test_schema_and_metadata(digits_report):
         assert key in meta
     assert meta["classes"] == list(range(10)) and meta["config"]["label_col"] == "digit"
     assert meta["threshold"]["n_flagged"] == int(saved["is_suspect"].sum())
+    # what a rerun must match to be the same run (a tester could not tell reports of other pixels or threads apart)
+    assert re.fullmatch("[0-9a-f]{64}", meta["data_fingerprint"]) and meta["threads"] == torch.get_num_threads()
+    assert meta["numpy"] == np.__version__ and meta["python"] and meta["platform"]
+    upper, lower = meta["threshold"]["upper_count"], meta["threshold"]["lower_count"]
+    assert upper >= lower >= 0 and meta["threshold"]["method"] == "gmm"
+    assert meta["threshold"]["rule"] in ("lower: not bimodal", "lower: the model agrees", "upper", "valley",
+                                         "midpoint")
     assert b"noiseaudit" in pq.read_schema(out).metadata
 
 
