@@ -14,7 +14,8 @@ from noiseaudit.data.pathmatch import PathIndex
 from noiseaudit.data.source import LABEL_COLUMN_NAMES, find_key_column, pick_column, read_image_folder
 from noiseaudit.errors import (InputError, NoiseAuditWarning, UsageError, check_path, header_line, in_memory,
                                input_file, line_word, option, place, warn)
-from noiseaudit.report.export import CHOICES, VERDICTS, label_studio_answers, verdicts_from_choices
+from noiseaudit.report.export import (CHOICES, VERDICT_HELP, VERDICTS, label_studio_answers, sheet_names,
+                                     verdicts_from_choices)
 
 
 @dataclass
@@ -46,6 +47,7 @@ def read_reviewed(reviewed: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, li
         check_path(reviewed, "reviewed file", or_table=True)
         origin = str(reviewed)
         sheet, lines = _read_sheet(input_file(reviewed, "reviewed file"))
+    sheet = sheet_names(sheet)
     if "verdict" not in sheet.columns and {CHOICES, "given_label", "path"} <= set(sheet.columns):
         sheet = verdicts_from_choices(sheet)
     return sheet, lines, origin
@@ -191,8 +193,8 @@ def apply_review(labels_csv: str | Path | pd.DataFrame, reviewed_path: str | Pat
     Returns
     -------
     ApplyResult
-        The new ``table`` (write it with ``to_csv``), the counts ``relabeled``, ``dropped``, ``kept`` and
-        ``unreviewed``, and ``changes`` as (path, old, new). Given a DataFrame, ``table`` is that DataFrame with
+        The new ``table`` (write it with ``to_csv``), the counts ``relabeled``, ``dropped``, ``kept``,
+        ``unreviewed`` and ``already``, and ``changes`` as (path, old, new). Given a DataFrame, ``table`` is that DataFrame with
         the review applied: its columns, dtypes and index as they came, less the dropped rows (a new class
         that the label column's type cannot hold makes it ``object``); given a file, its cells as text.
 
@@ -203,11 +205,11 @@ def apply_review(labels_csv: str | Path | pd.DataFrame, reviewed_path: str | Pat
 
     Notes
     -----
-    ``relabel`` sets the label to ``new_label``, or to ``suggested_label`` when
-    ``new_label`` is empty; ``drop`` removes the row; ``keep`` or an empty
-    verdict leaves it (a ``new_label`` without a verdict is refused: write relabel). A relabel to a label the
-    row has already is counted in ``already`` (the sheet was applied before). Unknown paths, unknown verdicts, conflicting rows for one
-    path and (unless ``allow_new_labels``) labels outside the known classes are
+    ``relabel`` sets the label to ``new_label``, or to ``suggested_label`` when ``new_label`` is empty; ``drop``
+    removes the row; ``keep``, an empty verdict or ``unsure`` leaves it (a ``new_label`` without a verdict is
+    refused: write relabel). A relabel to a label the row has already is counted in ``already`` (the sheet was
+    applied before). Column names are read whatever their letter case. Unknown paths, unknown verdicts,
+    conflicting rows for one path and (unless ``allow_new_labels``) labels outside the known classes are
     refused, naming the reviewed file and line. Rows are matched on the table's path column (an absolute
     path there matches the report's path relative to the image folder, :class:`PathIndex`); for the
     labels of feature vectors, on its key (id) column, or on the 0-based row number when it has neither.
@@ -241,15 +243,16 @@ def apply_review(labels_csv: str | Path | pd.DataFrame, reviewed_path: str | Pat
     matched: list[int] = []  # the table row of each reviewed row
     for rec, line in zip(reviewed.to_dict("records"), lines):
         p, verdict = rec["path"], rec["verdict"].lower()
+        unsure = verdict == "unsure"  # a second look later: left as it is, a new_label in it too
+        verdict = "" if unsure else verdict
         i = index.row(p)
         if i is None:
             gone = " (dropped by an earlier apply of this sheet?)" if verdict == "drop" else ""
             raise InputError(f"path {p!r} is not in {labels_name}{gone}", path=reviewed_path, line=line)
         matched.append(i)
         if verdict not in VERDICTS and verdict != "":
-            raise InputError(f"unknown verdict {rec['verdict']!r} (use keep, relabel or drop)",
-                             path=reviewed_path, line=line)
-        if verdict == "" and rec.get("new_label", ""):
+            raise InputError(f"unknown verdict {rec['verdict']!r} ({VERDICT_HELP})", path=reviewed_path, line=line)
+        if verdict == "" and not unsure and rec.get("new_label", ""):
             raise InputError(f"{p!r} has new_label {rec['new_label']!r} but no verdict: write relabel to apply it "
                              "(or clear new_label)", path=reviewed_path, line=line)
         if verdict == "drop" and pcol is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import signal
 import time
 from contextlib import nullcontext
 from dataclasses import asdict
@@ -20,7 +21,7 @@ import torch
 
 from noiseaudit._version import __version__
 from noiseaudit.backbone import BackbonePlan, build_top, encoder, plan_backbone, training_defaults
-from noiseaudit.checkpoint import Checkpointer, check_resumable, dataset_fingerprint
+from noiseaudit.checkpoint import Checkpointer, Interrupted, check_resumable, dataset_fingerprint
 from noiseaudit.config import (FEATURE_DEFAULTS, IMAGE_OPTIONS, PATH_OPTIONS, RANKED_BY, RATE_AND_PROB, ScanConfig,
                                make_config, resolve_rank_by)
 from noiseaudit.data.cache import DecodeCache
@@ -317,13 +318,14 @@ def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, 
     t1 = time.perf_counter()
     if ckpt_dir is not None and dist is None:
         checkpoints = Checkpointer(ckpt_dir, fingerprint, overwrite=output is not None and Path(output).exists())
-        if not cfg.resume and checkpoints.path.exists():
-            warn(f"{checkpoints.path}: an earlier run's checkpoint will be replaced; "
-                 f"pass {option('resume', True)} to continue that run instead", NoiseAuditWarning)
     elif cfg.resume:
         raise UsageError(f"{option('resume', True)} needs {option('output')} or {option('checkpoint_dir')} to find "
                          "the checkpoint")
     with nullcontext() if checkpoints is None else checkpoints.in_use():
+        # said once the folder is this run's: a second scan into the same output is refused by in_use instead
+        if checkpoints is not None and not cfg.resume and checkpoints.path.exists():
+            warn(f"{checkpoints.path}: an earlier run's checkpoint will be replaced; "
+                 f"pass {option('resume', True)} to continue that run instead", NoiseAuditWarning)
         try:
             result = train(data, model, train_cfg, device, gen, on_step=step_cb, checkpoints=checkpoints,
                            resume=cfg.resume, dist=dist)
@@ -332,14 +334,20 @@ def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, 
                 checkpoints.remove()  # resuming would train on from the same failure
             raise
         timings["train_s"] = time.perf_counter() - t1
-        report = _report(cfg, source, data, result, plan, train_cfg, model_name, device, dist, timings, t0,
-                         {**(extra_meta or {}), "data_fingerprint": fingerprint["dataset"]})
         try:
+            report = _report(cfg, source, data, result, plan, train_cfg, model_name, device, dist, timings, t0,
+                             {**(extra_meta or {}), "data_fingerprint": fingerprint["dataset"]})
             if cfg.save_model is not None and (dist is None or dist.is_main):
                 save_model(cfg.save_model, model, data, plan, model_name, precision=train_cfg.precision,
                            batch_size=PREDICT_BATCH, standardisation=standardisation, overwrite=overwrite)
             if output is not None:
                 save_report(report, report.attrs["noiseaudit"], output, overwrite=overwrite)
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM after training: its last checkpoint holds the run
+            if checkpoints is None or not checkpoints.path.exists():
+                raise
+            raise Interrupted(f"interrupted after training; the trained run is kept in {checkpoints.path}: "
+                              f"{checkpoints.resume_advice('write the report')}",
+                              getattr(exc, "signum", signal.SIGINT)) from None
         except (OutputAppeared, OSError) as exc:  # another run's file, a full disk: the training is not lost
             if checkpoints is None or not checkpoints.path.exists():
                 raise

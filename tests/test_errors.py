@@ -671,6 +671,7 @@ def test_a_second_run_into_the_same_checkpoint_folder_is_refused(ds):
     images, out, csv, good = ds
     folder = out.parent / (out.name + ".ckpt")
     folder.mkdir()
+    (folder / "checkpoint.pt").write_bytes(b"the first run's")  # which the second run warned it would replace
     with open(folder / "in-use.lock", "a") as held:  # the first run, still training
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         assert_user_error(invoke(*scan_args(images, csv(good), out)), out,

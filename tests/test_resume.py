@@ -54,6 +54,27 @@ def test_signal_checkpoints_mid_epoch_and_resume_matches(noisy_digits, tmp_path,
     assert not (tmp_path / "r.parquet.ckpt").exists()  # removed once the report is safe
 
 
+def test_an_interrupt_after_training_says_resume_writes_the_report(noisy_digits, tmp_path, uninterrupted,
+                                                                    monkeypatch):
+    """SIGTERM once training was over said only 'interrupted': the trained run was kept, unmentioned."""
+    scan_module = sys.modules["noiseaudit.scan"]  # the attribute noiseaudit.scan is the function
+    images, csv = noisy_digits
+    out = tmp_path / "r.parquet"
+    ranking = scan_module._report
+
+    def stopped(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(scan_module, "_report", stopped)
+    with pytest.raises(Interrupted) as info:
+        scan(images, csv, output=out, **OPTIONS)
+    kept = tmp_path / "r.parquet.ckpt" / "checkpoint.pt"
+    assert str(info.value) == (f"interrupted after training; the trained run is kept in {kept}: run again with "
+                               "resume=True to write the report") and info.value.exit_code == 130
+    monkeypatch.setattr(scan_module, "_report", ranking)
+    assert_same_report(scan(images, csv, output=out, resume=True, **OPTIONS), uninterrupted)
+
+
 def test_resume_refuses_a_changed_config_or_dataset(noisy_digits, tmp_path):
     images, csv = noisy_digits
     out = tmp_path / "r.parquet"

@@ -74,7 +74,9 @@ def test_evaluate_with_k_and_truth_csv(hand_report, tmp_path):
     report, truth, path = hand_report
     bare = report.drop(columns=["original_label"])
     write_report(bare, {}, tmp_path / "bare.parquet")
-    assert invoke("evaluate", tmp_path / "bare.parquet").exit_code == 2  # no truth anywhere
+    result = invoke("evaluate", tmp_path / "bare.parquet")  # no truth anywhere: the message names the report
+    assert result.exit_code == 2 and result.stderr == (f"error: {tmp_path / 'bare.parquet'}: no truth: the report "
+                                                       "has no is_noisy or original_label column; pass --truth\n")
     pd.DataFrame({"path": report["path"], "is_noisy": truth}).to_csv(tmp_path / "truth.csv", index=False)
     result = invoke("evaluate", tmp_path / "bare.parquet", "--truth", tmp_path / "truth.csv", "--k", "10", "--json")
     got = json.loads(result.stdout)
@@ -460,6 +462,22 @@ def test_apply_refuses_the_review_slips_a_tester_made(labels, tmp_path):
     assert result.exit_code == 2 and not (tmp_path / "rows-fixed.csv").exists()
     assert result.stderr.strip().startswith(f"error: {sheet}:3: cannot drop row 0: nokey.csv has no path or id "
                                             "column, so its rows are keyed by number")
+
+
+def test_a_sheet_may_capitalise_its_headers_and_mark_rows_unsure(labels, tmp_path):
+    """'Path,Verdict,New_Label' (a spreadsheet's headers) was 'no path column'; 'unsure' was an unknown verdict,
+    so a reviewer had no way to leave a row for a second look with the label they half-believe."""
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text("Path,Given_Label,Verdict,New_Label\nimg/0.png,a,Relabel,b\nimg/1.png,b,unsure,c\n")
+    result = invoke("apply", labels, sheet, "-o", tmp_path / "fixed.csv", "--json")
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.stdout)
+    assert (got["relabeled"], got["unreviewed"]) == (1, 1)
+    assert pd.read_csv(tmp_path / "fixed.csv")["label"].tolist() == ["b", "b", "c", "a"]
+    sheet.write_text("path,verdict\nimg/0.png,maybe\n")
+    result = invoke("apply", labels, sheet, "-o", tmp_path / "other.csv")
+    assert result.stderr.strip() == (f"error: {sheet}:2: unknown verdict 'maybe' (use keep, relabel or drop; unsure "
+                                     "or blank to decide later)")
 
 
 def test_apply_twice_counts_the_relabels_already_made(labels, tmp_path):

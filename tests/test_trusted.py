@@ -64,6 +64,8 @@ def test_trusted_from_the_cli_prints_the_count(digits_with_trusted, tmp_path):
     assert result.exit_code == 0, result.output
     assert "61 trusted samples" in result.stdout
     assert pd.read_parquet(out)["trusted"].sum() == 61
+    shown = CliRunner().invoke(app, ["show", str(out), "--top", "3"])  # its title left the 61 out, unsaid
+    assert shown.exit_code == 0 and "(61 more not ranked: trusted or skipped)" in shown.stdout, shown.output
 
 
 def test_a_reviewed_sheet_is_a_trusted_set_and_the_hint_counts_corrections(digits_with_trusted, tmp_path):

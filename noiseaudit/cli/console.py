@@ -143,6 +143,8 @@ def _discard_output(streams: tuple[str, ...] = ("stdout", "stderr")) -> None:
 class _Terminated(KeyboardInterrupt):
     """SIGTERM, raised as Ctrl-C is: the command stops the same way (its temp files and folders tidied)."""
 
+    signum = signal.SIGTERM  # which signal it was, for an exit code of 128 + signum
+
 
 @contextlib.contextmanager
 def _terminate_as_ctrl_c() -> Iterator[None]:

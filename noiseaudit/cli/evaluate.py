@@ -10,6 +10,7 @@ from rich.table import Table
 
 from noiseaudit import formats
 from noiseaudit.cli.console import Quiet, echo_json, exits_on_errors, stdout
+from noiseaudit.errors import InputError
 
 SIGNAL_METRICS = (("AUROC", "auroc"), ("AP", "average_precision"), ("precision@k", "precision_at_k"),
                   ("recall@k", "recall_at_k"))
@@ -54,7 +55,12 @@ def evaluate_command(
     from noiseaudit.report.io import read_report
 
     frame, _ = read_report(report, scan=True)
-    result = evaluate(frame, k=k, truth_csv=truth)
+    try:
+        result = evaluate(frame, k=k, truth_csv=truth)
+    except InputError as exc:  # "no truth" and the like are about this report: name it, as every input error does
+        if exc.path is not None:
+            raise
+        raise InputError(str(exc), path=report) from None
     if json_out:
         echo_json(result)
     else:

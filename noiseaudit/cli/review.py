@@ -87,7 +87,8 @@ def apply_command(
     else:  # an ImageFolder tree: its path,label table
         atomic_write(output, lambda tmp: write_csv(result.table, tmp, style), replace=overwrite)
     summary = {"relabeled": result.relabeled, "dropped": result.dropped, "kept": result.kept,
-               "unreviewed": result.unreviewed, "already_relabeled": result.already, "rows_written": len(result.table), "output": str(output)}
+               "unreviewed": result.unreviewed, "already_relabeled": result.already,
+               "rows_written": len(result.table), "output": str(output)}
     if json_out:
         echo_json(summary)
     else:

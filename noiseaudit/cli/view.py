@@ -75,15 +75,18 @@ def show_command(
             {str(v) for v in col["given_label"]}), report)
         return _show_duplicates(col, report, label, top, json_out)
     rows = [i for i, status in enumerate(col.get("status") or ["ok"] * table.num_rows) if status == "ok"]
+    unranked = table.num_rows - len(rows)  # trusted samples, skipped images
     label = None
     if class_ is not None:
         classes = meta.get("classes") or sorted({str(col["given_label"][i]) for i in rows})
         label = match_class(class_, classes, report)
         rows = [i for i in rows if str(col["given_label"][i]) == str(label)]
     n_flagged = sum(bool(col["is_suspect"][i]) for i in rows)
-    head = {"report": str(report), "class": label, "n_samples": len(rows), "n_flagged": n_flagged}
+    head = {"report": str(report), "class": label, "n_samples": len(rows), "n_flagged": n_flagged,
+            "n_not_ranked": unranked}
     title = (formats.plural(len(rows), "sample") + (f" labelled {label}" if label is not None else "")
-             + f", {n_flagged or 'none'} flagged")
+             + f", {n_flagged or 'none'} flagged" + (f" ({unranked} more not ranked: trusted or skipped)"
+                                                      if unranked and label is None else ""))
     if by is GroupBy.sample:
         _show_samples(col, rows, top, head, title, json_out)
     else:

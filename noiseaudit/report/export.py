@@ -18,6 +18,8 @@ if TYPE_CHECKING:  # pandas only where used: show imports check_top from here an
 
 FORMATS = ("csv", "json", "labelstudio")
 VERDICTS = ("keep", "relabel", "drop")
+UNDECIDED = ("", "unsure")  # verdicts that leave a row as it is, for now: blank, or marked for a second look
+VERDICT_HELP = "use keep, relabel or drop; unsure or blank to decide later"
 REVIEW_COLUMNS = ("path", "given_label", "suggested_label", "confidence", "learned_lr", "rank", "flagged",
                   "suspicion", "verdict", "new_label")
 # the report columns the sheet is made from
@@ -206,10 +208,10 @@ def verified_rows(sheet: pd.DataFrame, lines: list[int], origin: str) -> tuple[p
         raise InputError(f"a reviewed sheet (it has a verdict column) needs {' and '.join(missing)} as noiseaudit "
                          "export writes them", path=origin, line=header_line(origin))
     verdict = sheet["verdict"].str.lower()
-    unknown = [k for k, v in enumerate(verdict) if v not in VERDICTS and v != ""]
+    unknown = [k for k, v in enumerate(verdict) if v not in VERDICTS + UNDECIDED]
     if unknown:
         k = unknown[0]
-        raise InputError(f"unknown verdict {sheet['verdict'].iloc[k]!r} (use keep, relabel or drop)", path=origin,
+        raise InputError(f"unknown verdict {sheet['verdict'].iloc[k]!r} ({VERDICT_HELP})", path=origin,
                          line=lines[k])
     new = sheet["new_label"] if "new_label" in sheet.columns else pd.Series("", index=sheet.index)
     suggested = sheet["suggested_label"] if "suggested_label" in sheet.columns else new
@@ -217,6 +219,16 @@ def verified_rows(sheet: pd.DataFrame, lines: list[int], origin: str) -> tuple[p
     verified = verdict.isin(("keep", "relabel")).to_numpy()
     rows = pd.DataFrame({"path": sheet["path"], "label": label})[verified].reset_index(drop=True)
     return rows, [line for line, v in zip(lines, verified) if v]
+
+
+def sheet_names(sheet: pd.DataFrame) -> pd.DataFrame:
+    """``sheet`` with its columns named as export writes them, whatever their letter case and surrounding spaces
+    (a spreadsheet's "Verdict", "New_Label"); a name already there as written is left as it is."""
+    names = {str(c): str(c).strip().lower() for c in sheet.columns}
+    known = set(REVIEW_COLUMNS) | {CHOICES}
+    taken = set(map(str, sheet.columns))
+    rename = {c: low for c, low in names.items() if low in known and low != c and low not in taken}
+    return sheet.rename(columns=rename) if rename else sheet
 
 
 def is_review_sheet(columns: list[str]) -> bool:

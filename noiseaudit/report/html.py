@@ -139,8 +139,9 @@ def _pairs_section(report: pd.DataFrame, top: int = 10) -> str:
 
 
 def _duplicates_section(report: pd.DataFrame, root: Path, what: str, top: int = 10) -> tuple[str, list[str], int]:
-    """The groups of identical ``what`` (images, feature vectors) whose labels differ, each a row of cards ("" when none or the report
-    predates the column), the paths whose thumbnails could not be read, and how many thumbnails it shows."""
+    """The groups of identical ``what`` (images, feature vectors) whose labels differ, each a row of cards ("" when
+    none or the report predates the column), the paths whose thumbnails could not be read, and how many thumbnails
+    it shows."""
     if "duplicate_conflict" not in report.columns or not report["duplicate_conflict"].any():
         return "", [], 0
     conflicting = report[report["duplicate_conflict"].astype(bool)]
@@ -209,7 +210,8 @@ def render_html(report: pd.DataFrame, metadata: dict[str, Any] | None = None, im
         root = Path(metadata.get("images_root") or ".").resolve()
     e = html.escape
     what = "feature vectors" if metadata.get("features") else "images"
-    duplicates, unread, shown = _duplicates_section(report, root, what)  # trusted samples too: a copy may contradict one
+    # trusted samples too: a copy may contradict one
+    duplicates, unread, shown = _duplicates_section(report, root, what)
     ranked = scored(report)
     unranked = len(report) - len(ranked)  # skipped images, trusted samples
     report = ranked
