@@ -45,14 +45,23 @@ def save_tensors(obj: Any, path: Path) -> None:
         torch.save(obj, fh)
 
 
-def dataset_fingerprint(images: torch.Tensor, targets: torch.Tensor, paths: list[str]) -> str:
-    """SHA-256 over the decoded pixels, the targets and the sample paths."""
-    h = hashlib.sha256()
-    h.update(np.ascontiguousarray(images.numpy()).data)
-    h.update(np.ascontiguousarray(targets.numpy().astype(np.int64)).data)
+DATASET_PARTS = {"inputs": "inputs (pixels, activations or vectors)", "labels": "labels", "paths": "paths"}
+
+
+def dataset_parts(images: torch.Tensor, targets: torch.Tensor, paths: list[str]) -> dict[str, str]:
+    """SHA-256 of each part of a dataset (:data:`DATASET_PARTS`): the inputs as trained on, the targets, the
+    sample paths in order; so that a refused resume can say which changed."""
+    labels = hashlib.sha256(np.ascontiguousarray(targets.numpy().astype(np.int64)).data)
+    names = hashlib.sha256()
     for p in paths:
-        h.update(p.encode("utf-8", "surrogatepass") + b"\0")
-    return h.hexdigest()
+        names.update(p.encode("utf-8", "surrogatepass") + b"\0")
+    return {"inputs": hashlib.sha256(np.ascontiguousarray(images.numpy()).data).hexdigest(),
+            "labels": labels.hexdigest(), "paths": names.hexdigest()}
+
+
+def dataset_fingerprint(parts: dict[str, str]) -> str:
+    """One SHA-256 over :func:`dataset_parts`: the dataset's fingerprint."""
+    return hashlib.sha256("".join(parts[k] for k in DATASET_PARTS).encode()).hexdigest()
 
 
 def check_resumable(directory: str | Path) -> None:
@@ -100,9 +109,13 @@ class Checkpointer:
         if not isinstance(payload, dict) or payload.get("format") != FORMAT:
             raise UsageError(f"{self.path}: not a noiseaudit checkpoint of format {FORMAT}")
         saved = payload["fingerprint"]
-        changed = sorted(k for k in set(saved) | set(self.fingerprint) if saved.get(k) != self.fingerprint.get(k))
+        changed = sorted(k for k in set(saved) | set(self.fingerprint)
+                         if k != "dataset_parts" and saved.get(k) != self.fingerprint.get(k))
         if changed:
-            what = ", ".join("the dataset" if k == "dataset" else k for k in changed)
+            parts = [DATASET_PARTS[k] for k in DATASET_PARTS
+                     if (saved.get("dataset_parts") or {}).get(k) != self.fingerprint.get("dataset_parts", {}).get(k)]
+            dataset = f"the dataset's {' and '.join(parts)}" if "dataset_parts" in saved and parts else "the dataset"
+            what = ", ".join(dataset if k == "dataset" else k for k in changed)
             raise UsageError(f"{self.path}: checkpoint was made for a different run (changed: {what}); "
                              f"run without {option('resume', True)} to start over")
         return payload["state"]

@@ -21,7 +21,7 @@ import torch
 
 from noiseaudit._version import __version__
 from noiseaudit.backbone import BackbonePlan, build_top, encoder, plan_backbone, training_defaults
-from noiseaudit.checkpoint import Checkpointer, Interrupted, check_resumable, dataset_fingerprint
+from noiseaudit.checkpoint import Checkpointer, Interrupted, check_resumable, dataset_fingerprint, dataset_parts
 from noiseaudit.config import (FEATURE_DEFAULTS, IMAGE_OPTIONS, PATH_OPTIONS, RANKED_BY, RATE_AND_PROB, ScanConfig,
                                make_config, resolve_rank_by)
 from noiseaudit.data.cache import DecodeCache
@@ -405,6 +405,7 @@ def _report(cfg: ScanConfig, source: LabeledSource, data: SampleData, result: Tr
         "final_model": "mean of the last epoch's weights" if train_cfg.average_last_epoch else "last step's weights",
         "backbone": plan.metadata(),
         "image_size": data.image_size or None,
+        "decode_cache": data.cache,  # hit: the pixels (or activations) came from the cache, not the files
         "channels": None if data.is_features else data.channels if plan.name is None else 3,
         "device": str(device),
         "world_size": 1 if dist is None else dist.world,
@@ -489,6 +490,7 @@ def training_fingerprint(cfg: ScanConfig, model_name: str, data: SampleData, sou
     trusted = [] if data.trusted is None else np.flatnonzero(data.trusted.numpy()).tolist()
     # the weight average only where it is on, so that checkpoints made before it existed still resume from scratch
     averaged = {"average_last_epoch": True} if average_last_epoch else {}
-    return {"dataset": dataset_fingerprint(data.inputs, data.targets, [source.paths[i] for i in rows]),
+    parts = dataset_parts(data.inputs, data.targets, [source.paths[i] for i in rows])
+    return {"dataset": dataset_fingerprint(parts), "dataset_parts": parts,
             "trusted": hashlib.sha256(repr(trusted).encode()).hexdigest(),
             "model": model_name, **{k: getattr(cfg, k) for k in TRAINING_OPTIONS}, **averaged}

@@ -88,6 +88,12 @@ def test_no_cache_writes_nothing(tmp_path, monkeypatch):
     assert CliRunner().invoke(app, [*args, "-o", str(tmp_path / "c.parquet"), "--cache-dir",
                                     str(tmp_path / "mine")]).exit_code == 0
     assert len(list((tmp_path / "mine").glob("*.npy"))) == 1
+    assert CliRunner().invoke(app, [*args, "-o", str(tmp_path / "d.parquet")]).exit_code == 0
+    # whether a report's pixels came from the cache is on record (a tester could not tell)
+    from noiseaudit import read_report
+
+    assert [read_report(tmp_path / f"{n}.parquet")[1]["decode_cache"] for n in "abcd"] == ["off", "miss", "miss",
+                                                                                          "hit"]
 
 
 def test_an_unwritable_cache_warns_once_and_the_scan_goes_on(tmp_path):

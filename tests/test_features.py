@@ -512,7 +512,7 @@ def test_resumed_features_scan_equals_uninterrupted(files, reference, tmp_path):
                       **OPTIONS)
     assert info.value.exit_code == 128 + signal.SIGTERM and "run again with resume=True to continue" in str(info.value)
     assert not out.exists() and (tmp_path / "r.parquet.ckpt" / "checkpoint.pt").is_file()
-    with pytest.raises(UsageError, match="changed: the dataset"):  # other features, same labels
+    with pytest.raises(UsageError, match="changed: the dataset's inputs"):  # other features, same labels
         scan_features(np.load(files["npy"])[:, ::-1].copy(), files["nokey"], output=out, resume=True, **OPTIONS)
     with pytest.raises(UsageError, match="changed: lr"):
         scan_features(files["npy"], files["nokey"], output=out, resume=True, **{**OPTIONS, "lr": 0.123})

@@ -134,6 +134,33 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out.parquet"]
 
 
+def test_a_write_killed_midway_leaves_a_temp_file_the_next_write_removes(tmp_path):
+    """kill -9 while the decode cache was written left a hidden temp file as large as the entry, for good."""
+    fcntl = pytest.importorskip("fcntl")
+    import signal
+    import subprocess
+    import sys
+
+    target = tmp_path / "entry.npy"
+    child = subprocess.run([sys.executable, "-c", (
+        "import os, signal, sys\n"
+        "from noiseaudit.report.io import atomic_write\n"
+        "def die(tmp):\n"
+        "    tmp.write_bytes(b'half an entry')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "atomic_write(sys.argv[1], die)\n"), str(target)], capture_output=True, text=True, timeout=120)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    (dead,) = tmp_path.glob(".entry.npy.*.tmp")
+    live = tmp_path / ".entry.npy.another-run.tmp"  # a run writing the same entry now: it holds its lock
+    live.write_bytes(b"being written")
+    with open(live, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        atomic_write(target, lambda tmp: tmp.write_bytes(b"whole"))
+        assert not dead.exists() and live.exists() and target.read_bytes() == b"whole"
+    atomic_write(target, lambda tmp: tmp.write_bytes(b"again"))  # that run died too, lock released
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["entry.npy"]
+
+
 def test_report_frame_round_trips(digits_report):
     report, out = digits_report
     saved, _ = read_report(out)

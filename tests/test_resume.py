@@ -86,8 +86,11 @@ def test_resume_refuses_a_changed_config_or_dataset(noisy_digits, tmp_path):
     table = pd.read_csv(csv)
     table.loc[0, "digit"] = (table.loc[0, "digit"] + 1) % 10
     table.to_csv(changed, index=False)
-    with pytest.raises(UsageError, match=r"changed: the dataset"):
+    # which part changed is said (it was "the dataset" for a changed label and a changed image size alike)
+    with pytest.raises(UsageError, match=r"changed: the dataset's labels\); run without"):
         scan(images, changed, output=out, resume=True, **OPTIONS)
+    with pytest.raises(UsageError, match=r"changed: the dataset's inputs \(pixels, activations or vectors\)\)"):
+        scan(images, csv, output=out, resume=True, **{**OPTIONS, "image_size": 12})
     with pytest.raises(UsageError, match="no checkpoint"):
         scan(images, csv, output=tmp_path / "other.parquet", resume=True, **OPTIONS)
     with pytest.warns(NoiseAuditWarning, match="will be replaced"):

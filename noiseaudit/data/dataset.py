@@ -77,6 +77,7 @@ class SampleData:
     skipped: list[SkippedImage] = field(default_factory=list)
     trusted: torch.Tensor | None = None  # (N,) bool: samples whose labels were verified (a trusted set)
     identical: np.ndarray | None = None  # (N,) int64: the first sample with the same input, or -1
+    cache: str = "off"  # the decode cache: "hit" (read from it), "miss" (decoded, then stored) or "off"
 
     @property
     def is_features(self) -> bool:
@@ -321,8 +322,10 @@ def _decoded(source: LabeledSource, files: list[Path], keep: list[int], image_si
         identical = first_identical(row_digests(stacked))  # the pixels the model reads
     else:  # found among the decoded pixels the backbone embedded: as positions among the decoded samples
         identical = _among(identical, np.asarray(decoded, dtype=np.int64), len(keep))
+    used = "off" if cache is None or key is None else "hit" if hit is not None else "miss"
     return SampleData(inputs=torch.from_numpy(stacked), targets=targets, classes=classes, image_size=image_size,
-                      rows=rows, skipped=sorted((bad or {}).values(), key=lambda b: b.row), identical=identical)
+                      rows=rows, skipped=sorted((bad or {}).values(), key=lambda b: b.row), identical=identical,
+                      cache=used)
 
 
 def _among(identical: np.ndarray, decoded: np.ndarray, n: int) -> np.ndarray:

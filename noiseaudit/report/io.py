@@ -6,6 +6,7 @@ Reading needs no pandas when the caller takes a pyarrow Table (:func:`read_repor
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
@@ -17,6 +18,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from noiseaudit.errors import InputError, UsageError, check_path, in_memory, input_file, option
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks, so temp files of killed runs are left where they are
+    fcntl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -113,17 +119,49 @@ def _move_into_place(tmp: Path, path: Path, replace: bool) -> None:
     tmp.unlink()
 
 
+def _lock(fd: int) -> bool:
+    """Take an exclusive lock on an open file without waiting; False if another process holds one (or, without
+    fcntl, always: nothing can tell a live writer's temp file from a dead one's there)."""
+    if fcntl is None:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def sweep_temp_files(path: Path) -> None:
+    """Remove the temp files that runs killed while writing ``path`` left beside it (``kill -9`` leaves them: a
+    cache entry's is as large as the entry). A live writer holds a lock on its temp file, so only the dead
+    ones' can be locked here."""
+    for tmp in path.parent.glob(glob.escape(_temp_prefix(path)) + "*.tmp"):
+        try:
+            fd = os.open(tmp, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            if _lock(fd):
+                tmp.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None], replace: bool = True) -> Path:
     """Call ``write(tmp)`` on a temp file beside ``path``, then rename it into place.
 
     A failure leaves no partial file behind and any existing ``path`` untouched. Without ``replace`` (the
     command was not given ``--overwrite``), a ``path`` that exists by then is kept and
     :class:`OutputAppeared` raised: the start-up check (:func:`check_writable`) cannot see a file that
-    another run writes while this one works.
+    another run writes while this one works. The temp file is locked while it is written, and the temp
+    files of killed writers of ``path`` are removed first (:func:`sweep_temp_files`).
     """
     path = Path(path)
+    sweep_temp_files(path)
     fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    held = fd if _lock(fd) else None  # held until the file is renamed: a sweep by another run leaves it alone
+    if held is None:
+        os.close(fd)  # without locks, as before: no handle kept open on the file (Windows cannot rename it then)
     tmp = Path(tmp_name)
     try:
         write(tmp)
@@ -134,6 +172,9 @@ def atomic_write(path: str | Path, write: Callable[[Path], None], replace: bool 
         if isinstance(exc, OSError) and exc.errno is not None:  # named by the file asked for, not the temp file
             raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
+    finally:
+        if held is not None:
+            os.close(held)
     return path
 
 
