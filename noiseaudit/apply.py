@@ -194,9 +194,9 @@ def apply_review(labels_csv: str | Path | pd.DataFrame, reviewed_path: str | Pat
     -------
     ApplyResult
         The new ``table`` (write it with ``to_csv``), the counts ``relabeled``, ``dropped``, ``kept``,
-        ``unreviewed`` and ``already``, and ``changes`` as (path, old, new). Given a DataFrame, ``table`` is that DataFrame with
-        the review applied: its columns, dtypes and index as they came, less the dropped rows (a new class
-        that the label column's type cannot hold makes it ``object``); given a file, its cells as text.
+        ``unreviewed`` and ``already``, and ``changes`` as (path, old, new). Given a DataFrame, ``table`` is that
+        DataFrame with the review applied: its columns, dtypes and index as they came, less the dropped rows (a
+        new class that the label column's type cannot hold makes it ``object``); given a file, its cells as text.
 
     Raises
     ------
