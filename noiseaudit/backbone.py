@@ -166,7 +166,9 @@ def encoder(plan: BackbonePlan, device: torch.device, *, mirrored: bool = False,
         return out.contiguous().cpu().numpy()
 
     views = "-mirrored" if mirrored else ""
-    return Encoder(name=f"{plan.name}-b{plan.split}-{FROZEN_PRECISION}-folded{views}",
+    # the cache entry names the weights and the device kind too: another file, or GPU kernels, compute other values
+    return Encoder(name=f"{plan.name}-b{plan.split}-{FROZEN_PRECISION}-folded{views}-{device.type}-"
+                        f"w{lite0.weights_id()}",
                    shape=((2, *shape) if mirrored else shape), dtype="float16", encode=encode, batch_size=batch_size)
 
 

@@ -320,6 +320,12 @@ def test_the_frozen_part_runs_in_float32_whatever_the_training_precision():
                   for p in ("fp32", "bf16"))
     assert fp32.name == bf16.name  # one cache entry for both
     np.testing.assert_array_equal(fp32.encode(images), bf16.encode(images))
+    # the entry names the weights file and the device kind: a tester saw nothing keep another weights file's
+    # activations, or a GPU's, from being read as these
+    import hashlib
+
+    weights = hashlib.sha256(Path(lite0.weights_path()).read_bytes()).hexdigest()[:12]
+    assert fp32.name.endswith(f"-cpu-w{weights}")
 
 
 @needs_extra

@@ -3,7 +3,8 @@ them, reused by later scans.
 
 An entry is keyed by the dataset root, every file's relative path, size, modification and
 change times and inode (so any edit, replacement or rename makes a new key), plus the image
-size and, for a backbone's activations, the encoder's name (network, split point, precision).
+size and, for a backbone's activations, the encoder's name (network, split point, precision,
+weights file hash, device kind).
 It holds the (N, S, S, 3) uint8 images or the (N, C, H, W) float16 activations as ``.npy``
 (opened memory-mapped) and a JSON sidecar with the files that could not be decoded. Small notes
 per file list sit beside them (the automatically chosen image size, the automatic backbone choice),

