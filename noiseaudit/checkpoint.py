@@ -64,6 +64,31 @@ def dataset_fingerprint(parts: dict[str, str]) -> str:
     return hashlib.sha256("".join(parts[k] for k in DATASET_PARTS).encode()).hexdigest()
 
 
+def _in_use(directory: str | Path) -> UsageError:
+    return UsageError(f"{directory}: another run is using this checkpoint folder (a scan into the same output?); "
+                      "wait for it to finish, or write elsewhere")
+
+
+def refuse_if_in_use(directory: str | Path) -> None:
+    """Refuse a checkpoint folder that another run holds (:meth:`Checkpointer.in_use`'s lock) when the scan starts,
+    before any image is read: it was refused only once training began, minutes of decoding later. The lock is
+    taken and let go; ``in_use`` takes it for good, so a run that starts in between is still refused there."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: nothing is held, nothing to ask
+        return
+    try:
+        fh = open(Path(directory) / LOCK_FILE, "rb")
+    except OSError:  # no lock file: no run holds the folder
+        return
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise _in_use(directory) from None
+        fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def check_resumable(directory: str | Path) -> None:
     """Refuse ``--resume`` where ``directory`` holds no checkpoint (asked before any image is read)."""
     path = Path(directory) / CHECKPOINT_FILE
@@ -139,8 +164,7 @@ class Checkpointer:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
-                raise UsageError(f"{self.directory}: another run is using this checkpoint folder (a scan into the "
-                                 "same output?); wait for it to finish, or write elsewhere") from None
+                raise _in_use(self.directory) from None
             try:
                 yield
             finally:

@@ -21,7 +21,8 @@ import torch
 
 from noiseaudit._version import __version__
 from noiseaudit.backbone import BackbonePlan, build_top, encoder, plan_backbone, training_defaults
-from noiseaudit.checkpoint import Checkpointer, Interrupted, check_resumable, dataset_fingerprint, dataset_parts
+from noiseaudit.checkpoint import (Checkpointer, Interrupted, check_resumable, dataset_fingerprint, dataset_parts,
+                                   refuse_if_in_use)
 from noiseaudit.config import (FEATURE_DEFAULTS, IMAGE_OPTIONS, PATH_OPTIONS, RANKED_BY, RATE_AND_PROB, ScanConfig,
                                make_config, resolve_rank_by)
 from noiseaudit.data.cache import DecodeCache
@@ -270,6 +271,8 @@ def _start(cfg: ScanConfig, output: str | Path | None,
             warn(f"{output}: the report is a Parquet file whatever its name (noiseaudit export writes a "
                  "CSV of the suspects, noiseaudit html a page)", NoiseAuditWarning)
     ckpt = checkpoint_dir(cfg, output)
+    if ckpt is not None and dist is None:
+        refuse_if_in_use(ckpt)  # now, not after the images are decoded
     if cfg.resume and ckpt is not None:
         check_resumable(ckpt)
     if cfg.save_model is not None and (dist is None or dist.is_main):

@@ -5,6 +5,7 @@ Plus one happy-path scan with ``--json``. Everything runs on tiny generated imag
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import shutil
@@ -672,11 +673,14 @@ def test_a_second_run_into_the_same_checkpoint_folder_is_refused(ds):
     folder = out.parent / (out.name + ".ckpt")
     folder.mkdir()
     (folder / "checkpoint.pt").write_bytes(b"the first run's")  # which the second run warned it would replace
-    with open(folder / "in-use.lock", "a") as held:  # the first run, still training
+    reads = []  # refused before any image is read (it decoded them all first, minutes on a large dataset)
+    with open(folder / "in-use.lock", "a") as held, pytest.MonkeyPatch.context() as mp:  # the first run, training
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        mp.setattr(importlib.import_module("noiseaudit.scan"), "load_source", lambda *a, **k: reads.append(1))
         assert_user_error(invoke(*scan_args(images, csv(good), out)), out,
                           f"error: {folder}: another run is using this checkpoint folder (a scan into the same "
                           "output?); wait for it to finish, or write elsewhere")
+    assert reads == []
     assert invoke(*scan_args(images, csv(good), out)).exit_code == 0 and not folder.exists()
 
 
