@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from noiseaudit.data.checks import twin_key
 from noiseaudit.data.csvfile import frame_column, read_table, read_text_table, table_name, with_labels
 from noiseaudit.data.pathmatch import PathIndex
 from noiseaudit.data.source import LABEL_COLUMN_NAMES, find_key_column, pick_column, read_image_folder
 from noiseaudit.errors import (InputError, NoiseAuditWarning, UsageError, check_path, header_line, in_memory,
                                input_file, line_word, option, place, warn)
-from noiseaudit.report.export import (CHOICES, VERDICT_HELP, VERDICTS, label_studio_answers, sheet_names,
-                                     verdicts_from_choices)
+from noiseaudit.report.export import as_reviewed, label_studio_answers, read_verdict, relabel_target
 
 
 @dataclass
@@ -47,10 +47,7 @@ def read_reviewed(reviewed: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, li
         check_path(reviewed, "reviewed file", or_table=True)
         origin = str(reviewed)
         sheet, lines = _read_sheet(input_file(reviewed, "reviewed file"))
-    sheet = sheet_names(sheet)
-    if "verdict" not in sheet.columns and {CHOICES, "given_label", "path"} <= set(sheet.columns):
-        sheet = verdicts_from_choices(sheet)
-    return sheet, lines, origin
+    return as_reviewed(sheet), lines, origin
 
 
 def _read_sheet(path: Path) -> tuple[pd.DataFrame, list[int | None]]:
@@ -131,12 +128,10 @@ def _check_stale(reviewed: pd.DataFrame, lines: list[int | None], current: list[
 
 
 def close_class(label: str, known: set[str]) -> str | None:
-    """The known class ``label`` most likely meant: one spelt alike but for letter case, spaces, ``-`` or ``_``,
-    else a near spelling (``Trousers`` for ``Trouser``); None where none is close."""
-    def folded(text: str) -> str:
-        return "".join(ch for ch in text.casefold() if ch not in " -_")
-
-    same = [k for k in known if folded(k) == folded(label)]
+    """The known class ``label`` most likely meant: one that a scan would call its twin (:func:`twin_key`: the
+    same but for letter case, spaces, ``-`` or ``_``), else a near spelling (``Trousers`` for ``Trouser``); None
+    where none is close."""
+    same = [k for k in known if twin_key(k) == twin_key(label)]
     if len(same) == 1:
         return same[0]
     near = difflib.get_close_matches(label, sorted(known), n=2, cutoff=0.8)
@@ -242,16 +237,15 @@ def apply_review(labels_csv: str | Path | pd.DataFrame, reviewed_path: str | Pat
     decisions: dict[int, tuple[str, str, int | None]] = {}
     matched: list[int] = []  # the table row of each reviewed row
     for rec, line in zip(reviewed.to_dict("records"), lines):
-        p, verdict = rec["path"], rec["verdict"].lower()
-        unsure = verdict == "unsure"  # a second look later: left as it is, a new_label in it too
-        verdict = "" if unsure else verdict
+        p = rec["path"]
         i = index.row(p)
         if i is None:
-            gone = " (dropped by an earlier apply of this sheet?)" if verdict == "drop" else ""
+            gone = " (dropped by an earlier apply of this sheet?)" if rec["verdict"].lower() == "drop" else ""
             raise InputError(f"path {p!r} is not in {labels_name}{gone}", path=reviewed_path, line=line)
         matched.append(i)
-        if verdict not in VERDICTS and verdict != "":
-            raise InputError(f"unknown verdict {rec['verdict']!r} ({VERDICT_HELP})", path=reviewed_path, line=line)
+        verdict = read_verdict(rec, reviewed_path, line)
+        unsure = verdict == "unsure"  # a second look later: left as it is, a new_label in it too
+        verdict = "" if unsure else verdict
         if verdict == "" and not unsure and rec.get("new_label", ""):
             raise InputError(f"{p!r} has new_label {rec['new_label']!r} but no verdict: write relabel to apply it "
                              "(or clear new_label)", path=reviewed_path, line=line)
@@ -262,7 +256,7 @@ def apply_review(labels_csv: str | Path | pd.DataFrame, reviewed_path: str | Pat
                              path=reviewed_path, line=line)
         target = ""
         if verdict == "relabel":
-            target = rec.get("new_label", "") or rec.get("suggested_label", "")
+            target = relabel_target(rec)
             if not target:
                 raise InputError(f"relabel of {p!r} has neither new_label nor suggested_label",
                                  path=reviewed_path, line=line)

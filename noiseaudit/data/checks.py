@@ -148,7 +148,7 @@ def _number(label: object) -> Decimal | None:
     return value.normalize() if value.is_finite() else None
 
 
-def _twin_key(label: object) -> str:
+def twin_key(label: object) -> str:
     """What two spellings of one class share: a number's value ('01', '1.0' and '1' are 1; -1 is not), else the
     name without its Unicode form, case, spaces, '-' and '_'."""
     number = _number(label)
@@ -164,7 +164,7 @@ def twin_classes(source: LabeledSource) -> str | None:
     counts = Counter(source.labels)
     seen: dict[str, object] = {}
     for label in sorted(counts, key=lambda c: (-counts[c], str(c))):
-        key = _twin_key(label)
+        key = twin_key(label)
         if key not in seen:
             seen[key] = label
             continue

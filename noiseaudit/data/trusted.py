@@ -30,7 +30,7 @@ from noiseaudit.data.source import (
     unique_rows,
 )
 from noiseaudit.errors import InputError, NoiseAuditHint, header_line, warn
-from noiseaudit.report.export import is_review_sheet, sheet_names, verified_rows
+from noiseaudit.report.export import as_reviewed, verified_rows
 
 
 def _column(columns: list[str], labels_name: str | None, candidates: tuple[str, ...], kind: str, csv: Path) -> str:
@@ -78,8 +78,9 @@ def merge_trusted(source: LabeledSource, trusted_csv: str | Path | pd.DataFrame,
     """
     frame, lines, origin = read_table(trusted_csv, what="trusted labels CSV")
     csv = Path(origin)
-    if is_review_sheet([str(c) for c in sheet_names(frame).columns]):  # export's sheet, reviewed: keep and relabel
-        frame, lines = verified_rows(sheet_names(frame), lines, origin)
+    reviewed = as_reviewed(frame)
+    if "verdict" in reviewed.columns:  # export's sheet, reviewed: its keep and relabel rows
+        frame, lines = verified_rows(reviewed, lines, origin)
         if frame.empty:
             raise InputError("this reviewed sheet has no keep or relabel verdict, so nothing in it is verified",
                              path=csv)

@@ -193,47 +193,56 @@ def verdicts_from_choices(sheet: pd.DataFrame) -> pd.DataFrame:
     return sheet.assign(verdict=verdict, new_label=chosen.where(verdict == "relabel", ""))
 
 
-def verified_rows(sheet: pd.DataFrame, lines: list[int], origin: str) -> tuple[pd.DataFrame, list[int]]:
-    """A reviewed sheet (cells as text) as the verified labels it holds: ``path`` and ``label`` for each ``keep``
-    (the given label) and ``relabel`` (``new_label``, else the suggestion), with their lines; ``drop`` and
-    unreviewed rows are left out. An unknown verdict is an InputError naming its line."""
-    import pandas as pd
-
-    from noiseaudit.errors import InputError, header_line
-
-    if "verdict" not in sheet.columns and {CHOICES, "given_label", "path"} <= set(sheet.columns):
-        sheet = verdicts_from_choices(sheet)
-    missing = [c for c in ("path", "given_label") if c not in sheet.columns]
-    if missing:
-        raise InputError(f"a reviewed sheet (it has a verdict column) needs {' and '.join(missing)} as noiseaudit "
-                         "export writes them", path=origin, line=header_line(origin))
-    verdict = sheet["verdict"].str.lower()
-    unknown = [k for k, v in enumerate(verdict) if v not in VERDICTS + UNDECIDED]
-    if unknown:
-        k = unknown[0]
-        raise InputError(f"unknown verdict {sheet['verdict'].iloc[k]!r} ({VERDICT_HELP})", path=origin,
-                         line=lines[k])
-    new = sheet["new_label"] if "new_label" in sheet.columns else pd.Series("", index=sheet.index)
-    suggested = sheet["suggested_label"] if "suggested_label" in sheet.columns else new
-    label = sheet["given_label"].where(verdict == "keep", new.where(new != "", suggested))
-    verified = verdict.isin(("keep", "relabel")).to_numpy()
-    rows = pd.DataFrame({"path": sheet["path"], "label": label})[verified].reset_index(drop=True)
-    return rows, [line for line, v in zip(lines, verified) if v]
-
-
-def sheet_names(sheet: pd.DataFrame) -> pd.DataFrame:
-    """``sheet`` with its columns named as export writes them, whatever their letter case and surrounding spaces
-    (a spreadsheet's "Verdict", "New_Label"); a name already there as written is left as it is."""
+def as_reviewed(sheet: pd.DataFrame) -> pd.DataFrame:
+    """A reviewed sheet (cells as text) as ``apply`` and ``--trusted`` read it: its columns named as export writes
+    them, whatever their letter case and surrounding spaces (a spreadsheet's "Verdict", "New_Label"; a name
+    already there as written is left as it is), and Label Studio's chosen classes as verdicts. A table with no
+    ``verdict`` column then is not a reviewed sheet."""
     names = {str(c): str(c).strip().lower() for c in sheet.columns}
     known = set(REVIEW_COLUMNS) | {CHOICES}
     taken = set(map(str, sheet.columns))
     rename = {c: low for c, low in names.items() if low in known and low != c and low not in taken}
-    return sheet.rename(columns=rename) if rename else sheet
+    sheet = sheet.rename(columns=rename) if rename else sheet
+    if "verdict" not in sheet.columns and {CHOICES, "given_label", "path"} <= set(sheet.columns):
+        sheet = verdicts_from_choices(sheet)
+    return sheet
 
 
-def is_review_sheet(columns: list[str]) -> bool:
-    """Whether a table's columns are a reviewed sheet's: verdicts, or Label Studio's chosen classes."""
-    return "verdict" in columns or {CHOICES, "given_label", "path"} <= set(columns)
+def read_verdict(row: dict, origin: str, line: int | None) -> str:
+    """A reviewed row's verdict in lower case (blank, ``unsure`` or one of :data:`VERDICTS`); any other is an
+    InputError naming the sheet and line."""
+    from noiseaudit.errors import InputError
+
+    verdict = row["verdict"].lower()
+    if verdict not in VERDICTS + UNDECIDED:
+        raise InputError(f"unknown verdict {row['verdict']!r} ({VERDICT_HELP})", path=origin, line=line)
+    return verdict
+
+
+def relabel_target(row: dict) -> str:
+    """The label a ``relabel`` row asks for: its ``new_label``, else the suggestion ("" where it has neither)."""
+    return row.get("new_label", "") or row.get("suggested_label", "")
+
+
+def verified_rows(sheet: pd.DataFrame, lines: list[int], origin: str) -> tuple[pd.DataFrame, list[int]]:
+    """A reviewed sheet (:func:`as_reviewed`) as the verified labels it holds: ``path`` and ``label`` for each
+    ``keep`` (the given label) and ``relabel`` (:func:`relabel_target`), with their lines; ``drop`` and unreviewed
+    rows are left out. An unknown verdict is an InputError naming its line."""
+    import pandas as pd
+
+    from noiseaudit.errors import InputError, header_line
+
+    missing = [c for c in ("path", "given_label") if c not in sheet.columns]
+    if missing:
+        raise InputError(f"a reviewed sheet (it has a verdict column) needs {' and '.join(missing)} as noiseaudit "
+                         "export writes them", path=origin, line=header_line(origin))
+    rows, kept = [], []
+    for row, line in zip(sheet.to_dict("records"), lines):
+        verdict = read_verdict(row, origin, line)
+        if verdict in ("keep", "relabel"):
+            rows.append((row["path"], row["given_label"] if verdict == "keep" else relabel_target(row)))
+            kept.append(line)
+    return pd.DataFrame(rows, columns=["path", "label"], dtype=object), kept
 
 
 def write_review(table: pd.DataFrame, path: str | Path, fmt: str | None = None, image_prefix: str = "",
