@@ -115,6 +115,11 @@ class Checkpointer:
         also = f" {option('overwrite', True)}" if self.overwrite else ""
         return f"run again with {option('resume', True)}{also} to {to}"
 
+    def kept(self, to: str) -> str:
+        """What a scan stopped after training says of its checkpoint: where the trained run is, and
+        :meth:`resume_advice`."""
+        return f"the trained run is kept in {self.path}: {self.resume_advice(to)}"
+
     @property
     def path(self) -> Path:
         return self.directory / CHECKPOINT_FILE

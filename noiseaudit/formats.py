@@ -19,6 +19,7 @@ it reads ``>0.999`` or ``<0.1%`` instead. Missing values (None, NaN) read ``n/a`
 from __future__ import annotations
 
 import math
+from typing import Any
 
 MISSING = "n/a"
 
@@ -79,3 +80,11 @@ def duration(seconds: float | None) -> str:
 def plural(n: int, word: str) -> str:
     """``n`` and ``word``, with an s unless ``n`` is 1: "1 image", "3 images"."""
     return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def skipped_images(summary: dict[str, Any], where: str) -> str:
+    """The summary line of a command that left bad images out (``n_skipped``, ``skipped_by_status``), which are
+    in ``where`` ("the report") with their status."""
+    counts = ", ".join(f"{v} {k}" for k, v in summary["skipped_by_status"].items())
+    return (f"Skipped {plural(summary['n_skipped'], 'bad image')} ({counts}); they are in {where} with that "
+            "status.")

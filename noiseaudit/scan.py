@@ -348,8 +348,7 @@ def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, 
         except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM after training: its last checkpoint holds the run
             if checkpoints is None or not checkpoints.path.exists():
                 raise
-            raise Interrupted(f"interrupted after training; the trained run is kept in {checkpoints.path}: "
-                              f"{checkpoints.resume_advice('write the report')}",
+            raise Interrupted(f"interrupted after training; {checkpoints.kept('write the report')}",
                               getattr(exc, "signum", signal.SIGINT)) from None
         except (OutputAppeared, OSError) as exc:  # another run's file, a full disk: the training is not lost
             if checkpoints is None or not checkpoints.path.exists():
@@ -357,8 +356,8 @@ def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, 
             appeared = isinstance(exc, OutputAppeared)
             checkpoints.overwrite |= appeared  # the file there now is the one to replace
             error = OutputAppeared if appeared else NoiseAuditError
-            raise error(f"{exc if appeared else f'{exc.filename}: {exc.strerror or exc}'}; the trained run is kept "
-                        f"in {checkpoints.path}: {checkpoints.resume_advice('write it')}") from exc
+            raise error(f"{exc if appeared else f'{exc.filename}: {exc.strerror or exc}'}; "
+                        f"{checkpoints.kept('write it')}") from exc
     if checkpoints is not None:
         checkpoints.remove()  # the report is safe; a stale checkpoint would only confuse a later --resume
     return report

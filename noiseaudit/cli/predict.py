@@ -37,9 +37,7 @@ def print_summary(summary: dict[str, Any]) -> None:
                             formats.percent(row["given_prob"]))
         out.print(doubted)
     if summary.get("n_skipped"):
-        counts = ", ".join(f"{v} {k}" for k, v in summary["skipped_by_status"].items())
-        out.print(f"Skipped {formats.plural(summary['n_skipped'], 'bad image')} ({counts}); they are in the file "
-                  "with that status.", highlight=False)
+        out.print(formats.skipped_images(summary, "the file"), highlight=False)
     out.print(f"Predictions written to {summary['output']}", highlight=False)
 
 

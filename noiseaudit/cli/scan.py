@@ -93,9 +93,7 @@ def print_summary(summary: dict[str, Any], output: Path) -> None:
         out.print(f"{summary['n_trusted']} trusted samples trained with their verified labels and steered the "
                   "rates; they are in the report, not ranked (status trusted).", highlight=False)
     if summary.get("n_skipped"):
-        counts = ", ".join(f"{v} {k}" for k, v in summary["skipped_by_status"].items())
-        out.print(f"Skipped {formats.plural(summary['n_skipped'], 'bad image')} ({counts}); they are in the report "
-                  "with that status.", highlight=False)
+        out.print(formats.skipped_images(summary, "the report"), highlight=False)
     truth = summary.get("truth")
     if truth:
         where = f" among the {truth['n_known']} samples of known truth" if truth["n_known"] < summary["n_samples"] else ""

@@ -25,6 +25,7 @@ from noiseaudit.extras import install_hint
 from noiseaudit.report.build import check_report, scored
 from noiseaudit.report.export import check_top
 from noiseaudit.report.groups import concentration_line, flags_by_pair
+from noiseaudit.report.summary import samples_word
 from noiseaudit.report.truth import split_known, truth_values
 
 CSS = """
@@ -118,6 +119,29 @@ def _thumbnail(root: Path, path: str) -> tuple[str, bool]:
     return base64.b64encode(buf.getvalue()).decode(), found
 
 
+def _are_pictures(paths: Any) -> bool:
+    """Whether a report's paths name images: feature-vector reports keyed by ids or row numbers have none to show."""
+    return any(PurePosixPath(str(p)).suffix.lower() in IMAGE_EXTENSIONS for p in paths)
+
+
+class _Cards:
+    """Cards of the page, each a sample's thumbnail (where ``pictures``), what is said of it and its file name
+    (the full path on hover); counts the thumbnails tried and the paths that could not be read under ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.tried, self.unread = root, 0, []
+
+    def card(self, path: str, pictures: bool, body: str, kind: str = "card", badge: str = "") -> str:
+        e, picture = html.escape, ""
+        if pictures:
+            png, found = _thumbnail(self.root, path)
+            self.tried += 1
+            self.unread += [] if found else [str(path)]
+            picture = f'<img alt="{e(str(path))}" src="data:image/png;base64,{png}">'
+        return (f'<div class="{kind}" title="{e(str(path))}">{badge}{picture}{body}'
+                f'<div class="name">{e(PurePosixPath(str(path)).name)}</div></div>')
+
+
 def _pairs_section(report: pd.DataFrame, top: int = 10) -> str:
     """The flags by (given, suggested) class pair, largest first ("" when nothing is flagged)."""
     groups = flags_by_pair(report["given_label"].tolist(), report["suggested_label"].tolist(),
@@ -138,35 +162,27 @@ def _pairs_section(report: pd.DataFrame, top: int = 10) -> str:
     return f"<h2>Flags by class pair</h2>{note}<table><tr>{head}</tr>{rows}</table>{more}"
 
 
-def _duplicates_section(report: pd.DataFrame, root: Path, what: str, top: int = 10) -> tuple[str, list[str], int]:
+def _duplicates_section(report: pd.DataFrame, cards: _Cards, what: str, top: int = 10) -> str:
     """The groups of identical ``what`` (images, feature vectors) whose labels differ, each a row of cards ("" when
-    none or the report predates the column), the paths whose thumbnails could not be read, and how many thumbnails
-    it shows."""
+    none or the report predates the column)."""
     if "duplicate_conflict" not in report.columns or not report["duplicate_conflict"].any():
-        return "", [], 0
+        return ""
     conflicting = report[report["duplicate_conflict"].astype(bool)]
     groups = list(conflicting.groupby("duplicate_group", sort=True))
-    pictures = any(PurePosixPath(str(p)).suffix.lower() in IMAGE_EXTENSIONS for p in conflicting["path"])
-    e, unread, rows, shown = html.escape, [], [], 0
+    pictures = _are_pictures(conflicting["path"])
+    e, rows = html.escape, []
     for _, group in groups[:top]:
-        cards = []
+        row_cards = []
         for row in group.itertuples(index=False):
-            picture = ""
-            if pictures:
-                png, found = _thumbnail(root, row.path)
-                unread += [] if found else [str(row.path)]
-                shown += 1
-                picture = f'<img alt="{e(str(row.path))}" src="data:image/png;base64,{png}">'
             where = "trusted" if row.status == "trusted" else (f"#{row.rank}" if pd.notna(row.rank) else row.status)
-            cards.append(f'<div class="card" title="{e(str(row.path))}">{picture}<div>{e(str(where))}</div>'
-                         f'<div class="given">given: {e(str(row.given_label))}</div>'
-                         f'<div class="name">{e(PurePosixPath(str(row.path)).name)}</div></div>')
-        rows.append(f'<div class="gallery dup">{"".join(cards)}</div>')
+            said = f'<div>{e(str(where))}</div><div class="given">given: {e(str(row.given_label))}</div>'
+            row_cards.append(cards.card(row.path, pictures, said))
+        rows.append(f'<div class="gallery dup">{"".join(row_cards)}</div>')
     more = (f"<p>and {formats.plural(len(groups) - top, 'more group')}: the report's rows with "
             "<code>duplicate_conflict</code> list every one</p>") if len(groups) > top else ""
     return (f"<h2>Identical {what}, different labels</h2><p>{formats.plural(len(groups), 'group')} of identical "
             f"{what} carry different labels ({len(conflicting)} samples): at least one label in each group is "
-            f"wrong.</p>{''.join(rows)}{more}"), unread, shown
+            f"wrong.</p>{''.join(rows)}{more}")
 
 
 def render_html(report: pd.DataFrame, metadata: dict[str, Any] | None = None, images_root: str | Path | None = None,
@@ -209,9 +225,9 @@ def render_html(report: pd.DataFrame, metadata: dict[str, Any] | None = None, im
     else:
         root = Path(metadata.get("images_root") or ".").resolve()
     e = html.escape
-    what = "feature vectors" if metadata.get("features") else "images"
-    # trusted samples too: a copy may contradict one
-    duplicates, unread, shown = _duplicates_section(report, root, what)
+    what = samples_word(metadata)
+    thumbs = _Cards(root)
+    duplicates = _duplicates_section(report, thumbs, what)  # trusted samples too: a copy may contradict one
     ranked = scored(report)
     unranked = len(report) - len(ranked)  # skipped images, trusted samples
     report = ranked
@@ -235,26 +251,20 @@ def render_html(report: pd.DataFrame, metadata: dict[str, Any] | None = None, im
     cards = []
     known_wrong = None if truth is None else truth.fillna(False).to_numpy(bool)
     ordered = report.sort_values("rank").head(top)
-    # feature-vector reports keyed by ids or row numbers have nothing to show
-    pictures = any(PurePosixPath(str(p)).suffix.lower() in IMAGE_EXTENSIONS for p in ordered["path"])
+    pictures = _are_pictures(ordered["path"])
     for pos, row in zip(ordered.index, ordered.itertuples(index=False)):
         wrong = known_wrong is not None and bool(known_wrong[pos])
-        picture = ""
-        if pictures:
-            png, found = _thumbnail(root, row.path)
-            if not found:
-                unread.append(str(row.path))
-            picture = f'<img alt="{e(str(row.path))}" src="data:image/png;base64,{png}">'
         kind = "card" + (" flagged" if row.is_suspect else "") + (" noisy" if wrong else "")
         badge = '<span class="badge">flagged</span>' if row.is_suspect else ""
-        cards.append(
-            f'<div class="{kind}" title="{e(str(row.path))}">{badge}{picture}'
+        cards.append(thumbs.card(
+            row.path, pictures,
             f"<div>#{row.rank} · η={formats.learned_rate(row.learned_lr)}</div>"
             f'<div class="given">given: {e(str(row.given_label))} ({formats.percent(row.given_prob)})</div>'
-            f'<div class="sugg">suggested: {e(str(row.suggested_label))} ({formats.percent(row.suggested_prob)})</div>'
-            f'<div class="name">{e(PurePosixPath(str(row.path)).name)}</div></div>')
+            f'<div class="sugg">suggested: {e(str(row.suggested_label))} ({formats.percent(row.suggested_prob)})</div>',
+            kind, badge))
+    unread = thumbs.unread
     if unread:
-        warn(f"{root}: {len(unread)} of the page's {shown + len(cards) * pictures} images could not be read there (the "
+        warn(f"{root}: {len(unread)} of the page's {thumbs.tried} images could not be read there (the "
              f"first: {unread[0]!r}) and show as grey squares; name their folder with "
              f"{option('images_root', flag='--images-dir')}",
              NoiseAuditWarning)

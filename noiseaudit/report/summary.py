@@ -40,6 +40,11 @@ def model_choice(metadata: dict[str, Any]) -> str | None:
     return None
 
 
+def samples_word(metadata: dict[str, Any]) -> str:
+    """What a report's samples are, in words: "images", or "feature vectors" for a scan of vectors."""
+    return "feature vectors" if metadata.get("features") else "images"
+
+
 def duplicate_counts(report: pd.DataFrame, metadata: dict[str, Any]) -> dict[str, Any] | None:
     """Groups of samples with identical inputs, and those whose labels differ (None for a report made before
     noiseaudit looked for them)."""
@@ -47,7 +52,7 @@ def duplicate_counts(report: pd.DataFrame, metadata: dict[str, Any]) -> dict[str
         return None
     grouped = report["duplicate_group"].notna()
     conflict = report["duplicate_conflict"].astype(bool)
-    return {"of": "feature vectors" if metadata.get("features") else "images",
+    return {"of": samples_word(metadata),
             "groups": int(report.loc[grouped, "duplicate_group"].nunique()), "samples": int(grouped.sum()),
             "conflicting_groups": int(report.loc[conflict, "duplicate_group"].nunique()),
             "conflicting_samples": int(conflict.sum())}

@@ -52,7 +52,7 @@ flagged set is always a prefix of the ranking.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -84,8 +84,7 @@ def reranked(threshold: Threshold, score: np.ndarray, loss: np.ndarray) -> Thres
     suspicion[order] = np.sort(threshold.suspicion)[::-1]
     n = threshold.n_flagged
     cutoff = float(score[order[n - 1]]) if n else float("nan")
-    return Threshold(threshold.method, n, threshold.estimated_noise_rate, cutoff, suspicion, order, threshold.counts,
-                     threshold.rule)
+    return replace(threshold, cutoff=cutoff, suspicion=suspicion, order=order)
 
 
 def rank_sum(*scores: np.ndarray) -> np.ndarray:
