@@ -45,6 +45,10 @@ def save_tensors(obj: Any, path: Path) -> None:
         torch.save(obj, fh)
 
 
+# the scan's options that a checkpoint's fingerprint records by value (the model, the dataset and the trusted set it
+# records as hashes or names); a resume with any of them changed is refused, and told the checkpoint's values
+TRAINING_OPTIONS = ("method", "epochs", "batch_size", "lr", "hyper_lr", "margin_weight", "meta", "schedule", "augment",
+                    "seed", "trusted_weight", "layerwise", "layerwise_rule")
 DATASET_PARTS = {"inputs": "inputs (pixels, activations or vectors)", "labels": "labels", "paths": "paths"}
 
 
@@ -94,6 +98,15 @@ def check_resumable(directory: str | Path) -> None:
     path = Path(directory) / CHECKPOINT_FILE
     if not path.is_file():
         raise UsageError(f"{path}: no checkpoint to resume from (run without {option('resume', True)} to start)")
+
+
+def _saved_options(saved: dict[str, Any], changed: list[str]) -> str:
+    """How to resume where only training options changed: ``resume with --lr 0.1 --no-augment, or `` (the
+    checkpoint's values, as the caller spells them); empty where the dataset, the model or the trusted set changed,
+    which no option brings back."""
+    if not changed or any(k not in TRAINING_OPTIONS or saved.get(k) is None for k in changed):
+        return ""
+    return f"resume with {' '.join(option(k, saved[k]) for k in changed)}, or "
 
 
 class Checkpointer:
@@ -147,7 +160,7 @@ class Checkpointer:
             dataset = f"the dataset's {' and '.join(parts)}" if "dataset_parts" in saved and parts else "the dataset"
             what = ", ".join(dataset if k == "dataset" else k for k in changed)
             raise UsageError(f"{self.path}: checkpoint was made for a different run (changed: {what}); "
-                             f"run without {option('resume', True)} to start over")
+                             f"{_saved_options(saved, changed)}run without {option('resume', True)} to start over")
         return payload["state"]
 
     @contextmanager

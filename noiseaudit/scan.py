@@ -21,8 +21,8 @@ import torch
 
 from noiseaudit._version import __version__
 from noiseaudit.backbone import BackbonePlan, build_top, encoder, plan_backbone, training_defaults
-from noiseaudit.checkpoint import (Checkpointer, Interrupted, check_resumable, dataset_fingerprint, dataset_parts,
-                                   refuse_if_in_use)
+from noiseaudit.checkpoint import (TRAINING_OPTIONS, Checkpointer, Interrupted, check_resumable, dataset_fingerprint,
+                                   dataset_parts, refuse_if_in_use)
 from noiseaudit.config import (FEATURE_DEFAULTS, IMAGE_OPTIONS, PATH_OPTIONS, RANKED_BY, RATE_AND_PROB, ScanConfig,
                                make_config, resolve_rank_by)
 from noiseaudit.data.cache import DecodeCache
@@ -482,10 +482,6 @@ def prepare(cfg: ScanConfig, source: LabeledSource, device: torch.device, on_pro
 
 
 # Options that change what training computes; any change makes a checkpoint unusable.
-TRAINING_OPTIONS = ("method", "epochs", "batch_size", "lr", "hyper_lr", "margin_weight", "meta", "schedule", "augment",
-                    "seed", "trusted_weight", "layerwise", "layerwise_rule")
-
-
 def training_fingerprint(cfg: ScanConfig, model_name: str, data: SampleData, source: LabeledSource,
                          average_last_epoch: bool = False) -> dict[str, Any]:
     rows = data.rows if data.rows is not None else range(len(data))

@@ -80,14 +80,17 @@ def test_resume_refuses_a_changed_config_or_dataset(noisy_digits, tmp_path):
     out = tmp_path / "r.parquet"
     with pytest.raises(Interrupted):
         scan(images, csv, output=out, on_progress=_signal_at(20, signal.SIGTERM), **OPTIONS)
-    with pytest.raises(UsageError, match=r"changed: lr"):
+    # the checkpoint's values are named, so that a resume that forgot an option can be retyped
+    with pytest.raises(UsageError, match=r"changed: lr\); resume with lr=0.05, or run without resume=True"):
         scan(images, csv, output=out, resume=True, **{**OPTIONS, "lr": 0.01})
+    with pytest.raises(UsageError, match=r"changed: epochs, lr\); resume with epochs=4 lr=0.05, or run without"):
+        scan(images, csv, output=out, resume=True, **{**OPTIONS, "lr": 0.01, "epochs": 6})
     changed = tmp_path / "changed.csv"
     table = pd.read_csv(csv)
     table.loc[0, "digit"] = (table.loc[0, "digit"] + 1) % 10
     table.to_csv(changed, index=False)
     # which part changed is said (it was "the dataset" for a changed label and a changed image size alike)
-    with pytest.raises(UsageError, match=r"changed: the dataset's labels\); run without"):
+    with pytest.raises(UsageError, match=r"changed: the dataset's labels\); run without"):  # no option brings it back
         scan(images, changed, output=out, resume=True, **OPTIONS)
     with pytest.raises(UsageError, match=r"changed: the dataset's inputs \(pixels, activations or vectors\)\)"):
         scan(images, csv, output=out, resume=True, **{**OPTIONS, "image_size": 12})
@@ -273,3 +276,15 @@ def test_the_collapse_check_passes_a_better_model_and_rates_inside_their_bounds(
     refuse_collapse(np.where(np.arange(100) % 10 < 4, targets, 0), targets, rates)  # 55% against 25%: fine
     with pytest.raises(NoiseAuditError, match=r"agrees with 25\.0% .* most common one \(25\.0%\), and 20% of"):
         refuse_collapse(constant, targets, rates)
+
+
+def test_a_refused_resume_spells_the_checkpoints_options_as_the_command_line_does():
+    from noiseaudit.checkpoint import _saved_options
+    from noiseaudit.errors import command_line
+
+    saved = {"lr": 0.1, "augment": False, "layerwise": False, "dataset": "abc", "seed": 0}
+    with command_line():
+        assert _saved_options(saved, ["augment", "layerwise", "lr"]) == \
+            "resume with --no-augment --no-layerwise --lr 0.1, or "
+        assert _saved_options(saved, ["dataset", "lr"]) == ""  # a changed dataset: no option brings it back
+    assert _saved_options(saved, ["seed"]) == "resume with seed=0, or "

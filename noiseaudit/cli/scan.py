@@ -217,7 +217,7 @@ def scan_command(
         help="Base LR schedule: constant, cosine, step, two-regime (large step until the loss plateaus, then a tenth),"
              " or mlr-snet (a shipped schedule network sets each step's rate from the batch loss; --lr is then not "
              "used).")] = "constant",
-    layerwise: Annotated[bool, typer.Option("--layerwise", rich_help_panel=TRAINING,
+    layerwise: Annotated[bool, typer.Option("--layerwise/--no-layerwise", rich_help_panel=TRAINING,
         help="Scale each layer's rate by 1 + ln(1 + 1/(|g_l| + eps)) of its gradient g_l (a small gradient, a flat "
              "region: a larger step).")] = False,
     layerwise_rule: Annotated[str, typer.Option(rich_help_panel=TRAINING,
