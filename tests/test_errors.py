@@ -212,12 +212,18 @@ def test_listed_image_that_does_not_exist(ds):
     ("sub", "that is a folder, not an image file"),
     (unicodedata.normalize("NFC", "café.png"), "exists, its accents written in another Unicode form (decomposed, "
                                                 "as macOS names files)"),
+    # the accent in a folder's name: it was called a difference of letter case (a tester's finding)
+    (unicodedata.normalize("NFC", "fünf/y.png"), "exists, its accents written in another Unicode form"),
+    (unicodedata.normalize("NFC", "fünf/ghost.png"), "the folder is '" + unicodedata.normalize("NFD", "fünf")
+                                                      + "': written in another Unicode form"),
 ])
 def test_a_missing_image_names_the_likely_slip(ds, listed, hint):
     images, out, csv, _ = ds
     write_images(images / "sub", n=1)
     (images / "sub" / "img0.png").rename(images / "sub" / "x.png")
     shutil.copy(images / "img1.png", images / unicodedata.normalize("NFD", "café.png"))  # as a Mac wrote it
+    (images / unicodedata.normalize("NFD", "fünf")).mkdir()
+    shutil.copy(images / "img1.png", images / unicodedata.normalize("NFD", "fünf") / "y.png")
     path = csv(f"path,label\nimg0.png,a\n{listed},b\nimg2.png,b\n")
     line = assert_user_error(invoke(*scan_args(images, path, out)), out, "labels.csv:3", f"{listed!r}", "not found",
                              hint.format(parent=images.parent, images=images))

@@ -630,10 +630,28 @@ def test_image_folder_symlink_out_of_root_is_refused(escape_setup, opened):
     (root / "dog" / "d.png").unlink()
     (root / "dog" / "linked_dir").symlink_to(sentinel.parent, target_is_directory=True)
     gray(root / "dog" / "e.png")
-    with pytest.warns(NoiseAuditWarning, match="2 file.s. outside the class folders left out: 'a.png', 'b.png'"):
-        src = load_source(root)  # rglob does not descend into symlinked folders
-    assert "dog/linked_dir/secret.png" not in src.paths
+    # a linked folder below a class is refused as a linked file is (it was left out without a word)
+    with pytest.raises(InputError, match="'dog/linked_dir/secret.png' resolves outside the image folder"):
+        load_source(root)
     assert str(sentinel.resolve()) not in opened
+
+
+def test_image_folder_follows_links_that_stay_inside_and_warns_of_links_to_nothing(tmp_path: Path):
+    """A linked subfolder's images were left out without a word, as was a link to nothing (a tester's finding)."""
+    root = tmp_path / "images"
+    gray(root / "cat" / "c.png")
+    gray(root / "store" / "batch" / "d1.png")
+    (root / "dog").mkdir()
+    (root / "dog" / "batch").symlink_to(root / "store" / "batch", target_is_directory=True)
+    (root / "dog" / "batch" / "up").symlink_to(root / "dog", target_is_directory=True)  # a loop, walked once
+    (root / "cat" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    with pytest.warns(NoiseAuditWarning) as caught:
+        src = load_source(root)
+    assert src.paths == ["cat/c.png", "dog/batch/d1.png", "store/batch/d1.png"]
+    assert src.labels == ["cat", "dog", "store"]
+    assert any("1 link(s) to a file that is not there left out: 'cat/gone.png'" in str(w.message) for w in caught)
+    with pytest.warns(NoiseAuditWarning, match="'cat/gone.png'"):
+        assert load_source(root, for_prediction=True).paths == src.paths
 
 
 def test_symlinks_that_stay_inside_the_root_are_allowed(tmp_path: Path):

@@ -39,14 +39,14 @@ def missing_image_hint(root: Path, relative: str) -> str:
         return ""
     folder, name = found, parts[-1]
     entries = _names(folder)
-    same_form = [e for e in entries if e != name and _nfc(e) == _nfc(name) and (folder / e).is_file()]
-    if same_form:
-        return (f"; {_shown(root, folder / same_form[0])!r} exists, its accents written in another Unicode form "
-                "(decomposed, as macOS names files): the names print alike but differ; rename the files to the "
-                "composed form (convmv -f utf8 -t utf8 --nfc) or write the CSV in theirs")
-    same_case = [e for e in entries if _nfc(e).casefold() == _nfc(name).casefold() and (folder / e).is_file()]
-    if same_case:
-        return f"; {_shown(root, folder / same_case[0])!r} exists: paths are case-sensitive here"
+    alike = [e for e in entries if _nfc(e).casefold() == _nfc(name).casefold() and (folder / e).is_file()]
+    if alike:  # the same name but for letter case or Unicode form, in the file's name or its folders'
+        there = _shown(root, folder / alike[0])
+        if _nfc(there) == _nfc("/".join(parts)):
+            return (f"; {there!r} exists, its accents written in another Unicode form (decomposed, as macOS "
+                    "names files): the names print alike but differ; rename the files to the composed form "
+                    "(convmv -r -f utf8 -t utf8 --nfc) or write the CSV in theirs")
+        return f"; {there!r} exists: paths are case-sensitive here"
     stem = PurePosixPath(name).stem if PurePosixPath(name).suffix.lower() in IMAGE_EXTENSIONS else name
     other = sorted(e for e in entries if PurePosixPath(e).stem.casefold() == stem.casefold()
                    and PurePosixPath(e).suffix.lower() in IMAGE_EXTENSIONS and (folder / e).is_file())
@@ -54,7 +54,9 @@ def missing_image_hint(root: Path, relative: str) -> str:
         lacks = "lack the file extension" if stem == name else "name another file extension"
         return f"; {_shown(root, folder / other[0])!r} exists: the CSV's paths {lacks}"
     if folder != root.joinpath(*parts[:-1]):
-        return f"; the folder is {_shown(root, folder)!r}: paths are case-sensitive here"
+        form = _nfc(_shown(root, folder)) == _nfc("/".join(parts[:-1]))
+        return (f"; the folder is {_shown(root, folder)!r}: "
+                + ("written in another Unicode form" if form else "paths are case-sensitive here"))
     return ""
 
 

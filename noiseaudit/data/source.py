@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -24,6 +24,7 @@ from noiseaudit.errors import (InputError, NoiseAuditWarning, UsageError, check_
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 NOT_IMAGES = f"file(s) without an image extension ({', '.join(sorted(IMAGE_EXTENSIONS))}) left out"
+BROKEN_LINKS = "link(s) to a file that is not there left out"
 PATH_COLUMN_NAMES = ("path", "file", "filename", "image", "image_path", "filepath")
 LABEL_COLUMN_NAMES = ("label", "class", "target", "category", "y")
 ID_COLUMN_NAMES = ("id", "key", "uid", "sample_id", "name")
@@ -340,19 +341,32 @@ def _infer_column(col: pd.Series) -> pd.Series:
     return col
 
 
-def _images_under(root: Path, folder: Path, ignored: list[str]) -> list[str]:
-    """The image files below ``folder`` (any depth, hidden ones left out), sorted, relative to ``root``; the other
-    files that are not hidden (no image extension) are added to ``ignored``."""
+def _files_under(folder: Path) -> Iterator[Path]:
+    """Every file below ``folder`` that is not hidden, at any depth. Linked folders are followed (a link that
+    leads out of the image folder is refused with its first image, by :func:`resolve_inside`), but not into a
+    folder the walk is already inside, so that a link back up does not loop."""
+    inside = {str(folder): frozenset({os.path.realpath(folder)})}  # each folder's real path and its parents'
+    for here, folders, names in os.walk(folder, followlinks=True):
+        chain = inside.pop(here)
+        folders[:] = [f for f in folders if not f.startswith(".")
+                      and os.path.realpath(os.path.join(here, f)) not in chain]
+        inside.update((os.path.join(here, f), chain | {os.path.realpath(os.path.join(here, f))}) for f in folders)
+        yield from (Path(here, n) for n in names if not n.startswith("."))
+
+
+def _images_under(root: Path, folder: Path, ignored: list[str], broken: list[str]) -> list[str]:
+    """The image files below ``folder`` (:func:`_files_under`), sorted, relative to ``root``; the other files are
+    added to ``ignored``, and links to nothing with an image extension to ``broken``."""
     paths = []
-    for file in sorted(folder.rglob("*")):
+    for file in sorted(_files_under(folder)):
         rel = file.relative_to(root).as_posix()
-        if any(part.startswith(".") for part in PurePosixPath(rel).parts) or not file.is_file():
-            continue
-        if file.suffix.lower() in IMAGE_EXTENSIONS:
+        if file.suffix.lower() not in IMAGE_EXTENSIONS:
+            ignored.append(rel)
+        elif not file.exists():
+            broken.append(rel)
+        else:
             resolve_inside(root, rel, origin=str(root), line=None)
             paths.append(rel)
-        else:
-            ignored.append(rel)
     return paths
 
 
@@ -367,8 +381,10 @@ def read_image_files(images_dir: str | Path) -> LabeledSource:
     """Every image file under ``images_dir``, at any depth, unlabelled (labels None): what to predict."""
     root = check_image_dir(images_dir)
     ignored: list[str] = []
-    paths = _images_under(root, root, ignored)
+    broken: list[str] = []
+    paths = _images_under(root, root, ignored, broken)
     _warn_left_out(root, ignored, NOT_IMAGES)
+    _warn_left_out(root, broken, BROKEN_LINKS)
     if not paths:
         raise InputError("no images found", path=root)
     return LabeledSource(root=root, paths=paths, labels=[None] * len(paths), lines=[None] * len(paths),
@@ -381,15 +397,17 @@ def read_image_folder(images_dir: str | Path) -> LabeledSource:
     paths: list[str] = []
     labels: list = []
     ignored: list[str] = []
+    broken: list[str] = []
     empty: list[str] = []
     for class_dir in sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")):
-        found = _images_under(root, class_dir, ignored)
+        found = _images_under(root, class_dir, ignored, broken)
         paths += found
         labels += [class_dir.name] * len(found)
         if not found:
             empty.append(class_dir.name)
     if paths:
         _warn_left_out(root, ignored, NOT_IMAGES)
+        _warn_left_out(root, broken, BROKEN_LINKS)
         _warn_left_out(root, empty, "class folder(s) without an image, so not classes")
         loose = sorted(f.name for f in root.iterdir() if f.is_file() and not f.name.startswith("."))
         _warn_left_out(root, loose, "file(s) outside the class folders left out")
