@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import numpy as np
@@ -14,7 +15,7 @@ from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 from noiseaudit import read_report, scan
 from noiseaudit.metrics import detection_metrics
 from noiseaudit.report.build import REPORT_COLUMNS
-from noiseaudit.report.io import atomic_write
+from noiseaudit.report.io import atomic_write, check_writable
 from noiseaudit.errors import UsageError
 from noiseaudit.report.threshold import choose_threshold, density_valley, rank_sum, reranked
 
@@ -132,6 +133,39 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
         atomic_write(target, boom)
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.parquet"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes")
+def test_writing_over_a_pipe_or_a_link_keeps_it(tmp_path):
+    """--overwrite renamed a plain file over its output whatever that was: /dev/null became a plain file (a
+    tester's finding, as root), a FIFO too, and a symlink was replaced instead of the file it names."""
+    import stat
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    heard: list[bytes] = []
+    reader = threading.Thread(target=lambda: heard.append(fifo.read_bytes()))
+    reader.start()
+    assert check_writable(fifo, overwrite=False) == fifo  # nothing is replaced, so no --overwrite is asked for
+    atomic_write(fifo, lambda tmp: tmp.write_bytes(b"a report"))
+    reader.join(timeout=30)
+    assert heard == [b"a report"] and stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]  # no temp file beside it
+
+    (tmp_path / "real.csv").write_text("old")
+    (tmp_path / "link.csv").symlink_to(tmp_path / "real.csv")
+    atomic_write(tmp_path / "link.csv", lambda tmp: tmp.write_text("new"))
+    assert (tmp_path / "link.csv").is_symlink() and (tmp_path / "real.csv").read_text() == "new"
+
+
+def test_a_socket_as_the_output_is_refused(tmp_path):
+    socket = pytest.importorskip("socket")
+    where = tmp_path / "s.sock"
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(where))
+        with pytest.raises(UsageError, match="output is not a regular file"):
+            check_writable(where, overwrite=True)
 
 
 def test_a_write_killed_midway_leaves_a_temp_file_the_next_write_removes(tmp_path):

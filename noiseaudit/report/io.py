@@ -9,6 +9,8 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -53,6 +55,17 @@ def _temp_prefix(path: Path) -> str:
     return "." + cut_name(path.name) + "."
 
 
+def _stream(path: Path) -> bool:
+    """Whether ``path`` (links followed) is a character device or a named pipe (``/dev/null``, ``/dev/stdout``, a
+    FIFO): what is written there is streamed into it, not renamed over it, which would put a plain file in its
+    place. Block devices and sockets are refused (:func:`check_writable`)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
+
+
 def check_writable(path: str | Path, overwrite: bool, inputs: Iterable[tuple[str | Path | None, str]] = (), *,
                    image_folder: str | Path | None = None, name: str = "output") -> Path:
     """Refuse before any work is done if ``path`` exists (without ``overwrite``) or its folder is missing or
@@ -72,6 +85,10 @@ def check_writable(path: str | Path, overwrite: bool, inputs: Iterable[tuple[str
                              "command")
     if path.is_dir():
         raise UsageError(f"{path}: output is a directory; name a file in it")
+    if _stream(path):  # nothing is replaced; the writing is checked when it happens
+        return path
+    if path.exists() and not path.is_file():
+        raise UsageError(f"{path}: output is not a regular file (a block device or a socket); name a file")
     if path.exists() and not overwrite:
         raise UsageError(f"{path}: output exists; pass {option('overwrite', True)} to replace it")
     if not path.parent.is_dir():
@@ -157,6 +174,10 @@ def atomic_write(path: str | Path, write: Callable[[Path], None], replace: bool 
     files of killed writers of ``path`` are removed first (:func:`sweep_temp_files`).
     """
     path = Path(path)
+    if _stream(path):
+        return _write_into(path, write)
+    if path.is_symlink():  # replace what the link names, and keep the link
+        path = Path(os.path.realpath(path))
     sweep_temp_files(path)
     fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     held = fd if _lock(fd) else None  # held until the file is renamed: a sweep by another run leaves it alone
@@ -175,6 +196,19 @@ def atomic_write(path: str | Path, write: Callable[[Path], None], replace: bool 
     finally:
         if held is not None:
             os.close(held)
+    return path
+
+
+def _write_into(path: Path, write: Callable[[Path], None]) -> Path:
+    """``write`` to a temp file in the system's temp folder, then stream it into ``path`` (a device or a pipe)."""
+    with tempfile.TemporaryDirectory(prefix="noiseaudit-") as folder:
+        tmp = Path(folder) / cut_name(path.name or "output")
+        write(tmp)
+        try:
+            with open(tmp, "rb") as source, open(path, "wb") as target:
+                shutil.copyfileobj(source, target)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
     return path
 
 
