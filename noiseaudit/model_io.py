@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import time
+import unicodedata
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -222,11 +223,26 @@ class SavedModel:
     def probabilities(self, x: torch.Tensor, device: torch.device | str = "cpu") -> np.ndarray:
         """Softmax probabilities (N, K) of stored inputs: uint8 images at the model's size and channels,
         the backbone's activations, or standardised feature vectors (what a scan's SampleData holds)."""
+        if self.kind == "images" and self.info["backbone"] is None:
+            self._check_images(x)
         device = torch.device(device)
         mean, std = (self.info["input"][k].to(device) for k in ("mean", "std"))
         self.network.to(device)
         with autocast(device, self.info["precision"]):
             return predict(self.network, x.to(device), mean, std, batch_size=int(self.info["batch_size"]))
+
+    def _check_images(self, x: torch.Tensor) -> None:
+        """Images as the model reads them, or a UsageError saying how they should be: a float image in 0-255
+        gave confident nonsense, and a wrong size a matrix-shape error from inside the network."""
+        shape = (int(self.info["channels"]), int(self.info["image_size"]), int(self.info["image_size"]))
+        wanted = f"uint8 images (N, {', '.join(map(str, shape))}), or floats in [0, 1]"
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != shape:
+            got = tuple(x.shape) if hasattr(x, "shape") else type(x).__name__
+            raise UsageError(f"{self.path}: probabilities takes {wanted}, not {got}; predict(IMAGES_DIR) reads, "
+                             "resizes and converts image files")
+        if x.is_floating_point() and x.numel() and float(x.max()) > 1.0 + 1e-6:
+            raise UsageError(f"{self.path}: probabilities takes {wanted}; these floats reach {float(x.max()):g} "
+                             "(divide by 255, or pass uint8)")
 
     def _images(self, images_dir: str | Path, labels_csv: str | Path | pd.DataFrame | None, path_col: str | None,
                 label_col: str | None, device: torch.device, workers: int, cache: DecodeCache | None,
@@ -266,11 +282,16 @@ class SavedModel:
         table = load_features(features, source, standardisation=(stats["mean"].numpy(), stats["scale"].numpy()))
         return source, torch.from_numpy(table.values)
 
+    def _class_index(self) -> dict[str, int]:
+        """Each class's position, by its name as text in composed Unicode form: "3" is the class 3, and a folder
+        named on macOS (decomposed accents) is the class of the same name."""
+        return {class_key(c): k for k, c in enumerate(self.classes)}
+
     def _check_labels(self, source: LabeledSource) -> None:
-        """Every given label must be a class of the model (compared as text: "3" is the class 3)."""
-        known = {str(c) for c in self.classes}
+        """Every given label must be a class of the model (:meth:`_class_index`)."""
+        known = self._class_index()
         for i, label in enumerate(source.labels):
-            if label is not None and str(label) not in known:
+            if label is not None and class_key(label) not in known:
                 origin, line = source.where(i)
                 shown = ", ".join(map(str, self.classes[:12])) + (", ..." if len(self.classes) > 12 else "")
                 raise InputError(f"label {label!r} is not a class of the model {self.path} (its classes: {shown})",
@@ -283,8 +304,8 @@ class SavedModel:
                               "path": [str(r) for r in rows] if source is None else [source.paths[r] for r in rows]})
         given = None
         if source is not None and source.label_col is not None:
-            index = {str(c): k for k, c in enumerate(self.classes)}
-            given = np.asarray([index[str(source.labels[r])] for r in rows], dtype=np.int64)
+            index = self._class_index()
+            given = np.asarray([index[class_key(source.labels[r])] for r in rows], dtype=np.int64)
             frame["given_label"] = names[given]
         frame["predicted_label"] = names[predicted]
         frame["pred_prob"] = probs[np.arange(len(rows)), predicted].astype(np.float32)
@@ -343,12 +364,24 @@ def _folders_by_class(root: Path, classes: list) -> tuple[list[str], list[str]]:
     ImageFolder tree of the model's classes: a held-out split laid out as the training data was."""
     if not root.is_dir():
         return [], []
-    known = {str(c) for c in classes}
+    known = {class_key(c) for c in classes}
     entries = [e for e in root.iterdir() if not e.name.startswith(".")]
     folders = sorted(e.name for e in entries if e.is_dir())
     if any(e.is_file() and e.suffix.lower() in IMAGE_EXTENSIONS for e in entries):
         return [], folders
-    return [f for f in folders if f in known], [f for f in folders if f not in known]
+    named = [f for f in folders if class_key(f) in known]
+    # a folder without an image is no class (a folder scan leaves it out too), so not a stray either
+    return named, [f for f in folders if class_key(f) not in known and _has_image(root / f)]
+
+
+def class_key(label: object) -> str:
+    """A class name as predict matches it: as text, in composed Unicode form."""
+    return unicodedata.normalize("NFC", str(label))
+
+
+def _has_image(folder: Path) -> bool:
+    return any(f.suffix.lower() in IMAGE_EXTENSIONS for _, _, names in os.walk(folder, followlinks=True)
+               for f in map(Path, names) if not f.name.startswith("."))
 
 
 def load_model(path: str | Path) -> SavedModel:

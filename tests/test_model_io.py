@@ -112,6 +112,18 @@ def test_load_model_round_trip_and_unlabelled_inputs(digits_model, tmp_path):
     assert seven.attrs["noiseaudit"]["accuracy"] == pytest.approx(float((sevens["predicted_label"] == 7).mean()))
 
 
+def test_probabilities_refuses_images_it_would_misread(digits_model):
+    """A float image in 0-255 gave a confident one-hot answer, a wrong size a raw matrix-shape error."""
+    saved = load_model(digits_model[3])
+    images = torch.randint(0, 256, (2, 1, 8, 8), dtype=torch.uint8)
+    np.testing.assert_allclose(saved.probabilities(images), saved.probabilities(images.float() / 255), rtol=1e-5)
+    with pytest.raises(UsageError, match=r"floats reach 2\d\d \(divide by 255, or pass uint8\)"):
+        saved.probabilities(images.float())
+    with pytest.raises(UsageError, match=r"takes uint8 images \(N, 1, 8, 8\), or floats in \[0, 1\], not "
+                                         r"\(2, 1, 16, 16\); predict\(IMAGES_DIR\) reads"):
+        saved.probabilities(torch.zeros(2, 1, 16, 16, dtype=torch.uint8))
+
+
 def test_predict_can_skip_bad_images_and_list_them(digits_model, tmp_path):
     """One corrupt image stopped predict; with --on-bad-image skip it is listed with its status, as a scan does,
     and the rest are predicted as before."""
@@ -135,6 +147,12 @@ def test_predict_can_skip_bad_images_and_list_them(digits_model, tmp_path):
         report["given_label"].iloc[3]
     ok = predictions[predictions["status"] == "ok"]
     assert_same_predictions(report[report["path"] != broken], ok.astype({"predicted_label": "int64"}))
+    only = tmp_path / "only.csv"  # nothing readable: exit 0 and a file of skipped rows alone (a tester's finding)
+    pd.DataFrame({"file": [broken, "ghost.png"]}).to_csv(only, index=False)
+    result = invoke("predict", model, folder, only, "-o", tmp_path / "none.parquet", "--device", "cpu", "--quiet",
+                    "--on-bad-image", "skip")
+    assert result.exit_code == 2 and "only.csv: no readable images" in result.stderr
+    assert not (tmp_path / "none.parquet").exists()
 
 
 def test_a_gray_model_takes_colour_images_and_the_other_way_round():
@@ -319,10 +337,30 @@ def test_predict_on_a_class_folder_tree_takes_the_folders_as_labels(digits_model
     assert [truth[p.split("/")[1]] for p in frame["path"]] == frame["given_label"].tolist()
     agree = (frame["given_label"] == frame["predicted_label"]).mean()
     assert json.loads(result.stdout)["accuracy"] == pytest.approx(agree)
+    (tree / "empty").mkdir()  # a folder without an image is no class, nor a stray: it cost every label
+    result = invoke("predict", model, tree, "-o", tmp_path / "e.parquet", "--device", "cpu", "--quiet")
+    assert result.exit_code == 0 and "given_label" in read_report(tmp_path / "e.parquet")[0].columns
+    assert "1 class folder(s) without an image, so not classes: 'empty'" in result.stderr
     (tree / "extra").mkdir()  # a folder that is not a class: every image, unlabelled, as before; now said
     (tree / "extra" / "x.png").write_bytes((images / table["file"][0]).read_bytes())
-    result = invoke("predict", model, tree, "-o", tmp_path / "q.parquet", "--device", "cpu", "--quiet")
+    result = invoke("predict", model, tree, "-o", tmp_path / "q.parquet", "--device", "cpu", "--quiet", "--json")
     assert result.exit_code == 0 and "given_label" not in read_report(tmp_path / "q.parquet")[0].columns
+    assert not {"accuracy", "n_disagree"} & set(json.loads(result.stdout))  # left out, not null, as scan's
     assert result.stderr == (f"warning: {tree}: 1 folder not named as a class of the model ('extra'), so the class "
                              "folders give no labels: every image is predicted without one; move those folders out "
                              "to get the accuracy\n")
+
+
+def test_class_folders_named_in_another_unicode_form_are_the_models_classes(tmp_path):
+    """A tree copied from a Mac (decomposed accents) against a model whose class is written composed lost every
+    label: the folder was 'not named as a class of the model' (a tester's finding)."""
+    import unicodedata
+
+    from noiseaudit.model_io import _folders_by_class, class_key
+
+    composed, decomposed = (unicodedata.normalize(form, "fünf") for form in ("NFC", "NFD"))
+    for name in (decomposed, "vier"):
+        (tmp_path / name).mkdir()
+        Image.new("L", (8, 8), 9).save(tmp_path / name / "a.png")
+    assert _folders_by_class(tmp_path, [composed, "vier"]) == ([decomposed, "vier"], [])
+    assert class_key(decomposed) == class_key(composed) == composed and class_key(3) == "3"

@@ -98,8 +98,9 @@ def predict_command(
                               on_progress=on_progress, on_bad_image=on_bad_image)
     meta = frame.attrs["noiseaudit"]
     save_report(frame, meta, output, overwrite=overwrite)
+    # as scan's --json: a key that does not apply (the accuracy without given labels) is left out, not null
     summary = {**{k: meta[k] for k in ("model_file", "model", "kind", "n_samples", "accuracy", "n_disagree",
-                                       "predicted_counts", "device")}, "output": str(output),
+                                       "predicted_counts", "device") if meta[k] is not None}, "output": str(output),
                **{k: meta[k] for k in ("n_skipped", "skipped_by_status") if k in meta}}
     if "given_prob" in frame:
         summary["most_doubted"] = most_doubted(frame)

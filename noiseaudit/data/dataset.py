@@ -311,6 +311,8 @@ def _decoded(source: LabeledSource, files: list[Path], keep: list[int], image_si
             found = {} if identical is None else {"identical": groups_of(identical)}
             cache.store(key, image_size, stacked, {"bad": failed, **found}, variant=entry.get("variant"))
     decoded = [j for j, i in enumerate(keep) if bad is None or i not in bad]
+    if not decoded:  # every image skipped (prediction asks for no class, so the class check would let it by)
+        raise InputError("no readable images", path=source.origin)
     rows = np.asarray([keep[j] for j in decoded], dtype=np.int64)
     stacked = stacked[decoded] if len(decoded) != len(keep) else np.asarray(stacked)
     labels = [source.labels[i] for i in rows]
