@@ -29,6 +29,7 @@ wrong labels than in 6 epochs, so the count of its disagreements holds (``worse`
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -42,7 +43,7 @@ from noiseaudit.data.cache import DecodeCache
 from noiseaudit.data.dataset import Encoder, SampleData, load_dataset, source_key
 from noiseaudit.data.images import GRAY_MODES, DecodeError, image_header
 from noiseaudit.data.source import LabeledSource
-from noiseaudit.errors import NoiseAuditHint, warn
+from noiseaudit.errors import NoiseAuditHint, NoiseAuditWarning, warn
 from noiseaudit.models import efficientnet as lite0
 from noiseaudit.progress import ProgressCallback
 
@@ -229,7 +230,9 @@ def measure_choice(plan: BackbonePlan, source: LabeledSource, device: torch.devi
     sub = LabeledSource(source.root, [source.paths[i] for i in rows], [source.labels[i] for i in rows],
                         [source.lines[i] for i in rows], source.origin)
     step(0)
-    data = load_dataset(sub, image_size=plan.image_size, workers=workers, on_bad_image=on_bad_image)
+    with warnings.catch_warnings():  # what the sample's reading warns of, the full reading says again
+        warnings.simplefilter("ignore", NoiseAuditWarning)
+        data = load_dataset(sub, image_size=plan.image_size, workers=workers, on_bad_image=on_bad_image)
     if data.channels == 1:
         return {"reason": "grayscale", "chosen": "from scratch"}
     if not installed:

@@ -86,5 +86,8 @@ def skipped_images(summary: dict[str, Any], where: str) -> str:
     """The summary line of a command that left bad images out (``n_skipped``, ``skipped_by_status``), which are
     in ``where`` ("the report") with their status."""
     counts = ", ".join(f"{v} {k}" for k, v in summary["skipped_by_status"].items())
-    return (f"Skipped {plural(summary['n_skipped'], 'bad image')} ({counts}); they are in {where} with that "
-            "status.")
+    examples = summary.get("skipped_examples") or []
+    named = ", ".join(f"{e['path']!r} ({e['status']})" for e in examples)
+    named += ", ..." if len(examples) < summary["n_skipped"] else ""
+    return (f"Skipped {plural(summary['n_skipped'], 'bad image')} ({counts}){': ' + named if named else ''}; "
+            f"{'they are' if summary['n_skipped'] > 1 else 'it is'} in {where} with that status.")

@@ -382,3 +382,23 @@ def test_a_bad_image_in_the_probes_sample_stops_the_scan_there(textures, tmp_pat
         scan(root, csv, epochs=1, device="cpu", workers=1, cache=False,
              on_progress=lambda stage, done, total, info: heard.append((stage, done)))
     assert ("choose", 1) not in heard  # nothing embedded or trained before the error
+
+
+def test_the_probe_sample_does_not_say_what_the_full_reading_says_again(textures, tmp_path):
+    """A file listed under two names was warned of twice when the choice was measured: by the probe's reading
+    of a sample, then by the full reading (a tester's finding)."""
+    import warnings
+
+    from noiseaudit.data.source import LabeledSource, load_source
+    from noiseaudit.errors import NoiseAuditWarning
+
+    images, csv = textures
+    source = load_source(images, csv)
+    twice = LabeledSource(source.root, source.paths + [source.paths[0]], source.labels + [source.labels[1]],
+                          source.lines + [None], source.origin)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        evidence = backbone.measure_choice(backbone.BackbonePlan(lite0.NAME), twice, torch.device("cpu"), seed=0,
+                                           workers=1, installed=False)
+    assert evidence["reason"] == "no extra"  # the sample was read (and the file twice in it) before this
+    assert not [w for w in caught if issubclass(w.category, NoiseAuditWarning)]

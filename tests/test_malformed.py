@@ -368,6 +368,7 @@ def test_malformed_input(ctx: Ctx, case: Case):
         assert stderr_of(result) == ""
         summary = json.loads(result.stdout)
         assert summary["n_skipped"] == 1 and summary["skipped_by_status"] == {case.status: 1}
+        assert summary["skipped_examples"] == [{"path": case.bad_path, "status": case.status}]
         assert summary["n_samples"] == N_BASE
         report, meta = read_report(out)
         assert len(report) == N_BASE + 1

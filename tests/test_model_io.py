@@ -139,7 +139,7 @@ def test_predict_can_skip_bad_images_and_list_them(digits_model, tmp_path):
     result = invoke("predict", model, folder, csv, "--label-col", "digit", "-o", out, "--device", "cpu", "--quiet",
                     "--on-bad-image", "skip")
     assert result.exit_code == 0, result.output
-    assert "Skipped 1 bad image (1 not_image)" in result.stdout
+    assert f"Skipped 1 bad image (1 not_image): {broken!r} (not_image); it is in the file" in result.stdout
     predictions, meta = read_report(out)
     assert len(predictions) == len(report) and meta["n_skipped"] == 1
     bad = predictions[predictions["path"] == broken].iloc[0]

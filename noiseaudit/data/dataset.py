@@ -167,19 +167,23 @@ def _warn_one_file_twice(source: LabeledSource, files: list[Path]) -> None:
          f"file{labels}. Each name trains as a sample", NoiseAuditWarning)
 
 
-def bad_image_error(source: LabeledSource, row: int, reason: str) -> InputError:
-    """The fail-policy error for an undecodable image: its path, why, and the file and line naming it."""
+def bad_image_error(source: LabeledSource, row: int, reason: str, more: str = "") -> InputError:
+    """The fail-policy error for an undecodable image: its path, why, the file and line naming it, how many more
+    were found (``more``: "3 more"), and the option that would leave them out."""
     origin, line = source.where(row)
-    return InputError(f"{source.paths[row]!r}: {reason}", path=origin, line=line)
+    others = f" (and {more})" if more else ""
+    return InputError(f"{source.paths[row]!r}: {reason}{others}; {option('on_bad_image', 'skip')} leaves "
+                      "undecodable images out and lists them in the report", path=origin, line=line)
 
 
 def _each_file(fn: Callable, files: list[Path], rows: list[int], source: LabeledSource, workers: int,
-               progress: Progress | None, bad: dict[int, SkippedImage] | None) -> list:
+               progress: Progress | None, bad: dict[int, SkippedImage] | None, batch: bool = False) -> list:
     """``fn(j, files[rows[j]])`` for every position j.
 
     A DecodeError is recorded in ``bad`` under its source row when ``bad`` is
     given (the skip policy); otherwise the first one, in input order, becomes
-    an InputError naming the file and its CSV line.
+    an InputError naming the file and its CSV line, and how many others failed
+    (among these ``rows``: a ``batch`` of the dataset, or all of it).
     """
     def call(j: int):
         try:
@@ -188,12 +192,13 @@ def _each_file(fn: Callable, files: list[Path], rows: list[int], source: Labeled
             return err
 
     results = _map(call, list(range(len(rows))), workers, progress)
-    for j, r in enumerate(results):
-        if isinstance(r, DecodeError):
-            row = rows[j]
-            if bad is None:
-                raise bad_image_error(source, row, str(r))
-            bad.setdefault(row, SkippedImage(row, r.status, str(r)))
+    failed = [j for j, r in enumerate(results) if isinstance(r, DecodeError)]
+    if failed and bad is None:
+        more = "" if len(failed) == 1 else f"{len(failed) - 1} more" + (
+            f" among the {len(rows)} images read with it" if batch else "")
+        raise bad_image_error(source, rows[failed[0]], str(results[failed[0]]), more)
+    for j in failed:
+        bad.setdefault(rows[j], SkippedImage(rows[j], results[j].status, str(results[j])))
     return results
 
 
@@ -297,7 +302,8 @@ def _decoded(source: LabeledSource, files: list[Path], keep: list[int], image_si
         stacked, meta = hit
         for j, status, reason in meta["bad"]:
             if bad is None:
-                raise bad_image_error(source, keep[j], reason)
+                raise bad_image_error(source, keep[j], reason, "" if len(meta["bad"]) == 1 else
+                                      f"{len(meta['bad']) - 1} more")
             bad.setdefault(keep[j], SkippedImage(keep[j], status, reason))
         if progress is not None:
             progress(len(keep), len(keep))
@@ -387,7 +393,7 @@ def _decode_all(source: LabeledSource, files: list[Path], keep: list[int], image
             batch[j] = decode_image(file, image_size)
             digests[start + j] = digest(batch[j])
 
-        _each_file(decode_batch, files, part, source, workers, None, bad)
+        _each_file(decode_batch, files, part, source, workers, None, bad, batch=True)
         out[start:start + len(part)] = encoder.encode(batch[:len(part)])
         if progress is not None:
             progress(start + len(part), len(keep))
