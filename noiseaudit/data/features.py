@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from noiseaudit import formats
 from noiseaudit.data.source import LabeledSource
-from noiseaudit.errors import InputError, UsageError, input_file, option
+from noiseaudit.errors import InputError, NoiseAuditWarning, UsageError, input_file, option, warn
 
 FEATURE_SUFFIXES = (".npy", ".parquet", ".pq")
 CHUNK_ROWS = 16384
@@ -131,11 +132,20 @@ def _check_array(x: np.ndarray, origin: str) -> np.ndarray:
     return x
 
 
+def _not_aligned(rows: int, source: LabeledSource, origin: str) -> InputError:
+    """Row-aligned vectors and labels of different lengths: how to pair them by key instead (the labels after
+    ``apply`` dropped some rows, against the vectors of them all)."""
+    key = f"{source.path_col!r}" if source.path_col else "key (an id or path column the labels CSV gains)"
+    return InputError(f"features have {rows} rows but {source.origin} has {len(source)} samples; row-aligned "
+                      f"vectors must match row for row. To scan some of them, store the vectors in Parquet beside the "
+                      f"labels' {key} column: rows then join by key, and the vectors no row names are left out",
+                      path=origin)
+
+
 def _aligned(x: np.ndarray, origin: str, source: LabeledSource | None) -> _Reader:
     """A row-aligned in-memory or memory-mapped matrix."""
     if source is not None and x.shape[0] != len(source):
-        raise InputError(f"features have {x.shape[0]} rows but {source.origin} has {len(source)} samples; "
-                         "they must be row-aligned", path=origin)
+        raise _not_aligned(x.shape[0], source, origin)
 
     def chunks() -> Iterator[tuple[int, np.ndarray]]:
         for start in range(0, x.shape[0], CHUNK_ROWS):
@@ -166,8 +176,7 @@ def _npy(path: Path, source: LabeledSource | None) -> _Reader:
         return _aligned(np.load(path, mmap_mode="r"), str(path), source)
     rows, dim = shape
     if source is not None and rows != len(source):
-        raise InputError(f"features have {rows} rows but {source.origin} has {len(source)} samples; "
-                         "they must be row-aligned", path=path)
+        raise _not_aligned(rows, source, str(path))
 
     def chunks() -> Iterator[tuple[int, np.ndarray]]:
         with open(path, "rb") as fh:
@@ -223,6 +232,7 @@ def _parquet(path: Path, source: LabeledSource | None) -> _Reader:
         raise InputError(f"not a Parquet file ({str(exc).splitlines()[0]})", path=path) from None
     schema = file.schema_arrow
     key = source.path_col if source is not None and source.path_col in schema.names else None
+    index = pandas_index_columns(schema)  # a DataFrame's index, stored by to_parquet: not a feature
     lists = [f.name for f in schema if pa.types.is_list(f.type) or pa.types.is_large_list(f.type)
              or pa.types.is_fixed_size_list(f.type)]
     if len(lists) > 1:
@@ -231,7 +241,8 @@ def _parquet(path: Path, source: LabeledSource | None) -> _Reader:
         value_type = schema.field(lists[0]).type.value_type
         if not (pa.types.is_integer(value_type) or pa.types.is_floating(value_type)):
             raise InputError(f"column {lists[0]!r} holds {value_type}, not numbers", path=path)
-        beside = [n for n in schema.names if n not in (lists[0], key, None if source is None else source.label_col)]
+        beside = [n for n in schema.names if n not in (lists[0], key, None if source is None else source.label_col)
+                  and n not in index]
         if beside and source is not None:  # an id column the labels name otherwise: row order would pair them wrongly
             fix = (f"is not the labels' key column {source.path_col!r}: rename it so to join on it"
                    if source.path_col else
@@ -240,7 +251,8 @@ def _parquet(path: Path, source: LabeledSource | None) -> _Reader:
                              "pair rows by position", path=path)
         columns = [lists[0]]
     else:
-        columns = [n for n in schema.names if n not in (key, None if source is None else source.label_col)]
+        columns = [n for n in schema.names if n not in (key, None if source is None else source.label_col)
+                   and n not in index]
         for name in columns:
             t = schema.field(name).type
             if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
@@ -250,9 +262,7 @@ def _parquet(path: Path, source: LabeledSource | None) -> _Reader:
     rows = file.metadata.num_rows
     position = None if key is None else _join(file.read(columns=[key]).column(0).to_pylist(), key, str(path), source)
     if position is None and source is not None and rows != len(source):
-        key_hint = "" if source.path_col is None else f" {source.path_col!r}"
-        raise InputError(f"features have {rows} rows but {source.origin} has {len(source)} samples; they must be "
-                         f"row-aligned, or carry the key column{key_hint}", path=path)
+        raise _not_aligned(rows, source, str(path))
 
     dim = _first_dim(file, lists[0], path) if lists else len(columns)
 
@@ -280,6 +290,16 @@ def _parquet(path: Path, source: LabeledSource | None) -> _Reader:
     return _Reader(rows, dim, chunks, str(path), position)
 
 
+def pandas_index_columns(schema) -> set[str]:
+    """The columns of a Parquet schema that hold a pandas DataFrame's index (``__index_level_0__`` after a
+    filter or a sort, or a named index): ``DataFrame.to_parquet`` stores them unless ``index=False``."""
+    try:
+        stored = (schema.pandas_metadata or {}).get("index_columns", [])
+    except (ValueError, TypeError):  # metadata that is not pandas' JSON
+        return set()
+    return {c for c in stored if isinstance(c, str)}
+
+
 def _first_dim(file, column: str, path: Path) -> int:
     """The length of the first vector, which every other must have."""
     first = next(file.iter_batches(batch_size=1, columns=[column])).column(0)[0]
@@ -291,14 +311,16 @@ def _first_dim(file, column: str, path: Path) -> int:
 
 
 def _join(keys: list, key: str, path: str, source: LabeledSource) -> np.ndarray:
-    """For every features row (its key in ``keys``), the labels-table row with the same key."""
+    """For every features row (its key in ``keys``), the labels-table row with the same key, or -1 where no row
+    has it: a store of vectors for more items than these labels (the rows an ``apply`` dropped), left out with
+    a warning, once every sample has its vector."""
     row_of = {k: i for i, k in enumerate(source.paths)}
-    position = np.empty(len(keys), dtype=np.int64)
+    position = np.full(len(keys), -1, dtype=np.int64)
     seen = np.zeros(len(source), dtype=bool)
     for r, k in enumerate(keys):
         i = row_of.get(str(k) if k is not None else None)
         if i is None:
-            raise InputError(f"row {r}: key {k!r} matches no row of {source.origin} (column {key!r})", path=path)
+            continue
         if seen[i]:
             raise InputError(f"row {r}: key {k!r} appears twice", path=path)
         seen[i], position[r] = True, i
@@ -306,6 +328,10 @@ def _join(keys: list, key: str, path: str, source: LabeledSource) -> np.ndarray:
         first = int(np.flatnonzero(~seen)[0])
         raise InputError(f"{int((~seen).sum())} sample(s) have no features, the first {source.paths[first]!r} "
                          f"(no row with that {key!r} in {path})", path=source.origin, line=source.lines[first])
+    unused = np.flatnonzero(position < 0)
+    if len(unused):
+        warn(f"{path}: {formats.plural(len(unused), 'row')} of vectors whose {key!r} {source.origin} does not list, "
+             f"left out (the first: row {int(unused[0])}, {keys[int(unused[0])]!r})", NoiseAuditWarning)
     return position
 
 
@@ -315,16 +341,26 @@ def _standardise(reader: _Reader, n: int, given: tuple[np.ndarray, np.ndarray] |
     replaces the statistics of pass 1."""
     count, mean, m2 = 0, np.zeros(reader.dim), np.zeros(reader.dim)
     for start, chunk in reader.chunks():
+        used = np.ones(len(chunk), dtype=bool) if reader.position is None else \
+            reader.position[start:start + len(chunk)] >= 0
         x = chunk.astype(np.float64)
-        finite = np.isfinite(x).all(axis=1)
+        finite = np.isfinite(x).all(axis=1) | ~used
         if not finite.all():
             raise InputError(f"features row {start + int(np.flatnonzero(~finite)[0])} (0-based) holds NaN or inf",
                              path=reader.origin)
+        x = x[used] if not used.all() else x
+        if not len(x):
+            continue
         k, chunk_mean = len(x), x.mean(axis=0)
         delta = chunk_mean - mean
         mean = mean + delta * (k / (count + k))
-        m2 += np.square(x - chunk_mean).sum(axis=0) + np.square(delta) * (count * k / (count + k))
+        with np.errstate(over="ignore", invalid="ignore"):
+            m2 += np.square(x - chunk_mean).sum(axis=0) + np.square(delta) * (count * k / (count + k))
         count += k
+    if not (np.isfinite(mean).all() and np.isfinite(m2).all()):
+        column = int(np.flatnonzero(~(np.isfinite(mean) & np.isfinite(m2)))[0])
+        raise InputError(f"features column {column} (0-based) holds values too large to standardise (their squares "
+                         "overflow float64); rescale them", path=reader.origin)
     scale = np.sqrt(m2 / max(count, 1))
     scale[scale <= 1e-12 * np.maximum(1.0, np.abs(mean))] = 1.0  # a constant column becomes all zeros
     if given is not None:
@@ -332,6 +368,9 @@ def _standardise(reader: _Reader, n: int, given: tuple[np.ndarray, np.ndarray] |
     values = np.empty((n, reader.dim), dtype=STORAGE_DTYPE)
     for start, chunk in reader.chunks():
         end = start + len(chunk)
-        rows = slice(start, end) if reader.position is None else reader.position[start:end]
-        values[rows] = ((chunk.astype(np.float64) - mean) / scale).astype(STORAGE_DTYPE)
+        if reader.position is None:
+            values[start:end] = ((chunk.astype(np.float64) - mean) / scale).astype(STORAGE_DTYPE)
+            continue
+        rows = reader.position[start:end]
+        values[rows[rows >= 0]] = ((chunk[rows >= 0].astype(np.float64) - mean) / scale).astype(STORAGE_DTYPE)
     return Features(values=values, mean=mean, scale=scale, origin=reader.origin)
