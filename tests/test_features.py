@@ -737,3 +737,14 @@ def test_a_parquet_key_named_otherwise_is_refused_not_paired_by_position(files, 
         scan_features(tmp_path / "named.parquet", files["id"], **OPTIONS)
     with pytest.raises(InputError, match=r"the labels have no key column to join it to: name one with key_col"):
         scan_features(tmp_path / "named.parquet", files["nokey"], **OPTIONS)
+
+
+def test_image_options_given_with_features_are_refused(files, tmp_path):
+    """--augment, --image-size, --workers... with --features ran and were dropped without a word (a tester's
+    finding), where --model small-cnn and --backbone were refused."""
+    out = tmp_path / "r.parquet"
+    result = invoke("scan", "--features", files["npy"], files["nokey"], "-o", out, "--epochs", 1, "--augment",
+                    "--workers", 3, "--no-cache", "--quiet")
+    assert result.exit_code == 2 and not out.exists()
+    assert result.stderr == ("error: --augment --no-cache --workers 3: these apply to images, not to --features (the "
+                             "vectors are used as given)\n")

@@ -16,7 +16,7 @@ from noiseaudit import formats
 from noiseaudit.cli.console import BROKEN_PIPE, discard_stdout, echo_json, exits_on_errors, stderr, stdout
 from noiseaudit.cli.progress import progress_reporter
 from noiseaudit.config import MIDPOINT, RANKED_BY, RATE_AND_PROB, make_config
-from noiseaudit.errors import NoiseAuditHint, UsageError
+from noiseaudit.errors import NoiseAuditHint, UsageError, option
 from noiseaudit.extras import install_hint
 
 METRIC_NAMES = (("precision", "precision"), ("recall", "recall"), ("F1", "f1"), ("AUROC", "auroc"),
@@ -153,8 +153,21 @@ INPUTS, OUTPUT, MODEL, TRAINING = "Inputs", "Output", "Model", "Training"
 VERIFIED, FLAGS, RUN = "Verified labels", "Ranking and flags", "Running"  # scan --help groups its options
 
 
+def _refuse_image_options(ctx: typer.Context) -> None:
+    """An option that only images use, given with --features, is refused: it was dropped without a word."""
+    from noiseaudit.config import IMAGE_OPTIONS
+
+    # by the source's name: typer now vendors click, and ParameterSource lives in whichever is installed
+    given = [name for name in IMAGE_OPTIONS if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"]
+    if given:
+        flags = " ".join(option(name, ctx.params[name]) for name in given)
+        raise UsageError(f"{flags}: {'these apply' if len(given) > 1 else 'it applies'} to images, not to "
+                         "--features (the vectors are used as given)")
+
+
 @exits_on_errors
 def scan_command(
+    ctx: typer.Context,
     images_dir: Annotated[Path, typer.Argument(
         help="Image folder (one subfolder per class if no CSV is given); with --features, the labels CSV.")],
     labels_csv: Annotated[Optional[Path], typer.Argument(help="CSV with a path column and a label column.")] = None,
@@ -202,12 +215,15 @@ def scan_command(
         help="learned-lr; plain (uniform rates, ranked by loss); or dba (Dynamic Batch Adaptation, ranked by how often"
              " a sample is selected).")] = "learned-lr",
     epochs: Annotated[Optional[int], typer.Option(rich_help_panel=TRAINING,
-        help="Training epochs (default: 10 from scratch, 6 with a backbone; deep 4 below 20,000 images).")] = None,
+        help="Training epochs (default: 10 from scratch and on --features, 6 with a backbone; deep 4 below 20,000 "
+             "images).")] = None,
     batch_size: Annotated[int, typer.Option(rich_help_panel=TRAINING, help="Batch size.")] = 128,
     lr: Annotated[Optional[float], typer.Option(rich_help_panel=TRAINING,
-        help="Base learning rate (SGD, momentum 0.9; default: 0.05 from scratch, 0.02 with a backbone).")] = None,
+        help="Base learning rate (SGD, momentum 0.9; default: 0.05 from scratch, 0.02 with a backbone, 0.01 on "
+             "--features).")] = None,
     hyper_lr: Annotated[Optional[float], typer.Option(rich_help_panel=TRAINING,
-        help="Step size of the per-sample rate update (default: 0.05 from scratch, 0.2 with a backbone).")] = None,
+        help="Step size of the per-sample rate update (default: 0.05 from scratch, 0.2 with a backbone, 0.3 on "
+             "--features).")] = None,
     margin_weight: Annotated[float, typer.Option(rich_help_panel=TRAINING,
         help="Weight of the sample's own probability margin in the rate update, beside its class alignment.")] = 0.5,
     meta: Annotated[str, typer.Option(rich_help_panel=TRAINING,
@@ -227,7 +243,8 @@ def scan_command(
         help="Flag this fraction of samples (default: estimate it).")] = None,
     rank_by: Annotated[str, typer.Option(rich_help_panel=FLAGS,
         help="rate: rank by the learned rate alone; rate+prob: by the mean of its rank and the final model's "
-             "probability of the given label; auto: rate+prob with a pretrained backbone, rate from scratch. The count"
+             "probability of the given label; auto: rate+prob with a pretrained backbone, rate from scratch and on "
+             "--features. The count"
              " of flags is the same either way.")] = "auto",
     output: Annotated[Path, typer.Option("--output", "-o", rich_help_panel=OUTPUT,
         help="Parquet report to write.")] = Path("report.parquet"),
@@ -264,6 +281,8 @@ def scan_command(
     if features is not None and labels_csv is not None:
         raise typer.BadParameter("with --features give only the labels CSV: noiseaudit scan --features FEATURES "
                                  "LABELS_CSV")
+    if features is not None:
+        _refuse_image_options(ctx)
     options: dict[str, Any] = dict(
         label_col=label_col, model=model, backbone=backbone, method=method, epochs=epochs, batch_size=batch_size,
         lr=lr, hyper_lr=hyper_lr, margin_weight=margin_weight, meta=meta, schedule=schedule, layerwise=layerwise,
