@@ -15,7 +15,7 @@ from noiseaudit.data.pathmatch import PathIndex
 from noiseaudit.data.source import LABEL_COLUMN_NAMES, find_key_column, pick_column, read_image_folder
 from noiseaudit.errors import (InputError, NoiseAuditWarning, UsageError, check_path, header_line, in_memory,
                                input_file, line_word, option, place, warn)
-from noiseaudit.report.export import as_reviewed, label_studio_answers, read_verdict, relabel_target
+from noiseaudit.report.export import as_reviewed, label_studio_answers, last_answers, read_verdict, relabel_target
 
 
 @dataclass
@@ -47,6 +47,7 @@ def read_reviewed(reviewed: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, li
         check_path(reviewed, "reviewed file", or_table=True)
         origin = str(reviewed)
         sheet, lines = _read_sheet(input_file(reviewed, "reviewed file"))
+    sheet, lines = last_answers(sheet, lines)
     return as_reviewed(sheet), lines, origin
 
 
@@ -62,7 +63,7 @@ def _read_sheet(path: Path) -> tuple[pd.DataFrame, list[int | None]]:
         if records and all("annotations" in r and "data" in r for r in records):  # Label Studio's JSON export
             records = label_studio_answers(records)
         frame = pd.DataFrame(records).fillna("").astype(str)
-        return frame.apply(lambda c: c.str.strip()), [None] * len(frame)
+        return frame.apply(lambda c: c.str.strip()), list(range(1, len(frame) + 1))  # record numbers
     report_hint = (f": export the suspects first (noiseaudit export {path} -o review.csv), fill in verdict and "
                    "new_label, then apply that")  # the report itself, most likely
     return read_text_table(path, "reviewed file", report_hint, rows_needed=False)
@@ -273,7 +274,9 @@ def apply_review(labels_csv: str | Path | pd.DataFrame, reviewed_path: str | Pat
                 raise InputError(f"new label {target!r} for {p!r} is not a known class "
                                  f"(pass {option('allow_new_labels', True)} to add one)", path=reviewed_path, line=line)
         if i in decisions and decisions[i][:2] != (verdict, target):
-            raise InputError(f"conflicting verdicts for {p!r} (also on {line_word(reviewed_path, decisions[i][2])})",
+            other = decisions[i][2]
+            also = "listed twice" if other is None else f"also on {line_word(reviewed_path, other)}"
+            raise InputError(f"conflicting verdicts for {p!r} ({also})",
                              path=reviewed_path, line=line)
         decisions[i] = (verdict, target, line)
     current = table[lcol].iloc[matched].tolist()

@@ -73,7 +73,14 @@ def place(path: str | Path, line: int | None) -> str:
     (a table from Python: its 0-based row), or the bare name when no line applies."""
     if line is None:
         return str(path)
+    if _records(path):
+        return f"{path} record {line}"
     return f"{path} row {line}" if in_memory(path) else f"{path}:{line}"
+
+
+def _records(path: str | Path) -> bool:
+    """A JSON file: its rows are records, numbered from 1 in messages, not lines."""
+    return str(path).lower().endswith(".json")
 
 
 def warn(message: str, category: type[Warning]) -> None:
@@ -88,7 +95,7 @@ def warn(message: str, category: type[Warning]) -> None:
 
 def line_word(path: str | Path, line: int | None) -> str:
     """The place within ``path`` in words: "line 7" of a file, "row 5" of a table from Python."""
-    return f"row {line}" if in_memory(path) else f"line {line}"
+    return f"row {line}" if in_memory(path) else f"record {line}" if _records(path) else f"line {line}"
 
 
 def header_line(path: str | Path) -> int | None:

@@ -11,6 +11,8 @@ from sklearn.metrics import average_precision_score, f1_score, precision_score, 
 from typer.testing import CliRunner
 
 from noiseaudit.cli import app
+from noiseaudit.data.source import load_source
+from noiseaudit.data.trusted import merge_trusted
 from noiseaudit.errors import InputError
 from noiseaudit.report.io import write_report
 
@@ -234,8 +236,14 @@ def test_apply_reads_label_studio_exports_of_the_tasks(hand_report, tmp_path):
     tasks[2]["annotations"] = [answer(other[2], cancelled=True)]  # skipped: unreviewed
     tasks[3]["annotations"] = []
     (tmp_path / "ls.json").write_text(json.dumps(tasks))
-    flat = [{"image": t["data"]["image"], "path": t["data"]["path"], "given_label": t["data"]["given_label"],
-             "id": i, "label": choice} for i, (t, choice) in enumerate(zip(tasks, [given[0], other[1], "", ""]))]
+    # JSON-MIN and CSV: a record per annotation (task 1 twice, its later answer listed first), which were refused
+    # as conflicting verdicts: "also on line None" (a tester's finding)
+    answers = [(0, given[0], "2026-12-07T10:00:00Z"), (1, other[1], "2026-12-07T10:05:00Z"),
+               (1, given[1], "2026-12-07T10:01:00Z"), (2, "", ""), (3, "", "")]
+    flat = [{"image": tasks[i]["data"]["image"], "path": tasks[i]["data"]["path"],
+             "given_label": tasks[i]["data"]["given_label"], "id": i, "label": choice,
+             **({"annotation_id": 100 + k, "updated_at": when} if when else {})}
+            for k, (i, choice, when) in enumerate(answers)]
     (tmp_path / "ls-min.json").write_text(json.dumps(flat))
     pd.DataFrame(flat).to_csv(tmp_path / "ls.csv", index=False)
     labels = tmp_path / "labels.csv"
@@ -247,6 +255,15 @@ def test_apply_reads_label_studio_exports_of_the_tasks(hand_report, tmp_path):
         assert (got["relabeled"], got["kept"], got["unreviewed"]) == (1, 1, 2), (name, got)
         fixed = pd.read_csv(tmp_path / f"fixed-{name}.csv")
         assert fixed.loc[fixed["path"] == tasks[1]["data"]["path"], "label"].item() == other[1]
+        # the same export is a trusted set (--trusted read a JSON file as CSV: "2 fields where the header has 1")
+        verified = merge_trusted(load_source(tmp_path, labels), tmp_path / name, images=False)[1]
+        assert [p for p, t in zip(report["path"], verified) if t] == [tasks[0]["data"]["path"],
+                                                                      tasks[1]["data"]["path"]], name
+    sheet = {"path": flat[0]["path"], "given_label": given[0]}  # export's JSON records, one path twice
+    (tmp_path / "twice.json").write_text(json.dumps([dict(sheet, verdict="keep"), dict(sheet, verdict="drop")]))
+    result = invoke("apply", labels, tmp_path / "twice.json", "-o", tmp_path / "t.csv")
+    assert result.exit_code == 2 and f"twice.json record 2: conflicting verdicts for {flat[0]['path']!r} (also on " \
+        "record 1)" in result.stderr
 
 
 @pytest.mark.parametrize("value", ["1.5", "-0.1", "nan"])

@@ -30,7 +30,7 @@ from noiseaudit.data.source import (
     unique_rows,
 )
 from noiseaudit.errors import InputError, NoiseAuditHint, header_line, warn
-from noiseaudit.report.export import as_reviewed, verified_rows
+from noiseaudit.report.export import as_reviewed, last_answers, verified_rows
 
 
 def _column(columns: list[str], labels_name: str | None, candidates: tuple[str, ...], kind: str, csv: Path) -> str:
@@ -76,9 +76,16 @@ def merge_trusted(source: LabeledSource, trusted_csv: str | Path | pd.DataFrame,
         The merged samples (extra ones last, named by the trusted file's lines in errors) and a bool
         mask of the trusted ones.
     """
-    frame, lines, origin = read_table(trusted_csv, what="trusted labels CSV")
+    if isinstance(trusted_csv, (str, Path)) and Path(trusted_csv).suffix.lower() == ".json":
+        from noiseaudit.apply import read_reviewed  # a reviewed sheet as JSON: export's records, Label Studio's
+
+        frame, lines, origin = read_reviewed(trusted_csv)
+        reviewed = frame
+    else:
+        frame, lines, origin = read_table(trusted_csv, what="trusted labels CSV")
+        frame, lines = last_answers(frame, lines)  # Label Studio's CSV export: the last answer to each task
+        reviewed = as_reviewed(frame)
     csv = Path(origin)
-    reviewed = as_reviewed(frame)
     if "verdict" in reviewed.columns:  # export's sheet, reviewed: its keep and relabel rows
         frame, lines = verified_rows(reviewed, lines, origin)
         if frame.empty:

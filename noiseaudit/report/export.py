@@ -185,6 +185,21 @@ def label_studio_answers(tasks: list[dict]) -> list[dict[str, str]]:
     return records
 
 
+def last_answers(sheet: pd.DataFrame, lines: list[int | None]) -> tuple[pd.DataFrame, list[int | None]]:
+    """Label Studio's JSON-MIN and CSV exports hold a record per annotation (``annotation_id``, ``updated_at``):
+    where a task was annotated twice, the last submitted answer wins, as in its JSON export. They were refused as
+    conflicting verdicts."""
+    import pandas as pd
+
+    if "annotation_id" not in sheet.columns or "path" not in sheet.columns:
+        return sheet, lines
+    when = sheet["updated_at"] if "updated_at" in sheet.columns else \
+        pd.to_numeric(sheet["annotation_id"], errors="coerce").fillna(-1)
+    latest = sheet.assign(_when=when.to_numpy()).sort_values("_when", kind="stable").drop_duplicates("path", keep="last")
+    keep = sorted(sheet.index.get_indexer(latest.index))
+    return sheet.iloc[keep].reset_index(drop=True), [lines[i] for i in keep]
+
+
 def verdicts_from_choices(sheet: pd.DataFrame) -> pd.DataFrame:
     """A reviewed sheet that holds the chosen class in ``label`` (Label Studio's exports) instead of
     verdicts: ``keep`` where it is the given label, ``relabel`` to it where not, unreviewed where blank."""
