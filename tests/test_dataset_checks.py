@@ -64,6 +64,23 @@ def test_stray_subfolder_in_one_class(tmp_path):
                       "folder, or make each subfolder a class; pass --force")
 
 
+def test_the_same_subfolders_in_every_class_are_batches_not_classes(tmp_path):
+    """cat/batch_a, cat/batch_b, dog/batch_a... was refused with 'the classes are probably one level down:
+    noiseaudit scan .../cat', which would scan batch_a against batch_b (a tester's finding). A split's tree, the
+    same shape but fewer splits than classes, still points one level down."""
+    root = tmp_path / "tree"
+    for c in ("cat", "dog", "owl"):
+        for batch in ("batch_a", "batch_b"):
+            write_images(root / c / batch, n=2)
+    assert check_source(load_source(root)) is None
+    splits = tmp_path / "splits"
+    for split in ("train", "val"):
+        for c in ("cat", "dog", "owl"):
+            write_images(splits / split / c, n=2)
+    with pytest.raises(InputError, match="so the classes are probably one level down"):
+        check_source(load_source(splits))
+
+
 def test_force_goes_on_and_warns_with_the_same_words(tmp_path):
     top = one_level_too_high(tmp_path)
     out = tmp_path / "r.parquet"

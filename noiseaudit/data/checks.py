@@ -72,7 +72,7 @@ def nested_folders(source: LabeledSource) -> str | None:
         if len(parts) > 2:
             nested[parts[0]] += 1
             below.setdefault(parts[0], set()).add(parts[1])
-    if not nested:
+    if not nested or _batches(counts, nested, below):
         return None
     found = ", ".join(f"'{c}' ({formats.plural(n, 'image')}{', in subfolders' if c in nested else ''})"
                       for c, n in sorted(counts.items()))
@@ -86,6 +86,18 @@ def nested_folders(source: LabeledSource) -> str | None:
         return f"{what}, so the classes are probably one level down: noiseaudit scan " + \
             shlex.quote(f"{source.origin}/{worst}")
     return f"{what}; move those images into the class folder, or make each subfolder a class"
+
+
+SPLIT_NAMES = frozenset({"train", "training", "val", "valid", "validation", "dev", "test", "testing"})
+
+
+def _batches(counts: Counter, nested: Counter, below: dict[str, set[str]]) -> bool:
+    """Whether the subfolders are batches of each class, not classes: every class folder holds its images in the
+    same subfolders (cat/batch_a, dog/batch_a...), and there are more class folders than subfolders, none named
+    as a split. A split's folders (train/cat, val/cat) look alike but hold more classes than there are splits."""
+    names = set(below.get(next(iter(counts)), set()))
+    return (len(counts) > max(len(names), 1) and all(nested[c] == counts[c] and below[c] == names for c in counts)
+            and not {c.lower() for c in counts} & SPLIT_NAMES)
 
 
 def _line_list(source: LabeledSource, label: object, most: int = 3) -> str:
