@@ -130,6 +130,9 @@ def test_truth_words_and_class_names():
     assert truth_values(labels).tolist() == [False, True, False, pd.NA]  # "none" and "NA" are classes here
     flags = pd.DataFrame({"given_label": list("abcdef"), "is_noisy": ["Yes", "n", " 1 ", "NA", "", None]})
     assert truth_values(flags).tolist() == [True, False, True, pd.NA, pd.NA, pd.NA]
+    # labels written as floats ("0.0", a CSV saved by pandas) against whole-number truth: every row counted wrong
+    floats = pd.DataFrame({"given_label": ["0.0", "1.0", "2.00", "1.5"], "original_label": [0, 2, 2, 1.5]})
+    assert truth_values(floats).tolist() == [False, True, False, False]
 
 
 def test_evaluate_refuses_an_is_noisy_it_cannot_read(hand_report, tmp_path):

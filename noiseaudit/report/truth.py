@@ -7,6 +7,7 @@ labels), and such rows are left out of every score rather than counted as right 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +68,11 @@ def _label_text(value: object) -> str | None:
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
         return str(int(value))
     text = str(value).strip()
-    return text or None
+    whole = _WHOLE.fullmatch(text)  # "3.0" written as text (a CSV of floats): the class 3, as the float 3.0 is
+    return (whole.group(1) or text) if whole else text or None
+
+
+_WHOLE = re.compile(r"([+-]?\d+)\.0*")
 
 
 def yes_no(column: pd.Series, path: str | Path | None = None, first_line: int = 2, *,
