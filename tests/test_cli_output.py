@@ -281,6 +281,8 @@ def test_next_steps_name_the_html_extra_when_matplotlib_is_missing(monkeypatch):
     steps = dict(next_steps(Path("report.parquet"), 0))
     assert steps["noiseaudit export report.parquet -o review.csv --top 50"]
     assert steps["noiseaudit html report.parquet -o report.html"].endswith(f"needs {install_hint('html')}")
+    vectors = dict(next_steps(Path("report.parquet"), 0, images=False))  # no thumbnails for feature vectors
+    assert vectors["noiseaudit html report.parquet -o report.html"].startswith("a page of plots and tables")
 
 
 # --- item 7: piped progress

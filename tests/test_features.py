@@ -748,3 +748,13 @@ def test_image_options_given_with_features_are_refused(files, tmp_path):
     assert result.exit_code == 2 and not out.exists()
     assert result.stderr == ("error: --augment --no-cache --workers 3: these apply to images, not to --features (the "
                              "vectors are used as given)\n")
+
+
+def test_label_studio_tasks_of_a_features_report_say_their_image_is_a_key(files, tmp_path):
+    """export --format labelstudio of a feature scan printed the image interface and said nothing of the images
+    being keys (a tester's finding)."""
+    scan_features(files["npy"], files["id"], output=tmp_path / "r.parquet", **OPTIONS)
+    result = invoke("export", tmp_path / "r.parquet", "-o", tmp_path / "tasks.json", "--format", "labelstudio",
+                    "--top", 3)
+    assert result.exit_code == 0, result.output
+    assert "Note: this report is of feature vectors; each task's image is its key" in result.stderr

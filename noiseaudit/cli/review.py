@@ -53,6 +53,10 @@ def export_command(
         stderr().print(f"Next: a Label Studio project with this labeling interface; import {output}, review, "
                        "export (JSON, JSON-MIN or CSV), then noiseaudit apply LABELS_CSV EXPORT -o FIXED.csv\n"
                        + label_studio_config(classes), highlight=False, markup=False)
+        if "features" in meta:  # a scan of vectors: its keys are no pictures unless they name image files
+            stderr().print("Note: this report is of feature vectors; each task's image is its key, which Label Studio "
+                           "shows only where the keys are image paths or URLs (with --image-prefix).",
+                           highlight=False, markup=False)
 
 
 @exits_on_errors

@@ -126,8 +126,9 @@ def duplicates_line(copies: dict[str, Any], output: Path) -> str:
             f"{shlex.quote(str(output))} --by duplicate lists them.")
 
 
-def next_steps(output: Path, n_flagged: int) -> list[tuple[str, str]]:
-    """The commands that come after a scan, with the real report name: (command, what it gives)."""
+def next_steps(output: Path, n_flagged: int, images: bool = True) -> list[tuple[str, str]]:
+    """The commands that come after a scan, with the real report name: (command, what it gives); a scan of
+    feature vectors has no thumbnails to show."""
     report = shlex.quote(str(output))
     review = output.parent / ("review.csv" if output.stem == "report" else f"{output.stem}-review.csv")
     page = shlex.quote(str(output.with_suffix(".html")))
@@ -136,12 +137,13 @@ def next_steps(output: Path, n_flagged: int) -> list[tuple[str, str]]:
         (f"noiseaudit show {report}", "the top suspects; --class C for one class, --by pair for where the flags fall"),
         (f"noiseaudit export {report} -o {shlex.quote(str(review))} {'--flagged' if n_flagged else '--top 50'}",
          "a sheet to review: fill in verdict, then noiseaudit apply"),
-        (f"noiseaudit html {report} -o {page}", "a page with thumbnails" + html_note),
+        (f"noiseaudit html {report} -o {page}", ("a page with thumbnails" if images else "a page of plots and tables")
+         + html_note),
     ]
 
 
-def print_next_steps(output: Path, n_flagged: int) -> None:
-    steps = next_steps(output, n_flagged)
+def print_next_steps(output: Path, n_flagged: int, images: bool = True) -> None:
+    steps = next_steps(output, n_flagged, images)
     width = max(len(cmd) for cmd, _ in steps)
     err = stderr()
     err.print("Next:", highlight=False)
@@ -323,7 +325,7 @@ def scan_command(
         else:
             print_summary(summary, output)
             if not quiet:
-                print_next_steps(output, summary["n_flagged"])
+                print_next_steps(output, summary["n_flagged"], images=features is None)
     except BrokenPipeError:  # `| head` read what it wanted: the gate below still gives its exit code and reason
         broken = True
         discard_stdout()
