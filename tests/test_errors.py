@@ -250,8 +250,8 @@ def test_truncated_png(ds, image_size):
     path = csv("path,label\nimg0.png,a\nimg1.png,b\nimg2.png,a\ncut.png,b\n")
     extra = ["--image-size", image_size] if image_size else []
     assert_user_error(invoke(*scan_args(images, path, out, *extra)), out, "labels.csv:5", "'cut.png'",
-                      "cannot decode image", "; --on-bad-image skip leaves undecodable images out and lists them "
-                      "in the report")
+                      "cannot decode image", "; --on-bad-image skip leaves such images out and lists them in the "
+                      "report")
     # only the first was named: four bad files took four runs to find (a tester's finding)
     (images / "cut2.png").write_bytes(data[: len(data) // 3])
     (images / "cut3.png").write_bytes(b"")

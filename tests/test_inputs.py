@@ -529,7 +529,8 @@ def test_an_unreadable_image_has_its_own_status(four_images: Path, monkeypatch):
     csv = csv_for(four_images, ["a.png", "b.png", "c.png", "d.png"])
     with pytest.raises(InputError) as info:
         load_dataset(load_source(four_images, csv), image_size=8, workers=1)
-    assert str(info.value) == f"{csv}:4: 'c.png': cannot read the file (permission denied)"
+    assert str(info.value) == (f"{csv}:4: 'c.png': cannot read the file (permission denied); on_bad_image='skip' "
+                               "leaves such images out and lists them in the report")
     data = load_dataset(load_source(four_images, csv), image_size=None, workers=1, on_bad_image="skip")
     assert [(b.row, b.status) for b in data.skipped] == [(2, "unreadable")]
 

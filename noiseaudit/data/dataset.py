@@ -173,7 +173,7 @@ def bad_image_error(source: LabeledSource, row: int, reason: str, more: str = ""
     origin, line = source.where(row)
     others = f" (and {more})" if more else ""
     return InputError(f"{source.paths[row]!r}: {reason}{others}; {option('on_bad_image', 'skip')} leaves "
-                      "undecodable images out and lists them in the report", path=origin, line=line)
+                      "such images out and lists them in the report", path=origin, line=line)
 
 
 def _each_file(fn: Callable, files: list[Path], rows: list[int], source: LabeledSource, workers: int,
