@@ -403,7 +403,7 @@ ERROR_CASES = {
         {"id": ids[:4] + ids[5:], "v": _vectors(list(x[:4]) + list(x[5:]))})), "id.csv",
         ["{csv}:6: ", "1 sample(s) have no features", "'s4'", "{f}"]),
     "key_twice_in_parquet": (lambda r, x, ids: _write(r, "f.parquet", pa.table(
-        {"id": ids + ["s3"], "v": _vectors(list(x) + [x[3]])})), "id.csv", ["{f}: ", "row 12: key 's3' appears twice"]),
+        {"id": ids + ["s3"], "v": _vectors(list(x) + [x[3]])})), "id.csv", ["{f}: ", "features row 12 (0-based): key 's3' appears twice"]),
     "one_d": (lambda r, x, ids: _write(r, "f.npy", x[:, 0]), "nokey.csv", ["{f}: ", "2-D", "got 1-D shape (12,)"]),
     "three_d": (lambda r, x, ids: _write(r, "f.npy", x.reshape(12, 2, 2)), "nokey.csv",
                 ["{f}: ", "got 3-D shape (12, 2, 2)"]),
@@ -430,12 +430,12 @@ ERROR_CASES = {
     "truncated_npy": (lambda r, x, ids: _write(r, "f.npy", _truncated(x)), "nokey.csv",
                       ["{f}: ", "file ends inside row 10"]),
     "null_first_vector": (lambda r, x, ids: _write(r, "f.parquet", pa.table(
-        {"v": _vectors([None] + list(x[1:]))})), "nokey.csv", ["{f}: ", "row 0: empty vector in column 'v'"]),
+        {"v": _vectors([None] + list(x[1:]))})), "nokey.csv", ["{f}: ", "features row 0 (0-based) has no vector (null) in column 'v'"]),
     "null_vector": (lambda r, x, ids: _write(r, "f.parquet", pa.table(
-        {"v": _vectors(list(x[:8]) + [None] + list(x[9:]))})), "nokey.csv", ["{f}: ", "row 8: empty vector"]),
+        {"v": _vectors(list(x[:8]) + [None] + list(x[9:]))})), "nokey.csv", ["{f}: ", "features row 8 (0-based) has no vector (null)"]),
     "ragged_vectors": (lambda r, x, ids: _write(r, "f.parquet", pa.table(
         {"v": _vectors([list(v) for v in x[:6]] + [list(v) + [0.0] for v in x[6:]])})), "nokey.csv",
-        ["{f}: ", "row 6: vector of length 5, others have 4"]),
+        ["{f}: ", "features row 6 (0-based): vector of length 5, others have 4"]),
     "duplicate_key_in_csv": (lambda r, x, ids: _write(r, "f.npy", x), "dup.csv",
                              ["{csv}:5: ", "key 's1' in column 'id' is listed twice (also line 3)"]),
 }
@@ -461,7 +461,7 @@ def test_ragged_vectors_across_a_chunk_boundary(small, monkeypatch):
     out = root / "report.parquet"
     result = invoke("scan", "--features", path, root / "nokey.csv", "-o", out, "--epochs", "1", "--device", "cpu",
                     "--quiet")
-    assert_user_error(result, out, f"{path}: ", "row 6: vector of length 5, others have 4")
+    assert_user_error(result, out, f"{path}: ", "features row 6 (0-based): vector of length 5, others have 4")
 
 
 def test_cli_features_with_a_second_csv_is_a_usage_error(small):

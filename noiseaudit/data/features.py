@@ -273,12 +273,12 @@ def _parquet(path: Path, source: LabeledSource | None) -> _Reader:
                 col = batch.column(0)
                 if col.null_count:
                     bad = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
-                    raise InputError(f"row {start + bad}: empty vector in column {lists[0]!r}", path=path)
+                    raise InputError(f"features row {start + bad} (0-based) has no vector (null) in column {lists[0]!r}", path=path)
                 lengths = np.diff(col.offsets.to_numpy()) if hasattr(col, "offsets") else None
                 flat = col.flatten().to_numpy(zero_copy_only=False)
                 if lengths is not None and (lengths != dim).any():  # dim: row 0's, also in later chunks
                     bad = int(np.flatnonzero(lengths != dim)[0])
-                    raise InputError(f"row {start + bad}: vector of length {lengths[bad]}, others have {dim}",
+                    raise InputError(f"features row {start + bad} (0-based): vector of length {lengths[bad]}, others have {dim}",
                                      path=path)
                 values = flat.reshape(len(col), dim)
             else:
@@ -304,9 +304,9 @@ def _first_dim(file, column: str, path: Path) -> int:
     """The length of the first vector, which every other must have."""
     first = next(file.iter_batches(batch_size=1, columns=[column])).column(0)[0]
     if not first.is_valid:
-        raise InputError(f"row 0: empty vector in column {column!r}", path=path)
+        raise InputError(f"features row 0 (0-based) has no vector (null) in column {column!r}", path=path)
     if len(first) == 0:
-        raise InputError(f"row 0: vector of length 0 in column {column!r}", path=path)
+        raise InputError(f"features row 0 (0-based): vector of length 0 in column {column!r}", path=path)
     return len(first)
 
 
@@ -322,7 +322,7 @@ def _join(keys: list, key: str, path: str, source: LabeledSource) -> np.ndarray:
         if i is None:
             continue
         if seen[i]:
-            raise InputError(f"row {r}: key {k!r} appears twice", path=path)
+            raise InputError(f"features row {r} (0-based): key {k!r} appears twice", path=path)
         seen[i], position[r] = True, i
     if not seen.all():
         first = int(np.flatnonzero(~seen)[0])
