@@ -142,6 +142,7 @@ def evaluate(report: pd.DataFrame, k: int | None = None,
     if k is not None and k < 1:
         raise UsageError(f"{option('k')} must be at least 1, got {k}")
     check_report(report, needs=("path", "given_label", "rank", "is_suspect"))
+    report = report.reset_index(drop=True)  # rows by position below: a sorted or filtered frame keeps its labels
     if truth_csv is not None:
         report = attach_truth(report, truth_csv)
     report = scored(report)

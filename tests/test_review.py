@@ -670,3 +670,22 @@ def test_apply_changes_only_the_lines_a_review_touched(tmp_path):
     assert out.read_bytes().decode("utf-8") == ('\ufeffpath;label;note\r\n"img/0.png";a;"kept as quoted"\r\n'
                                                 'img/1.png;c;spaced\r\n\r\nimg/3.png;a;x\r\n')
     assert json.loads(result.stdout)["rows_written"] == 3
+
+
+def test_evaluate_and_the_page_take_a_sorted_or_filtered_frame(hand_report):
+    """evaluate() read its per-class rows by index label as positions: a sorted report gave silently wrong
+    per-class counts, a filtered one an IndexError, and render_html on a subset the same (a tester's finding)."""
+    from noiseaudit import evaluate, read_report
+    from noiseaudit.report.html import render_html
+
+    report, _, path = hand_report
+    frame, meta = read_report(path)
+    assert frame.attrs["noiseaudit"] == meta  # as on scan's frame (render_html(frame) lost the metadata)
+    whole = evaluate(frame)
+    assert evaluate(frame.sort_values("rank")) == whole
+    assert evaluate(frame.set_index("path", drop=False)) == whole
+    subset = frame[frame["given_label"] == "b"]
+    by_class = {c["class"]: c for c in whole["per_class"]}
+    assert evaluate(subset)["per_class"] == [by_class["b"]]
+    with pytest.warns(Warning, match="could not be read"):  # the hand-made report's images do not exist
+        assert "<html" in render_html(subset.sort_values("rank"), meta).lower()

@@ -220,6 +220,7 @@ def render_html(report: pd.DataFrame, metadata: dict[str, Any] | None = None, im
     check_top(top)
     check_report(report)
     metadata = report.attrs.get("noiseaudit", {}) if metadata is None else metadata
+    report = report.reset_index(drop=True)  # a sorted or filtered frame: rows are taken by position
     if images_root:
         root = check_image_dir(images_root, hint="")
     else:

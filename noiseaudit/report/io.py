@@ -295,7 +295,8 @@ def read_report(path: str | Path, *, scan: bool = False) -> tuple[pd.DataFrame, 
     Returns
     -------
     (pandas.DataFrame, dict)
-        The report, one row per sample, and the run metadata stored with it.
+        The report, one row per sample, and the run metadata stored with it (also in the frame's
+        ``attrs["noiseaudit"]``, as on the frame :func:`noiseaudit.scan` returns).
 
     Raises
     ------
@@ -304,4 +305,6 @@ def read_report(path: str | Path, *, scan: bool = False) -> tuple[pd.DataFrame, 
         not a scan's).
     """
     table, metadata = read_report_table(path, scan=scan)
-    return table.to_pandas(), metadata
+    frame = table.to_pandas()
+    frame.attrs["noiseaudit"] = metadata  # as scan's frame has it: render_html and export read it from there
+    return frame, metadata
