@@ -165,9 +165,17 @@ class NoiseAuditWarning(UserWarning):
     """Something the user should know that does not stop the run (the CLI prints it on stderr)."""
 
 
-class HeavyFlagging(NoiseAuditWarning):
-    """A scan flagged a large share of its samples (:func:`noiseaudit.report.summary.heavy_flagging`): said to a
-    notebook; the command line's summary says it in its own words instead."""
+class SummaryNote(NoiseAuditWarning):
+    """Said to a notebook as a warning; the command line's summary says it in its own words instead."""
+
+
+class HeavyFlagging(SummaryNote):
+    """A scan flagged a large share of its samples (:func:`noiseaudit.report.summary.heavy_flagging`)."""
+
+
+class SkippedImages(SummaryNote):
+    """``on_bad_image="skip"`` left images out: how many, why, and the first few (they are in the result, with
+    their ``status``)."""
 
 
 class NoiseAuditHint(NoiseAuditWarning):

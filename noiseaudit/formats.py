@@ -82,6 +82,15 @@ def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
+def skipped_counts(left: list[tuple[str, str]], examples: int = 3) -> dict[str, Any]:
+    """The summary keys of the images left out, from their (path, status) pairs in input order."""
+    by_status: dict[str, int] = {}
+    for _, status in left:
+        by_status[status] = by_status.get(status, 0) + 1
+    return {"n_skipped": len(left), "skipped_by_status": by_status,
+            "skipped_examples": [{"path": p, "status": s} for p, s in left[:examples]]}
+
+
 def skipped_images(summary: dict[str, Any], where: str) -> str:
     """The summary line of a command that left bad images out (``n_skipped``, ``skipped_by_status``), which are
     in ``where`` ("the report") with their status."""

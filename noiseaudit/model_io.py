@@ -53,7 +53,7 @@ from noiseaudit.data.features import FEATURE_SUFFIXES, load_features
 from noiseaudit.data.images import LUMA
 from noiseaudit.data.source import (IMAGE_EXTENSIONS, LabeledSource, load_source, read_image_folder,
                                     read_label_table)
-from noiseaudit.errors import InputError, NoiseAuditWarning, UsageError, input_file, option, warn
+from noiseaudit.errors import InputError, NoiseAuditWarning, SkippedImages, UsageError, input_file, option, warn
 from noiseaudit.models import build_feature_model, build_model
 from noiseaudit.progress import ProgressCallback
 from noiseaudit.report.io import atomic_write
@@ -216,6 +216,9 @@ class SavedModel:
             frame = _with_skipped(frame.assign(status="ok"), source, skipped)
             meta["n_skipped"] = len(skipped)
             meta["skipped_by_status"] = dict(Counter(s.status for s in skipped))
+            if skipped:  # said to a notebook, as the command line's summary says it
+                left = [(source.paths[s.row], s.status) for s in skipped]
+                warn(formats.skipped_images(formats.skipped_counts(left), "the predictions"), SkippedImages)
         frame.attrs["noiseaudit"] = meta
         return frame
 

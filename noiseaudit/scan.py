@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from noiseaudit import formats
 from noiseaudit._version import __version__
 from noiseaudit.backbone import BackbonePlan, build_top, encoder, plan_backbone, training_defaults
 from noiseaudit.checkpoint import (TRAINING_OPTIONS, Checkpointer, Interrupted, check_resumable, dataset_fingerprint,
@@ -34,8 +35,8 @@ from noiseaudit.data.features import in_memory_matrix, load_features
 from noiseaudit.data.source import LabeledSource, load_source, read_label_table
 from noiseaudit.data.trusted import merge_trusted
 from noiseaudit.distributed import Distributed, from_environment, local_device
-from noiseaudit.errors import (HeavyFlagging, InputError, NoiseAuditError, NoiseAuditWarning, TrainingFailed,
-                               UsageError, option, warn)
+from noiseaudit.errors import (HeavyFlagging, InputError, NoiseAuditError, NoiseAuditWarning, SkippedImages,
+                               TrainingFailed, UsageError, option, warn)
 from noiseaudit.model_io import save_model
 from noiseaudit.models import build_feature_model, build_model, default_model
 from noiseaudit.optim.averaging import fits as averaging_fits
@@ -84,7 +85,10 @@ def scan(images_dir: str | Path, labels_csv: str | Path | pd.DataFrame | None = 
     overwrite : bool, default False
         Allow replacing an existing ``output``.
     on_progress : callable, optional
-        Called as ``on_progress(stage, done, total, info)`` while decoding and training.
+        Called as ``on_progress(stage, done, total, info)``. ``stage`` is ``"decode"`` (or ``"embed"``
+        through a backbone), ``"choose"`` (the backbone probe) or ``"train"``; a training step's ``info``
+        holds ``epoch``, ``epochs`` and ``loss`` (the epoch's mean loss at its last step, else None), the
+        other stages' info is empty.
     **options
         Any field of :class:`ScanConfig` (``epochs``, ``lr``, ``seed``, ``noise_rate``, ...);
         ``trusted`` may be a DataFrame too.
@@ -94,6 +98,26 @@ def scan(images_dir: str | Path, labels_csv: str | Path | pd.DataFrame | None = 
     pandas.DataFrame
         One row per sample (see README, "Report schema"); the run metadata is
         in ``report.attrs["noiseaudit"]``.
+
+    Raises
+    ------
+    InputError
+        Bad input (a missing image, a malformed CSV, a likely wrong folder level), naming the file and line.
+    UsageError
+        An option out of range or misspelt, or an output that exists without ``overwrite``.
+    TrainingFailed
+        Training diverged or collapsed at these settings.
+    Interrupted
+        SIGINT or SIGTERM; the run is checkpointed and ``resume=True`` continues it.
+
+    Warns
+    -----
+    NoiseAuditWarning
+        Something left out or doubtful (files without an image extension, a file under two names, ...).
+    HeavyFlagging
+        A large share flagged: many wrong labels, or a model too weak for the data.
+    SkippedImages
+        With ``on_bad_image="skip"``: the images left out (also in the report, with their ``status``).
     """
     if not isinstance(images_dir, (str, os.PathLike)):
         raise UsageError(f"the image folder comes first, as a path, then the labels: scan('images/', labels); got a "
@@ -437,6 +461,9 @@ def _report(cfg: ScanConfig, source: LabeledSource, data: SampleData, result: Tr
     note = heavy_flagging(threshold.estimated_noise_rate, agreement, threshold.method)
     if note is not None:
         warn(f"{threshold.n_flagged} of {len(ranked)} samples flagged. {note}", HeavyFlagging)
+    if data.skipped:  # said to a notebook, as the command line's summary says it
+        left = [(source.paths[b.row], b.status) for b in data.skipped]
+        warn(formats.skipped_images(formats.skipped_counts(left), "the report"), SkippedImages)
     return report
 
 

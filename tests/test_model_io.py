@@ -364,3 +364,20 @@ def test_class_folders_named_in_another_unicode_form_are_the_models_classes(tmp_
         Image.new("L", (8, 8), 9).save(tmp_path / name / "a.png")
     assert _folders_by_class(tmp_path, [composed, "vier"]) == ([decomposed, "vier"], [])
     assert class_key(decomposed) == class_key(composed) == composed and class_key(3) == "3"
+
+
+def test_skipped_images_are_said_to_a_notebook_as_a_warning(digits_model, tmp_path):
+    """scan(..., on_bad_image='skip') and predict said nothing in Python; the command line's summary said it (a
+    tester's finding). The warning class is public, so a notebook can filter it."""
+    import noiseaudit
+
+    images, csv, report_path, model = digits_model
+    folder = tmp_path / "images"
+    shutil.copytree(images, folder)
+    broken = read_report(report_path)[0]["path"].iloc[3]
+    (folder / broken).write_bytes(b"not an image")
+    with pytest.warns(noiseaudit.SkippedImages, match=rf"Skipped 1 bad image \(1 not_image\): '{broken}'"):
+        scan(folder, csv, label_col="digit", on_bad_image="skip", **SCAN)
+    with pytest.warns(noiseaudit.SkippedImages, match="it is in the predictions with that status"):
+        load_model(model).predict(folder, csv, label_col="digit", device="cpu", on_bad_image="skip")
+    assert issubclass(noiseaudit.HeavyFlagging, noiseaudit.NoiseAuditWarning)

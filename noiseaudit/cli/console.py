@@ -18,7 +18,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from noiseaudit.errors import HeavyFlagging, NoiseAuditError, NoiseAuditWarning, command_line
+from noiseaudit.errors import NoiseAuditError, NoiseAuditWarning, SummaryNote, command_line
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -106,7 +106,7 @@ def say(line: str) -> None:
 
 def _warning_line(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
     """NoiseAuditWarnings as one ``warning:`` line on stderr (:func:`say`); other warnings as Python prints them."""
-    if issubclass(category, HeavyFlagging):  # the summary says it (a JSON summary holds the share)
+    if issubclass(category, SummaryNote):  # the summary says it (a JSON summary holds the numbers)
         return
     if issubclass(category, NoiseAuditWarning):
         say(f"warning: {message}")

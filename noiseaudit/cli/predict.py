@@ -79,7 +79,6 @@ def predict_command(
     """Predict the class of every image (or feature vector) with a model saved by scan --save-model."""
     from noiseaudit.model_io import load_model
     from noiseaudit.report.io import check_writable, save_report
-    from noiseaudit.report.summary import skipped_examples
 
     check_writable(output, overwrite, [(model, "model file"), (labels_csv, "labels CSV"), (features, "features file")],
                    image_folder=images_dir if features is None else None)
@@ -101,10 +100,10 @@ def predict_command(
     save_report(frame, meta, output, overwrite=overwrite)
     # as scan's --json: a key that does not apply (the accuracy without given labels) is left out, not null
     summary = {**{k: meta[k] for k in ("model_file", "model", "kind", "n_samples", "accuracy", "n_disagree",
-                                       "predicted_counts", "device") if meta[k] is not None}, "output": str(output),
-               **{k: meta[k] for k in ("n_skipped", "skipped_by_status") if k in meta}}
-    if "status" in frame:
-        summary["skipped_examples"] = skipped_examples(frame[frame["status"] != "ok"])
+                                       "predicted_counts", "device") if meta[k] is not None}, "output": str(output)}
+    if "status" in frame:  # --on-bad-image skip: the images left out, as scan's summary counts them
+        bad = frame[frame["status"] != "ok"]
+        summary.update(formats.skipped_counts([(str(p), str(s)) for p, s in zip(bad["path"], bad["status"])]))
     if "given_prob" in frame:
         summary["most_doubted"] = most_doubted(frame)
     if json_out:

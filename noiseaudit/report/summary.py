@@ -58,11 +58,6 @@ def duplicate_counts(report: pd.DataFrame, metadata: dict[str, Any]) -> dict[str
             "conflicting_samples": int(conflict.sum())}
 
 
-def skipped_examples(skipped: pd.DataFrame, top: int = 3) -> list[dict[str, str]]:
-    """The first ``top`` rows left out (path and status), so that a summary line names files, not only counts."""
-    return [{"path": str(p), "status": str(s)} for p, s in zip(skipped["path"][:top], skipped["status"][:top])]
-
-
 def summarize(report: pd.DataFrame, metadata: dict[str, Any], top: int = 10) -> dict[str, Any]:
     """Counts over the scored samples (trusted ones apart: they are not ranked), the skipped ones by status, the
     top suspects and truth metrics."""
@@ -75,10 +70,7 @@ def summarize(report: pd.DataFrame, metadata: dict[str, Any], top: int = 10) -> 
     summary: dict[str, Any] = {
         "n_samples": len(report),
         "n_trusted": n_trusted,
-        "n_skipped": len(skipped),
-        "skipped_by_status": {str(k): int(v) for k, v in skipped["status"].value_counts().items()}
-        if len(skipped) else {},
-        "skipped_examples": skipped_examples(skipped),
+        **formats.skipped_counts([(str(p), str(s)) for p, s in zip(skipped["path"], skipped["status"])]),
         "n_classes": len(metadata.get("classes", [])) or int(report["given_label"].nunique()),
         "n_flagged": int(report["is_suspect"].sum()),
         "estimated_noise_rate": float(report["is_suspect"].mean()) if len(report) else 0.0,
