@@ -299,3 +299,23 @@ def test_a_heavily_flagging_scan_warns_a_notebook_once(noisy_digits, table, monk
     result = invoke("scan", images, csv, "--label-col", "digit", "-o", tmp_path / "r.parquet", "--epochs", "1",
                     "--device", "cpu", "--quiet")
     assert result.exit_code == 0 and "warning:" not in result.stderr and "That is a lot" in result.stdout
+
+
+def test_a_dataframes_string_labels_stay_strings(noisy_digits, table):
+    """Labels a DataFrame holds as strings ("0".."9", or a categorical of them) came back as int64 in every label
+    column and in the classes, so a merge back on the caller's frame matched no label (a tester's finding). A
+    file's labels are still read as ints where they are written as ints, and a DataFrame's ints stay ints."""
+    from noiseaudit.data.source import load_source, read_label_table
+
+    images, _ = noisy_digits
+    as_text = table.assign(digit=table["digit"].astype(str))
+    for labels in (as_text, as_text.assign(digit=as_text["digit"].astype("category"))):
+        source = load_source(images, labels, label_col="digit")
+        assert source.labels[:3] == [str(v) for v in table["digit"][:3]]
+    assert load_source(images, table, label_col="digit").labels[:3] == table["digit"][:3].tolist()
+    assert read_label_table(["3", "4", "3"]).labels == ["3", "4", "3"]
+    assert read_label_table([3, 4, 3]).labels == [3, 4, 3]
+    report = scan(images, as_text, **OPTIONS)
+    assert report["given_label"].map(type).eq(str).all() and report.attrs["noiseaudit"]["classes"][0] == "0"
+    joined = as_text.merge(report[["path", "given_label"]], left_on="file", right_on="path")
+    assert (joined["digit"] == joined["given_label"]).all()

@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
-from noiseaudit.data.csvfile import KIND_ATTR, read_table, read_text_table
+from noiseaudit.data.csvfile import KIND_ATTR, frame_column, read_table, read_text_table
 from noiseaudit.errors import (InputError, NoiseAuditWarning, UsageError, check_image_dir, header_line, in_memory,
                                line_word, option, place, warn)
 
@@ -162,11 +162,26 @@ def _canonical_ints(text: pd.Series) -> list[int] | None:
     return out
 
 
-def _normalise_labels(values: pd.Series) -> list:
-    """Integer labels become ints; anything else stays a stripped string ("007" and "7" stay distinct)."""
+def _normalise_labels(values: pd.Series, text: bool = False) -> list:
+    """Integer labels become ints; anything else stays a stripped string ("007" and "7" stay distinct). With
+    ``text`` (a DataFrame's column of strings) every label stays a string: "3" is not made the int 3."""
     as_text = values.astype(str).str.strip()
-    ints = _canonical_ints(as_text)
+    ints = None if text else _canonical_ints(as_text)
     return ints if ints is not None else list(as_text)
+
+
+def holds_text(table: object, column: str | None) -> bool:
+    """Whether ``table`` is a DataFrame whose ``column`` (named as its text table names it) holds strings: a
+    str or string column, or a categorical of strings. Its labels then stay strings (a file's are guessed)."""
+    if not isinstance(table, pd.DataFrame) or column is None:
+        return False
+    values = table[frame_column(table, column)]
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        values = pd.Series(values.cat.categories)
+    if pd.api.types.is_string_dtype(values.dtype) and not pd.api.types.is_object_dtype(values.dtype):
+        return True
+    present = values.dropna()
+    return pd.api.types.is_object_dtype(values.dtype) and len(present) > 0 and all(isinstance(v, str) for v in present)
 
 
 def read_labels_csv(
@@ -204,7 +219,7 @@ def read_labels_csv(
     paths = list(frame[pcol])
     extra = frame.drop(columns=[c for c in (pcol, lcol) if c is not None]).reset_index(drop=True)
     extra = extra.apply(_infer_column)
-    labels = _normalise_labels(frame[lcol]) if lcol is not None else [None] * len(paths)
+    labels = _normalise_labels(frame[lcol], holds_text(labels_csv, lcol)) if lcol is not None else [None] * len(paths)
     return LabeledSource(root=root, paths=paths, labels=labels, lines=lines,
                          origin=origin, extra=extra, path_col=pcol, label_col=lcol, columns=columns)
 
@@ -252,7 +267,7 @@ def read_label_table(labels_csv: str | Path | pd.DataFrame | Sequence, *, key_co
     frame, lines, origin = read_table(labels_csv)
     root = Path.cwd() if in_memory(origin) else Path(os.path.realpath(Path(origin).parent))
     return label_table(frame, lines, origin, root, key_col=key_col, label_col=label_col,
-                       optional_label=optional_label)
+                       optional_label=optional_label, given=labels_csv)
 
 
 def find_key_column(columns: list[str], wanted: str | None, label_col: str | None, table: Path) -> str | None:
@@ -274,8 +289,9 @@ def has_path_column(labels_csv: str | Path, path_col: str | None = None) -> bool
 
 def label_table(frame: pd.DataFrame, lines: list[int | None], origin: str, root: Path, *,
                 key_col: str | None = None, label_col: str | None = None,
-                optional_label: bool = False) -> LabeledSource:
-    """:func:`read_label_table` of a table already in memory (cells as stripped text; ``lines`` may be None)."""
+                optional_label: bool = False, given: object = None) -> LabeledSource:
+    """:func:`read_label_table` of a table already in memory (cells as stripped text; ``lines`` may be None);
+    ``given``: the DataFrame it was read from, whose column of strings keeps its labels strings."""
     columns = [str(c) for c in frame.columns]
     frame = frame.fillna("")  # a missing cell (None/NaN from Python) is an empty one, refused below
     lcol = _label_column(columns, label_col, Path(origin), optional_label)
@@ -293,7 +309,7 @@ def label_table(frame: pd.DataFrame, lines: list[int | None], origin: str, root:
             raise InputError(f"key {key!r} in column {kcol!r} is listed twice (also {also})", path=origin,
                              line=lines[i])
     extra = frame.drop(columns=[c for c in (kcol, lcol) if c is not None]).reset_index(drop=True)
-    labels = _normalise_labels(frame[lcol]) if lcol is not None else [None] * len(keys)
+    labels = _normalise_labels(frame[lcol], holds_text(given, lcol)) if lcol is not None else [None] * len(keys)
     return LabeledSource(root=root, paths=keys, labels=labels, lines=list(lines),
                          origin=origin, extra=extra.apply(_infer_column), path_col=kcol, label_col=lcol,
                          columns=columns)
