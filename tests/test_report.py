@@ -281,3 +281,19 @@ def test_rank_by_auto_mixes_in_the_models_probability_only_for_learned_rates_on_
         rank_by, method, pretrained, resolved):
     from noiseaudit.config import resolve_rank_by
     assert resolve_rank_by(rank_by, method, pretrained) == resolved
+
+
+def test_the_report_dtypes_do_not_depend_on_skipped_or_trusted_rows(digits_report):
+    """rank and the label columns were int64 in a plain run and Int64 once a row was skipped or trusted, the given
+    label too though it is never missing: notebook code written against one run broke on the next (a tester's
+    finding)."""
+    from noiseaudit.report.build import add_skipped
+
+    report, _ = digits_report
+    plain = {c: str(report[c].dtype) for c in ("rank", "given_label", "predicted_label", "suggested_label")}
+    assert plain == {"rank": "Int64", "given_label": "int64", "predicted_label": "Int64", "suggested_label": "Int64"}
+    skipped = pd.DataFrame({"sample_id": [len(report)], "path": ["gone.png"], "given_label": [3],
+                            "status": ["corrupt"]})
+    with_gap = add_skipped(report, skipped)
+    assert {c: str(with_gap[c].dtype) for c in plain} == plain
+    assert with_gap["rank"].isna().sum() == 1 and with_gap["predicted_label"].isna().sum() == 1

@@ -63,9 +63,13 @@ def build_report(paths: list[str], given: np.ndarray, classes: list, signals: di
         "status": "ok",
         **{name: signals[name] for name in OPTIONAL_SIGNALS if name in signals},
     })
+    # the same dtypes whether or not rows are skipped or trusted (add_skipped): rank and the model's labels are
+    # missing for a skipped row, so they are nullable always; the given label never is
+    report["rank"] = report["rank"].astype("Int64")
     if all(isinstance(c, (int, np.integer)) for c in classes):
-        for col in ("given_label", "predicted_label", "suggested_label"):
-            report[col] = report[col].astype(np.int64)
+        report["given_label"] = report["given_label"].astype(np.int64)
+        for col in ("predicted_label", "suggested_label"):
+            report[col] = report[col].astype("Int64")
     if extra is not None and len(extra.columns):
         report = pd.concat([report, carried_columns(extra)], axis=1)
     return report
@@ -91,9 +95,11 @@ def add_skipped(report: pd.DataFrame, skipped: pd.DataFrame) -> pd.DataFrame:
     skipped = skipped.assign(is_suspect=False)
     out = pd.concat([report, skipped], ignore_index=True).sort_values("sample_id", kind="stable")
     out["rank"] = out["rank"].astype("Int64")
-    for col in ("given_label", "predicted_label", "suggested_label"):
+    for col in ("predicted_label", "suggested_label"):
         if pd.api.types.is_integer_dtype(report[col]):
             out[col] = out[col].astype("Int64")
+    if pd.api.types.is_integer_dtype(report["given_label"]) and out["given_label"].notna().all():
+        out["given_label"] = out["given_label"].astype(np.int64)  # known for every row, skipped ones too
     out["is_suspect"] = out["is_suspect"].astype(bool)
     return out.reset_index(drop=True)
 
