@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from noiseaudit import scan
+from noiseaudit import read_report, scan
 from noiseaudit.cli import app
 from noiseaudit.report.browser import dump_dom, find_chromium, screenshot
 
@@ -40,6 +40,11 @@ def test_html_is_self_contained(report_path, tmp_path):
     assert text.count('class="card') == 12
     assert len(re.findall(r'src="data:image/png;base64,', text)) == 12 + 3  # thumbnails + 3 plots
     assert not re.search(r'src="(?!data:)', text)  # nothing fetched from outside
+    # what was scanned, by file name only, and what η means (a tester sharing the page found neither)
+    config = read_report(report_path)[1]["config"]
+    names = " · ".join(config[k].rstrip("/").rsplit("/", 1)[-1] for k in ("labels_csv", "images_dir"))
+    assert f"<title>noiseaudit report: {names}</title>" in text and "<td>scanned</td>" in text
+    assert "η is the sample's learned rate" in text and str(report_path.parent.parent) not in text
 
 
 def test_html_warns_when_the_gallerys_images_are_not_in_the_folder(report_path, tmp_path):

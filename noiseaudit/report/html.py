@@ -185,6 +185,14 @@ def _duplicates_section(report: pd.DataFrame, cards: _Cards, what: str, top: int
             f"wrong.</p>{''.join(rows)}{more}")
 
 
+def _scanned(config: dict[str, Any]) -> str:
+    """What was scanned, by file names alone (a shared page should not show the scanner's folders): the labels
+    file, else the image folder, else the features file; "" where the metadata does not say."""
+    names = [Path(str(config[k])).name for k in ("labels_csv", "images_dir", "features")
+             if config.get(k) and not str(config[k]).startswith("<")]
+    return " · ".join(dict.fromkeys(names))
+
+
 def render_html(report: pd.DataFrame, metadata: dict[str, Any] | None = None, images_root: str | Path | None = None,
                 top: int = 48) -> str:
     """The self-contained HTML page of a report (``noiseaudit html``), as a string.
@@ -234,7 +242,9 @@ def render_html(report: pd.DataFrame, metadata: dict[str, Any] | None = None, im
     report = ranked
     truth = truth_values(report, lenient=True)
     n, flagged = len(report), int(report["is_suspect"].sum())
-    rows = [("samples", n), *([("not ranked (skipped, trusted)", unranked)] if unranked else []),
+    scanned = _scanned(metadata.get("config", {}))
+    rows = [*([("scanned", scanned)] if scanned else []), ("samples", n),
+            *([("not ranked (skipped, trusted)", unranked)] if unranked else []),
             ("classes", report["given_label"].nunique()), ("flagged", flagged),
             ("estimated noise rate", formats.percent(flagged / n) if n else formats.MISSING),
             ("model", metadata.get("model", "?")), ("device", metadata.get("device", "?")),
@@ -272,8 +282,11 @@ def render_html(report: pd.DataFrame, metadata: dict[str, Any] | None = None, im
     legend = (f" Orange cards marked <b>flagged</b> are among the {flagged} samples the scan flags as likely wrong "
               "labels" if flagged else " None is flagged: these are the most suspect, for a look")
     legend += "; red outline: a known wrong label." if truth is not None else "."
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>noiseaudit report</title>"
-            f"<style>{CSS}</style></head><body><h1>noiseaudit report</h1>"
+    legend += (" η is the sample's learned rate, relative to the base rate (it starts at 1; wrong labels end low);"
+               " the percentages are the final model's probabilities.")
+    title = "noiseaudit report" + (f": {e(scanned)}" if scanned else "")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>"
+            f"<style>{CSS}</style></head><body><h1>{title}</h1>"
             f"<h2>Summary</h2><table>{summary}</table>"
             f'<h2>Plots</h2><div class="plots">{plots}</div>'
             f"<h2>Top {len(cards)} suspects</h2>"
