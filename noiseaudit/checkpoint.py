@@ -42,7 +42,12 @@ def save_tensors(obj: Any, path: Path) -> None:
     """``torch.save`` through a Python file, so that a full disk is an OSError (ENOSPC) like any other failed
     write; saving to a path name, torch raises a RuntimeError ("unexpected pos") instead."""
     with open(path, "wb") as fh:
-        torch.save(obj, fh)
+        try:
+            torch.save(obj, fh)
+        except RuntimeError as exc:  # torch's zip writer turns the file's failed write into "unexpected pos"
+            if isinstance(exc.__context__, OSError):
+                raise exc.__context__ from None
+            raise
 
 
 # the scan's options that a checkpoint's fingerprint records by value (the model, the dataset and the trusted set it

@@ -136,6 +136,9 @@ class ScanConfig:
             raise UsageError(f"unknown meta-objective {self.meta!r}; choose one of {', '.join(META_OBJECTIVES)}")
         if self.hyper_lr is not None and not 0 <= self.hyper_lr < math.inf:
             raise UsageError(f"{option('hyper_lr')} must be a non-negative number, got {self.hyper_lr}")
+        if self.hyper_lr == 0 and self.method == "learned-lr":  # every rate stays 1: nothing ranks, none is flagged
+            raise UsageError(f"{option('hyper_lr', 0)} keeps every learned rate at 1, so they rank nothing; "
+                             f"{option('method', 'plain')} trains with uniform rates and ranks by the loss")
         if not 0 <= self.margin_weight < math.inf:
             raise UsageError(f"{option('margin_weight')} must be a non-negative number, got {self.margin_weight}")
         if self.schedule not in SCHEDULES:

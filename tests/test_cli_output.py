@@ -138,7 +138,7 @@ def test_show_json_gives_the_counts_and_the_top_rows_by_rank(tmp_path):
                                    "loss", "is_suspect"}
 
 
-def test_fail_above_exits_1_and_says_why(tmp_path):
+def test_fail_above_exits_1_and_says_why(tmp_path, monkeypatch):
     names = write_images(tmp_path / "images", n=24)
     csv = tmp_path / "labels.csv"
     labels = ["ab"[(i % 2) ^ (i in (1, 6, 11, 16))] for i in range(24)]  # dark a, bright b, four flipped
@@ -156,6 +156,15 @@ def test_fail_above_exits_1_and_says_why(tmp_path):
     quiet = invoke(*base, "-o", tmp_path / "c.parquet", "--fail-above", "0", "--quiet")  # no progress, but why 1
     assert quiet.exit_code == 1
     assert quiet.stderr == f"flagged {formats.percent(rate)} of the samples, above --fail-above 0: exit 1\n"
+    # a RANK a CI runner left in the environment, with no torchrun job, made a silent follower: no output, exit 0
+    monkeypatch.setenv("RANK", "1")
+    stray = invoke(*base, "-o", tmp_path / "d.parquet", "--fail-above", "0", "--quiet")
+    assert stray.exit_code == 1 and stray.stderr == quiet.stderr
+    monkeypatch.setenv("RANK", "abc")  # was a ValueError traceback, exit 1; without a WORLD_SIZE it is no job
+    assert invoke(*base, "-o", tmp_path / "e.parquet", "--quiet").exit_code == 0
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    odd = invoke(*base, "-o", tmp_path / "f.parquet", "--quiet")
+    assert odd.exit_code == 2 and odd.stderr.startswith("error: RANK='abc' and WORLD_SIZE='two' in the environment")
 
 
 def test_flags_by_pair_and_by_class_count_the_flagged_samples():

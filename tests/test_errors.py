@@ -386,6 +386,8 @@ def test_unknown_model(ds):
     ("--lr", "0", "--lr must be a positive number"),
     ("--lr", "inf", "--lr must be a positive number, got inf"),
     ("--hyper-lr", "inf", "--hyper-lr must be a non-negative number, got inf"),
+    # it was accepted, and flagged nothing: every rate stayed 1 (a tester's CI gate passed on it)
+    ("--hyper-lr", "0", "--hyper-lr 0 keeps every learned rate at 1, so they rank nothing; --method plain trains"),
     ("--margin-weight", "inf", "--margin-weight must be a non-negative number"),
     ("--seed", "-1", "--seed must be an integer from 0 to 2**32 - 1, got -1"),
     ("--seed", str(2**64), "--seed must be an integer from 0"),

@@ -288,3 +288,38 @@ def test_a_refused_resume_spells_the_checkpoints_options_as_the_command_line_doe
             "resume with --no-augment --no-layerwise --lr 0.1, or "
         assert _saved_options(saved, ["dataset", "lr"]) == ""  # a changed dataset: no option brings it back
     assert _saved_options(saved, ["seed"]) == "resume with seed=0, or "
+
+
+def test_a_disk_that_fills_while_torch_writes_is_an_oserror(tmp_path, monkeypatch):
+    """On a real full disk torch's zip writer turned the file's ENOSPC into a RuntimeError ("unexpected pos"), so a
+    checkpoint or --save-model on a full disk ended in a traceback and exit 1 (a tester's tmpfs); the fake disk of
+    the older test failed every write, which torch passed on as it was."""
+    import builtins
+    import errno
+
+    from noiseaudit import checkpoint
+
+    class FillsUp:
+        def __init__(self, fh):
+            self.fh, self.room = fh, 2000
+
+        def write(self, data):
+            if len(data) > self.room:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            self.room -= len(data)
+            return self.fh.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+    real_open = builtins.open
+    monkeypatch.setattr(checkpoint, "open", lambda *a, **k: FillsUp(real_open(*a, **k)), raising=False)
+    with pytest.raises(OSError) as info:
+        checkpoint.save_tensors({"w": torch.zeros(4096)}, tmp_path / "c.pt")
+    assert info.value.errno == errno.ENOSPC

@@ -155,6 +155,16 @@ INPUTS, OUTPUT, MODEL, TRAINING = "Inputs", "Output", "Model", "Training"
 VERIFIED, FLAGS, RUN = "Verified labels", "Ranking and flags", "Running"  # scan --help groups its options
 
 
+def _follower() -> bool:
+    """Whether this process is a torchrun worker other than rank 0: a RANK above 0 within a WORLD_SIZE above 1. A
+    RANK left in the environment without a job (a CI runner's) silenced the summary and the --fail-above gate."""
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) > 0
+    except ValueError:
+        raise UsageError(f"RANK={os.environ.get('RANK')!r} and WORLD_SIZE={os.environ.get('WORLD_SIZE')!r} in the "
+                         "environment are not whole numbers (torchrun sets them; unset them to run alone)") from None
+
+
 def _refuse_image_options(ctx: typer.Context) -> None:
     """An option that only images use, given with --features, is refused: it was dropped without a word."""
     from noiseaudit.config import IMAGE_OPTIONS
@@ -302,7 +312,7 @@ def scan_command(
 
     if quiet:
         warnings.simplefilter("ignore", NoiseAuditHint)
-    follower = int(os.environ.get("RANK", "0")) > 0  # under torchrun, rank 0 reports for everyone
+    follower = _follower()  # under torchrun, rank 0 reports for everyone
     with progress_reporter(quiet or follower) as on_progress:
         run: dict[str, Any] = dict(output=output, overwrite=overwrite, on_progress=on_progress)
         if features is not None:
