@@ -403,7 +403,8 @@ ERROR_CASES = {
         {"id": ids[:4] + ids[5:], "v": _vectors(list(x[:4]) + list(x[5:]))})), "id.csv",
         ["{csv}:6: ", "1 sample(s) have no features", "'s4'", "{f}"]),
     "key_twice_in_parquet": (lambda r, x, ids: _write(r, "f.parquet", pa.table(
-        {"id": ids + ["s3"], "v": _vectors(list(x) + [x[3]])})), "id.csv", ["{f}: ", "features row 12 (0-based): key 's3' appears twice"]),
+        {"id": ids + ["s3"], "v": _vectors(list(x) + [x[3]])})), "id.csv",
+        ["{f}: ", "features row 12 (0-based): key 's3' appears twice"]),
     "one_d": (lambda r, x, ids: _write(r, "f.npy", x[:, 0]), "nokey.csv", ["{f}: ", "2-D", "got 1-D shape (12,)"]),
     "three_d": (lambda r, x, ids: _write(r, "f.npy", x.reshape(12, 2, 2)), "nokey.csv",
                 ["{f}: ", "got 3-D shape (12, 2, 2)"]),
@@ -430,9 +431,11 @@ ERROR_CASES = {
     "truncated_npy": (lambda r, x, ids: _write(r, "f.npy", _truncated(x)), "nokey.csv",
                       ["{f}: ", "file ends inside row 10"]),
     "null_first_vector": (lambda r, x, ids: _write(r, "f.parquet", pa.table(
-        {"v": _vectors([None] + list(x[1:]))})), "nokey.csv", ["{f}: ", "features row 0 (0-based) has no vector (null) in column 'v'"]),
+        {"v": _vectors([None] + list(x[1:]))})), "nokey.csv",
+        ["{f}: ", "features row 0 (0-based) has no vector (null) in column 'v'"]),
     "null_vector": (lambda r, x, ids: _write(r, "f.parquet", pa.table(
-        {"v": _vectors(list(x[:8]) + [None] + list(x[9:]))})), "nokey.csv", ["{f}: ", "features row 8 (0-based) has no vector (null)"]),
+        {"v": _vectors(list(x[:8]) + [None] + list(x[9:]))})), "nokey.csv",
+        ["{f}: ", "features row 8 (0-based) has no vector (null)"]),
     "ragged_vectors": (lambda r, x, ids: _write(r, "f.parquet", pa.table(
         {"v": _vectors([list(v) for v in x[:6]] + [list(v) + [0.0] for v in x[6:]])})), "nokey.csv",
         ["{f}: ", "features row 6 (0-based): vector of length 5, others have 4"]),

@@ -273,13 +273,14 @@ def _parquet(path: Path, source: LabeledSource | None) -> _Reader:
                 col = batch.column(0)
                 if col.null_count:
                     bad = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
-                    raise InputError(f"features row {start + bad} (0-based) has no vector (null) in column {lists[0]!r}", path=path)
+                    raise InputError(f"features row {start + bad} (0-based) has no vector (null) in column "
+                                     f"{lists[0]!r}", path=path)
                 lengths = np.diff(col.offsets.to_numpy()) if hasattr(col, "offsets") else None
                 flat = col.flatten().to_numpy(zero_copy_only=False)
                 if lengths is not None and (lengths != dim).any():  # dim: row 0's, also in later chunks
                     bad = int(np.flatnonzero(lengths != dim)[0])
-                    raise InputError(f"features row {start + bad} (0-based): vector of length {lengths[bad]}, others have {dim}",
-                                     path=path)
+                    raise InputError(f"features row {start + bad} (0-based): vector of length {lengths[bad]}, "
+                                     f"others have {dim}", path=path)
                 values = flat.reshape(len(col), dim)
             else:
                 values = np.column_stack([batch.column(i).to_numpy(zero_copy_only=False).astype(np.float64)

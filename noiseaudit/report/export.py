@@ -195,7 +195,8 @@ def last_answers(sheet: pd.DataFrame, lines: list[int | None]) -> tuple[pd.DataF
         return sheet, lines
     when = sheet["updated_at"] if "updated_at" in sheet.columns else \
         pd.to_numeric(sheet["annotation_id"], errors="coerce").fillna(-1)
-    latest = sheet.assign(_when=when.to_numpy()).sort_values("_when", kind="stable").drop_duplicates("path", keep="last")
+    latest = sheet.assign(_when=when.to_numpy()).sort_values("_when", kind="stable")
+    latest = latest.drop_duplicates("path", keep="last")
     keep = sorted(sheet.index.get_indexer(latest.index))
     return sheet.iloc[keep].reset_index(drop=True), [lines[i] for i in keep]
 
