@@ -19,6 +19,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from noiseaudit.errors import UsageError
+
 
 @dataclass
 class Distributed:
@@ -55,9 +57,20 @@ class Distributed:
             self.sum_(tensor)
 
 
+def job() -> tuple[int, int]:
+    """The torchrun job this process is in, as (WORLD_SIZE, RANK) from the environment; (1, 0) alone. A RANK
+    without a WORLD_SIZE above 1 (left in a CI runner's environment) is no job: rank 0 of 1."""
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        return (world, int(os.environ.get("RANK", "0"))) if world > 1 else (1, 0)
+    except ValueError:
+        raise UsageError(f"RANK={os.environ.get('RANK')!r} and WORLD_SIZE={os.environ.get('WORLD_SIZE')!r} in the "
+                         "environment are not whole numbers (torchrun sets them; unset them to run alone)") from None
+
+
 def from_environment(device: torch.device) -> Distributed | None:
-    """Join the torchrun job described by the environment, or None when not under torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    """Join the torchrun job described by the environment (:func:`job`), or None when not under torchrun."""
+    world, _ = job()
     if world <= 1:
         return None
     if not dist.is_initialized():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import shlex
 import warnings
 from pathlib import Path
@@ -155,16 +154,6 @@ INPUTS, OUTPUT, MODEL, TRAINING = "Inputs", "Output", "Model", "Training"
 VERIFIED, FLAGS, RUN = "Verified labels", "Ranking and flags", "Running"  # scan --help groups its options
 
 
-def _follower() -> bool:
-    """Whether this process is a torchrun worker other than rank 0: a RANK above 0 within a WORLD_SIZE above 1. A
-    RANK left in the environment without a job (a CI runner's) silenced the summary and the --fail-above gate."""
-    try:
-        return int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) > 0
-    except ValueError:
-        raise UsageError(f"RANK={os.environ.get('RANK')!r} and WORLD_SIZE={os.environ.get('WORLD_SIZE')!r} in the "
-                         "environment are not whole numbers (torchrun sets them; unset them to run alone)") from None
-
-
 def _refuse_image_options(ctx: typer.Context) -> None:
     """An option that only images use, given with --features, is refused: it was dropped without a word."""
     from noiseaudit.config import IMAGE_OPTIONS
@@ -307,12 +296,13 @@ def scan_command(
     # the options and the input paths are checked before torch loads (seconds): a mistake is refused at once
     make_config(images_dir=None if features else str(images_dir), features=_name(features), **options)
     check_inputs_exist(images_dir, labels_csv, features, trusted)
+    from noiseaudit.distributed import job
     from noiseaudit.report.summary import summarize
     from noiseaudit.scan import scan, scan_features
 
     if quiet:
         warnings.simplefilter("ignore", NoiseAuditHint)
-    follower = _follower()  # under torchrun, rank 0 reports for everyone
+    follower = job()[1] > 0  # under torchrun, rank 0 reports for everyone
     with progress_reporter(quiet or follower) as on_progress:
         run: dict[str, Any] = dict(output=output, overwrite=overwrite, on_progress=on_progress)
         if features is not None:
