@@ -31,7 +31,6 @@ import os
 import time
 import unicodedata
 import warnings
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,12 +47,12 @@ from noiseaudit.backbone import BackbonePlan, build_top, encoder
 from noiseaudit.checkpoint import save_tensors
 from noiseaudit.config import check_bad_image_policy
 from noiseaudit.data.cache import DecodeCache
-from noiseaudit.data.dataset import SampleData, SkippedImage, load_dataset
+from noiseaudit.data.dataset import SampleData, SkippedImage, load_dataset, say_skipped
 from noiseaudit.data.features import FEATURE_SUFFIXES, load_features
 from noiseaudit.data.images import LUMA
 from noiseaudit.data.source import (IMAGE_EXTENSIONS, LabeledSource, load_source, read_image_folder,
                                     read_label_table)
-from noiseaudit.errors import InputError, NoiseAuditWarning, SkippedImages, UsageError, input_file, option, warn
+from noiseaudit.errors import InputError, NoiseAuditWarning, UsageError, input_file, option, warn
 from noiseaudit.models import build_feature_model, build_model
 from noiseaudit.progress import ProgressCallback
 from noiseaudit.report.io import atomic_write
@@ -214,11 +213,8 @@ class SavedModel:
         meta = self._metadata(frame, source, dev, time.perf_counter() - t0)
         if on_bad_image == "skip" and source is not None:
             frame = _with_skipped(frame.assign(status="ok"), source, skipped)
-            meta["n_skipped"] = len(skipped)
-            meta["skipped_by_status"] = dict(Counter(s.status for s in skipped))
-            if skipped:  # said to a notebook, as the command line's summary says it
-                left = [(source.paths[s.row], s.status) for s in skipped]
-                warn(formats.skipped_images(formats.skipped_counts(left), "the predictions"), SkippedImages)
+            counts = say_skipped(source, skipped, "the predictions")
+            meta["n_skipped"], meta["skipped_by_status"] = counts["n_skipped"], counts["skipped_by_status"]
         frame.attrs["noiseaudit"] = meta
         return frame
 

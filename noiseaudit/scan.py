@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from noiseaudit import formats
 from noiseaudit._version import __version__
 from noiseaudit.backbone import BackbonePlan, build_top, encoder, plan_backbone, training_defaults
 from noiseaudit.checkpoint import (TRAINING_OPTIONS, Checkpointer, Interrupted, check_resumable, dataset_fingerprint,
@@ -29,14 +28,15 @@ from noiseaudit.config import (FEATURE_DEFAULTS, IMAGE_OPTIONS, PATH_OPTIONS, RA
 from noiseaudit.data.cache import DecodeCache
 from noiseaudit.data.checks import check_source
 from noiseaudit.data.csvfile import table_name
-from noiseaudit.data.dataset import SampleData, SkippedImage, load_dataset, sorted_classes, source_key
+from noiseaudit.data.dataset import (SampleData, SkippedImage, load_dataset, say_skipped, sorted_classes,
+                                     source_key)
 from noiseaudit.data.duplicates import first_identical, row_digests
 from noiseaudit.data.features import in_memory_matrix, load_features
 from noiseaudit.data.source import LabeledSource, load_source, read_label_table
 from noiseaudit.data.trusted import merge_trusted
 from noiseaudit.distributed import Distributed, from_environment, local_device
-from noiseaudit.errors import (HeavyFlagging, InputError, NoiseAuditError, NoiseAuditWarning, SkippedImages,
-                               TrainingFailed, UsageError, option, warn)
+from noiseaudit.errors import (HeavyFlagging, InputError, NoiseAuditError, NoiseAuditWarning, TrainingFailed,
+                               UsageError, option, warn)
 from noiseaudit.model_io import save_model
 from noiseaudit.models import build_feature_model, build_model, default_model
 from noiseaudit.optim.averaging import fits as averaging_fits
@@ -461,9 +461,7 @@ def _report(cfg: ScanConfig, source: LabeledSource, data: SampleData, result: Tr
     note = heavy_flagging(threshold.estimated_noise_rate, agreement, threshold.method)
     if note is not None:
         warn(f"{threshold.n_flagged} of {len(ranked)} samples flagged. {note}", HeavyFlagging)
-    if data.skipped:  # said to a notebook, as the command line's summary says it
-        left = [(source.paths[b.row], b.status) for b in data.skipped]
-        warn(formats.skipped_images(formats.skipped_counts(left), "the report"), SkippedImages)
+    say_skipped(source, data.skipped, "the report")
     return report
 
 

@@ -12,18 +12,20 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from noiseaudit import formats
 from noiseaudit.config import BAD_IMAGE_POLICIES
 from noiseaudit.data.cache import DecodeCache, files_key
 from noiseaudit.data.duplicates import digest, first_identical, from_groups, groups_of, row_digests
 from noiseaudit.data.hints import missing_image_hint
 from noiseaudit.data.images import GRAY_MODES, GRAY_TOLERANCE, LUMA, DecodeError, decode_image, image_header
 from noiseaudit.data.source import LabeledSource, resolve_inside
-from noiseaudit.errors import InputError, NoiseAuditWarning, line_word, option, warn
+from noiseaudit.errors import InputError, NoiseAuditWarning, SkippedImages, line_word, option, warn
 
 Progress = Callable[[int, int], None]
 
@@ -167,12 +169,25 @@ def _warn_one_file_twice(source: LabeledSource, files: list[Path]) -> None:
          f"file{labels}. Each name trains as a sample", NoiseAuditWarning)
 
 
-def bad_image_error(source: LabeledSource, row: int, reason: str, more: str = "") -> InputError:
-    """The fail-policy error for an undecodable image: its path, why, the file and line naming it, how many more
-    were found (``more``: "3 more"), and the option that would leave them out."""
+def say_skipped(source: LabeledSource, skipped: list[SkippedImage], where: str) -> dict[str, Any]:
+    """The summary keys of the images ``skipped`` (:func:`noiseaudit.formats.skipped_counts`), said to a notebook
+    as a :class:`SkippedImages` warning where there are any (the command line's summary says it instead); ``where``
+    names what lists them ("the report")."""
+    counts = formats.skipped_counts([(source.paths[b.row], b.status) for b in skipped])
+    if skipped:
+        warn(formats.skipped_images(counts, where), SkippedImages)
+    return counts
+
+
+def bad_image_error(source: LabeledSource, row: int, reason: str, others: int = 0,
+                    read_with: int | None = None) -> InputError:
+    """The fail-policy error for an undecodable image: its path, why, the file and line naming it, how many
+    ``others`` failed (among the ``read_with`` images of its batch, where not the whole dataset was read), and the
+    option that would leave them out."""
     origin, line = source.where(row)
-    others = f" (and {more})" if more else ""
-    return InputError(f"{source.paths[row]!r}: {reason}{others}; {option('on_bad_image', 'skip')} leaves "
+    among = "" if read_with is None else f" among the {read_with} images read with it"
+    more = f" (and {others} more{among})" if others else ""
+    return InputError(f"{source.paths[row]!r}: {reason}{more}; {option('on_bad_image', 'skip')} leaves "
                       "such images out and lists them in the report", path=origin, line=line)
 
 
@@ -194,9 +209,8 @@ def _each_file(fn: Callable, files: list[Path], rows: list[int], source: Labeled
     results = _map(call, list(range(len(rows))), workers, progress)
     failed = [j for j, r in enumerate(results) if isinstance(r, DecodeError)]
     if failed and bad is None:
-        more = "" if len(failed) == 1 else f"{len(failed) - 1} more" + (
-            f" among the {len(rows)} images read with it" if batch else "")
-        raise bad_image_error(source, rows[failed[0]], str(results[failed[0]]), more)
+        raise bad_image_error(source, rows[failed[0]], str(results[failed[0]]), len(failed) - 1,
+                              len(rows) if batch else None)
     for j in failed:
         bad.setdefault(rows[j], SkippedImage(rows[j], results[j].status, str(results[j])))
     return results
@@ -302,8 +316,7 @@ def _decoded(source: LabeledSource, files: list[Path], keep: list[int], image_si
         stacked, meta = hit
         for j, status, reason in meta["bad"]:
             if bad is None:
-                raise bad_image_error(source, keep[j], reason, "" if len(meta["bad"]) == 1 else
-                                      f"{len(meta['bad']) - 1} more")
+                raise bad_image_error(source, keep[j], reason, len(meta["bad"]) - 1)
             bad.setdefault(keep[j], SkippedImage(keep[j], status, reason))
         if progress is not None:
             progress(len(keep), len(keep))
