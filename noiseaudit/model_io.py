@@ -50,7 +50,7 @@ from noiseaudit.data.cache import DecodeCache
 from noiseaudit.data.dataset import SampleData, SkippedImage, load_dataset, say_skipped
 from noiseaudit.data.features import FEATURE_SUFFIXES, load_features
 from noiseaudit.data.images import LUMA
-from noiseaudit.data.source import (IMAGE_EXTENSIONS, LabeledSource, load_source, read_image_folder,
+from noiseaudit.data.source import (IMAGE_EXTENSIONS, LabeledSource, files_under, load_source, read_image_folder,
                                     read_label_table)
 from noiseaudit.errors import InputError, NoiseAuditWarning, UsageError, input_file, option, warn
 from noiseaudit.models import build_feature_model, build_model
@@ -379,8 +379,9 @@ def class_key(label: object) -> str:
 
 
 def _has_image(folder: Path) -> bool:
-    return any(f.suffix.lower() in IMAGE_EXTENSIONS for _, _, names in os.walk(folder, followlinks=True)
-               for f in map(Path, names) if not f.name.startswith("."))
+    """Whether an image file sits below ``folder``, found as a folder scan finds them (:func:`files_under`: links
+    followed, hidden files left out, no loop through a link back up)."""
+    return any(f.suffix.lower() in IMAGE_EXTENSIONS for f in files_under(folder))
 
 
 def load_model(path: str | Path) -> SavedModel:

@@ -381,3 +381,17 @@ def test_skipped_images_are_said_to_a_notebook_as_a_warning(digits_model, tmp_pa
     with pytest.warns(noiseaudit.SkippedImages, match="it is in the predictions with that status"):
         load_model(model).predict(folder, csv, label_col="digit", device="cpu", on_bad_image="skip")
     assert issubclass(noiseaudit.HeavyFlagging, noiseaudit.NoiseAuditWarning)
+
+
+def test_a_stray_folder_with_a_link_back_up_is_looked_into_once(tmp_path):
+    """Whether a stray folder holds an image was asked with a bare os.walk that followed links: a link back up made
+    it walk the loop until the path grew too long. It now walks as a folder scan does."""
+    from noiseaudit.model_io import _folders_by_class
+
+    (tmp_path / "1").mkdir()
+    Image.new("L", (8, 8), 9).save(tmp_path / "1" / "a.png")
+    (tmp_path / "extra").mkdir()
+    (tmp_path / "extra" / "up").symlink_to(tmp_path / "extra", target_is_directory=True)
+    assert _folders_by_class(tmp_path, [1]) == (["1"], [])  # no image below the stray: not a stray class
+    Image.new("L", (8, 8), 9).save(tmp_path / "extra" / "b.png")
+    assert _folders_by_class(tmp_path, [1]) == (["1"], ["extra"])

@@ -357,7 +357,7 @@ def _infer_column(col: pd.Series) -> pd.Series:
     return col
 
 
-def _files_under(folder: Path) -> Iterator[Path]:
+def files_under(folder: Path) -> Iterator[Path]:
     """Every file below ``folder`` that is not hidden, at any depth. Linked folders are followed (a link that
     leads out of the image folder is refused with its first image, by :func:`resolve_inside`), but not into a
     folder the walk is already inside, so that a link back up does not loop."""
@@ -371,10 +371,10 @@ def _files_under(folder: Path) -> Iterator[Path]:
 
 
 def _images_under(root: Path, folder: Path, ignored: list[str], broken: list[str]) -> list[str]:
-    """The image files below ``folder`` (:func:`_files_under`), sorted, relative to ``root``; the other files are
+    """The image files below ``folder`` (:func:`files_under`), sorted, relative to ``root``; the other files are
     added to ``ignored``, and links to nothing with an image extension to ``broken``."""
     paths = []
-    for file in sorted(_files_under(folder)):
+    for file in sorted(files_under(folder)):
         rel = file.relative_to(root).as_posix()
         if file.suffix.lower() not in IMAGE_EXTENSIONS:
             ignored.append(rel)

@@ -187,7 +187,8 @@ def _duplicates_section(report: pd.DataFrame, cards: _Cards, what: str, top: int
 
 def _scanned(config: dict[str, Any]) -> str:
     """What was scanned, by file names alone (a shared page should not show the scanner's folders): the labels
-    file, else the image folder, else the features file; "" where the metadata does not say."""
+    file, the image folder and the features file that the run's config names (a table from Python is left
+    out), joined by " · "; "" where it names none."""
     names = [Path(str(config[k])).name for k in ("labels_csv", "images_dir", "features")
              if config.get(k) and not str(config[k]).startswith("<")]
     return " · ".join(dict.fromkeys(names))
