@@ -177,11 +177,8 @@ def holds_text(table: object, column: str | None) -> bool:
         return False
     values = table[frame_column(table, column)]
     if isinstance(values.dtype, pd.CategoricalDtype):
-        values = pd.Series(values.cat.categories)
-    if pd.api.types.is_string_dtype(values.dtype) and not pd.api.types.is_object_dtype(values.dtype):
-        return True
-    present = values.dropna()
-    return pd.api.types.is_object_dtype(values.dtype) and len(present) > 0 and all(isinstance(v, str) for v in present)
+        values = values.cat.categories
+    return pd.api.types.infer_dtype(values, skipna=True) == "string"  # str objects or a string dtype; not empty
 
 
 def read_labels_csv(
