@@ -708,3 +708,42 @@ def test_an_output_name_of_the_longest_length_is_written(ds):
     result = invoke(*scan_args(images, csv(good), longest))
     assert result.exit_code == 0 and longest.is_file(), result.output
     assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")] == []  # no temp file left
+
+
+# ------------------------------------------------------------------------------------------- unforeseen failures
+
+def test_an_unforeseen_exception_prints_its_traceback_and_exits_3_not_the_gates_1(ds, monkeypatch):
+    """A bug exited 1 with a bare traceback: the same code as `--fail-above` finding too many suspects, so a CI
+    gate read a crash as findings."""
+    scan_module = importlib.import_module("noiseaudit.scan")  # the package's `scan` is the function
+    images, out, csv, good = ds
+
+    def broken(*args, **kwargs):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(scan_module, "build_report", broken)
+    result = invoke(*scan_args(images, csv(good), out, "--fail-above", "0.5"))
+    assert result.exit_code == 3 and result.stdout == "", result.output
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == "Traceback (most recent call last):" and "KeyError: 'a bug'" in lines
+    from noiseaudit import __version__
+    assert lines[-1] == (f"error: internal error (KeyError: 'a bug'): a bug in noiseaudit {__version__}; "
+                         "please report it with the traceback above")
+    assert not out.exists() and not list(out.parent.glob(f".{out.name}.*"))
+
+
+def test_running_out_of_memory_is_one_line_with_what_to_lower(ds, monkeypatch):
+    scan_module = importlib.import_module("noiseaudit.scan")  # the package's `scan` is the function
+    images, out, csv, good = ds
+
+    class OutOfMemoryError(RuntimeError):  # torch.OutOfMemoryError's name and its message's shape
+        pass
+
+    def full(*args, **kwargs):
+        raise OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 7.79 GiB total capacity)\n"
+                               "If reserved but unallocated memory is large try setting max_split_size_mb")
+
+    monkeypatch.setattr(scan_module, "train", full)
+    line = assert_user_error(invoke(*scan_args(images, csv(good), out)), out)
+    assert line == ("error: out of memory (CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 7.79 GiB total "
+                    "capacity)): try a smaller --batch-size or --image-size, or --device cpu")

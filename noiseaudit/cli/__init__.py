@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
             see = f" See '{ctx.command_path} --help'." if ctx is not None else ""
             say(f"error: {message}{see}")
         code = exc.exit_code
-    except typer.Abort:
-        say("aborted")
-        code = 1
+    except typer.Abort:  # Ctrl-C before a command started: not exit 1, which a --fail-above gate means
+        say("interrupted")
+        code = 130
     sys.exit(code if isinstance(code, int) else 0)

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import threading
+import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any, TypeVar
@@ -18,6 +19,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
+from noiseaudit._version import __version__
 from noiseaudit.errors import NoiseAuditError, NoiseAuditWarning, SummaryNote, command_line
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -193,5 +195,28 @@ def exits_on_errors(fn: F) -> F:
             where = f"{exc.filename}: " if exc.filename else ""
             say(f"error: {where}{exc.strerror or exc}")
             raise typer.Exit(2) from None
+        except Exception as exc:  # noqa: BLE001 - a bug or the memory running out, told apart from exit 1 (findings)
+            if _out_of_memory(exc):
+                say(f"error: out of memory ({_first_line(exc)}){_LESS_MEMORY.get(fn.__name__, '')}")
+                raise typer.Exit(2) from None
+            traceback.print_exc(file=sys.stderr)
+            say(f"error: internal error ({type(exc).__name__}: {_first_line(exc)}): a bug in noiseaudit "
+                f"{__version__}; please report it with the traceback above")
+            raise typer.Exit(INTERNAL_ERROR) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+INTERNAL_ERROR = 3  # an exception no check foresaw: not 1 (a --fail-above gate) nor 2 (bad input)
+_LESS_MEMORY = {"scan_command": ": try a smaller --batch-size or --image-size, or --device cpu"}
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Python's MemoryError, torch's OutOfMemoryError (CUDA, MPS), or its CPU allocator refusing."""
+    return (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+            or "can't allocate memory" in str(exc) or "MPS backend out of memory" in str(exc))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "no message"
