@@ -16,8 +16,8 @@ import types
 from typing import Any
 
 from noiseaudit._version import __version__
-from noiseaudit.errors import (HeavyFlagging, InputError, NoiseAuditError, NoiseAuditWarning, SkippedImages,
-                               UsageError)
+from noiseaudit.errors import (HeavyFlagging, InputError, ModelAtChance, NoiseAuditError, NoiseAuditWarning,
+                               SkippedImages, UsageError)
 
 # public name -> the module that defines it, imported when the name is first used
 _LAZY = {
@@ -44,7 +44,7 @@ _SAME_NAME = frozenset({"scan", "evaluate"})
 __all__ = ["__version__", "scan", "scan_features", "ScanConfig", "load_model", "read_report", "write_report",
            "inject_file", "evaluate", "select_suspects", "review_table", "write_review", "apply_review",
            "render_html", "detection_metrics", "ranking_metrics", "InputError", "NoiseAuditError", "UsageError",
-           "NoiseAuditWarning", "HeavyFlagging", "SkippedImages"]
+           "NoiseAuditWarning", "HeavyFlagging", "ModelAtChance", "SkippedImages"]
 
 
 def __getattr__(name: str) -> Any:

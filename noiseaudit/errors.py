@@ -173,6 +173,11 @@ class HeavyFlagging(SummaryNote):
     """A scan flagged a large share of its samples (:func:`noiseaudit.report.summary.heavy_flagging`)."""
 
 
+class ModelAtChance(SummaryNote):
+    """The trained model agrees with the given labels no more than always predicting the most common one would:
+    it learned nothing, so its ranking and count mean nothing (:func:`noiseaudit.report.summary.at_chance`)."""
+
+
 class SkippedImages(SummaryNote):
     """``on_bad_image="skip"`` left images out: how many, why, and the first few (they are in the result, with
     their ``status``)."""

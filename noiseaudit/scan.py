@@ -35,15 +35,15 @@ from noiseaudit.data.features import in_memory_matrix, load_features
 from noiseaudit.data.source import LabeledSource, load_source, read_label_table
 from noiseaudit.data.trusted import merge_trusted
 from noiseaudit.distributed import Distributed, from_environment, local_device
-from noiseaudit.errors import (HeavyFlagging, InputError, NoiseAuditError, NoiseAuditWarning, TrainingFailed,
-                               UsageError, option, warn)
+from noiseaudit.errors import (HeavyFlagging, InputError, ModelAtChance, NoiseAuditError, NoiseAuditWarning,
+                               TrainingFailed, UsageError, option, warn)
 from noiseaudit.model_io import save_model
 from noiseaudit.models import build_feature_model, build_model, default_model
 from noiseaudit.optim.averaging import fits as averaging_fits
 from noiseaudit.progress import ProgressCallback
 from noiseaudit.report.build import add_skipped, build_report, carried_columns, with_duplicates
 from noiseaudit.report.io import OutputAppeared, check_writable, cut_name, same_file, save_report
-from noiseaudit.report.summary import heavy_flagging
+from noiseaudit.report.summary import at_chance, heavy_flagging
 from noiseaudit.report.threshold import Threshold, choose_threshold, rank_sum, reranked, unranked
 from noiseaudit.runtime import keeps_random_state, resolve_device, seed_everything
 from noiseaudit.train import PREDICT_BATCH, StepCallback, TrainConfig, TrainResult, train
@@ -116,6 +116,9 @@ def scan(images_dir: str | Path, labels_csv: str | Path | pd.DataFrame | None = 
         Something left out or doubtful (files without an image extension, a file under two names, ...).
     HeavyFlagging
         A large share flagged: many wrong labels, or a model too weak for the data.
+    ModelAtChance
+        The model agrees with the given labels no more than always predicting the most common one would: the
+        ranking means nothing (labels that do not belong to the samples, or failed training).
     SkippedImages
         With ``on_bad_image="skip"``: the images left out (also in the report, with their ``status``).
     """
@@ -458,6 +461,10 @@ def _report(cfg: ScanConfig, source: LabeledSource, data: SampleData, result: Tr
         "timings": timings,
     }
     agreement = float((result.probs.argmax(axis=1) == data.targets.numpy())[ranked].mean()) if len(ranked) else 0.0
+    majority = float(np.bincount(data.targets.numpy()[ranked]).max() / len(ranked)) if len(ranked) else 0.0
+    chance = at_chance(agreement, majority, len(ranked), len(data.classes))
+    if chance is not None:
+        warn(chance, ModelAtChance)
     note = heavy_flagging(threshold.estimated_noise_rate, agreement, threshold.method)
     if note is not None:
         warn(f"{threshold.n_flagged} of {len(ranked)} samples flagged. {note}", HeavyFlagging)

@@ -167,6 +167,45 @@ def test_fail_above_exits_1_and_says_why(tmp_path, monkeypatch):
     assert odd.exit_code == 2 and odd.stderr.startswith("error: RANK='abc' and WORLD_SIZE='two' in the environment")
 
 
+def test_a_model_that_learned_nothing_is_said_and_fails_the_gate_closed(tmp_path):
+    """Forty copies of one image, half labelled a and half b: no model can beat always answering a. The scan
+    flagged none, said nothing, and passed --fail-above with exit 0 on a ranking that meant nothing (as a
+    shuffled labels file or a training run gone flat does)."""
+    from PIL import Image
+
+    import noiseaudit
+
+    (tmp_path / "same").mkdir()
+    pixels = np.random.default_rng(0).integers(0, 255, (8, 8), dtype=np.uint8)
+    for i in range(40):
+        Image.fromarray(pixels).save(tmp_path / "same" / f"{i:02d}.png")
+    csv = tmp_path / "labels.csv"
+    pd.DataFrame({"path": [f"{i:02d}.png" for i in range(40)], "label": ["ab"[i % 2] for i in range(40)]}).to_csv(
+        csv, index=False)
+    base = ["scan", tmp_path / "same", csv, "--epochs", "1", "--device", "cpu", "--workers", "1", "--overwrite"]
+    told = invoke(*base, "-o", tmp_path / "a.parquet", "--quiet")
+    assert told.exit_code == 0, told.output
+    assert "The model learned nothing: it agrees with 50.0% of the given labels" in told.stdout
+    gate = invoke(*base, "-o", tmp_path / "b.parquet", "--quiet", "--json", "--fail-above", "0.5")
+    summary = json.loads(gate.stdout)
+    assert gate.exit_code == 1 and summary["model_at_chance"] is True and summary["majority_share"] == 0.5
+    assert summary["n_flagged"] == 0 and summary["over_fail_above"] is False
+    assert gate.stderr == ("the model learned nothing (it agrees with 50.0% of the given labels, as always "
+                           "predicting the most common one would), so its count cannot pass --fail-above 0.5: "
+                           "exit 1\n")
+    with pytest.warns(noiseaudit.ModelAtChance, match="Either the labels do not belong to these samples"):
+        noiseaudit.scan(tmp_path / "same", csv, epochs=1, device="cpu", workers=1)
+
+
+def test_at_chance_needs_enough_samples_per_class_and_no_real_agreement():
+    from noiseaudit.report.summary import at_chance
+
+    assert at_chance(0.505, 0.5, 40, 2) is not None  # within the margin of the majority's share
+    assert at_chance(0.52, 0.5, 40, 2) is None  # above it
+    assert at_chance(0.5, 0.5, 39, 2) is None  # under 20 samples per class a weak fit may be the data's size
+    assert at_chance(0.3, 0.9, 1000, 2) is not None  # below the majority's share: worse than a constant
+
+
 def test_flags_by_pair_and_by_class_count_the_flagged_samples():
     given = ["a", "a", "a", "a", "b", "b", "c"]
     suggested = ["b", "b", "c", "b", "a", "c", "a"]

@@ -195,6 +195,8 @@ def exits_on_errors(fn: F) -> F:
             where = f"{exc.filename}: " if exc.filename else ""
             say(f"error: {where}{exc.strerror or exc}")
             raise typer.Exit(2) from None
+        except _CLICK_EXITS:  # a command's own exit code (the --fail-above gate's 1), or click's usage errors
+            raise
         except Exception as exc:  # noqa: BLE001 - a bug or the memory running out, told apart from exit 1 (findings)
             if _out_of_memory(exc):
                 say(f"error: out of memory ({_first_line(exc)}){_LESS_MEMORY.get(fn.__name__, '')}")
@@ -207,6 +209,8 @@ def exits_on_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+# typer.Exit, typer.Abort and click's ClickException (reached through typer, which vendors click from 0.2x on)
+_CLICK_EXITS = (typer.Exit, typer.Abort, next(k for k in typer.BadParameter.__mro__ if k.__name__ == "ClickException"))
 INTERNAL_ERROR = 3  # an exception no check foresaw: not 1 (a --fail-above gate) nor 2 (bad input)
 _LESS_MEMORY = {"scan_command": ": try a smaller --batch-size or --image-size, or --device cpu"}
 

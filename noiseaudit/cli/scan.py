@@ -64,10 +64,12 @@ def print_summary(summary: dict[str, Any], output: Path) -> None:
               f"{formats.duration(summary['timings'].get('total_s', 0))}", highlight=False)
     if summary.get("model_choice"):  # why a backbone, or none, on colour images
         out.print(summary["model_choice"], highlight=False)
-    from noiseaudit.report.summary import heavy_flagging
+    from noiseaudit.report.summary import at_chance, heavy_flagging
 
-    note = heavy_flagging(summary["estimated_noise_rate"], summary["model_agreement"],
-                          summary["threshold"].get("method", ""))
+    chance = at_chance(summary["model_agreement"], summary["majority_share"], summary["n_samples"],
+                       summary["n_classes"])
+    note = chance or heavy_flagging(summary["estimated_noise_rate"], summary["model_agreement"],
+                                    summary["threshold"].get("method", ""))
     if note:
         out.print(note, highlight=False)
     elif summary["threshold"].get("rule") == MIDPOINT:
@@ -335,6 +337,11 @@ def scan_command(
     if over:  # said even with -q, as an error is: it is why the exit code is 1
         stderr().print(f"flagged {formats.percent(summary['estimated_noise_rate'])} of the samples, above "
                        f"--fail-above {fail_above:g}: exit 1", highlight=False)
+        raise typer.Exit(1)
+    if fail_above is not None and summary["model_at_chance"]:  # a gate fails closed on a count that means nothing
+        stderr().print(f"the model learned nothing (it agrees with {formats.percent(summary['model_agreement'])} "
+                       "of the given labels, as always predicting the most common one would), so its count cannot "
+                       f"pass --fail-above {fail_above:g}: exit 1", highlight=False)
         raise typer.Exit(1)
     if broken:
         raise typer.Exit(BROKEN_PIPE)

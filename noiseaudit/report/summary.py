@@ -26,6 +26,22 @@ def heavy_flagging(estimated_noise_rate: float, model_agreement: float, threshol
             "review a sample of the flags before acting on the count.")
 
 
+CHANCE_MARGIN = 0.01  # agreement with the given labels within this of the most common label's share is chance
+CHANCE_MIN_PER_CLASS = 20  # below this many samples per class, a weak fit can be the data's size, not a failure
+
+
+def at_chance(model_agreement: float, majority_share: float, n_samples: int, n_classes: int) -> str | None:
+    """What to say when a model fit to enough samples agrees with their given labels no more than always
+    predicting the most common label would (within :data:`CHANCE_MARGIN`): it learned nothing, so its ranking and
+    count mean nothing. None otherwise, and for fewer than :data:`CHANCE_MIN_PER_CLASS` samples per class."""
+    if n_samples < CHANCE_MIN_PER_CLASS * max(n_classes, 1) or model_agreement > majority_share + CHANCE_MARGIN:
+        return None
+    return (f"The model learned nothing: it agrees with {formats.percent(model_agreement)} of the given labels, no "
+            f"more than always predicting the most common one would ({formats.percent(majority_share)}), so the "
+            "ranking and the count mean nothing. Either the labels do not belong to these samples (a shuffled or "
+            "misaligned labels file) or training failed: try a lower --lr, a larger --batch-size or more --epochs.")
+
+
 def model_choice(metadata: dict[str, Any]) -> str | None:
     """Why ``--backbone auto`` trains what it does on colour images, in words (the metadata's
     ``backbone.evidence``); None where nothing was measured (grayscale images, a backbone named)."""
@@ -75,6 +91,7 @@ def summarize(report: pd.DataFrame, metadata: dict[str, Any], top: int = 10) -> 
         "n_flagged": int(report["is_suspect"].sum()),
         "estimated_noise_rate": float(report["is_suspect"].mean()) if len(report) else 0.0,
         "model_agreement": float((report["predicted_label"] == report["given_label"]).mean()) if len(report) else 0.0,
+        "majority_share": float(report["given_label"].value_counts(normalize=True).max()) if len(report) else 0.0,
         "threshold": metadata.get("threshold", {}),
         "model": metadata.get("model"),
         "device": metadata.get("device"),
@@ -85,6 +102,8 @@ def summarize(report: pd.DataFrame, metadata: dict[str, Any], top: int = 10) -> 
             for _, row in suspects.iterrows()
         ],
     }
+    summary["model_at_chance"] = at_chance(summary["model_agreement"], summary["majority_share"], len(report),
+                                           summary["n_classes"]) is not None
     if duplicates is not None:
         summary["duplicates"] = duplicates
     choice = model_choice(metadata)
