@@ -656,6 +656,24 @@ def test_main_passes_exit_codes_through(capsys, monkeypatch):
     assert stop.value.code == 2 and "Usage: noiseaudit" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("args, said", [
+    (["scan", "--features", "f.npy"], "a scan of feature vectors takes the labels CSV first: noiseaudit scan "
+                                      "LABELS_CSV --features FILE."),
+    (["scan", "--features=f.npy", "-q"], "a scan of feature vectors takes the labels CSV first"),
+    (["scan", "-o", "r.parquet"], "missing the image folder: noiseaudit scan IMAGES_DIR [LABELS_CSV] (or LABELS_CSV "
+                                  "--features FILE)."),
+    (["predict"], "Missing argument 'model'."),  # click's own words elsewhere
+])
+def test_a_scan_missing_its_first_argument_says_what_comes_first(capsys, args, said):
+    """`scan --features X.npy` with no CSV said "Missing argument 'images_dir'", for a scan of no images."""
+    from noiseaudit.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.startswith(f"error: {said}") and err.count("\n") == 1, err
+
+
 def test_an_output_another_run_writes_meanwhile_is_kept(ds):
     """The output was checked only at start-up, then os.replace'd: a file written there during the scan (another
     scan into the same path) was silently replaced, and both runs said they wrote it."""

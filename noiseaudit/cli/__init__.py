@@ -52,6 +52,19 @@ def _root(
 _UsageError = next(k for k in typer.BadParameter.__mro__ if k.__name__ == "UsageError")
 
 
+def _missing_input(exc: Exception, args: list[str]) -> str | None:
+    """What a scan without its first argument needs, in the order it needs it: click's "Missing argument
+    'images_dir'" misled a scan of feature vectors, whose first argument is the labels CSV."""
+    param, ctx = getattr(exc, "param", None), getattr(exc, "ctx", None)
+    if type(exc).__name__ != "MissingParameter" or ctx is None or ctx.info_name != "scan":
+        return None
+    if getattr(param, "name", None) != "images_dir":
+        return None
+    if any(arg == "--features" or arg.startswith("--features=") for arg in args):
+        return "a scan of feature vectors takes the labels CSV first: noiseaudit scan LABELS_CSV --features FILE."
+    return "missing the image folder: noiseaudit scan IMAGES_DIR [LABELS_CSV] (or LABELS_CSV --features FILE)."
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the command line and exit with its code.
 
@@ -70,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     except _UsageError as exc:
         if type(exc).__name__ != "NoArgsIsHelpError":  # that one has printed the help already
             ctx = getattr(exc, "ctx", None)
-            message = exc.format_message()
+            message = _missing_input(exc, sys.argv[1:] if argv is None else argv) or exc.format_message()
             message += "" if message.endswith((".", "?", "!")) else "."
             see = f" See '{ctx.command_path} --help'." if ctx is not None else ""
             say(f"error: {message}{see}")
