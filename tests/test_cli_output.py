@@ -611,3 +611,41 @@ def test_every_command_takes_quiet_and_export_hushes_its_interface(tmp_path):
     loud = invoke("export", report, "-o", tmp_path / "a.json", "--format", "labelstudio", "--top", "3")
     quiet = invoke("export", report, "-o", tmp_path / "b.json", "--format", "labelstudio", "--top", "3", "-q")
     assert loud.exit_code == quiet.exit_code == 0 and "<View>" in loud.stderr and quiet.stderr == ""
+
+
+def test_dash_as_output_writes_text_to_stdout_and_the_wrote_line_to_stderr(tmp_path):
+    """`-o -` wrote a file named '-' in the working folder; and a text output on /dev/stdout got the command's
+    "Wrote ..." line mixed into it."""
+    report = synthetic_report(tmp_path / "r.parquet", n_flagged=6)
+    assert invoke("export", report, "-o", tmp_path / "sheet.csv", "--top", "5").exit_code == 0
+    sheet = invoke("export", report, "-o", "-", "--top", "5")
+    assert sheet.exit_code == 0 and sheet.stdout == (tmp_path / "sheet.csv").read_text()
+    assert sheet.stderr == "Wrote 5 samples to stdout\n" and not Path("-").exists()
+    quiet = invoke("export", report, "-o", "-", "--top", "5", "--quiet")
+    assert quiet.stdout == sheet.stdout and quiet.stderr == ""
+    page = invoke("html", report, "-o", "-", "-q")
+    assert page.exit_code == 0 and page.stdout.startswith("<!doctype html>") and page.stdout.rstrip().endswith("</html>")
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame({"path": [f"{i}.png" for i in range(20)], "label": ["ab"[i % 2] for i in range(20)]}).to_csv(
+        labels, index=False)
+    noisy = invoke("inject", labels, "-o", "-", "--rate", "0.2", "--seed", "0")
+    assert noisy.exit_code == 0, noisy.output
+    assert pd.read_csv(io.StringIO(noisy.stdout))["is_noisy"].sum() == 4  # the CSV alone on stdout
+    assert "Realised noise: 4 of 20 labels flipped" in noisy.stderr and noisy.stderr.endswith("Wrote stdout\n")
+    reviewed = tmp_path / "reviewed.csv"
+    reviewed.write_text("path,verdict,new_label\n0.png,relabel,b\n")
+    fixed = invoke("apply", labels, reviewed, "-o", "-")
+    assert fixed.exit_code == 0 and fixed.stdout.splitlines()[:2] == ["path,label", "0.png,b"]
+    assert fixed.stderr.endswith("wrote 20 rows to stdout\n")
+
+
+@pytest.mark.parametrize("args, said", [
+    (["export", "{report}", "-o", "-", "--json"], "error: --json and -o - both write to stdout: choose one (or name a "
+                                                  "file)"),
+    (["predict", "{report}", "-o", "-"], "error: --output -: a Parquet or model file is not written to stdout; "
+                                         "name a file"),
+])
+def test_dash_is_refused_beside_json_and_for_parquet(tmp_path, args, said):
+    report = synthetic_report(tmp_path / "r.parquet")
+    result = invoke(*[str(report) if a == "{report}" else a for a in args])
+    assert result.exit_code == 2 and result.stderr == said + "\n" and result.stdout == ""

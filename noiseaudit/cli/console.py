@@ -14,13 +14,14 @@ import threading
 import traceback
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
 from noiseaudit._version import __version__
-from noiseaudit.errors import NoiseAuditError, NoiseAuditWarning, SummaryNote, command_line
+from noiseaudit.errors import NoiseAuditError, NoiseAuditWarning, SummaryNote, UsageError, command_line
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -95,6 +96,26 @@ def _finite(value: Any) -> Any:
 def echo_json(value: Any) -> None:
     """Strict JSON on stdout: numpy scalars as Python numbers, NaN and infinities as null."""
     _Pieces(sys.stdout).write(json.dumps(_finite(value), default=str, allow_nan=False) + "\n")
+
+
+def text_output(output: Path, json_out: bool) -> Path:
+    """Refuse ``-o -`` beside ``--json``, which both write to stdout; return ``output``."""
+    if json_out and os.fspath(output) == "-":
+        raise UsageError("--json and -o - both write to stdout: choose one (or name a file)")
+    return output
+
+
+def results_console(output: Path, quiet: bool) -> Console | None:
+    """Where a command that wrote ``output`` prints its results (a table, "wrote ..."): stdout; stderr when the
+    output itself went to stdout (``-o -``), where they would end up inside it, and then nowhere with ``quiet``."""
+    if os.fspath(output) != "-":
+        return stdout()
+    return None if quiet else stderr()
+
+
+def output_name(output: Path) -> str:
+    """An output's name in a message: ``stdout`` for ``-``."""
+    return "stdout" if os.fspath(output) == "-" else str(output)
 
 
 def say(line: str) -> None:

@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from noiseaudit import formats
-from noiseaudit.cli.console import JsonSummary, Overwrite, Quiet, echo_json, exits_on_errors, stdout
+from noiseaudit.cli.console import (JsonSummary, Overwrite, Quiet, echo_json, exits_on_errors, output_name,
+                                    results_console, text_output)
 
 if TYPE_CHECKING:
     from noiseaudit.inject import InjectionResult
@@ -22,8 +24,7 @@ class Kind(str, Enum):
     instance = "instance"
 
 
-def print_noise_matrix(result: InjectionResult) -> None:
-    out = stdout()
+def print_noise_matrix(result: InjectionResult, out: Console) -> None:
     m = result.noise_matrix
     table = Table(title=f"Realised noise: {int(m.sum() - m.trace())} of {int(m.sum())} labels flipped "
                         "(rows: original, columns: new)")
@@ -65,8 +66,9 @@ def inject_command(
     from noiseaudit.data.csvfile import csv_style, write_csv
     from noiseaudit.report.io import atomic_write, check_writable
 
-    check_writable(output, overwrite, [(labels, "labels CSV"), (pairs, "pairs file"), (features, "features file")],
-                   image_folder=images_dir)
+    check_writable(text_output(output, json_out), overwrite,
+                   [(labels, "labels CSV"), (pairs, "pairs file"), (features, "features file")],
+                   image_folder=images_dir, text=True)
     result = inject_file(labels, rate, kind.value, seed, images_dir=images_dir, pairs_file=pairs,
                          path_col=path_col, label_col=label_col, device=device, features=features)
     style = csv_style(labels)  # the input's delimiter, BOM and line ending
@@ -76,5 +78,7 @@ def inject_command(
                    "classes": [str(c) for c in result.classes], "noise_matrix": result.noise_matrix.tolist(),
                    "per_class_rate": result.per_class_rate.round(6).tolist(), "output": str(output)})
     else:
-        print_noise_matrix(result)
-        stdout().print(f"Wrote {output}", highlight=False)
+        out = results_console(output, quiet)
+        if out is not None:
+            print_noise_matrix(result, out)
+            out.print(f"Wrote {output_name(output)}", highlight=False)

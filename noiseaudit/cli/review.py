@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from noiseaudit.cli.console import JsonSummary, Overwrite, Quiet, echo_json, exits_on_errors, stderr, stdout
+from noiseaudit.cli.console import (JsonSummary, Overwrite, Quiet, echo_json, exits_on_errors, output_name,
+                                    results_console, stderr, text_output)
 
 
 class Format(str, Enum):
@@ -37,7 +38,7 @@ def export_command(
     from noiseaudit.report.export import label_studio_config, review_table, select_suspects, write_review
     from noiseaudit.report.io import check_writable, read_report
 
-    check_writable(output, overwrite, [(report, "report")])
+    check_writable(text_output(output, json_out), overwrite, [(report, "report")], text=True)
     if fmt is None:
         fmt = Format.json if output.suffix.lower() == ".json" else Format.csv
     frame, meta = read_report(report, scan=True)
@@ -46,8 +47,8 @@ def export_command(
     if json_out:
         echo_json({"rows_written": len(table), "flagged": int(table["flagged"].sum()), "format": fmt.value,
                    "output": str(output)})
-    else:
-        stdout().print(f"Wrote {len(table)} samples to {output}", highlight=False)
+    elif (out := results_console(output, quiet)) is not None:
+        out.print(f"Wrote {len(table)} samples to {output_name(output)}", highlight=False)
     if fmt == Format.labelstudio and not quiet:
         classes = meta.get("classes") or sorted(set(frame["given_label"]) | set(frame["suggested_label"]), key=str)
         stderr().print(f"Next: a Label Studio project with this labeling interface; import {output}, review, "
@@ -81,7 +82,8 @@ def apply_command(
     from noiseaudit.data.csvfile import csv_style, edited_csv, write_csv
     from noiseaudit.report.io import atomic_write, check_writable
 
-    check_writable(output, overwrite, [(labels_csv, "labels CSV"), (reviewed, "reviewed file")])  # never in place
+    check_writable(text_output(output, json_out), overwrite, [(labels_csv, "labels CSV"), (reviewed, "reviewed file")],
+                   text=True)  # never in place
     result = apply_review(labels_csv, reviewed, path_col=path_col, label_col=label_col,
                           allow_new_labels=allow_new_labels, force=force)
     style = csv_style(labels_csv)  # the input's delimiter, BOM and line ending
@@ -95,8 +97,8 @@ def apply_command(
                "rows_written": len(result.table), "output": str(output)}
     if json_out:
         echo_json(summary)
-    else:
+    elif (out := results_console(output, quiet)) is not None:
         already = f" ({result.already} relabels applied before)" if result.already else ""
-        stdout().print(f"{result.relabeled} relabeled{already}, {result.dropped} dropped, {result.kept} kept, "
-                       f"{result.unreviewed} without a verdict; wrote {len(result.table)} rows to {output}",
-                       highlight=False)
+        out.print(f"{result.relabeled} relabeled{already}, {result.dropped} dropped, {result.kept} kept, "
+                  f"{result.unreviewed} without a verdict; wrote {len(result.table)} rows to {output_name(output)}",
+                  highlight=False)

@@ -11,7 +11,8 @@ import typer
 from rich.table import Table
 
 from noiseaudit import formats
-from noiseaudit.cli.console import JsonSummary, Overwrite, Quiet, echo_json, exits_on_errors, stdout
+from noiseaudit.cli.console import (JsonSummary, Overwrite, Quiet, echo_json, exits_on_errors, output_name,
+                                    results_console, stdout, text_output)
 from noiseaudit.errors import InputError
 
 
@@ -204,7 +205,7 @@ def html_command(
     from noiseaudit.report.io import atomic_write, check_writable, read_report
 
     check_top(top)
-    check_writable(output, overwrite, [(report, "report")], image_folder=images_dir)
+    check_writable(text_output(output, json_out), overwrite, [(report, "report")], image_folder=images_dir, text=True)
     if images_dir is not None:
         check_image_dir(images_dir, hint="")  # before the report is read and the page drawn
     frame, meta = read_report(report, scan=True)
@@ -214,6 +215,6 @@ def html_command(
         from noiseaudit.report.build import scored
 
         n = len(scored(frame))  # as the page counts: skipped images and trusted samples are not ranked
-        echo_json({"samples": n, "gallery": min(top, n), "bytes": output.stat().st_size, "output": str(output)})
-    else:
-        stdout().print(f"Wrote {output}", highlight=False)
+        echo_json({"samples": n, "gallery": min(top, n), "bytes": len(page.encode("utf-8")), "output": str(output)})
+    elif (out := results_console(output, quiet)) is not None:
+        out.print(f"Wrote {output_name(output)}", highlight=False)

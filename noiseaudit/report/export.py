@@ -297,7 +297,7 @@ def write_review(table: pd.DataFrame, path: str | Path, fmt: str | None = None, 
         fmt = "json" if Path(path).suffix.lower() == ".json" else "csv"
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    check_writable(path, overwrite)
+    check_writable(path, overwrite, text=True)
     if fmt == "csv":
         return atomic_write(path, lambda tmp: table.to_csv(tmp, index=False, float_format=f"%.{DECIMALS}f"),
                             replace=overwrite)

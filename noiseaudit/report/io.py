@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import stat
+import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -55,10 +56,20 @@ def _temp_prefix(path: Path) -> str:
     return "." + cut_name(path.name) + "."
 
 
+STDOUT = "-"  # the output name that means standard output, for the commands that write text (Unix convention)
+
+
+def is_stdout(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is ``-``, standard output."""
+    return os.fspath(path) == STDOUT
+
+
 def _stream(path: Path) -> bool:
-    """Whether ``path`` (links followed) is a character device or a named pipe (``/dev/null``, ``/dev/stdout``, a
-    FIFO): what is written there is streamed into it, not renamed over it, which would put a plain file in its
-    place. Block devices and sockets are refused (:func:`check_writable`)."""
+    """Whether ``path`` is ``-`` or (links followed) a character device or a named pipe (``/dev/null``,
+    ``/dev/stdout``, a FIFO): what is written there is streamed into it, not renamed over it, which would put a
+    plain file in its place. Block devices and sockets are refused (:func:`check_writable`)."""
+    if is_stdout(path):
+        return True
     try:
         mode = os.stat(path).st_mode
     except OSError:
@@ -67,12 +78,17 @@ def _stream(path: Path) -> bool:
 
 
 def check_writable(path: str | Path, overwrite: bool, inputs: Iterable[tuple[str | Path | None, str]] = (), *,
-                   image_folder: str | Path | None = None, name: str = "output") -> Path:
+                   image_folder: str | Path | None = None, name: str = "output", text: bool = False) -> Path:
     """Refuse before any work is done if ``path`` exists (without ``overwrite``) or its folder is missing or
     not writable (a file is created there and removed, to be sure); and, ``overwrite`` or not, if it is one of
     the command's ``inputs``, (file, what it is) pairs ("labels CSV"; a None or a DataFrame's name is skipped),
-    or an image under ``image_folder``. ``name`` is the option that gives ``path``."""
+    or an image under ``image_folder``. ``name`` is the option that gives ``path``. ``-`` is standard output
+    for an output of ``text`` (a CSV, JSON, a page), and refused for a binary one."""
     check_path(path, option(name))
+    if is_stdout(path):
+        if not text:
+            raise UsageError(f"{option(name)} -: a Parquet or model file is not written to stdout; name a file")
+        return Path(path)
     path = Path(path)
     for given, what in inputs:
         if given is not None and not in_memory(str(given)) and same_file(path, given):
@@ -200,10 +216,17 @@ def atomic_write(path: str | Path, write: Callable[[Path], None], replace: bool 
 
 
 def _write_into(path: Path, write: Callable[[Path], None]) -> Path:
-    """``write`` to a temp file in the system's temp folder, then stream it into ``path`` (a device or a pipe)."""
+    """``write`` to a temp file in the system's temp folder, then stream it into ``path`` (a device or a pipe, or
+    standard output for ``-``)."""
     with tempfile.TemporaryDirectory(prefix="noiseaudit-") as folder:
         tmp = Path(folder) / cut_name(path.name or "output")
         write(tmp)
+        if is_stdout(path):  # what the command printed before stays before it; a gone reader is BrokenPipeError
+            sys.stdout.flush()
+            with open(tmp, "rb") as source:
+                shutil.copyfileobj(source, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+            return path
         try:
             with open(tmp, "rb") as source, open(path, "wb") as target:
                 shutil.copyfileobj(source, target)
