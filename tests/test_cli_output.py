@@ -649,3 +649,18 @@ def test_dash_is_refused_beside_json_and_for_parquet(tmp_path, args, said):
     report = synthetic_report(tmp_path / "r.parquet")
     result = invoke(*[str(report) if a == "{report}" else a for a in args])
     assert result.exit_code == 2 and result.stderr == said + "\n" and result.stdout == ""
+
+
+@pytest.mark.skipif(not Path("/dev/stdout").exists(), reason="no /dev/stdout")
+def test_dev_stdout_redirected_to_a_file_is_written_through_stdout(tmp_path):
+    """`export -o /dev/stdout > sheet.csv` stopped at 'output exists' (the shell had made sheet.csv), and with
+    --overwrite renamed a new file over it; on a pipe the 'Wrote' line landed inside the sheet."""
+    report = synthetic_report(tmp_path / "r.parquet", n_flagged=6)
+    expected = tmp_path / "expected.csv"
+    assert invoke("export", report, "-o", expected, "--top", "5").exit_code == 0
+    with open(tmp_path / "sheet.csv", "w") as out:
+        run = subprocess.run([sys.executable, "-m", "noiseaudit", "export", str(report), "-o", "/dev/stdout",
+                              "--top", "5"], stdout=out, stderr=subprocess.PIPE, text=True)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "sheet.csv").read_text() == expected.read_text()
+    assert run.stderr == "Wrote 5 samples to /dev/stdout\n"

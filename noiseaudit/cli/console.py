@@ -108,7 +108,9 @@ def text_output(output: Path, json_out: bool) -> Path:
 def results_console(output: Path, quiet: bool) -> Console | None:
     """Where a command that wrote ``output`` prints its results (a table, "wrote ..."): stdout; stderr when the
     output itself went to stdout (``-o -``), where they would end up inside it, and then nowhere with ``quiet``."""
-    if os.fspath(output) != "-":
+    from noiseaudit.report.io import names_stdout
+
+    if not names_stdout(output):
         return stdout()
     return None if quiet else stderr()
 

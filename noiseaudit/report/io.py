@@ -7,6 +7,7 @@ Reading needs no pandas when the caller takes a pyarrow Table (:func:`read_repor
 from __future__ import annotations
 
 import glob
+import io
 import json
 import os
 import shutil
@@ -64,11 +65,22 @@ def is_stdout(path: str | os.PathLike[str]) -> bool:
     return os.fspath(path) == STDOUT
 
 
+def names_stdout(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is ``-`` or names the file or stream standard output writes to (``/dev/stdout`` while
+    stdout is redirected to a file, say), which is then written through stdout, not reopened or replaced."""
+    if is_stdout(path):
+        return True
+    try:
+        return os.path.samestat(os.stat(path), os.fstat(sys.stdout.fileno()))
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):  # no such file; a stdout that is no file
+        return False
+
+
 def _stream(path: Path) -> bool:
     """Whether ``path`` is ``-`` or (links followed) a character device or a named pipe (``/dev/null``,
     ``/dev/stdout``, a FIFO): what is written there is streamed into it, not renamed over it, which would put a
     plain file in its place. Block devices and sockets are refused (:func:`check_writable`)."""
-    if is_stdout(path):
+    if names_stdout(path):
         return True
     try:
         mode = os.stat(path).st_mode
@@ -221,7 +233,7 @@ def _write_into(path: Path, write: Callable[[Path], None]) -> Path:
     with tempfile.TemporaryDirectory(prefix="noiseaudit-") as folder:
         tmp = Path(folder) / cut_name(path.name or "output")
         write(tmp)
-        if is_stdout(path):  # what the command printed before stays before it; a gone reader is BrokenPipeError
+        if names_stdout(path):  # what the command printed before stays before it; a gone reader: BrokenPipeError
             sys.stdout.flush()
             with open(tmp, "rb") as source:
                 shutil.copyfileobj(source, sys.stdout.buffer)
