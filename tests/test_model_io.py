@@ -242,6 +242,10 @@ def test_a_missing_or_corrupt_model_file_is_named(kind, digits_model, bad_models
     out = tmp_path / "p.parquet"
     expected = "model file not found" if kind == "missing" else "not a noiseaudit model file"
     assert_user_error(invoke("predict", model, images, "-o", out, "--device", "cpu"), out, str(model), expected)
+    if kind == "missing":  # named before an output that exists, as scan names its inputs first
+        out.write_bytes(b"an older prediction")
+        result = invoke("predict", model, images, "-o", out, "--device", "cpu")
+        assert result.exit_code == 2 and result.stderr == f"error: {model}: model file not found\n"
 
 
 def test_inputs_that_do_not_fit_the_model_are_refused(digits_model, digits_features, bad_models, tmp_path):

@@ -77,9 +77,11 @@ def predict_command(
                                                    "leave it out and list it with its status.")] = "fail",
 ) -> None:
     """Predict the class of every image (or feature vector) with a model saved by scan --save-model."""
+    from noiseaudit.errors import input_file
     from noiseaudit.model_io import load_model
     from noiseaudit.report.io import check_writable, save_report
 
+    input_file(model, "model file")  # before the output, as scan checks its inputs first: a missing model is news
     check_writable(output, overwrite, [(model, "model file"), (labels_csv, "labels CSV"), (features, "features file")],
                    image_folder=images_dir if features is None else None)
     saved = load_model(model)
