@@ -155,7 +155,8 @@ def test_fail_above_exits_1_and_says_why(tmp_path, monkeypatch):
     assert (tmp_path / "b.parquet").is_file()  # the report is still written
     quiet = invoke(*base, "-o", tmp_path / "c.parquet", "--fail-above", "0", "--quiet")  # no progress, but why 1
     assert quiet.exit_code == 1
-    assert quiet.stderr == f"flagged {formats.percent(rate)} of the samples, above --fail-above 0: exit 1\n"
+    n = summary["n_flagged"]
+    assert quiet.stderr == f"flagged {n} of 24 samples ({formats.percent(rate)}), above --fail-above 0: exit 1\n"
     # a RANK a CI runner left in the environment, with no torchrun job, made a silent follower: no output, exit 0
     monkeypatch.setenv("RANK", "1")
     stray = invoke(*base, "-o", tmp_path / "d.parquet", "--fail-above", "0", "--quiet")
@@ -204,6 +205,13 @@ def test_at_chance_needs_enough_samples_per_class_and_no_real_agreement():
     assert at_chance(0.52, 0.5, 40, 2) is None  # above it
     assert at_chance(0.5, 0.5, 39, 2) is None  # under 20 samples per class a weak fit may be the data's size
     assert at_chance(0.3, 0.9, 1000, 2) is not None  # below the majority's share: worse than a constant
+
+
+def test_the_gate_line_shows_the_share_with_the_decimals_that_put_it_above_the_bound():
+    """801 of 4,000 flagged over --fail-above 0.2 said "flagged 20.0% of the samples, above --fail-above 0.2"."""
+    from noiseaudit.cli.scan import _above
+
+    assert _above(801 / 4000, 0.2) == "20.03%" and _above(0.25, 0.2) == "25.0%" and _above(0.200004, 0.2) == "20.0004%"
 
 
 def test_flags_by_pair_and_by_class_count_the_flagged_samples():

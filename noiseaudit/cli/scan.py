@@ -108,6 +108,15 @@ def print_summary(summary: dict[str, Any], output: Path) -> None:
                   highlight=False)
 
 
+def _above(share: float, bound: float) -> str:
+    """``share`` as a percentage with the decimals that show it above ``bound`` (20.03%, not 20.0%, over 0.2)."""
+    for decimals in range(1, 7):
+        shown = f"{share * 100:.{decimals}f}"
+        if float(shown) > bound * 100:
+            return shown + "%"
+    return f"{share * 100!r}%"
+
+
 def midpoint_note(threshold: dict[str, Any]) -> str:
     """Why a count between its two brackets is uncertain, and what to do about it."""
     return (f"The count is midway between the {threshold['upper_count']} samples of low rate and the "
@@ -335,8 +344,9 @@ def scan_command(
         raise OSError(exc.errno, f"{exc.strerror} (the report is written to {output} all the same)",
                       exc.filename) from None
     if over:  # said even with -q, as an error is: it is why the exit code is 1
-        stderr().print(f"flagged {formats.percent(summary['estimated_noise_rate'])} of the samples, above "
-                       f"--fail-above {fail_above:g}: exit 1", highlight=False)
+        stderr().print(f"flagged {summary['n_flagged']:,} of {summary['n_samples']:,} samples "
+                       f"({_above(summary['estimated_noise_rate'], fail_above)}), above --fail-above {fail_above:g}: "
+                       "exit 1", highlight=False)
         raise typer.Exit(1)
     if fail_above is not None and summary["model_at_chance"]:  # a gate fails closed on a count that means nothing
         stderr().print(f"the model learned nothing (it agrees with {formats.percent(summary['model_agreement'])} "
