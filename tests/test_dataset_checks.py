@@ -6,6 +6,7 @@ goes on with the same words as a warning.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -222,12 +223,20 @@ def test_one_number_written_two_ways_is_one_class_split_in_two(tmp_path):
     images, csv, out = labelled_images(tmp_path, labels)
     assert_user_error(invoke(*scan_args(images, csv, out)), out,
                       f"{csv}: labels '1' (10 rows, lines 2, 4, … 24) and '01' (2 rows, lines 6, 10) are one number "
-                      "written two ways (a leading zero, a decimal point: a spreadsheet may rewrite some cells): one "
+                      "written two ways (a leading zero, a decimal point or comma: a spreadsheet may rewrite some "
+                      "cells): one "
                       "class split in two? Give them one spelling; pass --force")
     labels[4] = labels[8] = "1.0"
     images, csv, out = labelled_images(tmp_path / "b", labels)
     with pytest.raises(InputError, match=r"labels '1' \(10 rows.*and '1.0' \(2 rows.*one number written two ways"):
         check_source(load_source(images, csv))
+    labels[4] = labels[8] = "1,0"  # a European spreadsheet's decimal comma scanned as a third class, silently
+    images, csv, out = labelled_images(tmp_path / "d", ["x"] * len(labels))
+    csv.write_text("path;label\n" + "".join(f"{n};{lab}\n" for n, lab in zip(sorted(os.listdir(images)), labels)))
+    with pytest.raises(InputError, match=r"labels '1' \(10 rows.*and '1,0' \(2 rows.*one number written two ways"):
+        check_source(load_source(images, csv))
+    csv.write_text(csv.read_text().replace("1,0\n", "1,000\n"))  # a thousands separator: not one
+    check_source(load_source(images, csv))
     ids = ["12345678901234567890", "12345678901234567891"] * 12  # equal as floats, two classes
     images, csv, out = labelled_images(tmp_path / "c", ids)
     check_source(load_source(images, csv))

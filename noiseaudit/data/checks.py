@@ -151,10 +151,18 @@ def one_per_class(source: LabeledSource) -> str | None:
     return f"each of the {n} {unit}s has a {kind} of its own ({first}, …): probably {mistake}"
 
 
+_DECIMAL_COMMA = re.compile(r"[+-]?\d+,(\d{1,2}|\d{4,})")  # '2,0' as European spreadsheets write 2.0 ('1,000': a
+# thousands separator, so three digits after the comma are not read as a decimal)
+
+
 def _number(label: object) -> Decimal | None:
-    """The finite number a label writes, exactly (ids longer than a float holds stay apart), else None."""
+    """The finite number a label writes, exactly (ids longer than a float holds stay apart), else None; a
+    decimal comma reads as a point."""
+    text = str(label).strip()
+    if _DECIMAL_COMMA.fullmatch(text):
+        text = text.replace(",", ".")
     try:
-        value = Decimal(str(label).strip())
+        value = Decimal(text)
     except InvalidOperation:
         return None
     return value.normalize() if value.is_finite() else None
@@ -185,8 +193,8 @@ def twin_classes(source: LabeledSource) -> str | None:
         both = [", ".join(filter(None, [formats.plural(counts[c], unit), _line_list(source, c)]))
                 for c in (first, label)]
         if key.startswith("number "):
-            how = ("are one number written two ways (a leading zero, a decimal point: a spreadsheet may rewrite "
-                   "some cells)")
+            how = ("are one number written two ways (a leading zero, a decimal point or comma: a spreadsheet may "
+                   "rewrite some cells)")
         elif unicodedata.normalize("NFC", str(first)) == unicodedata.normalize("NFC", str(label)):
             how = ("are one name in two Unicode forms (composed and decomposed accents: macOS writes file names "
                    "decomposed), which print alike but compare apart")
