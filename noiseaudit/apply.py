@@ -30,6 +30,7 @@ class ApplyResult:
     kept: int = 0
     unreviewed: int = 0
     already: int = 0  # relabel verdicts whose row has the new label already (a sheet applied before)
+    already_dropped: int = 0  # drop verdicts whose path is gone from the labels (a sheet applied before)
     changes: list[tuple[str, str, str]] = field(default_factory=list)  # (path, old, new)
     # of a labels CSV file: each changed record's first line, and its new label (None: dropped); else None
     edits: dict[int, str | None] | None = None
@@ -69,6 +70,37 @@ def _read_sheet(path: Path) -> tuple[pd.DataFrame, list[int | None]]:
     return read_text_table(path, "reviewed file", report_hint, rows_needed=False)
 
 
+def _already_dropped(gone: list[tuple[str, int | None]], others_matched: bool, labels_name: str,
+                     origin: str) -> None:
+    """Drop verdicts whose paths are not in the labels: taken as dropped by an earlier apply of the sheet, with a
+    warning, when other rows of the sheet are there (an applied sheet applies again, as its relabels do); when
+    none is, the sheet is of other labels, and the first is refused."""
+    if not gone:
+        return
+    first, line = gone[0]
+    if not others_matched:
+        raise InputError(f"path {first!r} is not in {labels_name} (nor is any other path of the sheet)", path=origin,
+                         line=line)
+    where = place(origin, line)
+    which = f"a drop verdict names {first!r}, which is" if len(gone) == 1 else \
+        f"{len(gone)} drop verdicts name paths ({first!r} first)"
+    warn(f"{where}: {which} not in {labels_name}: taken as dropped by an earlier apply of this sheet",
+         NoiseAuditWarning)
+
+
+def _refuse_mixed_delimiters(reviewed: pd.DataFrame, origin: str) -> None:
+    """Refuse a header cell that holds a review column's name beside another delimiter ("new_label;Verdict"): a
+    comma sheet that a spreadsheet opened as one column and saved with semicolons, whose verdicts were then
+    read as no verdicts at all."""
+    for column in map(str, reviewed.columns):
+        for mark in (";", "\t", ",", "|"):
+            parts = [part.strip().lower() for part in column.split(mark)]
+            if len(parts) > 1 and set(parts) & {"path", "verdict", "new_label"}:
+                raise InputError(f"header cell {column!r} holds a {mark!r}: the sheet mixes two delimiters (a "
+                                 "spreadsheet that opened it as one column and saved it with another?); save it "
+                                 "with one", path=origin, line=header_line(origin))
+
+
 def read_labels(labels: Path | pd.DataFrame, path_col: str | None = None,
                 label_col: str | None = None) -> tuple[pd.DataFrame, str | None, str, list[int] | None]:
     """The labels to apply a review to, cells as text, with their key and label columns.
@@ -105,14 +137,15 @@ def read_labels(labels: Path | pd.DataFrame, path_col: str | None = None,
 
 
 def _check_stale(reviewed: pd.DataFrame, lines: list[int | None], current: list[str], changes: list[bool],
-                 reviewed_path: str, labels_name: str, force: bool) -> None:
+                 made: list[bool], reviewed_path: str, labels_name: str, force: bool) -> None:
     """Refuse reviewed rows whose given_label is not the label the table has now where their verdict would change
     it (``changes``): an older sheet would undo a newer correction. With ``force``, or where no such row would
-    change anything, one warning counts them."""
+    change anything, one warning counts them; a relabel the table has ``made`` already (the sheet applied
+    before) is no such row."""
     if "given_label" not in reviewed.columns:
         return
     given = reviewed["given_label"].tolist()
-    stale = [k for k, (g, c) in enumerate(zip(given, current)) if g != "" and g != c]
+    stale = [k for k, (g, c) in enumerate(zip(given, current)) if g != "" and g != c and not made[k]]
     harmful = [k for k in stale if changes[k]]
     if harmful and not force:
         k = harmful[0]
@@ -225,6 +258,7 @@ def apply_review(labels_csv: str | Path | pd.DataFrame, reviewed_path: str | Pat
     reviewed, lines, reviewed_path = read_reviewed(reviewed_path)
     if reviewed.empty:  # export found nothing to review ([] in JSON, a header alone): nothing changes
         reviewed = pd.DataFrame({"path": [], "verdict": []}, dtype=object)
+    _refuse_mixed_delimiters(reviewed, reviewed_path)
     for needed in ("path", "verdict"):
         if needed not in reviewed.columns:
             raise InputError(f"reviewed file has no {needed!r} column", path=reviewed_path,
@@ -237,12 +271,17 @@ def apply_review(labels_csv: str | Path | pd.DataFrame, reviewed_path: str | Pat
     index.learn_root(reviewed["path"])
     decisions: dict[int, tuple[str, str, int | None]] = {}
     matched: list[int] = []  # the table row of each reviewed row
-    for rec, line in zip(reviewed.to_dict("records"), lines):
+    gone: list[tuple[str, int | None]] = []  # drop verdicts whose path is not in the labels: dropped before?
+    rows: list[int] = []  # the sheet's rows that are in the labels
+    for k, (rec, line) in enumerate(zip(reviewed.to_dict("records"), lines)):
         p = rec["path"]
         i = index.row(p)
+        if i is None and rec["verdict"].strip().lower() == "drop":
+            gone.append((p, line))
+            continue
+        rows.append(k)
         if i is None:
-            gone = " (dropped by an earlier apply of this sheet?)" if rec["verdict"].lower() == "drop" else ""
-            raise InputError(f"path {p!r} is not in {labels_name}{gone}", path=reviewed_path, line=line)
+            raise InputError(f"path {p!r} is not in {labels_name}", path=reviewed_path, line=line)
         matched.append(i)
         verdict = read_verdict(rec, reviewed_path, line)
         unsure = verdict == "unsure"  # a second look later: left as it is, a new_label in it too
@@ -279,13 +318,16 @@ def apply_review(labels_csv: str | Path | pd.DataFrame, reviewed_path: str | Pat
             raise InputError(f"conflicting verdicts for {p!r} ({also})",
                              path=reviewed_path, line=line)
         decisions[i] = (verdict, target, line)
+    _already_dropped(gone, bool(matched), labels_name, reviewed_path)
     current = table[lcol].iloc[matched].tolist()
     changes = [decisions[i][0] == "drop" or (decisions[i][0] == "relabel" and decisions[i][1] != c)
                for i, c in zip(matched, current)]
-    _check_stale(reviewed, lines, current, changes, reviewed_path, labels_name, force)
+    made = [decisions[i][0] == "relabel" and decisions[i][1] == c for i, c in zip(matched, current)]
+    _check_stale(reviewed.iloc[rows], [lines[k] for k in rows], current, changes, made, reviewed_path, labels_name,
+                 force)
     _warn_unused_new_labels(reviewed, lines, reviewed_path)
 
-    result = ApplyResult(table=table, label_col=lcol)
+    result = ApplyResult(table=table, label_col=lcol, already_dropped=len(gone))
     drop = []
     for i, (verdict, target, _) in decisions.items():
         p = index.paths[i]

@@ -323,7 +323,8 @@ def test_apply_relabel_drop_keep(labels, tmp_path):
     result = invoke("apply", labels, review, "-o", out, "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {"relabeled": 2, "dropped": 1, "kept": 1, "unreviewed": 0,
-                                         "already_relabeled": 0, "rows_written": 3, "output": str(out)}
+                                         "already_relabeled": 0, "already_dropped": 0, "rows_written": 3,
+                                         "output": str(out)}
     fixed = pd.read_csv(out)
     assert fixed.to_dict("list") == {"path": ["img/0.png", "img/1.png", "img/3.png"], "label": ["b", "c", "a"],
                                      "extra": ["x", "y", "w"]}
@@ -511,6 +512,42 @@ def test_apply_twice_counts_the_relabels_already_made(labels, tmp_path):
     assert (tmp_path / "twice.csv").read_text() == (tmp_path / "once.csv").read_text()
     result = invoke("apply", tmp_path / "once.csv", sheet, "-o", tmp_path / "thrice.csv")
     assert result.stdout.startswith("0 relabeled (1 relabels applied before), 0 dropped, 1 kept")
+
+
+def test_apply_twice_takes_the_drops_already_made_as_made(labels, tmp_path):
+    """Applying a sheet again exited 0 for its relabels but 2 for its drops ("path ... is not in once.csv"), so a
+    pipeline that re-ran its steps broke; a sheet of other labels, none of whose paths is there, is still refused."""
+    sheet = _sheet(tmp_path, [("img/0.png", "a", "b", "relabel", ""), ("img/2.png", "c", "a", "drop", "")])
+    assert invoke("apply", labels, sheet, "-o", tmp_path / "once.csv").exit_code == 0
+    result = invoke("apply", tmp_path / "once.csv", sheet, "-o", tmp_path / "twice.csv", "--json")
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.stdout)
+    assert (got["relabeled"], got["already_relabeled"], got["dropped"], got["already_dropped"]) == (0, 1, 0, 1)
+    assert result.stderr == (f"warning: {sheet}:3: a drop verdict names 'img/2.png', which is not in once.csv: taken "
+                             "as dropped by an earlier apply of this sheet\n")
+    assert (tmp_path / "twice.csv").read_text() == (tmp_path / "once.csv").read_text()
+    assert "0 dropped (1 dropped before)" in invoke("apply", tmp_path / "once.csv", sheet, "-o",
+                                                    tmp_path / "thrice.csv").stdout
+    other = _sheet(tmp_path, [("img/7.png", "a", "b", "drop", ""), ("img/8.png", "c", "a", "drop", "")])
+    result = invoke("apply", labels, other, "-o", tmp_path / "other.csv")
+    assert result.exit_code == 2 and result.stderr == (f"error: {other}:2: path 'img/7.png' is not in labels.csv (nor "
+                                                       "is any other path of the sheet)\n")
+
+
+def test_apply_reads_spreadsheet_spellings_of_columns_and_refuses_mixed_delimiters(labels, tmp_path):
+    """A 'New Label' header was not new_label ("relabel ... has neither new_label nor suggested_label"); a comma
+    sheet a European spreadsheet opened as one column, with the verdicts typed beside it and saved with ';', gave
+    the header cell 'new_label;Verdict' and applied as 291 rows without a verdict, exit 0."""
+    sheet = tmp_path / "spelt.csv"
+    sheet.write_text("Path,Verdict,New Label\nimg/0.png,Relabel,c\n")
+    result = invoke("apply", labels, sheet, "-o", tmp_path / "fixed.csv", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["relabeled"] == 1, result.output
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text("path,given_label,new_label;Verdict\r\nimg/0.png,a,;relabel\r\nimg/1.png,b,;drop\r\n")
+    result = invoke("apply", labels, mixed, "-o", tmp_path / "fixed2.csv")
+    assert result.exit_code == 2 and result.stderr == (
+        f"error: {mixed}:1: header cell 'new_label;Verdict' holds a ';': the sheet mixes two delimiters (a "
+        "spreadsheet that opened it as one column and saved it with another?); save it with one\n")
 
 
 def test_apply_refuses_a_stale_review_that_would_change_labels_and_warns_with_force(labels, tmp_path):

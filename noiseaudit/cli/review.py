@@ -94,11 +94,13 @@ def apply_command(
         atomic_write(output, lambda tmp: write_csv(result.table, tmp, style), replace=overwrite)
     summary = {"relabeled": result.relabeled, "dropped": result.dropped, "kept": result.kept,
                "unreviewed": result.unreviewed, "already_relabeled": result.already,
+               "already_dropped": result.already_dropped,
                "rows_written": len(result.table), "output": str(output)}
     if json_out:
         echo_json(summary)
     elif (out := results_console(output, quiet)) is not None:
         already = f" ({result.already} relabels applied before)" if result.already else ""
-        out.print(f"{result.relabeled} relabeled{already}, {result.dropped} dropped, {result.kept} kept, "
+        gone = f" ({result.already_dropped} dropped before)" if result.already_dropped else ""
+        out.print(f"{result.relabeled} relabeled{already}, {result.dropped} dropped{gone}, {result.kept} kept, "
                   f"{result.unreviewed} without a verdict; wrote {len(result.table)} rows to {output_name(output)}",
                   highlight=False)
