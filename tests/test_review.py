@@ -726,3 +726,21 @@ def test_evaluate_and_the_page_take_a_sorted_or_filtered_frame(hand_report):
     assert evaluate(subset)["per_class"] == [by_class["b"]]
     with pytest.warns(Warning, match="could not be read"):  # the hand-made report's images do not exist
         assert "<html" in render_html(subset.sort_values("rank"), meta).lower()
+
+
+@pytest.mark.parametrize("name, what", [("review.xlsx", "an Excel workbook"), ("review.tsv", "tab-separated text")])
+def test_export_refuses_a_name_whose_suffix_is_another_format(hand_report, tmp_path, name, what):
+    """`export -o review.xlsx` wrote CSV text under an Excel name, which Excel then refused to open."""
+    from noiseaudit import write_review
+    from noiseaudit.errors import UsageError
+
+    report = hand_report[2]
+    out = tmp_path / name
+    result = invoke("export", report, "-o", out)
+    suffix = out.suffix
+    assert result.exit_code == 2 and result.stderr == (f"error: {out}: the review sheet is CSV or JSON, and {suffix} "
+                                                       f"names {what}: name a .csv file (spreadsheets open it) or a "
+                                                       ".json one\n") and not out.exists()
+    assert invoke("export", report, "-o", out, "--format", "csv").exit_code == 0  # asked for: written
+    with pytest.raises(UsageError, match="names " + what):
+        write_review(pd.DataFrame({"path": []}), tmp_path / ("api" + suffix))

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from noiseaudit import formats
 from noiseaudit.cli.console import (JsonSummary, Overwrite, Quiet, echo_json, exits_on_errors, output_name,
                                     results_console, stderr, text_output)
 
@@ -35,12 +36,12 @@ def export_command(
     quiet: Quiet = False,
 ) -> None:
     """Write a review sheet of suspects with empty verdict (keep/relabel/drop) and new_label columns."""
-    from noiseaudit.report.export import label_studio_config, review_table, select_suspects, write_review
+    from noiseaudit.report.export import (label_studio_config, review_format, review_table, select_suspects,
+                                          write_review)
     from noiseaudit.report.io import check_writable, read_report
 
     check_writable(text_output(output, json_out), overwrite, [(report, "report")], text=True)
-    if fmt is None:
-        fmt = Format.json if output.suffix.lower() == ".json" else Format.csv
+    fmt = Format(review_format(output, None if fmt is None else fmt.value))
     frame, meta = read_report(report, scan=True)
     table = review_table(select_suspects(frame, top=top, min_suspicion=min_suspicion, flagged=flagged))
     write_review(table, output, fmt.value, image_prefix, overwrite=overwrite)
@@ -48,7 +49,7 @@ def export_command(
         echo_json({"rows_written": len(table), "flagged": int(table["flagged"].sum()), "format": fmt.value,
                    "output": str(output)})
     elif (out := results_console(output, quiet)) is not None:
-        out.print(f"Wrote {len(table)} samples to {output_name(output)}", highlight=False)
+        out.print(f"Wrote {formats.plural(len(table), 'sample')} to {output_name(output)}", highlight=False)
     if fmt == Format.labelstudio and not quiet:
         classes = meta.get("classes") or sorted(set(frame["given_label"]) | set(frame["suggested_label"]), key=str)
         stderr().print(f"Next: a Label Studio project with this labeling interface; import {output}, review, "

@@ -262,6 +262,25 @@ def verified_rows(sheet: pd.DataFrame, lines: list[int], origin: str) -> tuple[p
     return pd.DataFrame(rows, columns=["path", "label"], dtype=object), kept
 
 
+# names whose format the review sheet is not: a spreadsheet that opens the file expects that format and refuses text
+NOT_A_SHEET = {".xlsx": "an Excel workbook", ".xls": "an Excel workbook", ".ods": "an OpenDocument spreadsheet",
+               ".tsv": "tab-separated text", ".parquet": "a Parquet file"}
+
+
+def review_format(path: str | Path, fmt: str | None) -> str:
+    """The format a review sheet is written in: ``fmt``, else by ``path``'s suffix (``.json``: JSON, else CSV). A
+    suffix that names another format (``.xlsx``, ``.tsv``) is refused rather than given CSV text under it."""
+    suffix = Path(path).suffix.lower()
+    if fmt is None:
+        if suffix in NOT_A_SHEET:
+            raise UsageError(f"{path}: the review sheet is CSV or JSON, and {suffix} names {NOT_A_SHEET[suffix]}: "
+                             "name a .csv file (spreadsheets open it) or a .json one")
+        fmt = "json" if suffix == ".json" else "csv"
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    return fmt
+
+
 def write_review(table: pd.DataFrame, path: str | Path, fmt: str | None = None, image_prefix: str = "",
                  overwrite: bool = False) -> Path:
     """Write a review sheet atomically (a temp file, then renamed); an existing file is kept unless ``overwrite``
@@ -294,10 +313,7 @@ def write_review(table: pd.DataFrame, path: str | Path, fmt: str | None = None, 
     if not hasattr(table, "to_csv"):  # a DataFrame; pandas is not imported here
         raise UsageError(f"the review sheet must be a pandas DataFrame (review_table's), not {type(table).__name__}")
     check_path(path, "output")  # before its suffix is read
-    if fmt is None:
-        fmt = "json" if Path(path).suffix.lower() == ".json" else "csv"
-    if fmt not in FORMATS:
-        raise UsageError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    fmt = review_format(path, fmt)
     check_writable(path, overwrite, text=True)
     if fmt == "csv":
         return atomic_write(path, lambda tmp: table.to_csv(tmp, index=False, float_format=f"%.{DECIMALS}f"),
