@@ -70,6 +70,20 @@ def _read_sheet(path: Path) -> tuple[pd.DataFrame, list[int | None]]:
     return read_text_table(path, "reviewed file", report_hint, rows_needed=False)
 
 
+def _misread(path: str, index: PathIndex) -> str:
+    """Why ``path`` is not found, where it is a known path whose UTF-8 bytes a spreadsheet read as Windows-1252
+    (or Latin-1) and saved back: 'Ã©' for 'é'. Else nothing."""
+    for legacy in ("cp1252", "latin-1"):
+        try:
+            meant = path.encode(legacy).decode("utf-8")
+        except UnicodeError:
+            continue
+        if meant != path and index.row(meant) is not None:
+            return (f", but {meant!r} is: a spreadsheet read the sheet's UTF-8 as {legacy} and saved it so; open "
+                    "the exported sheet as UTF-8 (Excel: Data > From Text/CSV, File origin UTF-8) and review it again")
+    return ""
+
+
 def _already_dropped(gone: list[tuple[str, int | None]], others_matched: bool, labels_name: str,
                      origin: str) -> None:
     """Drop verdicts whose paths are not in the labels: taken as dropped by an earlier apply of the sheet, with a
@@ -281,7 +295,8 @@ def apply_review(labels_csv: str | Path | pd.DataFrame, reviewed_path: str | Pat
             continue
         rows.append(k)
         if i is None:
-            raise InputError(f"path {p!r} is not in {labels_name}", path=reviewed_path, line=line)
+            raise InputError(f"path {p!r} is not in {labels_name}{_misread(p, index)}", path=reviewed_path,
+                             line=line)
         matched.append(i)
         verdict = read_verdict(rec, reviewed_path, line)
         unsure = verdict == "unsure"  # a second look later: left as it is, a new_label in it too

@@ -744,3 +744,27 @@ def test_export_refuses_a_name_whose_suffix_is_another_format(hand_report, tmp_p
     assert invoke("export", report, "-o", out, "--format", "csv").exit_code == 0  # asked for: written
     with pytest.raises(UsageError, match="names " + what):
         write_review(pd.DataFrame({"path": []}), tmp_path / ("api" + suffix))
+
+
+def test_a_sheet_with_accents_opens_right_in_excel_and_its_garbling_is_named(tmp_path):
+    """Export wrote UTF-8 without a BOM, so Excel read 'Sac à main' as Windows-1252 and saved 'Sac Ã\\xa0 main', and
+    apply said only that the path was not in the labels."""
+    from noiseaudit import review_table, write_review
+
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,label\nSac à main/1.png,Sac à main\nb/2.png,b\n", encoding="utf-8")
+    table = review_table(pd.DataFrame({
+        "path": ["Sac à main/1.png"], "given_label": ["Sac à main"], "suggested_label": ["b"],
+        "suggested_prob": [0.9], "learned_lr": [0.1], "rank": [1], "is_suspect": [True], "suspicion": [0.9]}))
+    sheet = write_review(table, tmp_path / "review.csv")
+    assert sheet.read_bytes().startswith(b"\xef\xbb\xbfpath,")  # a BOM: Excel reads it as UTF-8
+    plain = write_review(table.assign(path="a/1.png", given_label="a"), tmp_path / "plain.csv")
+    assert plain.read_bytes().startswith(b"path,")  # all ASCII: no BOM
+    text = sheet.read_text(encoding="utf-8-sig").replace(",,\n", ",relabel,b\n")
+    garbled = tmp_path / "garbled.csv"
+    garbled.write_text(text.encode("utf-8").decode("cp1252"), encoding="utf-8-sig")  # what Excel saved back
+    result = invoke("apply", labels, garbled, "-o", tmp_path / "fixed.csv")
+    assert result.exit_code == 2 and result.stderr == (
+        f"error: {garbled}:2: path 'Sac Ã\\xa0 main/1.png' is not in labels.csv, but 'Sac à main/1.png' is: a "
+        "spreadsheet read the sheet's UTF-8 as cp1252 and saved it so; open the exported sheet as UTF-8 (Excel: Data "
+        "> From Text/CSV, File origin UTF-8) and review it again\n")

@@ -262,6 +262,12 @@ def verified_rows(sheet: pd.DataFrame, lines: list[int], origin: str) -> tuple[p
     return pd.DataFrame(rows, columns=["path", "label"], dtype=object), kept
 
 
+def _ascii(table: pd.DataFrame) -> bool:
+    """Whether every column name and text cell of ``table`` is ASCII."""
+    names = "".join(map(str, table.columns))
+    return names.isascii() and all(table[c].astype(str).str.cat().isascii() for c in table.columns)
+
+
 # names whose format the review sheet is not: a spreadsheet that opens the file expects that format and refuses text
 NOT_A_SHEET = {".xlsx": "an Excel workbook", ".xls": "an Excel workbook", ".ods": "an OpenDocument spreadsheet",
                ".tsv": "tab-separated text", ".parquet": "a Parquet file"}
@@ -315,9 +321,10 @@ def write_review(table: pd.DataFrame, path: str | Path, fmt: str | None = None, 
     check_path(path, "output")  # before its suffix is read
     fmt = review_format(path, fmt)
     check_writable(path, overwrite, text=True)
-    if fmt == "csv":
-        return atomic_write(path, lambda tmp: table.to_csv(tmp, index=False, float_format=f"%.{DECIMALS}f"),
-                            replace=overwrite)
+    if fmt == "csv":  # with a BOM where it holds more than ASCII, which Excel otherwise reads as Windows-1252
+        encoding = "utf-8" if _ascii(table) else "utf-8-sig"
+        return atomic_write(path, lambda tmp: table.to_csv(tmp, index=False, float_format=f"%.{DECIMALS}f",
+                                                           encoding=encoding), replace=overwrite)
     payload = label_studio_tasks(table, image_prefix) if fmt == "labelstudio" else json.loads(
         table.to_json(orient="records"))
     return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=1)), replace=overwrite)
