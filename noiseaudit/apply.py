@@ -12,7 +12,7 @@ import pandas as pd
 from noiseaudit.data.checks import twin_key
 from noiseaudit.data.csvfile import frame_column, read_table, read_text_table, table_name, with_labels
 from noiseaudit.data.pathmatch import PathIndex
-from noiseaudit.data.source import LABEL_COLUMN_NAMES, find_key_column, pick_column, read_image_folder
+from noiseaudit.data.source import LABEL_COLUMN_NAMES, clutter, find_key_column, pick_column, read_image_folder
 from noiseaudit.errors import (InputError, NoiseAuditWarning, UsageError, check_path, header_line, in_memory,
                                input_file, line_word, option, place, warn)
 from noiseaudit.report.export import as_reviewed, label_studio_answers, last_answers, read_verdict, relabel_target
@@ -134,7 +134,7 @@ def read_labels(labels: Path | pd.DataFrame, path_col: str | None = None,
         line each row starts on in a CSV file (None for a folder or a DataFrame).
     """
     folder = isinstance(labels, Path) and labels.is_dir()
-    if folder and any(d.is_dir() and not d.name.startswith(".") for d in labels.iterdir()):
+    if folder and any(d.is_dir() and not clutter(d.name) for d in labels.iterdir()):
         if path_col is not None or label_col is not None:
             raise UsageError(f"{option('path_col')} and {option('label_col')} name columns of a labels CSV, not of an "
                              "image folder")

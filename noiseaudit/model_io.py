@@ -50,8 +50,8 @@ from noiseaudit.data.cache import DecodeCache
 from noiseaudit.data.dataset import SampleData, SkippedImage, load_dataset, say_skipped
 from noiseaudit.data.features import FEATURE_SUFFIXES, load_features
 from noiseaudit.data.images import LUMA
-from noiseaudit.data.source import (IMAGE_EXTENSIONS, LabeledSource, files_under, load_source, read_image_folder,
-                                    read_label_table)
+from noiseaudit.data.source import (IMAGE_EXTENSIONS, LabeledSource, clutter, files_under, load_source,
+                                    read_image_folder, read_label_table)
 from noiseaudit.errors import InputError, NoiseAuditWarning, UsageError, input_file, option, warn
 from noiseaudit.models import build_feature_model, build_model
 from noiseaudit.progress import ProgressCallback
@@ -364,7 +364,7 @@ def _folders_by_class(root: Path, classes: list) -> tuple[list[str], list[str]]:
     if not root.is_dir():
         return [], []
     known = {class_key(c) for c in classes}
-    entries = [e for e in root.iterdir() if not e.name.startswith(".")]
+    entries = [e for e in root.iterdir() if not clutter(e.name)]
     folders = sorted(e.name for e in entries if e.is_dir())
     if any(e.is_file() and e.suffix.lower() in IMAGE_EXTENSIONS for e in entries):
         return [], folders

@@ -241,6 +241,23 @@ def test_image_folder_ignores_hidden_folders_inside_classes(tmp_path: Path):
     assert load_source(root).paths == ["cat/a.png", "dog/a.png"]
 
 
+def test_image_folder_passes_over_what_systems_and_tools_leave_in_folders(tmp_path: Path):
+    """Thumbs.db and desktop.ini each drew a 'without an image extension' warning; a Synology NAS's @eaDir holds
+    real JPEG thumbnails, which scanned as samples; a macOS zip's __MACOSX became a class."""
+    root = tmp_path / "tree"
+    for cls in ("cat", "dog"):
+        gray(root / cls / "a.png")
+        (root / cls / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
+        (root / cls / "desktop.ini").write_text("[.ShellClassInfo]")
+        gray(root / cls / "@eaDir" / "a.png" / "SYNOPHOTO_THUMB_S.jpg")
+    gray(root / "__MACOSX" / "cat" / "a.png")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # without a word
+        assert load_source(root).paths == ["cat/a.png", "dog/a.png"]
+
+
 def test_image_folder_numeric_class_names_sort_numerically(tmp_path: Path):
     root = tmp_path / "tree"
     for cls in ("10", "9", "2"):

@@ -354,17 +354,29 @@ def _infer_column(col: pd.Series) -> pd.Series:
     return col
 
 
+# what systems and tools write into folders of photos: Windows thumbnails and settings, macOS zip leftovers, a
+# Synology NAS's thumbnails (real JPEGs), recycle bins; compared case-blind
+CLUTTER = frozenset({"thumbs.db", "ehthumbs.db", "desktop.ini", "__macosx", "@eadir", "$recycle.bin",
+                     "system volume information"})
+
+
+def clutter(name: str) -> bool:
+    """Whether a file or folder named ``name`` is no data: hidden (a leading dot, ``.DS_Store``), or what an
+    operating system or tool leaves in folders (:data:`CLUTTER`). Scans pass over it without a word."""
+    return name.startswith(".") or name.casefold() in CLUTTER
+
+
 def files_under(folder: Path) -> Iterator[Path]:
-    """Every file below ``folder`` that is not hidden, at any depth. Linked folders are followed (a link that
+    """Every file below ``folder`` that is not hidden or clutter (:func:`clutter`), at any depth. Linked folders are followed (a link that
     leads out of the image folder is refused with its first image, by :func:`resolve_inside`), but not into a
     folder the walk is already inside, so that a link back up does not loop."""
     inside = {str(folder): frozenset({os.path.realpath(folder)})}  # each folder's real path and its parents'
     for here, folders, names in os.walk(folder, followlinks=True):
         chain = inside.pop(here)
-        folders[:] = [f for f in folders if not f.startswith(".")
+        folders[:] = [f for f in folders if not clutter(f)
                       and os.path.realpath(os.path.join(here, f)) not in chain]
         inside.update((os.path.join(here, f), chain | {os.path.realpath(os.path.join(here, f))}) for f in folders)
-        yield from (Path(here, n) for n in names if not n.startswith("."))
+        yield from (Path(here, n) for n in names if not clutter(n))
 
 
 def _images_under(root: Path, folder: Path, ignored: list[str], broken: list[str]) -> list[str]:
@@ -412,7 +424,7 @@ def read_image_folder(images_dir: str | Path) -> LabeledSource:
     ignored: list[str] = []
     broken: list[str] = []
     empty: list[str] = []
-    for class_dir in sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")):
+    for class_dir in sorted(d for d in root.iterdir() if d.is_dir() and not clutter(d.name)):
         found = _images_under(root, class_dir, ignored, broken)
         paths += found
         labels += [class_dir.name] * len(found)
@@ -422,7 +434,7 @@ def read_image_folder(images_dir: str | Path) -> LabeledSource:
         _warn_left_out(root, ignored, NOT_IMAGES)
         _warn_left_out(root, broken, BROKEN_LINKS)
         _warn_left_out(root, empty, "class folder(s) without an image, so not classes")
-        loose = sorted(f.name for f in root.iterdir() if f.is_file() and not f.name.startswith("."))
+        loose = sorted(f.name for f in root.iterdir() if f.is_file() and not clutter(f.name))
         _warn_left_out(root, loose, "file(s) outside the class folders left out")
     if not paths:
         raise InputError("no images found in class subfolders (expected IMAGES_DIR/<class>/<image>; "
