@@ -134,6 +134,9 @@ def test_show_json_gives_the_counts_and_the_top_rows_by_rank(tmp_path):
     assert [row["rank"] for row in out["rows"]] == [1, 4, 7]
     assert {row["given_label"] for row in out["rows"]} == {"Shirt"}
     assert [row["is_suspect"] for row in out["rows"]] == [True, True, False]
+    for by in ([], ["--by", "class"], ["--by", "pair"]):  # without --class no "class": null (a key left out)
+        whole = json.loads(invoke("show", tmp_path / "r.parquet", "--json", *by).stdout)
+        assert "class" not in whole and whole["n_samples"] >= 0
     assert set(out["rows"][0]) == {"rank", "path", "given_label", "given_prob", "suggested_label", "suggested_prob", "learned_lr",
                                    "loss", "is_suspect"}
 

@@ -278,7 +278,7 @@ CASES = [
                       ("column 'path' appears twice",), 1), id="csv-duplicate-header"),
     pytest.param(Case(raw("img0.png,a,oops\n"), ("3 fields where the header has 2",), EXTRA_LINE),
                  id="csv-row-with-extra-field"),
-    pytest.param(Case(raw("img0.png\n"), ("1 fields where the header has 2",), EXTRA_LINE),
+    pytest.param(Case(raw("img0.png\n"), ("1 field where the header has 2",), EXTRA_LINE),
                  id="csv-row-with-missing-field"),
     pytest.param(Case(lambda ctx: b"\xef\xbb\xbf" + with_rows().encode(), rows=N_BASE), id="csv-bom"),
     pytest.param(Case(lambda ctx: table(BASE, delimiter=";"), rows=N_BASE), id="csv-semicolon"),

@@ -83,8 +83,8 @@ def show_command(
         label = match_class(class_, classes, report)
         rows = [i for i in rows if str(col["given_label"][i]) == str(label)]
     n_flagged = sum(bool(col["is_suspect"][i]) for i in rows)
-    head = {"report": str(report), "class": label, "n_samples": len(rows), "n_flagged": n_flagged,
-            "n_not_ranked": unranked}
+    head = {"report": str(report), **({} if label is None else {"class": label}),  # --json: no key, not null
+            "n_samples": len(rows), "n_flagged": n_flagged, "n_not_ranked": unranked}
     title = (formats.plural(len(rows), "sample") + (f" labelled {label}" if label is not None else "")
              + f", {n_flagged or 'none'} flagged" + (f" ({unranked} more not ranked: trusted or skipped)"
                                                       if unranked and label is None else ""))
@@ -129,7 +129,7 @@ def _show_duplicates(col: dict, report: Path, label: object, top: int, json_out:
     shown = sorted(groups)[:top]
     fields = ("duplicate_group", "path", "given_label", "rank", "is_suspect", "status")
     if json_out:
-        echo_json({"report": str(report), "class": label, "n_groups": len(groups),
+        echo_json({"report": str(report), **({} if label is None else {"class": label}), "n_groups": len(groups),
                    "n_samples": sum(map(len, groups.values())),
                    "rows": [{f: col[f][i] for f in fields if f in col} for g in shown for i in groups[g]]})
         return
@@ -160,7 +160,7 @@ def _show_groups(col: dict, rows: list[int], by: GroupBy, top: int, head: dict, 
         groups = flags_by_class(given, flagged)
     shown = groups[:top]
     n_classes = len(set(given))
-    concentrated = by is GroupBy.pair and head["class"] is None and n_classes >= 3 and bool(groups)
+    concentrated = by is GroupBy.pair and "class" not in head and n_classes >= 3 and bool(groups)
     if json_out:  # the line under the table, as numbers: the share in each class's largest pair, and an even one's
         extra = {"largest_pair_share": largest_pair_share(groups), "even_pair_share": 1 / (n_classes - 1)} \
             if concentrated else {}

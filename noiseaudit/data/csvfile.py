@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from noiseaudit import formats
 from noiseaudit.errors import InputError, check_path, input_file
 
 DELIMITERS = ",;\t|"
@@ -159,7 +160,7 @@ def read_text_table(path: str | Path, what: str = "labels CSV", parquet_hint: st
                 elif len(record) != len(header):
                     comment = (f"; line {header_at} starts with '#', a comment? CSV has none: delete it"
                                if header[0].startswith("#") else "")
-                    raise InputError(f"{len(record)} fields where the header has {len(header)}{comment}", path=path,
+                    raise InputError(f"{formats.plural(len(record), 'field')} where the header has {len(header)}{comment}", path=path,
                                      line=start)
                 elif [c.strip() for c in record] == header:  # `cat a.csv b.csv > labels.csv`
                     raise InputError(f"this row repeats the header (line {header_at}): two CSV files joined "
