@@ -765,3 +765,19 @@ def test_running_out_of_memory_is_one_line_with_what_to_lower(ds, monkeypatch):
     line = assert_user_error(invoke(*scan_args(images, csv(good), out)), out)
     assert line == ("error: out of memory (CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 7.79 GiB total "
                     "capacity)): try a smaller --batch-size or --image-size, or --device cpu")
+
+
+def test_a_folder_that_turns_read_only_during_a_run_is_named_by_the_output_not_a_temp_file(tmp_path, monkeypatch):
+    """The error named '.x.parquet.jdlbttvy.tmp', a file the user never asked for."""
+    import errno
+    import tempfile
+
+    from noiseaudit.report.io import atomic_write
+
+    def refuse(prefix, suffix, dir):
+        raise OSError(errno.EPERM, "Operation not permitted", str(Path(dir) / f"{prefix}jdlbttvy{suffix}"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(OSError) as info:
+        atomic_write(tmp_path / "x.parquet", lambda tmp: tmp.write_bytes(b"report"))
+    assert (info.value.filename, info.value.strerror) == (str(tmp_path / "x.parquet"), "Operation not permitted")

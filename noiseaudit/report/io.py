@@ -207,7 +207,10 @@ def atomic_write(path: str | Path, write: Callable[[Path], None], replace: bool 
     if path.is_symlink():  # replace what the link names, and keep the link
         path = Path(os.path.realpath(path))
     sweep_temp_files(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # the folder turned read-only since the start-up check: name the output, not a temp name
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
     held = fd if _lock(fd) else None  # held until the file is renamed: a sweep by another run leaves it alone
     if held is None:
         os.close(fd)  # without locks, as before: no handle kept open on the file (Windows cannot rename it then)
