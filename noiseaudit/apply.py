@@ -15,6 +15,7 @@ from noiseaudit.data.pathmatch import PathIndex
 from noiseaudit.data.source import LABEL_COLUMN_NAMES, clutter, find_key_column, pick_column, read_image_folder
 from noiseaudit.errors import (InputError, NoiseAuditWarning, UsageError, check_path, header_line, in_memory,
                                input_file, line_word, option, place, warn)
+from noiseaudit.formats import quoted
 from noiseaudit.report.export import as_reviewed, label_studio_answers, last_answers, read_verdict, relabel_target
 
 
@@ -79,7 +80,7 @@ def _misread(path: str, index: PathIndex) -> str:
         except UnicodeError:
             continue
         if meant != path and index.row(meant) is not None:
-            return (f", but {meant!r} is: a spreadsheet read the sheet's UTF-8 as {legacy} and saved it so; open "
+            return (f", but {quoted(meant)} is: a spreadsheet read the sheet's UTF-8 as {legacy} and saved it so; open "
                     "the exported sheet as UTF-8 (Excel: Data > From Text/CSV, File origin UTF-8) and review it again")
     return ""
 
@@ -93,11 +94,11 @@ def _already_dropped(gone: list[tuple[str, int | None]], others_matched: bool, l
         return
     first, line = gone[0]
     if not others_matched:
-        raise InputError(f"path {first!r} is not in {labels_name} (nor is any other path of the sheet)", path=origin,
+        raise InputError(f"path {quoted(first)} is not in {labels_name} (nor is any other path of the sheet)", path=origin,
                          line=line)
     where = place(origin, line)
-    which = f"a drop verdict names {first!r}, which is" if len(gone) == 1 else \
-        f"{len(gone)} drop verdicts name paths ({first!r} first)"
+    which = f"a drop verdict names {quoted(first)}, which is" if len(gone) == 1 else \
+        f"{len(gone)} drop verdicts name paths ({quoted(first)} first)"
     warn(f"{where}: {which} not in {labels_name}: taken as dropped by an earlier apply of this sheet",
          NoiseAuditWarning)
 
@@ -295,14 +296,14 @@ def apply_review(labels_csv: str | Path | pd.DataFrame, reviewed_path: str | Pat
             continue
         rows.append(k)
         if i is None:
-            raise InputError(f"path {p!r} is not in {labels_name}{_misread(p, index)}", path=reviewed_path,
+            raise InputError(f"path {quoted(p)} is not in {labels_name}{_misread(p, index)}", path=reviewed_path,
                              line=line)
         matched.append(i)
         verdict = read_verdict(rec, reviewed_path, line)
         unsure = verdict == "unsure"  # a second look later: left as it is, a new_label in it too
         verdict = "" if unsure else verdict
         if verdict == "" and not unsure and rec.get("new_label", ""):
-            raise InputError(f"{p!r} has new_label {rec['new_label']!r} but no verdict: write relabel to apply it "
+            raise InputError(f"{quoted(p)} has new_label {rec['new_label']!r} but no verdict: write relabel to apply it "
                              "(or clear new_label)", path=reviewed_path, line=line)
         if verdict == "drop" and pcol is None:
             raise InputError(f"cannot drop row {p}: {labels_name} has no path or id column, so its rows are keyed "
@@ -313,24 +314,24 @@ def apply_review(labels_csv: str | Path | pd.DataFrame, reviewed_path: str | Pat
         if verdict == "relabel":
             target = relabel_target(rec)
             if not target:
-                raise InputError(f"relabel of {p!r} has neither new_label nor suggested_label",
+                raise InputError(f"relabel of {quoted(p)} has neither new_label nor suggested_label",
                                  path=reviewed_path, line=line)
             if target not in known and _whole_number(target) in known:
-                raise InputError(f"new label {target!r} for {p!r} is not a known class, but "
+                raise InputError(f"new label {target!r} for {quoted(p)} is not a known class, but "
                                  f"{_whole_number(target)!r} is: a spreadsheet or pandas wrote the whole number with "
                                  "a decimal point; write the class as the labels have it", path=reviewed_path,
                                  line=line)
             close = None if target in known or allow_new_labels else close_class(target, known)
             if close is not None:
-                raise InputError(f"new label {target!r} for {p!r} is not a known class; did you mean {close!r}?",
+                raise InputError(f"new label {target!r} for {quoted(p)} is not a known class; did you mean {close!r}?",
                                  path=reviewed_path, line=line)
             if target not in known and not allow_new_labels:
-                raise InputError(f"new label {target!r} for {p!r} is not a known class "
+                raise InputError(f"new label {target!r} for {quoted(p)} is not a known class "
                                  f"(pass {option('allow_new_labels', True)} to add one)", path=reviewed_path, line=line)
         if i in decisions and decisions[i][:2] != (verdict, target):
             other = decisions[i][2]
             also = "listed twice" if other is None else f"also on {line_word(reviewed_path, other)}"
-            raise InputError(f"conflicting verdicts for {p!r} ({also})",
+            raise InputError(f"conflicting verdicts for {quoted(p)} ({also})",
                              path=reviewed_path, line=line)
         decisions[i] = (verdict, target, line)
     _already_dropped(gone, bool(matched), labels_name, reviewed_path)

@@ -100,3 +100,13 @@ def skipped_images(summary: dict[str, Any], where: str) -> str:
     named += ", ..." if len(examples) < summary["n_skipped"] else ""
     return (f"Skipped {plural(summary['n_skipped'], 'bad image')} ({counts}){': ' + named if named else ''}; "
             f"{'they are' if summary['n_skipped'] > 1 else 'it is'} in {where} with that status.")
+
+
+def quoted(text: object) -> str:
+    """``text`` in quotes as a user typed it, for messages: ``'C:\\data\\a.png'`` with single backslashes, where
+    ``repr`` doubles them; ``repr`` itself where the text holds what does not print (a tab, a non-breaking space,
+    a control character), so that it shows."""
+    text = str(text)
+    if not text.isprintable() or ("'" in text and '"' in text):
+        return repr(text)
+    return f'"{text}"' if "'" in text else f"'{text}'"

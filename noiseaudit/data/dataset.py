@@ -255,7 +255,7 @@ def load_dataset(source: LabeledSource, *, image_size: int | None = None, worker
         origin, line = source.where(missing[0])
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         hint = missing_image_hint(source.root, source.paths[missing[0]])
-        raise InputError(f"image {source.paths[missing[0]]!r} not found under {source.root}{more}{hint}",
+        raise InputError(f"image {formats.quoted(source.paths[missing[0]])} not found under {source.root}{more}{hint}",
                          path=origin, line=line)
     for i in missing:
         bad[i] = SkippedImage(i, "missing", "file not found")

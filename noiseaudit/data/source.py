@@ -21,6 +21,7 @@ import pandas as pd
 from noiseaudit.data.csvfile import KIND_ATTR, frame_column, read_table, read_text_table
 from noiseaudit.errors import (InputError, NoiseAuditWarning, UsageError, check_image_dir, header_line, in_memory,
                                line_word, option, place, warn)
+from noiseaudit.formats import quoted
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 NOT_IMAGES = f"file(s) without an image extension ({', '.join(sorted(IMAGE_EXTENSIONS))}) left out"
@@ -97,22 +98,22 @@ def resolve_inside(root: Path, relative: str, *, origin: str, line: int | None) 
     made relative first, by :func:`root_relative`).
     """
     if "\x00" in relative:
-        raise InputError(f"path {relative!r} contains a NUL character", path=origin, line=line)
+        raise InputError(f"path {quoted(relative)} contains a NUL character", path=origin, line=line)
     rel = relative.replace("\\", "/")
     if _is_absolute(rel):
-        raise InputError(f"absolute path {relative!r} is not allowed; paths must be relative to the image folder",
+        raise InputError(f"absolute path {quoted(relative)} is not allowed; paths must be relative to the image folder",
                          path=origin, line=line)
     if ".." in rel.split("/"):
         plain = posixpath.normpath(rel)
         if plain == ".." or plain.startswith("../"):
-            raise InputError(f"path {relative!r} escapes the image folder", path=origin, line=line)
-        raise InputError(f"path {relative!r} has a '..' component, which paths may not have; write it as "
-                         f"{plain!r}", path=origin, line=line)
+            raise InputError(f"path {quoted(relative)} escapes the image folder", path=origin, line=line)
+        raise InputError(f"path {quoted(relative)} has a '..' component, which paths may not have; write it as "
+                         f"{quoted(plain)}", path=origin, line=line)
     # Plain string operations: this runs twice for every sample of a scan.
     top = str(root)
     resolved = os.path.realpath(os.path.join(top, rel))
     if resolved != top and not resolved.startswith(top.rstrip(os.sep) + os.sep):
-        raise InputError(f"path {relative!r} resolves outside the image folder (symlink?)",
+        raise InputError(f"path {quoted(relative)} resolves outside the image folder (symlink?)",
                          path=origin, line=line)
     return Path(resolved)
 
@@ -131,8 +132,8 @@ def root_relative(root: Path, path: str, *, given_root: str | Path | None = None
     if not _is_absolute(rel) or "\x00" in rel:
         return path
     if ".." in rel.split("/"):
-        raise InputError(f"path {path!r} escapes the image folder", path=origin, line=line)
-    outside = InputError(f"absolute path {path!r} is outside the image folder {root}", path=origin, line=line)
+        raise InputError(f"path {quoted(path)} escapes the image folder", path=origin, line=line)
+    outside = InputError(f"absolute path {quoted(path)} is outside the image folder {root}", path=origin, line=line)
     if rel[1:2] == ":":
         raise outside  # a drive letter: never inside a POSIX folder
     normal = os.path.normpath(rel)
@@ -328,12 +329,12 @@ def unique_rows(keys: list[PurePosixPath], paths: list[str], values: list, lines
         if j == i:
             continue
         if values[i] != values[j]:
-            raise InputError(f"{paths[i]!r} is listed twice with different {noun[1]}: {show(j)} on "
+            raise InputError(f"{quoted(paths[i])} is listed twice with different {noun[1]}: {show(j)} on "
                              f"{line_word(csv, lines[j])}, {show(i)} here", path=csv, line=lines[i])
         repeats.append(i)
     if repeats:
         i = repeats[0]
-        warn(f"{place(csv, lines[i])}: {paths[i]!r} repeats {line_word(csv, lines[first[keys[i]]])} with "
+        warn(f"{place(csv, lines[i])}: {quoted(paths[i])} repeats {line_word(csv, lines[first[keys[i]]])} with "
              f"the same {noun[0]}; {len(repeats)} repeated row(s) ignored", NoiseAuditWarning)
     dropped = set(repeats)
     return [i for i in range(len(keys)) if i not in dropped]
