@@ -621,7 +621,8 @@ def test_a_report_named_like_a_csv_is_written_as_parquet_with_a_warning(ds):
 
 
 @pytest.mark.parametrize("argv, says", [
-    (["scan"], "error: Missing argument 'images_dir'. See 'noiseaudit scan --help'."),
+    (["scan"], "error: missing the image folder: noiseaudit scan IMAGES_DIR [LABELS_CSV] (or LABELS_CSV --features "
+               "FILE). See 'noiseaudit scan --help'."),
     (["scan", "imgs", "--bogus"], "error: No such option: --bogus. See 'noiseaudit scan --help'."),
     (["show", "r.parquet", "--top", "abc"], "error: Invalid value for '--top'"),
     (["scna"], "error: No such command 'scna'. Did you mean 'scan'? See 'noiseaudit --help'."),
