@@ -94,8 +94,8 @@ def _already_dropped(gone: list[tuple[str, int | None]], others_matched: bool, l
         return
     first, line = gone[0]
     if not others_matched:
-        raise InputError(f"path {quoted(first)} is not in {labels_name} (nor is any other path of the sheet)", path=origin,
-                         line=line)
+        raise InputError(f"path {quoted(first)} is not in {labels_name} (nor is any other path of the sheet)",
+                         path=origin, line=line)
     where = place(origin, line)
     which = f"a drop verdict names {quoted(first)}, which is" if len(gone) == 1 else \
         f"{len(gone)} drop verdicts name paths ({quoted(first)} first)"
@@ -303,8 +303,8 @@ def apply_review(labels_csv: str | Path | pd.DataFrame, reviewed_path: str | Pat
         unsure = verdict == "unsure"  # a second look later: left as it is, a new_label in it too
         verdict = "" if unsure else verdict
         if verdict == "" and not unsure and rec.get("new_label", ""):
-            raise InputError(f"{quoted(p)} has new_label {rec['new_label']!r} but no verdict: write relabel to apply it "
-                             "(or clear new_label)", path=reviewed_path, line=line)
+            raise InputError(f"{quoted(p)} has new_label {rec['new_label']!r} but no verdict: write relabel to apply "
+                             "it (or clear new_label)", path=reviewed_path, line=line)
         if verdict == "drop" and pcol is None:
             raise InputError(f"cannot drop row {p}: {labels_name} has no path or id column, so its rows are keyed "
                              "by number and dropping one renumbers every later one (they would no longer pair with "

@@ -29,7 +29,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
 JsonSummary = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")]
 # every command takes -q, so that a CI script can pass it to each; those without progress or hints have none to hush
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or hints on stderr (errors and warnings still print).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q",
+                                     help="No progress or hints on stderr (errors and warnings still print).")]
 
 
 class _Console(Console):

@@ -160,7 +160,8 @@ def read_text_table(path: str | Path, what: str = "labels CSV", parquet_hint: st
                 elif len(record) != len(header):
                     comment = (f"; line {header_at} starts with '#', a comment? CSV has none: delete it"
                                if header[0].startswith("#") else "")
-                    raise InputError(f"{formats.plural(len(record), 'field')} where the header has {len(header)}{comment}", path=path,
+                    raise InputError(f"{formats.plural(len(record), 'field')} where the header has "
+                                     f"{len(header)}{comment}", path=path,
                                      line=start)
                 elif [c.strip() for c in record] == header:  # `cat a.csv b.csv > labels.csv`
                     raise InputError(f"this row repeats the header (line {header_at}): two CSV files joined "

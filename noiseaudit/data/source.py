@@ -368,9 +368,10 @@ def clutter(name: str) -> bool:
 
 
 def files_under(folder: Path) -> Iterator[Path]:
-    """Every file below ``folder`` that is not hidden or clutter (:func:`clutter`), at any depth. Linked folders are followed (a link that
-    leads out of the image folder is refused with its first image, by :func:`resolve_inside`), but not into a
-    folder the walk is already inside, so that a link back up does not loop."""
+    """Every file below ``folder`` that is not hidden or clutter (:func:`clutter`), at any depth. Linked folders
+    are followed (a link that leads out of the image folder is refused with its first image, by
+    :func:`resolve_inside`), but not into a folder the walk is already inside, so that a link back up does not
+    loop."""
     inside = {str(folder): frozenset({os.path.realpath(folder)})}  # each folder's real path and its parents'
     for here, folders, names in os.walk(folder, followlinks=True):
         chain = inside.pop(here)

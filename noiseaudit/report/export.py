@@ -212,9 +212,9 @@ def verdicts_from_choices(sheet: pd.DataFrame) -> pd.DataFrame:
 
 def as_reviewed(sheet: pd.DataFrame) -> pd.DataFrame:
     """A reviewed sheet (cells as text) as ``apply`` and ``--trusted`` read it: its columns named as export writes
-    them, whatever their letter case, surrounding spaces and word separators (a spreadsheet's "Verdict", "New Label"; a name
-    already there as written is left as it is), and Label Studio's chosen classes as verdicts. A table with no
-    ``verdict`` column then is not a reviewed sheet."""
+    them, whatever their letter case, surrounding spaces and word separators (a spreadsheet's "Verdict", "New
+    Label"; a name already there as written is left as it is), and Label Studio's chosen classes as verdicts. A
+    table with no ``verdict`` column then is not a reviewed sheet."""
     names = {str(c): re.sub(r"[\s_-]+", "_", str(c).strip().lower()) for c in sheet.columns}  # "New Label"
     known = set(REVIEW_COLUMNS) | {CHOICES}
     taken = set(map(str, sheet.columns))
