@@ -225,7 +225,7 @@ def test_a_missing_image_names_the_likely_slip(ds, listed, hint):
     (images / unicodedata.normalize("NFD", "fünf")).mkdir()
     shutil.copy(images / "img1.png", images / unicodedata.normalize("NFD", "fünf") / "y.png")
     path = csv(f"path,label\nimg0.png,a\n{listed},b\nimg2.png,b\n")
-    line = assert_user_error(invoke(*scan_args(images, path, out)), out, "labels.csv:3", f"{listed!r}", "not found",
+    line = assert_user_error(invoke(*scan_args(images, path, out)), out, "labels.csv:3", f"'{listed}'", "not found",
                              hint.format(parent=images.parent, images=images))
     assert line.endswith(str(images)) == (listed == "ghost.png")  # no hint where there is no likely slip
 

@@ -659,7 +659,7 @@ def test_export_apply_show_html_round_trip(files, tmp_path, csv):
     fixed_path = tmp_path / "fixed.csv"
     applied = json.loads(run("apply", files[csv], sheet_path, "-o", fixed_path, "--json"))
     assert applied == {"relabeled": 12, "dropped": 0, "kept": 18, "unreviewed": 0, "already_relabeled": 0,
-                       "rows_written": N_DIGITS,
+                       "already_dropped": 0, "rows_written": N_DIGITS,
                        "output": str(fixed_path)}
     before = pd.read_csv(files[csv], dtype=str)
     after = pd.read_csv(fixed_path, dtype=str)
