@@ -172,8 +172,9 @@ def test_a_table_without_report_columns_names_them():
     from noiseaudit import evaluate, review_table, select_suspects
 
     hand_made = pd.DataFrame({"path": ["a.png"], "given_label": ["cat"], "rank": [1], "is_suspect": [True]})
-    with pytest.raises(UsageError, match=r"^not a report's rows: no column 'suggested_label', 'suggested_prob', "
-                                         r"'learned_lr', 'suspicion' \(a report comes from noiseaudit.scan"):
+    with pytest.raises(UsageError, match=r"^not a report's rows: no column 'given_prob', 'suggested_label', "
+                                         r"'suggested_prob', 'learned_lr', 'suspicion' \(a report comes from "
+                                         r"noiseaudit.scan"):
         review_table(hand_made)
     with pytest.raises(UsageError, match=r"^not a report's rows: no column 'suspicion' "):
         select_suspects(hand_made, min_suspicion=0.5)

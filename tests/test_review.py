@@ -180,10 +180,10 @@ def test_export_formats(hand_report, tmp_path, fmt):
     assert invoke("export", path, "-o", out, "--top", "5", "--format", fmt).exit_code == 0
     if fmt == "csv":
         sheet = pd.read_csv(out, keep_default_na=False)
-        assert list(sheet.columns) == ["path", "given_label", "suggested_label", "confidence", "learned_lr", "rank",
-                                       "flagged", "suspicion", "verdict", "new_label"]
+        assert list(sheet.columns) == ["path", "given_label", "given_prob", "suggested_label", "confidence",
+                                       "learned_lr", "rank", "flagged", "suspicion", "verdict", "new_label"]
         text = pd.read_csv(out, dtype=str, keep_default_na=False)  # one format per column: four decimals
-        for col in ("confidence", "learned_lr", "suspicion"):
+        for col in ("given_prob", "confidence", "learned_lr", "suspicion"):
             assert text[col].str.fullmatch(r"\d+\.\d{4}").all(), text[col].tolist()
         assert sheet["rank"].tolist() == [1, 2, 3, 4, 5] and (sheet["verdict"] == "").all()
     elif fmt == "json":
@@ -195,6 +195,10 @@ def test_export_formats(hand_report, tmp_path, fmt):
         pred = tasks[0]["predictions"][0]["result"][0]
         assert pred["type"] == "choices" and pred["value"]["choices"][0] in {"a", "b", "c"}
         assert tasks[0]["data"]["image"].startswith("img/")
+        report = hand_report[0].sort_values("rank").head(5)
+        for task, row in zip(tasks, report.itertuples()):  # the model's answer: the given label where it prefers it
+            answer = row.given_label if row.given_prob > row.suggested_prob else row.suggested_label
+            assert task["predictions"][0]["result"][0]["value"]["choices"] == [str(answer)]
 
 
 @pytest.mark.parametrize(("name", "is_json"), [("sheet.json", True), ("sheet.JSON", True), ("sheet.csv", False),
@@ -754,13 +758,14 @@ def test_a_sheet_with_accents_opens_right_in_excel_and_its_garbling_is_named(tmp
     labels = tmp_path / "labels.csv"
     labels.write_text("path,label\nSac à main/1.png,Sac à main\nb/2.png,b\n", encoding="utf-8")
     table = review_table(pd.DataFrame({
-        "path": ["Sac à main/1.png"], "given_label": ["Sac à main"], "suggested_label": ["b"],
+        "path": ["Sac à main/1.png"], "given_label": ["Sac à main"], "given_prob": [0.05], "suggested_label": ["b"],
         "suggested_prob": [0.9], "learned_lr": [0.1], "rank": [1], "is_suspect": [True], "suspicion": [0.9]}))
     sheet = write_review(table, tmp_path / "review.csv")
     assert sheet.read_bytes().startswith(b"\xef\xbb\xbfpath,")  # a BOM: Excel reads it as UTF-8
     plain = write_review(table.assign(path="a/1.png", given_label="a"), tmp_path / "plain.csv")
     assert plain.read_bytes().startswith(b"path,")  # all ASCII: no BOM
     text = sheet.read_text(encoding="utf-8-sig").replace(",,\n", ",relabel,b\n")
+    assert ",relabel,b\n" in text
     garbled = tmp_path / "garbled.csv"
     garbled.write_text(text.encode("utf-8").decode("cp1252"), encoding="utf-8-sig")  # what Excel saved back
     result = invoke("apply", labels, garbled, "-o", tmp_path / "fixed.csv")

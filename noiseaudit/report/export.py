@@ -21,11 +21,11 @@ FORMATS = ("csv", "json", "labelstudio")
 VERDICTS = ("keep", "relabel", "drop")
 UNDECIDED = ("", "unsure")  # verdicts that leave a row as it is, for now: blank, or marked for a second look
 VERDICT_HELP = "use keep, relabel or drop; unsure or blank to decide later"
-REVIEW_COLUMNS = ("path", "given_label", "suggested_label", "confidence", "learned_lr", "rank", "flagged",
-                  "suspicion", "verdict", "new_label")
+REVIEW_COLUMNS = ("path", "given_label", "given_prob", "suggested_label", "confidence", "learned_lr", "rank",
+                  "flagged", "suspicion", "verdict", "new_label")
 # the report columns the sheet is made from
-REVIEWED_COLUMNS = ("path", "given_label", "suggested_label", "suggested_prob", "learned_lr", "rank", "is_suspect",
-                    "suspicion")
+REVIEWED_COLUMNS = ("path", "given_label", "given_prob", "suggested_label", "suggested_prob", "learned_lr", "rank",
+                    "is_suspect", "suspicion")
 DECIMALS = 4  # every number of the sheet, so that a column reads 0.5700, 0.5720, 0.6000
 CHOICES = "label"  # the name of the Label Studio Choices tag the tasks pre-annotate (its from_name)
 
@@ -105,9 +105,11 @@ def review_table(rows: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        ``path``, ``given_label``, ``suggested_label``, ``confidence``, ``learned_lr``, ``rank``,
+        ``path``, ``given_label``, ``given_prob`` (the final model's probability of the given label),
+        ``suggested_label``, ``confidence`` (its probability of the suggestion), ``learned_lr``, ``rank``,
         ``flagged``, ``suspicion``, and empty ``verdict`` (``keep``, ``relabel`` or ``drop``) and
-        ``new_label`` to fill in. Numbers are rounded to :data:`DECIMALS` places.
+        ``new_label`` to fill in. Numbers are rounded to :data:`DECIMALS` places. Where ``given_prob`` is the
+        larger, the model prefers the given label, and the suggestion is only its runner-up.
 
     Raises
     ------
@@ -122,6 +124,7 @@ def review_table(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "path": rows["path"].to_numpy(),
         "given_label": rows["given_label"].to_numpy(),
+        "given_prob": rows["given_prob"].to_numpy().astype(float).round(DECIMALS),
         "suggested_label": rows["suggested_label"].to_numpy(),
         "confidence": rows["suggested_prob"].to_numpy().astype(float).round(DECIMALS),
         "learned_lr": rows["learned_lr"].to_numpy().astype(float).round(DECIMALS),
@@ -134,7 +137,9 @@ def review_table(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def label_studio_tasks(table: pd.DataFrame, image_prefix: str = "") -> list[dict]:
-    """Label Studio tasks with the suggestion as a pre-annotation.
+    """Label Studio tasks with the final model's answer as a pre-annotation: the suggestion, or the given label
+    where the model prefers it (a flagged sample whose rate alone is low), so that a reviewer is not led to a
+    runner-up class.
 
     ``data.image`` is ``image_prefix`` and the path percent-encoded (``a b#1.png`` as ``a%20b%231.png``; ``/``
     kept), so that a space, ``#``, ``&`` or ``?`` in a file name still reaches the image behind a URL or a
@@ -145,15 +150,20 @@ def label_studio_tasks(table: pd.DataFrame, image_prefix: str = "") -> list[dict
     """
     tasks = []
     for row in table.itertuples(index=False):
+        given_prob = getattr(row, "given_prob", None)  # None: a sheet made before sheets had the column
+        prefers_given = given_prob is not None and float(given_prob) > float(row.confidence)
+        data = {"image": f"{image_prefix}{quote(str(row.path), safe='/')}", "path": row.path,
+                "given_label": str(row.given_label), "rank": int(row.rank), "learned_lr": float(row.learned_lr),
+                "flagged": bool(row.flagged)}
+        if given_prob is not None:
+            data["given_prob"] = float(given_prob)
         tasks.append({
-            "data": {"image": f"{image_prefix}{quote(str(row.path), safe='/')}", "path": row.path,
-                     "given_label": str(row.given_label),
-                     "rank": int(row.rank), "learned_lr": float(row.learned_lr), "flagged": bool(row.flagged)},
+            "data": data,
             "predictions": [{
                 "model_version": f"noiseaudit-{__version__}",
-                "score": float(row.confidence),
+                "score": float(given_prob) if prefers_given else float(row.confidence),
                 "result": [{"from_name": CHOICES, "to_name": "image", "type": "choices",
-                            "value": {"choices": [str(row.suggested_label)]}}],
+                            "value": {"choices": [str(row.given_label if prefers_given else row.suggested_label)]}}],
             }],
         })
     return tasks
