@@ -118,7 +118,8 @@ def render_without_images(*args, **kwargs) -> str:
 
 
 def test_gallery_shows_whole_file_names_and_marks_flagged_cards(tmp_path):
-    """Issue 18, item 11: names are not cut, the full path is a tooltip, flagged cards look flagged without truth."""
+    """Issue 18, item 11: names are not cut, flagged cards look flagged without truth; the card names the whole
+    path (it named the file alone, so train/cat/0129.jpg and train/truck/0129.jpg were two cards '0129.jpg')."""
     from test_cli_output import synthetic_report
 
     from noiseaudit.report.io import read_report
@@ -133,7 +134,7 @@ def test_gallery_shows_whole_file_names_and_marks_flagged_cards(tmp_path):
     assert [kind for kind, _, _ in cards] == ["card flagged"] * 3 + ["card"] * 5
     for i, (_, title, body) in enumerate(cards):
         assert title == f"deep/folder/{i}_{long_name}"
-        assert f'<div class="name">{i}_{long_name}' in body
+        assert f'<div class="name">deep/folder/{i}_{long_name}' in body  # the path: two folders' 0129.jpg apart
     assert page.count('<span class="badge">flagged</span>') == 3
     assert "are among the 3 samples the scan flags as likely wrong labels" in page
     assert "overflow-wrap:anywhere" in page

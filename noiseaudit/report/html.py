@@ -125,8 +125,8 @@ def _are_pictures(paths: Any) -> bool:
 
 
 class _Cards:
-    """Cards of the page, each a sample's thumbnail (where ``pictures``), what is said of it and its file name
-    (the full path on hover); counts the thumbnails tried and the paths that could not be read under ``root``."""
+    """Cards of the page, each a sample's thumbnail (where ``pictures``), what is said of it and its path under
+    the image folder; counts the thumbnails tried and the paths that could not be read under ``root``."""
 
     def __init__(self, root: Path) -> None:
         self.root, self.tried, self.unread = root, 0, []
@@ -139,7 +139,8 @@ class _Cards:
             self.unread += [] if found else [str(path)]
             picture = f'<img alt="{e(str(path))}" src="data:image/png;base64,{png}">'
         return (f'<div class="{kind}" title="{e(str(path))}">{badge}{picture}{body}'
-                f'<div class="name">{e(PurePosixPath(str(path)).name)}</div></div>')
+                f'<div class="name">{e(str(path))}</div></div>')  # the whole path: train/cat/0129.jpg and
+        # train/truck/0129.jpg, both in one gallery, showed as two cards named 0129.jpg
 
 
 def _pairs_section(report: pd.DataFrame, top: int = 10) -> str:
