@@ -43,7 +43,7 @@ from noiseaudit.data.cache import DecodeCache
 from noiseaudit.data.dataset import Encoder, SampleData, load_dataset, source_key
 from noiseaudit.data.images import GRAY_MODES, DecodeError, image_header
 from noiseaudit.data.source import LabeledSource
-from noiseaudit.errors import NoiseAuditHint, NoiseAuditWarning, warn
+from noiseaudit.errors import NoiseAuditHint, NoiseAuditWarning, option, warn
 from noiseaudit.models import efficientnet as lite0
 from noiseaudit.progress import ProgressCallback
 
@@ -119,6 +119,16 @@ def autocast_precision(device: torch.device) -> str:
         except (AttributeError, RuntimeError):
             return "fp32"
     return "fp32"
+
+
+def slow_precision(plan: BackbonePlan, device: torch.device) -> str | None:
+    """What to say when a backbone will train in float32 on a CPU (one without AVX-512 BF16 or AMX): the scan
+    takes longer than the timings quoted for bfloat16 CPUs, and nothing else would say why. None otherwise."""
+    if plan.name is None or device.type != "cpu" or plan.precision != "fp32":
+        return None
+    return ("this CPU has no bfloat16 (AVX-512 BF16 or AMX), so the backbone trains in float32: expect the scan to "
+            f"take longer than the README's timings, measured on bfloat16 CPUs ({option('finetune')} top trains "
+            "about 2.5x faster, and ranks worse)")
 
 
 def finetune_settings(finetune: str, n_samples: int) -> tuple[str, int, int, str]:

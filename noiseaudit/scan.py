@@ -20,7 +20,8 @@ import pandas as pd
 import torch
 
 from noiseaudit._version import __version__
-from noiseaudit.backbone import BackbonePlan, build_top, encoder, plan_backbone, training_defaults
+from noiseaudit.backbone import (BackbonePlan, build_top, encoder, plan_backbone, slow_precision,
+                                 training_defaults)
 from noiseaudit.checkpoint import (TRAINING_OPTIONS, Checkpointer, Interrupted, check_resumable, dataset_fingerprint,
                                    dataset_parts, refuse_if_in_use)
 from noiseaudit.config import (FEATURE_DEFAULTS, IMAGE_OPTIONS, PATH_OPTIONS, RANKED_BY, RATE_AND_PROB, ScanConfig,
@@ -35,8 +36,8 @@ from noiseaudit.data.features import in_memory_matrix, load_features
 from noiseaudit.data.source import LabeledSource, load_source, read_label_table
 from noiseaudit.data.trusted import merge_trusted
 from noiseaudit.distributed import Distributed, from_environment, local_device
-from noiseaudit.errors import (HeavyFlagging, InputError, ModelAtChance, NoiseAuditError, NoiseAuditWarning,
-                               TrainingFailed, UsageError, option, warn)
+from noiseaudit.errors import (HeavyFlagging, InputError, ModelAtChance, NoiseAuditError, NoiseAuditHint,
+                               NoiseAuditWarning, TrainingFailed, UsageError, option, warn)
 from noiseaudit.model_io import save_model
 from noiseaudit.models import build_feature_model, build_model, default_model
 from noiseaudit.optim.averaging import fits as averaging_fits
@@ -487,6 +488,8 @@ def prepare(cfg: ScanConfig, source: LabeledSource, device: torch.device, on_pro
                          workers=cfg.workers, cache=cache, key=key, on_progress=on_progress,
                          on_bad_image=cfg.on_bad_image)
     timings["choose_backbone_s"] = time.perf_counter() - t0
+    if (slow := slow_precision(plan, device)) is not None:
+        warn(slow, NoiseAuditHint)
     if plan.name is not None and cfg.image_size is not None:
         plan.image_size = cfg.image_size
     if cfg.augment is None:  # on with a backbone (measured in bench/real.py), off from scratch as ever
