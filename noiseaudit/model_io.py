@@ -55,6 +55,7 @@ from noiseaudit.data.source import (IMAGE_EXTENSIONS, LabeledSource, clutter, fi
 from noiseaudit.errors import InputError, NoiseAuditWarning, UsageError, input_file, option, warn
 from noiseaudit.models import build_feature_model, build_model
 from noiseaudit.progress import ProgressCallback
+from noiseaudit.report.build import REPORT_COLUMNS
 from noiseaudit.report.io import atomic_write
 from noiseaudit.runtime import resolve_device
 from noiseaudit.train import PREDICT_BATCH, autocast, normaliser, predict
@@ -215,6 +216,7 @@ class SavedModel:
             frame = _with_skipped(frame.assign(status="ok"), source, skipped)
             counts = say_skipped(source, skipped, "the predictions")
             meta["n_skipped"], meta["skipped_by_status"] = counts["n_skipped"], counts["skipped_by_status"]
+        frame = _with_extra(frame, source)
         frame.attrs["noiseaudit"] = meta
         return frame
 
@@ -329,6 +331,16 @@ class SavedModel:
                 "n_samples": len(frame), "accuracy": accuracy, "n_disagree": disagree,
                 "predicted_counts": {str(c): int(counts.get(c, 0)) for c in self.classes},
                 "device": str(device), "timings": {"total_s": seconds}}
+
+
+def _with_extra(frame: pd.DataFrame, source: LabeledSource | None) -> pd.DataFrame:
+    """The predictions with the CSV's other columns carried, as a scan's report carries them (a name the
+    predictions use gets ``input_``)."""
+    if source is None or not len(source.extra.columns):
+        return frame
+    extra = source.extra.rename(columns={c: f"input_{c}" for c in source.extra.columns
+                                         if c in frame.columns or c in REPORT_COLUMNS or str(c).startswith("prob_")})
+    return frame.join(extra, on="sample_id")
 
 
 def _with_skipped(frame: pd.DataFrame, source: LabeledSource, skipped: list[SkippedImage]) -> pd.DataFrame:

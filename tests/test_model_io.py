@@ -87,6 +87,22 @@ def test_scratch_model_predicts_the_scans_own_labels(digits_model, tmp_path):
     text = invoke("predict", model, images, csv, "--label-col", "digit", "-o", out, "--overwrite", "--device", "cpu",
                   "--quiet").stdout
     assert f"Given labels the model doubts most ({len(disagree)} disagree" in text
+    # the CSV's other columns are carried, as the scan's report carries them (they were left out)
+    assert predictions["original_label"].tolist() == report["original_label"].tolist()
+    assert predictions["is_noisy"].tolist() == report["is_noisy"].tolist()
+
+
+def test_predict_carries_the_csvs_other_columns_renaming_clashes(digits_model, tmp_path):
+    images, csv, _, model = digits_model
+    table = pd.read_csv(csv).head(30).assign(split="val", prob_3="mine", status="ours")
+    table.to_csv(tmp_path / "subset.csv", index=False)
+    out = tmp_path / "p.parquet"
+    result = invoke("predict", model, images, tmp_path / "subset.csv", "--label-col", "digit", "-o", out, "-q")
+    assert result.exit_code == 0, result.output
+    predictions, _ = read_report(out)
+    assert (predictions["split"] == "val").all() and (predictions["input_prob_3"] == "mine").all()
+    assert (predictions["input_status"] == "ours").all() and "status" not in predictions  # no --on-bad-image skip
+    assert predictions["prob_3"].dtype == np.float32  # the model's own column stays its own
 
 
 def test_load_model_round_trip_and_unlabelled_inputs(digits_model, tmp_path):
