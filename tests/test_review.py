@@ -711,6 +711,11 @@ def test_apply_changes_only_the_lines_a_review_touched(tmp_path):
     assert out.read_bytes().decode("utf-8") == ('\ufeffpath;label;note\r\n"img/0.png";a;"kept as quoted"\r\n'
                                                 'img/1.png;c;spaced\r\n\r\nimg/3.png;a;x\r\n')
     assert json.loads(result.stdout)["rows_written"] == 3
+    # a file whose every field is quoted keeps that on the relabelled line (it lost its quotes: a diff showed it)
+    labels.write_text('"path","label","note"\n"img/1.png","b","x, y"\n"img/3.png","a","z"\n')
+    review = _review(tmp_path, [("img/1.png", "a", "relabel", "a")])
+    assert invoke("apply", labels, review, "-o", out, "--overwrite").exit_code == 0
+    assert out.read_text() == '"path","label","note"\n"img/1.png","a","x, y"\n"img/3.png","a","z"\n'
 
 
 def test_evaluate_and_the_page_take_a_sorted_or_filtered_frame(hand_report):

@@ -82,9 +82,14 @@ def edited_csv(path: str | Path, label_col: str, edits: dict[int, str | None], s
         reader = csv.reader(iter(lines[i:]), delimiter=style.delimiter, skipinitialspace=True)
         record = next(reader)
         if edits[i + 1] is not None:
+            raw = "".join(lines[i:i + reader.line_num])
+            # a record with every field quoted (as some tools write them all) is written so again
+            quoting = csv.QUOTE_ALL if raw.lstrip().startswith('"') and raw.count('"') >= 2 * len(record) \
+                else csv.QUOTE_MINIMAL
             record[column] = edits[i + 1]  # type: ignore[index]
             buffer = io.StringIO()
-            csv.writer(buffer, delimiter=style.delimiter, lineterminator=style.newline).writerow(record)
+            csv.writer(buffer, delimiter=style.delimiter, lineterminator=style.newline,
+                       quoting=quoting).writerow(record)
             out.append(buffer.getvalue())
         i += reader.line_num
     return ("\ufeff" if style.bom else "") + "".join(out)
