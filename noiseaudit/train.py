@@ -253,8 +253,8 @@ def train(data: SampleData, model: nn.Module, cfg: TrainConfig, device: torch.de
             model.train()
             if run.step == 0:
                 run.order, run.loss_total = torch.randperm(n, generator=gen), torch.zeros((), device=device)
-                if dist is not None and rates is not None:
-                    dist.begin_epoch(rates.log_rate_vectors())
+                if dist is not None:  # with no learned rates (--method plain, dba) too: end_epoch sums the loss
+                    dist.begin_epoch([] if rates is None else rates.log_rate_vectors())
             batches = torch.tensor_split((run.order if dist is None else dist.shard(run.order)).to(device), steps)
             for step in range(run.step, steps):
                 idx = batches[step]

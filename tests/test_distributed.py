@@ -49,3 +49,21 @@ def test_two_process_torchrun_with_mlr_snet_and_layerwise_rates(noisy_digits, tm
     multipliers = single.attrs["noiseaudit"]["layer_multipliers"]
     assert meta["layer_multipliers"] == pytest.approx(multipliers, rel=0.05)
     assert spearmanr(single["learned_lr"], ddp["learned_lr"]).statistic >= 0.95
+
+
+@pytest.mark.parametrize("method", ["plain", "dba"])
+def test_two_process_torchrun_without_learned_rates(noisy_digits, tmp_path, method):
+    """--method plain and dba crashed on every rank under torchrun ('Distributed' object has no attribute
+    '_epoch_start'): the epoch's start was recorded only where there were learned rates."""
+    images, csv = noisy_digits
+    out = tmp_path / f"{method}.parquet"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "noiseaudit.cli", "scan", str(images), str(csv), "--label-col", "digit", "-o", str(out),
+           "--epochs", "4", "--device", "cpu", "--seed", "0", "--quiet", "--method", method]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ddp, meta = read_report(out)
+    assert meta["world_size"] == 2 and meta["config"]["method"] == method
+    truth = ddp["given_label"] != ddp["original_label"]
+    assert (ddp["is_suspect"] & truth).sum() >= 0.5 * truth.sum()  # it trained: most wrong labels flagged
