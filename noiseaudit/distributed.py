@@ -74,6 +74,11 @@ def from_environment(device: torch.device) -> Distributed | None:
     if world <= 1:
         return None
     if not dist.is_initialized():
+        missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
+        if missing:  # WORLD_SIZE and RANK left in a shell, not a torchrun job: a usage error, not a crash
+            raise UsageError(f"WORLD_SIZE={os.environ['WORLD_SIZE']} in the environment but no "
+                             f"{' or '.join(missing)}: not a torchrun job (torchrun sets them all); unset WORLD_SIZE "
+                             "and RANK to run alone, or start the scan with torchrun")
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend)
     return Distributed(rank=dist.get_rank(), world=dist.get_world_size())

@@ -169,6 +169,15 @@ def test_fail_above_exits_1_and_says_why(tmp_path, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "two")
     odd = invoke(*base, "-o", tmp_path / "f.parquet", "--quiet")
     assert odd.exit_code == 2 and odd.stderr.startswith("error: RANK='abc' and WORLD_SIZE='two' in the environment")
+    # a job's variables left in a shell without the rest: exit 3 ("internal error: ... MASTER_ADDR expected")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    for name in ("MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    partial = invoke(*base, "-o", tmp_path / "g.parquet", "--quiet")
+    assert partial.exit_code == 2 and partial.stderr == (
+        "error: WORLD_SIZE=2 in the environment but no MASTER_ADDR or MASTER_PORT: not a torchrun job (torchrun sets "
+        "them all); unset WORLD_SIZE and RANK to run alone, or start the scan with torchrun\n")
 
 
 def test_a_model_that_learned_nothing_is_said_and_fails_the_gate_closed(tmp_path):
