@@ -289,6 +289,9 @@ def _start(cfg: ScanConfig, output: str | Path | None,
     dist = from_environment(device)
     if dist is not None and cfg.resume:
         raise UsageError(f"{option('resume', True)} is not supported under torchrun yet; resume with a single process")
+    if dist is not None and cfg.checkpoint_dir:  # it was ignored without a word: nothing is checkpointed there
+        raise UsageError(f"{option('checkpoint_dir')}: a torchrun scan keeps no checkpoints yet (they are "
+                         "single-process); leave it out, or run alone to checkpoint")
     if dist is not None and not dist.is_main:
         output = None  # rank 0 writes the report
     inputs = ((cfg.labels_csv, "labels CSV"), (cfg.trusted, f"{option('trusted')} file"),

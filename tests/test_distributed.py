@@ -67,3 +67,18 @@ def test_two_process_torchrun_without_learned_rates(noisy_digits, tmp_path, meth
     assert meta["world_size"] == 2 and meta["config"]["method"] == method
     truth = ddp["given_label"] != ddp["original_label"]
     assert (ddp["is_suspect"] & truth).sum() >= 0.5 * truth.sum()  # it trained: most wrong labels flagged
+
+
+def test_a_checkpoint_folder_under_torchrun_is_refused_not_ignored(tmp_path, monkeypatch):
+    """--checkpoint-dir under torchrun wrote nothing there, before or after an interrupt, and said nothing."""
+    import importlib
+
+    from noiseaudit.config import make_config
+    from noiseaudit.distributed import Distributed
+    from noiseaudit.errors import UsageError
+
+    scan_module = importlib.import_module("noiseaudit.scan")
+    monkeypatch.setattr(scan_module, "from_environment", lambda device: Distributed(rank=0, world=2))
+    cfg = make_config(images_dir=str(tmp_path), checkpoint_dir=str(tmp_path / "ck"), device="cpu")
+    with pytest.raises(UsageError, match=r"^checkpoint_dir: a torchrun scan keeps no checkpoints yet"):
+        scan_module._start(cfg, tmp_path / "r.parquet", overwrite=False)
