@@ -82,3 +82,24 @@ def test_a_checkpoint_folder_under_torchrun_is_refused_not_ignored(tmp_path, mon
     cfg = make_config(images_dir=str(tmp_path), checkpoint_dir=str(tmp_path / "ck"), device="cpu")
     with pytest.raises(UsageError, match=r"^checkpoint_dir: a torchrun scan keeps no checkpoints yet"):
         scan_module._start(cfg, tmp_path / "r.parquet", overwrite=False)
+
+
+def test_an_interrupted_torchrun_scan_says_it_kept_no_checkpoint(monkeypatch, capsys):
+    """It said only 'interrupted' (on every rank), where a single process says where its checkpoint is."""
+    import typer
+
+    from noiseaudit.cli.console import exits_on_errors
+
+    @exits_on_errors
+    def stopped():
+        raise KeyboardInterrupt
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(typer.Exit) as stop:
+        stopped()
+    assert stop.value.exit_code == 130
+    assert capsys.readouterr().err == "interrupted; a torchrun scan keeps no checkpoint: run it again from the start\n"
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    with pytest.raises(typer.Exit):
+        stopped()
+    assert capsys.readouterr().err == "interrupted\n"

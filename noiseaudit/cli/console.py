@@ -206,7 +206,9 @@ def exits_on_errors(fn: F) -> F:
             say(f"error: {exc}")
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt as exc:
-            say("interrupted")
+            # a single process has said where its checkpoint is (Interrupted); a torchrun scan keeps none
+            say("interrupted" + ("; a torchrun scan keeps no checkpoint: run it again from the start"
+                                 if _under_torchrun() else ""))
             raise typer.Exit(143 if isinstance(exc, _Terminated) else 130) from None
         except UnicodeEncodeError as exc:  # a file name the locale's encoding cannot write (LC_ALL=C, no UTF-8 mode)
             say(f"error: {exc.object!r} cannot be encoded as {exc.encoding}: run under a UTF-8 locale "
@@ -243,6 +245,15 @@ def _out_of_memory(exc: BaseException) -> bool:
     """Python's MemoryError, torch's OutOfMemoryError (CUDA, MPS), or its CPU allocator refusing."""
     return (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
             or "can't allocate memory" in str(exc) or "MPS backend out of memory" in str(exc))
+
+
+def _under_torchrun() -> bool:
+    from noiseaudit.distributed import job
+
+    try:
+        return job()[0] > 1
+    except NoiseAuditError:  # WORLD_SIZE that is no number: said when the scan joined the job
+        return False
 
 
 def _first_line(exc: BaseException) -> str:
