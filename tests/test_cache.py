@@ -114,3 +114,22 @@ def test_an_unwritable_cache_warns_once_and_the_scan_goes_on(tmp_path):
     assert "cache_dir to put it elsewhere, cache=False to skip it" in said[0]
     assert len(report) == 12 and (tmp_path / "r.parquet").is_file()
     assert blocker.read_text() == "a file where the cache folder would go\n"
+
+
+def test_a_cache_write_that_fails_without_an_errno_says_why(tmp_path):
+    """A write refused with an OSError that carries only a message (a library's own) was said as '(OSError)'."""
+    import warnings
+
+    from noiseaudit.errors import NoiseAuditWarning
+
+    cache = DecodeCache(str(tmp_path / "cache"))
+
+    def refused():
+        raise OSError("quota exceeded for this folder")
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cache._writing(refused)
+    said = [str(w.message) for w in caught if issubclass(w.category, NoiseAuditWarning)]
+    assert len(said) == 1 and "(quota exceeded for this folder); going on without it" in said[0], said
+    assert not cache.writable

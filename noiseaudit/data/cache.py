@@ -65,7 +65,7 @@ class DecodeCache:
             write()
         except OSError as exc:
             self.writable = False
-            reason = exc.strerror or type(exc).__name__
+            reason = exc.strerror or str(exc) or type(exc).__name__  # a bare OSError("...") has no strerror
             warn(f"cannot write the decode cache in {self.directory} ({reason}); going on without it "
                  f"({option('cache_dir')} to put it elsewhere, {option('cache', False)} to skip it)",
                  NoiseAuditWarning)
