@@ -99,6 +99,10 @@ def test_an_interrupted_torchrun_scan_says_it_kept_no_checkpoint(monkeypatch, ca
         stopped()
     assert stop.value.exit_code == 130
     assert capsys.readouterr().err == "interrupted; a torchrun scan keeps no checkpoint: run it again from the start\n"
+    monkeypatch.setenv("RANK", "1")  # torchrun stops the other ranks when one fails: rank 0 alone speaks
+    with pytest.raises(typer.Exit) as stop:
+        stopped()
+    assert stop.value.exit_code == 130 and capsys.readouterr().err == ""
     monkeypatch.setenv("WORLD_SIZE", "1")
     with pytest.raises(typer.Exit):
         stopped()

@@ -206,9 +206,13 @@ def exits_on_errors(fn: F) -> F:
             say(f"error: {exc}")
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt as exc:
-            # a single process has said where its checkpoint is (Interrupted); a torchrun scan keeps none
-            say("interrupted" + ("; a torchrun scan keeps no checkpoint: run it again from the start"
-                                 if _under_torchrun() else ""))
+            # a single process has said where its checkpoint is (Interrupted); a torchrun scan keeps none, and
+            # says so once, from rank 0: the others are stopped by torchrun when any rank fails, and their
+            # 'interrupted' beside rank 0's error misled
+            world, rank = _torchrun_job()
+            if rank == 0:
+                say("interrupted" + ("; a torchrun scan keeps no checkpoint: run it again from the start"
+                                     if world > 1 else ""))
             raise typer.Exit(143 if isinstance(exc, _Terminated) else 130) from None
         except UnicodeEncodeError as exc:  # a file name the locale's encoding cannot write (LC_ALL=C, no UTF-8 mode)
             say(f"error: {exc.object!r} cannot be encoded as {exc.encoding}: run under a UTF-8 locale "
@@ -247,13 +251,14 @@ def _out_of_memory(exc: BaseException) -> bool:
             or "can't allocate memory" in str(exc) or "MPS backend out of memory" in str(exc))
 
 
-def _under_torchrun() -> bool:
+def _torchrun_job() -> tuple[int, int]:
+    """(WORLD_SIZE, RANK) of the torchrun job, (1, 0) alone or where they are no numbers (said elsewhere)."""
     from noiseaudit.distributed import job
 
     try:
-        return job()[0] > 1
-    except NoiseAuditError:  # WORLD_SIZE that is no number: said when the scan joined the job
-        return False
+        return job()
+    except NoiseAuditError:
+        return 1, 0
 
 
 def _first_line(exc: BaseException) -> str:
