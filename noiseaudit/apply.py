@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 
 from noiseaudit.data.checks import twin_key
-from noiseaudit.data.csvfile import frame_column, read_table, read_text_table, table_name, with_labels
+from noiseaudit.data.csvfile import (DELIMITERS, frame_column, read_table, read_text_table, table_name,
+                                     with_labels)
 from noiseaudit.data.pathmatch import PathIndex
 from noiseaudit.data.source import LABEL_COLUMN_NAMES, clutter, find_key_column, pick_column, read_image_folder
 from noiseaudit.errors import (InputError, NoiseAuditWarning, UsageError, check_path, header_line, in_memory,
@@ -108,7 +109,7 @@ def _refuse_mixed_delimiters(reviewed: pd.DataFrame, origin: str) -> None:
     comma sheet that a spreadsheet opened as one column and saved with semicolons, whose verdicts were then
     read as no verdicts at all."""
     for column in map(str, reviewed.columns):
-        for mark in (";", "\t", ",", "|"):
+        for mark in DELIMITERS:
             parts = [part.strip().lower() for part in column.split(mark)]
             if len(parts) > 1 and set(parts) & {"path", "verdict", "new_label"}:
                 raise InputError(f"header cell {column!r} holds a {mark!r}: the sheet mixes two delimiters (a "

@@ -55,7 +55,7 @@ from noiseaudit.data.source import (IMAGE_EXTENSIONS, LabeledSource, clutter, fi
 from noiseaudit.errors import InputError, NoiseAuditWarning, UsageError, input_file, option, warn
 from noiseaudit.models import build_feature_model, build_model
 from noiseaudit.progress import ProgressCallback
-from noiseaudit.report.build import REPORT_COLUMNS
+from noiseaudit.report.build import carried_columns
 from noiseaudit.report.io import atomic_write
 from noiseaudit.runtime import resolve_device
 from noiseaudit.train import PREDICT_BATCH, autocast, normaliser, predict
@@ -338,9 +338,8 @@ def _with_extra(frame: pd.DataFrame, source: LabeledSource | None) -> pd.DataFra
     predictions use gets ``input_``)."""
     if source is None or not len(source.extra.columns):
         return frame
-    extra = source.extra.rename(columns={c: f"input_{c}" for c in source.extra.columns
-                                         if c in frame.columns or c in REPORT_COLUMNS or str(c).startswith("prob_")})
-    return frame.join(extra, on="sample_id")
+    probs = [c for c in source.extra.columns if str(c).startswith("prob_")]  # the predictions' own prefix
+    return frame.join(carried_columns(source.extra, [*frame.columns, *probs]), on="sample_id")
 
 
 def _with_skipped(frame: pd.DataFrame, source: LabeledSource, skipped: list[SkippedImage]) -> pd.DataFrame:

@@ -101,7 +101,9 @@ def echo_json(value: Any) -> None:
 
 def text_output(output: Path, json_out: bool) -> Path:
     """Refuse ``-o -`` beside ``--json``, which both write to stdout; return ``output``."""
-    if json_out and os.fspath(output) == "-":
+    from noiseaudit.report.io import is_stdout  # the command imports it anyway, to write its output
+
+    if json_out and is_stdout(output):
         raise UsageError("--json and -o - both write to stdout: choose one (or name a file)")
     return output
 
@@ -118,7 +120,9 @@ def results_console(output: Path, quiet: bool) -> Console | None:
 
 def output_name(output: Path) -> str:
     """An output's name in a message: ``stdout`` for ``-``."""
-    return "stdout" if os.fspath(output) == "-" else str(output)
+    from noiseaudit.report.io import is_stdout
+
+    return "stdout" if is_stdout(output) else str(output)
 
 
 def say(line: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -75,10 +76,11 @@ def build_report(paths: list[str], given: np.ndarray, classes: list, signals: di
     return report
 
 
-def carried_columns(extra: pd.DataFrame) -> pd.DataFrame:
-    """Extra input columns as carried into the report: a name that clashes with a report column gets ``input_``."""
-    return extra.reset_index(drop=True).rename(columns={c: f"input_{c}" for c in extra.columns
-                                                        if c in REPORT_COLUMNS})
+def carried_columns(extra: pd.DataFrame, taken: Iterable[str] = ()) -> pd.DataFrame:
+    """Extra input columns as carried into the report: a name that clashes with a report column (or one of
+    ``taken``, the caller's own) gets ``input_``."""
+    reserved = set(REPORT_COLUMNS) | set(taken)
+    return extra.reset_index(drop=True).rename(columns={c: f"input_{c}" for c in extra.columns if c in reserved})
 
 
 def add_skipped(report: pd.DataFrame, skipped: pd.DataFrame) -> pd.DataFrame:
