@@ -54,7 +54,7 @@ from noiseaudit.data.source import (IMAGE_EXTENSIONS, LabeledSource, clutter, fi
                                     read_image_folder, read_label_table)
 from noiseaudit.errors import InputError, NoiseAuditWarning, UsageError, input_file, option, warn
 from noiseaudit.models import build_feature_model, build_model
-from noiseaudit.progress import ProgressCallback
+from noiseaudit.progress import ProgressCallback, stage_progress
 from noiseaudit.report.build import carried_columns
 from noiseaudit.report.io import atomic_write
 from noiseaudit.runtime import resolve_device
@@ -262,9 +262,9 @@ class SavedModel:
         plan = self.plan
         frozen = encoder(plan, device, mirrored=self.info["backbone"]["views"] == 2) if plan.frozen_bottom else None
         stage = "decode" if frozen is None else "embed"
-        progress = None if on_progress is None else (lambda done, total: on_progress(stage, done, total, {}))
-        data = load_dataset(source, image_size=self.info["image_size"], workers=workers, progress=progress,
-                            cache=cache, encoder=frozen, min_classes=0, on_bad_image=on_bad_image)
+        data = load_dataset(source, image_size=self.info["image_size"], workers=workers,
+                            progress=stage_progress(on_progress, stage), cache=cache, encoder=frozen, min_classes=0,
+                            on_bad_image=on_bad_image)
         if frozen is None:
             data.inputs = match_channels(data.inputs, int(self.info["channels"]))
         return source, data

@@ -41,7 +41,7 @@ from noiseaudit.errors import (HeavyFlagging, InputError, ModelAtChance, NoiseAu
 from noiseaudit.model_io import save_model
 from noiseaudit.models import build_feature_model, build_model, default_model
 from noiseaudit.optim.averaging import fits as averaging_fits
-from noiseaudit.progress import ProgressCallback
+from noiseaudit.progress import ProgressCallback, stage_progress
 from noiseaudit.report.build import add_skipped, build_report, carried_columns, with_duplicates
 from noiseaudit.report.io import OutputAppeared, check_writable, cut_name, same_file, save_report
 from noiseaudit.report.summary import at_chance, heavy_flagging
@@ -500,7 +500,7 @@ def prepare(cfg: ScanConfig, source: LabeledSource, device: torch.device, on_pro
     # a cached mirror image stands in for augmentation
     frozen = encoder(plan, device, mirrored=cfg.augment) if plan.frozen_bottom else None
     stage = "decode" if frozen is None else "embed"
-    decode_cb = None if on_progress is None else (lambda done, total: on_progress(stage, done, total, {}))
+    decode_cb = stage_progress(on_progress, stage)
     if on_progress is not None:
         on_progress(stage, 0, len(source), {})  # the stage starts now, after the backbone choice
     data = load_dataset(source, image_size=cfg.image_size if plan.name is None else plan.image_size,

@@ -366,6 +366,15 @@ def test_piped_scan_progress_has_epoch_of_total_elapsed_and_eta(tiny, tmp_path):
     assert all(re.search(r": mean loss \d+\.\d{3}; elapsed .+, eta .+$", x) for x in epochs)
 
 
+def test_piped_progress_says_when_the_images_came_from_the_decode_cache(tiny, tmp_path):
+    cache = ("--cache-dir", str(tmp_path / "cache"))
+    first = invoke(*scan_cmd(tiny, tmp_path / "a.parquet", *cache))
+    second = invoke(*scan_cmd(tiny, tmp_path / "b.parquet", *cache))
+    assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
+    assert "decode cache" not in first.stderr
+    assert re.search(r"^decoding images: 8/8 \(100\.0%\), read from the decode cache; elapsed", second.stderr, re.M)
+
+
 class FakeClock:
     def __init__(self):
         self.now = 0.0

@@ -59,7 +59,8 @@ class PipedProgress:
         if done >= total or done - last_done >= LINE_EVERY * total or now - last_t >= LINE_AT_LEAST:
             self.last[stage] = (now, done)
             share = formats.percent(done / total) if total else formats.MISSING
-            self._print(f"{STAGES.get(stage, stage)}: {done}/{total} ({share}); {timing}")
+            cached = ", read from the decode cache" if info.get("cached") else ""
+            self._print(f"{STAGES.get(stage, stage)}: {done}/{total} ({share}){cached}; {timing}")
 
     def _print(self, line: str) -> None:
         if self.stream is None:
@@ -100,6 +101,7 @@ def progress_reporter(quiet: bool) -> Iterator[ProgressCallback | None]:
             if stage not in tasks:
                 tasks[stage] = bar.add_task(STAGES.get(stage, stage), total=total, note="")
             note = f"epoch {info['epoch']}/{info.get('epochs') or '?'}" if "epoch" in info else ""
+            note = "from the decode cache" if info.get("cached") else note
             if info.get("loss") is not None:
                 note += f" loss {formats.loss(info['loss'])}"
             bar.update(tasks[stage], completed=done, total=total, **({"note": note} if note else {}))

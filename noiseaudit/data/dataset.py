@@ -26,8 +26,8 @@ from noiseaudit.data.hints import missing_image_hint
 from noiseaudit.data.images import GRAY_MODES, GRAY_TOLERANCE, LUMA, DecodeError, decode_image, image_header
 from noiseaudit.data.source import LabeledSource, resolve_inside
 from noiseaudit.errors import InputError, NoiseAuditWarning, SkippedImages, line_word, option, warn
+from noiseaudit.progress import StageProgress as Progress
 
-Progress = Callable[[int, int], None]
 
 
 @dataclass
@@ -319,7 +319,7 @@ def _decoded(source: LabeledSource, files: list[Path], keep: list[int], image_si
                 raise bad_image_error(source, keep[j], reason, len(meta["bad"]) - 1)
             bad.setdefault(keep[j], SkippedImage(keep[j], status, reason))
         if progress is not None:
-            progress(len(keep), len(keep))
+            progress(len(keep), len(keep), cached=True)
         if encoder is not None:
             identical = from_groups(meta["identical"], len(keep))
     else:
