@@ -107,3 +107,31 @@ def test_an_interrupted_torchrun_scan_says_it_kept_no_checkpoint(monkeypatch, ca
     with pytest.raises(typer.Exit):
         stopped()
     assert capsys.readouterr().err == "interrupted\n"
+
+
+def test_an_input_error_under_torchrun_is_said_once_by_rank_0(monkeypatch, capsys):
+    """Every rank reads the same inputs, so every rank printed the same error line."""
+    import typer
+
+    from noiseaudit.cli.console import exits_on_errors
+    from noiseaudit.errors import InputError
+
+    @exits_on_errors
+    def refused():
+        raise InputError("need at least two classes", path="labels.csv")
+
+    job = {"WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
+    for name, value in job.items():
+        monkeypatch.setenv(name, value)
+    said = {}
+    for rank in ("0", "1"):
+        monkeypatch.setenv("RANK", rank)
+        with pytest.raises(typer.Exit) as stop:
+            refused()
+        assert stop.value.exit_code == 2
+        said[rank] = capsys.readouterr().err
+    assert said == {"0": "error: labels.csv: need at least two classes\n", "1": ""}
+    monkeypatch.delenv("MASTER_PORT")  # RANK left in a shell, no torchrun job: the error is said
+    with pytest.raises(typer.Exit):
+        refused()
+    assert capsys.readouterr().err == "error: labels.csv: need at least two classes\n"

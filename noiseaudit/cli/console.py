@@ -207,7 +207,8 @@ def exits_on_errors(fn: F) -> F:
                 warnings.showwarning = _warning_line
                 return fn(*args, **kwargs)
         except NoiseAuditError as exc:
-            say(f"error: {exc}")
+            if not _torchrun_follower():  # the same inputs and settings give every rank the same error: say it once
+                say(f"error: {exc}")
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt as exc:
             # a single process has said where its checkpoint is (Interrupted); a torchrun scan keeps none, and
@@ -263,6 +264,12 @@ def _torchrun_job() -> tuple[int, int]:
         return job()
     except NoiseAuditError:
         return 1, 0
+
+
+def _torchrun_follower() -> bool:
+    """A rank other than 0 of a real torchrun job (torchrun sets MASTER_ADDR and MASTER_PORT beside WORLD_SIZE and
+    RANK; without them the job is refused, and that error must be said whatever RANK the shell left)."""
+    return _torchrun_job()[1] > 0 and all(os.environ.get(name) for name in ("MASTER_ADDR", "MASTER_PORT"))
 
 
 def _first_line(exc: BaseException) -> str:
