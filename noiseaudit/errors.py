@@ -178,6 +178,11 @@ class ModelAtChance(SummaryNote):
     it learned nothing, so its ranking and count mean nothing (:func:`noiseaudit.report.summary.at_chance`)."""
 
 
+class UnlearnedClasses(SummaryNote):
+    """The trained model barely predicts some classes at all, so nearly all of their samples are flagged
+    whatever their labels (:func:`noiseaudit.report.groups.unlearned`)."""
+
+
 class SkippedImages(SummaryNote):
     """``on_bad_image="skip"`` left images out: how many, why, and the first few (they are in the result, with
     their ``status``)."""

@@ -37,14 +37,15 @@ from noiseaudit.data.source import LabeledSource, load_source, read_label_table
 from noiseaudit.data.trusted import merge_trusted
 from noiseaudit.distributed import Distributed, from_environment, local_device
 from noiseaudit.errors import (HeavyFlagging, InputError, ModelAtChance, NoiseAuditError, NoiseAuditHint,
-                               NoiseAuditWarning, TrainingFailed, UsageError, option, warn)
+                               NoiseAuditWarning, TrainingFailed, UnlearnedClasses, UsageError, option, warn)
 from noiseaudit.model_io import save_model
 from noiseaudit.models import build_feature_model, build_model, default_model
 from noiseaudit.optim.averaging import fits as averaging_fits
 from noiseaudit.progress import ProgressCallback, stage_progress
 from noiseaudit.report.build import add_skipped, build_report, carried_columns, with_duplicates
 from noiseaudit.report.io import OutputAppeared, check_writable, cut_name, same_file, save_report
-from noiseaudit.report.summary import at_chance, heavy_flagging
+from noiseaudit.report.groups import unlearned_line
+from noiseaudit.report.summary import at_chance, heavy_flagging, unlearned_classes
 from noiseaudit.report.threshold import Threshold, choose_threshold, rank_sum, reranked, unranked
 from noiseaudit.runtime import keeps_random_state, resolve_device, seed_everything
 from noiseaudit.train import PREDICT_BATCH, StepCallback, TrainConfig, TrainResult, train
@@ -469,6 +470,8 @@ def _report(cfg: ScanConfig, source: LabeledSource, data: SampleData, result: Tr
     chance = at_chance(agreement, majority, len(ranked), len(data.classes))
     if chance is not None:
         warn(chance, ModelAtChance)
+    elif barely := unlearned_line(unlearned_classes(report)):
+        warn(barely, UnlearnedClasses)
     note = heavy_flagging(threshold.estimated_noise_rate, agreement, threshold.method)
     if note is not None:
         warn(f"{threshold.n_flagged} of {len(ranked)} samples flagged. {note}", HeavyFlagging)

@@ -23,7 +23,7 @@ from noiseaudit import formats
 from noiseaudit.cli.progress import PipedProgress
 from noiseaudit.extras import install_hint
 from noiseaudit.report.groups import flags_by_class, flags_by_pair, largest_pair_share
-from noiseaudit.report.io import write_report
+from noiseaudit.report.io import read_report, write_report
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -257,9 +257,57 @@ def test_show_by_pair_and_by_class(tmp_path):
         ("Shirt", "T-shirt", 2), ("T-shirt", "Bag", 2), ("Bag", "Shirt", 2)}
     out = json.loads(invoke("show", report, "--by", "class", "--class", "bag", "--json").stdout)
     assert "largest_pair_share" not in out
-    assert out["rows"] == [{"given_label": "Bag", "n_samples": 13, "n_flagged": 2, "share_flagged": 2 / 13}]
+    assert out["rows"] == [{"given_label": "Bag", "n_samples": 13, "n_flagged": 2, "share_flagged": 2 / 13,
+                            "n_predicted": 13}]
     result = invoke("show", report, "--by", "class")
     assert result.exit_code == 0 and "40 samples, 6 flagged, by given class" in result.stdout
+
+
+def test_a_class_the_model_never_predicts_is_named_with_what_its_flags_are_worth(tmp_path):
+    """A long-tail tester's 10 'cat' and 5 'pickup truck' images were all flagged, with nothing said: the model
+    predicted neither class once, so their flags said the class was not learned, not that its labels were wrong."""
+    from noiseaudit.report.summary import summarize
+
+    path = synthetic_report(tmp_path / "r.parquet", n_flagged=6)
+    frame, meta = read_report(path)
+    frame.loc[frame["predicted_label"] == "Bag", "predicted_label"] = "Shirt"  # the model never says Bag
+    write_report(frame, meta, path)
+    result = invoke("show", path, "--by", "class")
+    assert result.exit_code == 0, result.output
+    line = " ".join(result.stdout.split())
+    assert ("The model barely learned a class: it predicts each for fewer samples than 25% of those given its "
+            "label: 'Bag' (13 given, 0 predicted, 2 flagged). Flags there mostly say the class was too small or "
+            "too hard to learn, not that its labels are wrong: review them by eye, and pass the verified ones as "
+            "--trusted.") in line
+    assert "predicted: the samples the model predicts as the class" in line
+    out = json.loads(invoke("show", path, "--by", "class", "--json").stdout)
+    assert {r["given_label"]: r["n_predicted"] for r in out["rows"]} == {"Bag": 0, "Shirt": 26, "T-shirt": 14}
+    assert summarize(frame, meta)["unlearned_classes"] == [
+        {"given_label": "Bag", "n_samples": 13, "n_predicted": 0, "n_flagged": 2}]
+    assert "unlearned_classes" not in summarize(*read_report(synthetic_report(tmp_path / "s.parquet")))
+    assert "barely learned" not in invoke("show", path, "--by", "pair").stdout  # said by class only
+
+
+def test_a_scan_names_the_class_its_model_never_learned(tmp_path):
+    """Six vectors labelled 'rare' sit inside the 'a' cluster: the model predicts 'a' for them, so all are
+    flagged; the scan says why (a warning from the API, the summary on the command line, a key in --json)."""
+    from noiseaudit import scan_features
+    from noiseaudit.errors import UnlearnedClasses
+
+    gen = np.random.default_rng(0)
+    centres = np.eye(3, 8) * 6.0  # a, b, c
+    x = np.concatenate([gen.normal(centres[k], 1.0, (100, 8)) for k in range(3)] + [gen.normal(centres[0], 0.3, (6, 8))])
+    labels = pd.DataFrame({"label": [c for c in "abc" for _ in range(100)] + ["rare"] * 6})
+    with pytest.warns(UnlearnedClasses, match=r"barely learned a class: .*'rare' \(6 given, 0 predicted, \d flagged\)"):
+        report = scan_features(x.astype(np.float32), labels, device="cpu", seed=0)
+    assert report.loc[report["given_label"] == "rare", "is_suspect"].sum() >= 5
+    np.save(tmp_path / "x.npy", x.astype(np.float32))
+    labels.assign(path=[f"s{i}" for i in range(len(labels))]).to_csv(tmp_path / "labels.csv", index=False)
+    result = invoke("scan", "--features", tmp_path / "x.npy", tmp_path / "labels.csv", "-o", tmp_path / "r.parquet",
+                    "--device", "cpu", "--json")
+    assert result.exit_code == 0, result.output
+    [rare] = json.loads(result.stdout)["unlearned_classes"]
+    assert (rare["given_label"], rare["n_samples"], rare["n_predicted"]) == ("rare", 6, 0) and rare["n_flagged"] >= 5
 
 
 def test_show_with_nothing_flagged(tmp_path):

@@ -64,6 +64,7 @@ def print_summary(summary: dict[str, Any], output: Path) -> None:
               f"{formats.duration(summary['timings'].get('total_s', 0))}", highlight=False)
     if summary.get("model_choice"):  # why a backbone, or none, on colour images
         out.print(summary["model_choice"], highlight=False)
+    from noiseaudit.report.groups import unlearned_line
     from noiseaudit.report.summary import at_chance, heavy_flagging
 
     chance = at_chance(summary["model_agreement"], summary["majority_share"], summary["n_samples"],
@@ -74,6 +75,8 @@ def print_summary(summary: dict[str, Any], output: Path) -> None:
         out.print(note, highlight=False)
     elif summary["threshold"].get("rule") == MIDPOINT:
         out.print(midpoint_note(summary["threshold"]), highlight=False)
+    if summary.get("unlearned_classes"):
+        out.print(unlearned_line(summary["unlearned_classes"]), highlight=False)
     title = ("Top suspects (most suspect first" if n_flagged else "Most suspect (none is flagged; for a look")
     mixed = summary["threshold"].get("ranked_by") == RATE_AND_PROB  # then the rate column is not in order
     title += ", by learned rate and p(given) together)" if mixed else ")"

@@ -69,7 +69,8 @@ def show_command(
 
     check_top(top)
     # plain lists from pyarrow: pandas (or even .to_numpy()) would cost show most of a second of start-up
-    table, meta = read_report_table(report, SHOWN + COPIES * (by is GroupBy.duplicate), scan=True)
+    table, meta = read_report_table(report, SHOWN + COPIES * (by is GroupBy.duplicate)
+                                    + ["predicted_label"] * (by is GroupBy.class_), scan=True)
     col = table.to_pydict()
     if by is GroupBy.duplicate:
         label = None if class_ is None else match_class(class_, meta.get("classes") or sorted(
@@ -78,6 +79,7 @@ def show_command(
     rows = [i for i, status in enumerate(col.get("status") or ["ok"] * table.num_rows) if status == "ok"]
     unranked = table.num_rows - len(rows)  # trusted samples, skipped images
     label = None
+    predicted = [col["predicted_label"][i] for i in rows] if by is GroupBy.class_ else None  # of every class
     if class_ is not None:
         classes = meta.get("classes") or sorted({str(col["given_label"][i]) for i in rows})
         label = match_class(class_, classes, report)
@@ -91,7 +93,7 @@ def show_command(
     if by is GroupBy.sample:
         _show_samples(col, rows, top, head, title, json_out)
     else:
-        _show_groups(col, rows, by, top, head, title, json_out)
+        _show_groups(col, rows, by, top, head, title, json_out, predicted)
 
 
 def _show_samples(col: dict, rows: list[int], top: int, head: dict, title: str, json_out: bool) -> None:
@@ -149,15 +151,17 @@ def _show_duplicates(col: dict, report: Path, label: object, top: int, json_out:
         stdout().print(f"{len(groups) - len(shown)} more; --top {len(groups)} shows all", highlight=False)
 
 
-def _show_groups(col: dict, rows: list[int], by: GroupBy, top: int, head: dict, title: str, json_out: bool) -> None:
-    from noiseaudit.report.groups import concentration_line, flags_by_class, flags_by_pair, largest_pair_share
+def _show_groups(col: dict, rows: list[int], by: GroupBy, top: int, head: dict, title: str, json_out: bool,
+                 predicted: list | None = None) -> None:
+    from noiseaudit.report.groups import (concentration_line, flags_by_class, flags_by_pair, largest_pair_share,
+                                          unlearned, unlearned_line)
 
     given = [col["given_label"][i] for i in rows]
     flagged = [bool(col["is_suspect"][i]) for i in rows]
     if by is GroupBy.pair:
         groups = flags_by_pair(given, [col["suggested_label"][i] for i in rows], flagged)
     else:
-        groups = flags_by_class(given, flagged)
+        groups = flags_by_class(given, flagged, predicted)
     shown = groups[:top]
     n_classes = len(set(given))
     concentrated = by is GroupBy.pair and "class" not in head and n_classes >= 3 and bool(groups)
@@ -174,17 +178,20 @@ def _show_groups(col: dict, rows: list[int], by: GroupBy, top: int, head: dict, 
             out.add_row(str(g["given_label"]), str(g["suggested_label"]), str(g["n_flagged"]),
                         formats.percent(g["share_of_flagged"]), formats.percent(g["share_of_class"]))
     else:
-        out = Table(title=title + ", by given class")
-        for name in ("class", "samples", "flagged", "share"):
+        out = Table(title=title + ", by given class",
+                    caption="predicted: the samples the model predicts as the class, whatever their given label")
+        for name in ("class", "samples", "flagged", "share", "predicted"):
             out.add_column(name, justify="left" if name == "class" else "right")
         for g in shown:
             out.add_row(str(g["given_label"]), str(g["n_samples"]), str(g["n_flagged"]),
-                        formats.percent(g["share_flagged"]))
+                        formats.percent(g["share_flagged"]), str(g["n_predicted"]))
     stdout().print(out)
     if len(groups) > len(shown):
         stdout().print(f"{len(groups) - len(shown)} more; --top {len(groups)} shows all", highlight=False)
     if concentrated:
         stdout().print(concentration_line(groups, n_classes), highlight=False)
+    if by is GroupBy.class_ and (barely := unlearned(groups)):
+        stdout().print(unlearned_line(barely), highlight=False)
 
 
 @exits_on_errors

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from noiseaudit.errors import option
 from noiseaudit.formats import percent
 
 
@@ -29,13 +30,43 @@ def flags_by_pair(given: Sequence, suggested: Sequence, flagged: Sequence[bool])
             for (g, s), n in sorted(pairs.items(), key=lambda item: (-item[1], str(item[0][0]), str(item[0][1])))]
 
 
-def flags_by_class(given: Sequence, flagged: Sequence[bool]) -> list[dict[str, Any]]:
+def flags_by_class(given: Sequence, flagged: Sequence[bool], predicted: Sequence | None = None) -> list[dict[str, Any]]:
     """One dict per given label, the largest flagged share first: ``given_label``, ``n_samples``,
-    ``n_flagged`` and ``share_flagged``."""
+    ``n_flagged``, ``share_flagged`` and, given the model's ``predicted`` labels of all the scored samples (not
+    only those of ``given``: ``show --class`` counts one class), ``n_predicted`` (the samples the model predicts
+    as that class, whatever their given label)."""
     size = Counter(given)
     hits = Counter(g for g, f in zip(given, flagged) if f)
-    return [{"given_label": g, "n_samples": n, "n_flagged": hits[g], "share_flagged": hits[g] / n}
+    votes = None if predicted is None else Counter(predicted)
+    return [{"given_label": g, "n_samples": n, "n_flagged": hits[g], "share_flagged": hits[g] / n,
+             **({} if votes is None else {"n_predicted": votes[g]})}
             for g, n in sorted(size.items(), key=lambda item: (-hits[item[0]] / item[1], str(item[0])))]
+
+
+# A class the model predicts for fewer samples than this share of those that carry it as their label was
+# barely learned (a few samples beside large classes): the model disputes nearly all of them, so nearly all
+# are flagged, right or wrong. On balanced data even a 40% pair-flip leaves a class's predictions near its count.
+UNLEARNED_SHARE = 0.25
+
+
+def unlearned(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The classes of ``groups`` (from :func:`flags_by_class` with ``predicted``) the model barely learned."""
+    return [g for g in groups if g["n_predicted"] < UNLEARNED_SHARE * g["n_samples"]]
+
+
+def unlearned_line(classes: list[dict[str, Any]], most: int = 5) -> str:
+    """What to say about the :func:`unlearned` classes ("" for none): which, and what their flags are worth."""
+    if not classes:
+        return ""
+    ordered = sorted(classes, key=lambda g: (g["n_samples"], str(g["given_label"])))
+    named = ", ".join(f"'{g['given_label']}' ({g['n_samples']} given, {g['n_predicted']} predicted, "
+                      f"{g['n_flagged']} flagged)" for g in ordered[:most])
+    more = f" and {len(ordered) - most} more" if len(ordered) > most else ""
+    which = "a class" if len(ordered) == 1 else f"{len(ordered)} classes"
+    return (f"The model barely learned {which}: it predicts each for fewer samples than {UNLEARNED_SHARE:.0%} of "
+            f"those given its label: {named}{more}. Flags there mostly say the class was too small or too hard to "
+            f"learn, not that its labels are wrong: review them by eye, and pass the verified ones as "
+            f"{option('trusted')}.")
 
 
 def largest_pair_share(pairs: list[dict[str, Any]]) -> float:

@@ -10,6 +10,7 @@ import pandas as pd
 from noiseaudit import formats
 from noiseaudit.metrics import detection_metrics
 from noiseaudit.report.build import scored
+from noiseaudit.report.groups import flags_by_class, unlearned
 from noiseaudit.report.truth import known_truth
 
 
@@ -40,6 +41,15 @@ def at_chance(model_agreement: float, majority_share: float, n_samples: int, n_c
             f"more than always predicting the most common one would ({formats.percent(majority_share)}), so the "
             "ranking and the count mean nothing. Either the labels do not belong to these samples (a shuffled or "
             "misaligned labels file) or training failed: try a lower --lr, a larger --batch-size or more --epochs.")
+
+
+def unlearned_classes(report: pd.DataFrame) -> list[dict[str, Any]]:
+    """The classes the final model barely learned among ``report``'s scored rows (:func:`~noiseaudit.report.groups.
+    unlearned`), each as ``given_label``, ``n_samples``, ``n_predicted`` and ``n_flagged``."""
+    rows = scored(report)
+    groups = flags_by_class(rows["given_label"].tolist(), rows["is_suspect"].astype(bool).tolist(),
+                            rows["predicted_label"].tolist())
+    return [{k: g[k] for k in ("given_label", "n_samples", "n_predicted", "n_flagged")} for g in unlearned(groups)]
 
 
 def model_choice(metadata: dict[str, Any]) -> str | None:
@@ -104,6 +114,9 @@ def summarize(report: pd.DataFrame, metadata: dict[str, Any], top: int = 10) -> 
     }
     summary["model_at_chance"] = at_chance(summary["model_agreement"], summary["majority_share"], len(report),
                                            summary["n_classes"]) is not None
+    barely = [] if summary["model_at_chance"] else unlearned_classes(report)
+    if barely:
+        summary["unlearned_classes"] = barely
     if duplicates is not None:
         summary["duplicates"] = duplicates
     choice = model_choice(metadata)
