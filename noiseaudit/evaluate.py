@@ -143,10 +143,12 @@ def evaluate(report: pd.DataFrame, k: int | None = None,
         raise UsageError(f"{option('k')} must be at least 1, got {k}")
     check_report(report, needs=("path", "given_label", "rank", "is_suspect"))
     report = report.reset_index(drop=True)  # rows by position below: a sorted or filtered frame keeps its labels
+    source = None
     if truth_csv is not None:
         report = attach_truth(report, truth_csv)
+        source = None if isinstance(truth_csv, pd.DataFrame) else str(truth_csv)
     report = scored(report)
-    known = known_truth(report)
+    known = known_truth(report, source=source)
     if known is None:
         raise InputError("no truth: the report has no is_noisy or original_label column; pass "
                          f"{option('truth_csv', flag='--truth')}")

@@ -88,6 +88,39 @@ def test_evaluate_with_k_and_truth_csv(hand_report, tmp_path):
     assert "Rankings by signal" in text and "Per class" in text
 
 
+def test_evaluate_refuses_true_labels_that_name_the_classes_another_way(hand_report, tmp_path):
+    """A researcher's truth CSV with one class spelt 'T-Shirt' for 'T-shirt' (or class indices for names) scored
+    every such row as a wrong label: recall 0.625 for 0.880, exit 0, nothing said."""
+    report, truth, path = hand_report
+    bare = tmp_path / "bare.parquet"
+    write_report(report.drop(columns=["original_label"]), {}, bare)
+    spelt = report[["path", "original_label"]].replace({"original_label": {"b": "B"}})
+    spelt.to_csv(tmp_path / "spelt.csv", index=False)
+    result = invoke("evaluate", bare, "--truth", tmp_path / "spelt.csv")
+    first = spelt.index[spelt["original_label"] == "B"][0]
+    assert result.exit_code == 2 and result.stderr == (
+        f"error: {tmp_path / 'spelt.csv'}: original_label 'B' for 'img/{first}.png' is the class 'b' spelt another "
+        "way; write the true labels as the given ones are, or every such row counts as a wrong label\n")
+    indices = report[["path"]].assign(original_label=report["original_label"].map({"a": 0, "b": 1, "c": 2}))
+    indices.to_csv(tmp_path / "indices.csv", index=False)
+    result = invoke("evaluate", bare, "--truth", tmp_path / "indices.csv")
+    assert result.exit_code == 2 and "no original_label is a class of the report (the first, '" in result.stderr
+    assert "the classes: 'a', 'b', 'c'): the true labels must name the classes as the given labels do" in result.stderr
+    # a report carrying such a column (the labels CSV's own): the scan's summary shows no scores, evaluate refuses
+    write_report(report.replace({"original_label": {"c": "C"}}), {}, tmp_path / "carried.parquet")
+    result = invoke("evaluate", tmp_path / "carried.parquet")
+    assert result.exit_code == 2 and "is the class 'c' spelt another way" in result.stderr
+    # a true class outside the label set (an image of no known class) is a wrong label, said in a warning
+    outside = report[["path", "original_label"]].copy()
+    outside.loc[0, "original_label"] = "unicorn"
+    outside.to_csv(tmp_path / "outside.csv", index=False)
+    result = invoke("evaluate", bare, "--truth", tmp_path / "outside.csv", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["n_noisy"] == truth.sum() + (not truth[0])
+    assert ("1 original_label value names no class of the report (such as 'unicorn' for 'img/0.png'); they count "
+            "as wrong labels") in result.stderr
+
+
 def test_evaluate_leaves_rows_of_unknown_truth_out(hand_report, tmp_path):
     # Truth checked for some rows only: blank cells are unknown, not right labels (nor, as text, wrong ones).
     report, truth, _ = hand_report
