@@ -79,7 +79,9 @@ def show_command(
     rows = [i for i, status in enumerate(col.get("status") or ["ok"] * table.num_rows) if status == "ok"]
     unranked = table.num_rows - len(rows)  # trusted samples, skipped images
     label = None
-    predicted = [col["predicted_label"][i] for i in rows] if by is GroupBy.class_ else None  # of every class
+    # the model's predictions of every scored sample, and how many classes they were given (--class counts one)
+    predicted = ([col["predicted_label"][i] for i in rows], len({col["given_label"][i] for i in rows})) \
+        if by is GroupBy.class_ else None
     if class_ is not None:
         classes = meta.get("classes") or sorted({str(col["given_label"][i]) for i in rows})
         label = match_class(class_, classes, report)
@@ -152,7 +154,7 @@ def _show_duplicates(col: dict, report: Path, label: object, top: int, json_out:
 
 
 def _show_groups(col: dict, rows: list[int], by: GroupBy, top: int, head: dict, title: str, json_out: bool,
-                 predicted: list | None = None) -> None:
+                 predicted: tuple[list, int] | None = None) -> None:
     from noiseaudit.report.groups import (concentration_line, flags_by_class, flags_by_pair, largest_pair_share,
                                           unlearned, unlearned_line)
 
@@ -161,7 +163,7 @@ def _show_groups(col: dict, rows: list[int], by: GroupBy, top: int, head: dict, 
     if by is GroupBy.pair:
         groups = flags_by_pair(given, [col["suggested_label"][i] for i in rows], flagged)
     else:
-        groups = flags_by_class(given, flagged, predicted)
+        groups = flags_by_class(given, flagged, predicted[0] if predicted else None)
     shown = groups[:top]
     n_classes = len(set(given))
     concentrated = by is GroupBy.pair and "class" not in head and n_classes >= 3 and bool(groups)
@@ -190,7 +192,7 @@ def _show_groups(col: dict, rows: list[int], by: GroupBy, top: int, head: dict, 
         stdout().print(f"{len(groups) - len(shown)} more; --top {len(groups)} shows all", highlight=False)
     if concentrated:
         stdout().print(concentration_line(groups, n_classes), highlight=False)
-    if by is GroupBy.class_ and (barely := unlearned(groups)):
+    if predicted is not None and (barely := unlearned(groups, len(predicted[0]), predicted[1])):
         stdout().print(unlearned_line(barely), highlight=False)
 
 

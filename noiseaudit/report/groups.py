@@ -47,10 +47,14 @@ def flags_by_class(given: Sequence, flagged: Sequence[bool], predicted: Sequence
 # barely learned (a few samples beside large classes): the model disputes nearly all of them, so nearly all
 # are flagged, right or wrong. On balanced data even a 40% pair-flip leaves a class's predictions near its count.
 UNLEARNED_SHARE = 0.25
+ENOUGH_PER_CLASS = 20  # below this many scored samples per class, a weak fit can be the data's size, not a failure
 
 
-def unlearned(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The classes of ``groups`` (from :func:`flags_by_class` with ``predicted``) the model barely learned."""
+def unlearned(groups: list[dict[str, Any]], n_scored: int, n_classes: int) -> list[dict[str, Any]]:
+    """The classes of ``groups`` (from :func:`flags_by_class` with ``predicted``) the model barely learned; none in
+    a scan of fewer than :data:`ENOUGH_PER_CLASS` scored samples per class (``n_scored`` of ``n_classes``)."""
+    if n_scored < ENOUGH_PER_CLASS * n_classes:
+        return []
     return [g for g in groups if g["n_predicted"] < UNLEARNED_SHARE * g["n_samples"]]
 
 

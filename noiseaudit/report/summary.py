@@ -10,7 +10,7 @@ import pandas as pd
 from noiseaudit import formats
 from noiseaudit.metrics import detection_metrics
 from noiseaudit.report.build import scored
-from noiseaudit.report.groups import flags_by_class, unlearned
+from noiseaudit.report.groups import ENOUGH_PER_CLASS, flags_by_class, unlearned
 from noiseaudit.report.truth import known_truth
 
 
@@ -28,7 +28,7 @@ def heavy_flagging(estimated_noise_rate: float, model_agreement: float, threshol
 
 
 CHANCE_MARGIN = 0.01  # agreement with the given labels within this of the most common label's share is chance
-CHANCE_MIN_PER_CLASS = 20  # below this many samples per class, a weak fit can be the data's size, not a failure
+CHANCE_MIN_PER_CLASS = ENOUGH_PER_CLASS  # below this many samples per class, a weak fit can be the data's size
 
 
 def at_chance(model_agreement: float, majority_share: float, n_samples: int, n_classes: int) -> str | None:
@@ -49,7 +49,8 @@ def unlearned_classes(report: pd.DataFrame) -> list[dict[str, Any]]:
     rows = scored(report)
     groups = flags_by_class(rows["given_label"].tolist(), rows["is_suspect"].astype(bool).tolist(),
                             rows["predicted_label"].tolist())
-    return [{k: g[k] for k in ("given_label", "n_samples", "n_predicted", "n_flagged")} for g in unlearned(groups)]
+    barely = unlearned(groups, len(rows), len(groups))
+    return [{k: g[k] for k in ("given_label", "n_samples", "n_predicted", "n_flagged")} for g in barely]
 
 
 def model_choice(metadata: dict[str, Any]) -> str | None:
