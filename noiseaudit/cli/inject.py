@@ -48,8 +48,9 @@ def inject_command(
     seed: Annotated[int, typer.Option(help="Seed; the same seed gives the same output.")] = 0,
     pairs: Annotated[Optional[Path], typer.Option(help="JSON class->class map for asymmetric "
                                                        "(default: class k -> class k+1).")] = None,
-    images_dir: Annotated[Optional[Path], typer.Option(help="Image root for a CSV (default: the CSV's folder); "
-                                                            "needed by --kind instance on images.")] = None,
+    images_dir: Annotated[Optional[Path], typer.Option(help="Image root of a CSV's paths: needed by --kind "
+                                                            "instance on images (the other kinds read no image).")]
+    = None,
     features: Annotated[Optional[Path], typer.Option(help="Feature vectors of the CSV's rows (.npy or Parquet, "
                                                           "as for scan --features); what --kind instance trains "
                                                           "on when there are no images.")] = None,
