@@ -248,8 +248,11 @@ def measure_choice(plan: BackbonePlan, source: LabeledSource, device: torch.devi
     if not installed:
         return {"reason": "no extra", "chosen": "from scratch"}
     images, targets = data.inputs.permute(0, 2, 3, 1).numpy(), data.targets.numpy()
-    if len(targets) < MIN_PROBE or np.bincount(targets).min() < MIN_PROBE_PER_CLASS:
-        return {"reason": "too few images to measure", "sample": int(len(targets)), "chosen": lite0.NAME}
+    per_class = np.bincount(targets, minlength=len(data.classes))
+    if len(targets) < MIN_PROBE or per_class.min() < MIN_PROBE_PER_CLASS:
+        smallest = int(per_class.argmin())  # the class too small to measure, where the sample is large enough
+        fewest = {} if len(targets) < MIN_PROBE else {"fewest": [str(data.classes[smallest]), int(per_class[smallest])]}
+        return {"reason": "too few images to measure", "sample": int(len(targets)), **fewest, "chosen": lite0.NAME}
     step(1)
     probe = probe_accuracy(embed(plan, images, device), targets, seed)
     step(2)

@@ -383,6 +383,30 @@ def test_the_choice_is_said_in_the_summary(textures, tmp_path, monkeypatch):
 
 
 @needs_extra
+def test_the_choice_names_the_class_too_small_to_measure(tmp_path):
+    """A long-tail tester's 3,105 photos were said to be 'too few images (2000)': the sample was large enough, and
+    a class of 5 in it was what stopped the measurement."""
+    from noiseaudit.data.source import LabeledSource, load_source
+    from noiseaudit.report.summary import model_choice
+
+    csv = write_textures(tmp_path, per_class=55)  # 110 of the other two classes: a sample large enough
+    source = load_source(tmp_path / "images", csv)
+    keep = [i for i, label in enumerate(source.labels) if label != "rings"]
+    keep += [i for i, label in enumerate(source.labels) if label == "rings"][:3]
+    few = LabeledSource(source.root, [source.paths[i] for i in keep], [source.labels[i] for i in keep],
+                        [source.lines[i] for i in keep], source.origin)
+    evidence = backbone.measure_choice(backbone.BackbonePlan(lite0.NAME), few, torch.device("cpu"), seed=0,
+                                       workers=1, installed=True)
+    assert (evidence["reason"], evidence["fewest"]) == ("too few images to measure", ["rings", 3])
+    assert model_choice({"backbone": {"evidence": evidence}}) == (
+        f"Chose the pretrained backbone: too few images of 'rings' (3 in a sample of {len(keep)}) to measure it "
+        "against training from scratch")
+    small = {"reason": "too few images to measure", "sample": 60, "chosen": lite0.NAME}
+    assert model_choice({"backbone": {"evidence": small}}) == ("Chose the pretrained backbone: too few images (60) "
+                                                               "to measure it against training from scratch")
+
+
+@needs_extra
 def test_a_bad_image_in_the_probes_sample_stops_the_scan_there(textures, tmp_path):
     """The probe left a truncated JPEG out silently, ran for up to a minute, then the full decode failed on it."""
     from noiseaudit.errors import InputError

@@ -63,7 +63,12 @@ def model_choice(metadata: dict[str, Any]) -> str | None:
                 f"features scored {formats.percent(evidence['probe_accuracy'])}, a small CNN trained from scratch "
                 f"{formats.percent(evidence['scratch_accuracy'])} (--backbone to choose yourself)")
     if evidence.get("reason") == "too few images to measure":
-        return f"Chose {chosen}: too few images ({evidence['sample']}) to measure it against training from scratch"
+        if evidence.get("fewest"):  # a sample large enough, one class in it too small
+            name, count = evidence["fewest"]
+            few = f"too few images of '{name}' ({count} in a sample of {evidence['sample']})"
+        else:
+            few = f"too few images ({evidence['sample']})"
+        return f"Chose {chosen}: {few} to measure it against training from scratch"
     return None
 
 
