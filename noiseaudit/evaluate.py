@@ -126,7 +126,8 @@ def evaluate(report: pd.DataFrame, k: int | None = None,
     Returns
     -------
     dict
-        ``n``, ``n_unknown``, ``n_noisy``, ``n_flagged``; ``precision``, ``recall`` and ``f1`` of
+        ``n``, ``n_unknown``, ``n_not_ranked`` (trusted samples and skipped images, left out), ``n_noisy``,
+        ``n_flagged``; ``precision``, ``recall`` and ``f1`` of
         ``is_suspect``; ``auroc``, ``average_precision``, ``precision_at_k``, ``recall_at_k`` and ``k``
         of the report's ``rank``; ``estimated_noise_rate`` and ``true_noise_rate``; ``signals`` (the
         ranking metrics of every signal column, by name) and ``per_class`` (by given label).
@@ -147,7 +148,8 @@ def evaluate(report: pd.DataFrame, k: int | None = None,
     if truth_csv is not None:
         report = attach_truth(report, truth_csv)
         source = None if isinstance(truth_csv, pd.DataFrame) else str(truth_csv)
-    report = scored(report)
+    n_rows = len(report)
+    report = scored(report)  # trusted samples and skipped images are not ranked: left out, and counted
     known = known_truth(report, source=source)
     if known is None:
         raise InputError("no truth: the report has no is_noisy or original_label column; pass "
@@ -170,7 +172,8 @@ def evaluate(report: pd.DataFrame, k: int | None = None,
                           "n_noisy": int(t.sum()), "n_flagged": int(f.sum()), "precision": p, "recall": r,
                           "f1": f1c})
     return {
-        "n": len(report), "n_unknown": n_scored - len(report), "n_noisy": int(truth.sum()),
+        "n": len(report), "n_unknown": n_scored - len(report), "n_not_ranked": n_rows - n_scored,
+        "n_noisy": int(truth.sum()),
         "n_flagged": int(flagged.sum()),
         "precision": precision, "recall": recall, "f1": f1,
         "auroc": top["auroc"], "average_precision": top["average_precision"],

@@ -88,6 +88,24 @@ def test_evaluate_with_k_and_truth_csv(hand_report, tmp_path):
     assert "Rankings by signal" in text and "Per class" in text
 
 
+def test_evaluate_counts_the_rows_it_leaves_out_as_not_ranked(hand_report, tmp_path):
+    """Trusted samples and skipped images were left out of every score without a word: recall's denominator
+    silently lost their known wrong labels."""
+    report, truth, _ = hand_report
+    marked = report.assign(status="ok")
+    marked.loc[:2, "status"] = "trusted"
+    marked.loc[3:4, "status"] = "unreadable"
+    marked.loc[:4, ["rank", "is_suspect"]] = [pd.NA, False]
+    marked["rank"] = marked["rank"].astype("Int64")
+    write_report(marked, {"classes": ["a", "b", "c"]}, tmp_path / "marked.parquet")
+    result = invoke("evaluate", tmp_path / "marked.parquet", "--json")
+    assert result.exit_code == 0, result.output
+    got = json.loads(result.stdout)
+    assert (got["n"], got["n_not_ranked"], got["n_unknown"], got["n_noisy"]) == (195, 5, 0, truth[5:].sum())
+    text = invoke("evaluate", tmp_path / "marked.parquet").stdout
+    assert text.startswith("195 samples (and 5 not ranked: trusted or skipped, left out), ")
+
+
 def test_evaluate_refuses_true_labels_that_name_the_classes_another_way(hand_report, tmp_path):
     """A researcher's truth CSV with one class spelt 'T-Shirt' for 'T-shirt' (or class indices for names) scored
     every such row as a wrong label: recall 0.625 for 0.880, exit 0, nothing said."""

@@ -18,7 +18,9 @@ SIGNAL_METRICS = (("AUROC", "auroc"), ("AP", "average_precision"), ("precision@k
 
 def print_evaluation(result: dict[str, Any]) -> None:
     out = stdout()
-    unknown = f" (and {result['n_unknown']} of unknown truth, left out)" if result.get("n_unknown") else ""
+    apart = [f"{result['n_unknown']} of unknown truth"] if result.get("n_unknown") else []
+    apart += [f"{result['n_not_ranked']} not ranked: trusted or skipped"] if result.get("n_not_ranked") else []
+    unknown = f" (and {'; '.join(apart)}, left out)" if apart else ""
     out.print(f"{result['n']} samples{unknown}, {result['n_noisy']} known wrong "
               f"({formats.percent(result['true_noise_rate'])}); "
               f"{result['n_flagged']} flagged (estimated noise rate {formats.percent(result['estimated_noise_rate'])})",
