@@ -522,7 +522,8 @@ def test_formats_at_the_ends_and_for_missing_values():
 
 @pytest.mark.parametrize(("wanted", "title"), [("Shirt", "14 samples labelled Shirt"),
                                                ("shirt", "14 samples labelled Shirt"),
-                                               ("BAG", "13 samples labelled Bag")])
+                                               ("BAG", "13 samples labelled Bag"),
+                                               ("bag ", "13 samples labelled Bag")])  # a tester's 'cat ' missed
 def test_show_class_matches_case_insensitively_when_unambiguous(tmp_path, wanted, title):
     result = invoke("show", synthetic_report(tmp_path / "r.parquet"), "--class", wanted)
     assert result.exit_code == 0, result.output

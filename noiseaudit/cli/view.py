@@ -17,14 +17,15 @@ from noiseaudit.errors import InputError
 
 
 def match_class(wanted: str, classes: list, report: Path) -> object:
-    """The class ``wanted`` names: exactly, else case-insensitively when only one class matches that way.
+    """The class ``wanted`` names: exactly, else case-insensitively and without spaces around it (as the CSV
+    reader trims its cells) when only one class matches that way.
 
     Anything else is an InputError that lists the report's classes.
     """
     names = {str(c): c for c in classes}
     if wanted in names:
         return names[wanted]
-    folded = [name for name in names if name.casefold() == wanted.casefold()]
+    folded = [name for name in names if name.strip().casefold() == wanted.strip().casefold()]
     if len(folded) == 1:
         return names[folded[0]]
     listed = ", ".join(repr(n) for n in names)
