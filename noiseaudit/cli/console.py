@@ -269,7 +269,8 @@ def _torchrun_job() -> tuple[int, int]:
 def _torchrun_follower() -> bool:
     """A rank other than 0 of a real torchrun job (torchrun sets MASTER_ADDR and MASTER_PORT beside WORLD_SIZE and
     RANK; without them the job is refused, and that error must be said whatever RANK the shell left)."""
-    return _torchrun_job()[1] > 0 and all(os.environ.get(name) for name in ("MASTER_ADDR", "MASTER_PORT"))
+    # the environment first: an input error said before torch is imported (a wrong option) must not import it
+    return all(os.environ.get(name) for name in ("MASTER_ADDR", "MASTER_PORT")) and _torchrun_job()[1] > 0
 
 
 def _first_line(exc: BaseException) -> str:
