@@ -318,6 +318,22 @@ def test_show_with_nothing_flagged(tmp_path):
     assert result.exit_code == 0 and "40 samples, none flagged (most suspect first)" in result.stdout
 
 
+def test_export_takes_one_class_for_a_reviewer_working_through_a_small_one(tmp_path):
+    """A long-tail tester could list a rare class with show --class but not write it as a review sheet."""
+    report = synthetic_report(tmp_path / "r.parquet", n_flagged=6)
+    result = invoke("export", report, "-o", tmp_path / "bag.csv", "--class", "bag", "--top", "3")
+    assert result.exit_code == 0, result.output
+    sheet = pd.read_csv(tmp_path / "bag.csv")
+    frame, _ = read_report(report)
+    bags = frame[frame["given_label"] == "Bag"].sort_values("rank")
+    assert sheet["path"].tolist() == bags["path"].head(3).tolist() and set(sheet["given_label"]) == {"Bag"}
+    flagged = pd.read_csv(io.StringIO(invoke("export", report, "-o", "-", "--class", "Bag").stdout))
+    assert flagged["path"].tolist() == bags.loc[bags["is_suspect"], "path"].tolist()  # the default, within Bag
+    result = invoke("export", report, "-o", tmp_path / "x.csv", "--class", "zebra")
+    assert result.exit_code == 2 and "no class 'zebra' in this report" in result.stderr
+    assert not (tmp_path / "x.csv").exists()
+
+
 def test_review_sheet_carries_the_flag_beside_the_suspicion(tmp_path):
     report = synthetic_report(tmp_path / "r.parquet", n_flagged=2)
     result = invoke("export", report, "-o", tmp_path / "review.csv", "--top", "4")

@@ -27,6 +27,9 @@ def export_command(
     min_suspicion: Annotated[Optional[float], typer.Option(help="Samples with suspicion >= X (a ranking score "
                                                                 "in [0, 1], not the flag).")] = None,
     flagged: Annotated[bool, typer.Option("--flagged", help="The flagged samples (the default).")] = False,
+    class_: Annotated[Optional[str], typer.Option("--class", help="Only samples with this given label, the choice "
+                                                                  "above made within it (case-insensitive if "
+                                                                  "unambiguous).")] = None,
     fmt: Annotated[Optional[Format], typer.Option("--format", help="csv, json, or labelstudio tasks (default: json "
                                                                     "for a .json output, else csv).")] = None,
     image_prefix: Annotated[str, typer.Option(help="Prefix for image URLs in Label Studio tasks; the paths after "
@@ -43,7 +46,13 @@ def export_command(
     check_writable(text_output(output, json_out), overwrite, [(report, "report")], text=True)
     fmt = Format(review_format(output, None if fmt is None else fmt.value))
     frame, meta = read_report(report, scan=True)
-    table = review_table(select_suspects(frame, top=top, min_suspicion=min_suspicion, flagged=flagged))
+    label = None
+    if class_ is not None:
+        from noiseaudit.cli.view import match_class
+
+        label = match_class(class_, meta.get("classes") or sorted({str(v) for v in frame["given_label"]}), report)
+    table = review_table(select_suspects(frame, top=top, min_suspicion=min_suspicion, flagged=flagged,
+                                         given_label=label))
     write_review(table, output, fmt.value, image_prefix, overwrite=overwrite)
     if json_out:
         echo_json({"rows_written": len(table), "flagged": int(table["flagged"].sum()), "format": fmt.value,

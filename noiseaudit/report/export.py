@@ -49,7 +49,7 @@ def check_top(top: int) -> None:
 
 
 def select_suspects(report: pd.DataFrame, *, top: int | None = None, min_suspicion: float | None = None,
-                    flagged: bool = False) -> pd.DataFrame:
+                    flagged: bool = False, given_label: object = None) -> pd.DataFrame:
     """Rows of a report to review, most suspect first.
 
     Parameters
@@ -62,6 +62,9 @@ def select_suspects(report: pd.DataFrame, *, top: int | None = None, min_suspici
         The rows whose ``suspicion`` is at least this.
     flagged : bool
         The flagged rows (``is_suspect``); also what is chosen when none of the three is given.
+    given_label : optional
+        Only the rows of this given label (compared as text), the three above applied within it: a small
+        class reviewed whole, say.
 
     Returns
     -------
@@ -82,6 +85,8 @@ def select_suspects(report: pd.DataFrame, *, top: int | None = None, min_suspici
 
     check_report(report, needs=("rank", "is_suspect") + (() if min_suspicion is None else ("suspicion",)))
     ordered = scored(report).sort_values("rank")
+    if given_label is not None:
+        ordered = ordered[ordered["given_label"].astype(str) == str(given_label)]
     if top is not None:
         check_top(top)
         return ordered.head(top)
