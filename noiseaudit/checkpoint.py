@@ -53,7 +53,7 @@ def save_tensors(obj: Any, path: Path) -> None:
 # the scan's options that a checkpoint's fingerprint records by value (the model, the dataset and the trusted set it
 # records as hashes or names); a resume with any of them changed is refused, and told the checkpoint's values
 TRAINING_OPTIONS = ("method", "epochs", "batch_size", "lr", "hyper_lr", "margin_weight", "meta", "schedule", "augment",
-                    "seed", "trusted_weight", "layerwise", "layerwise_rule")
+                    "seed", "trusted_weight", "layerwise", "layerwise_rule", "balance_classes")
 DATASET_PARTS = {"inputs": "inputs (pixels, activations or vectors)", "labels": "labels", "paths": "paths"}
 
 

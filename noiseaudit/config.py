@@ -82,6 +82,7 @@ class ScanConfig:
     schedule: str = "constant"
     layerwise: bool = False  # per-layer rate multipliers (noiseaudit.optim.layerwise)
     layerwise_rule: str = "grad-norm"
+    balance_classes: bool = False  # train on logits + log(class frequency), rank with the logits (train.py)
     augment: bool | None = None
     device: str = "auto"
     seed: int = 0
@@ -108,7 +109,7 @@ class ScanConfig:
             check_whole_number(name, getattr(self, name))
         for name in ("lr", "hyper_lr", "margin_weight", "trusted_weight", "noise_rate"):  # '0.1' failed at '<'
             check_number(name, getattr(self, name))
-        for name in ("layerwise", "resume", "cache", "force"):  # resume="no" resumed
+        for name in ("layerwise", "balance_classes", "resume", "cache", "force"):  # resume="no" resumed
             check_switch(name, getattr(self, name))
         check_switch("augment", self.augment, optional=True)
         for name in ("epochs", "batch_size", "workers"):

@@ -340,7 +340,7 @@ def _train_and_report(cfg: ScanConfig, source: LabeledSource, data: SampleData, 
                             augment=bool(cfg.augment) and not plan.frozen_bottom, schedule=cfg.schedule,
                             precision="fp32" if plan.name is None else plan.precision,
                             trusted_weight=cfg.trusted_weight, layerwise=cfg.layerwise,
-                            layerwise_rule=cfg.layerwise_rule,
+                            layerwise_rule=cfg.layerwise_rule, balance_classes=cfg.balance_classes,
                             # the final model is the last epoch's mean weights where BatchNorm does not train:
                             # a backbone's top (its count is the model's disagreements), models without any
                             average_last_epoch=plan.name is not None or averaging_fits(model))
@@ -470,7 +470,7 @@ def _report(cfg: ScanConfig, source: LabeledSource, data: SampleData, result: Tr
     chance = at_chance(agreement, majority, len(ranked), len(data.classes))
     if chance is not None:
         warn(chance, ModelAtChance)
-    elif barely := unlearned_line(unlearned_classes(report)):
+    elif barely := unlearned_line(unlearned_classes(report), cfg.balance_classes):
         warn(barely, UnlearnedClasses)
     note = heavy_flagging(threshold.estimated_noise_rate, agreement, threshold.method)
     if note is not None:
@@ -523,6 +523,7 @@ def prepare(cfg: ScanConfig, source: LabeledSource, device: torch.device, on_pro
 
 
 # Options that change what training computes; any change makes a checkpoint unusable.
+OPTIONAL_KEYS = ("balance_classes",)  # in the fingerprint only where on: checkpoints made before it still resume
 def training_fingerprint(cfg: ScanConfig, model_name: str, data: SampleData, source: LabeledSource,
                          average_last_epoch: bool = False) -> dict[str, Any]:
     rows = data.rows if data.rows is not None else range(len(data))
@@ -532,4 +533,5 @@ def training_fingerprint(cfg: ScanConfig, model_name: str, data: SampleData, sou
     parts = dataset_parts(data.inputs, data.targets, [source.paths[i] for i in rows])
     return {"dataset": dataset_fingerprint(parts), "dataset_parts": parts,
             "trusted": hashlib.sha256(repr(trusted).encode()).hexdigest(),
-            "model": model_name, **{k: getattr(cfg, k) for k in TRAINING_OPTIONS}, **averaged}
+            "model": model_name, **{k: getattr(cfg, k) for k in TRAINING_OPTIONS if k not in OPTIONAL_KEYS},
+            **{k: True for k in OPTIONAL_KEYS if getattr(cfg, k)}, **averaged}

@@ -70,6 +70,7 @@ class TrainConfig:
     layerwise: bool = False  # scale each layer's rate by a multiplier from its gradients (optim.layerwise)
     layerwise_rule: str = "grad-norm"  # the multiplier's curvature estimate: "grad-norm" or "secant"
     average_last_epoch: bool = False  # the final model is the mean of the last epoch's weights (frozen BatchNorm only)
+    balance_classes: bool = False  # train on logits + log(class frequency); the model's own logits are then balanced
 
 
 @dataclass
@@ -218,6 +219,7 @@ def train(data: SampleData, model: nn.Module, cfg: TrainConfig, device: torch.de
     """
     n = len(data)
     inputs, targets = data.inputs.to(device), data.targets.to(device)
+    prior = class_prior_shift(targets, len(data.classes)) if cfg.balance_classes else None
     mean, std = (t.to(device) for t in normaliser(data.inputs, model))
     model.to(device)
     groups = parameter_groups(model)
@@ -264,7 +266,7 @@ def train(data: SampleData, model: nn.Module, cfg: TrainConfig, device: torch.de
                 y = targets[idx]
                 with autocast(device, cfg.precision):
                     feats, logits = net(x)
-                logits = logits.float()
+                logits = logits.float() if prior is None else logits.float() + prior
                 losses = F.cross_entropy(logits, y, reduction="none")
                 mean_loss = batch_loss(losses, dist) if schedule.needs_loss else None
                 base = run.base_lr * schedule.factor(run.epoch, step, mean_loss)
@@ -377,6 +379,15 @@ def recover(run: RunState, last_good: dict[str, Any], epoch_loss: float) -> None
     run.load_state_dict(last_good)
     run.base_lr *= 0.5
     run.recoveries = [*recoveries, {"epoch": run.epoch + 1, "non_finite": what, "new_lr": run.base_lr}]
+
+
+def class_prior_shift(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """log of each class's share of ``targets``, added to the logits in training (logit adjustment, Menon et al.
+    2021, arXiv:2007.07314): the model then learns logits free of the class frequencies, so that its softmax, the
+    report's probabilities, no longer favours a large class over a small one. A constant on balanced labels, where
+    it changes nothing. A class with no sample (none here: classes come from the labels) would get log 0."""
+    counts = torch.bincount(targets, minlength=num_classes).float()
+    return torch.log(counts / counts.sum())
 
 
 @torch.no_grad()

@@ -276,9 +276,13 @@ def test_a_class_the_model_never_predicts_is_named_with_what_its_flags_are_worth
     assert result.exit_code == 0, result.output
     line = " ".join(result.stdout.split())
     assert ("The model barely learned a class: it predicts each for fewer samples than 25% of those given its "
-            "label: 'Bag' (30 given, 0 predicted, 2 flagged). Flags there mostly say the class was too small or "
-            "too hard to learn, not that its labels are wrong: review them by eye, and pass the verified ones as "
-            "--trusted.") in line
+            "label: 'Bag' (30 given, 0 predicted, 2 flagged). Flags there cannot tell a wrong label from a class "
+            "too small or too hard to learn: review them by eye, scan again with --balance-classes (small "
+            "classes then stop being disputed for their size), and pass the verified ones as --trusted.") in line
+    meta["config"] = {**meta.get("config", {}), "balance_classes": True}  # a balanced scan is not told to balance
+    write_report(frame, meta, tmp_path / "balanced.parquet")
+    line = " ".join(invoke("show", tmp_path / "balanced.parquet", "--by", "class").stdout.split())
+    assert "review them by eye, and pass the verified ones as --trusted." in line
     assert "predicted: the samples the model predicts as the class" in line
     out = json.loads(invoke("show", path, "--by", "class", "--json").stdout)
     assert {r["given_label"]: r["n_predicted"] for r in out["rows"]} == {"Bag": 0, "Shirt": 60, "T-shirt": 30}

@@ -85,6 +85,8 @@ def test_resume_refuses_a_changed_config_or_dataset(noisy_digits, tmp_path):
         scan(images, csv, output=out, resume=True, **{**OPTIONS, "lr": 0.01})
     with pytest.raises(UsageError, match=r"changed: epochs, lr\); resume with epochs=4 lr=0.05, or run without"):
         scan(images, csv, output=out, resume=True, **{**OPTIONS, "lr": 0.01, "epochs": 6})
+    with pytest.raises(UsageError, match=r"changed: balance_classes\)"):  # off: not in the fingerprint, on: there
+        scan(images, csv, output=out, resume=True, **{**OPTIONS, "balance_classes": True})
     changed = tmp_path / "changed.csv"
     table = pd.read_csv(csv)
     table.loc[0, "digit"] = (table.loc[0, "digit"] + 1) % 10

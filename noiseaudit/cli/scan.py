@@ -53,7 +53,7 @@ def check_inputs_exist(images_dir: Path, labels_csv: Path | None, features: Path
         input_file(trusted.expanduser(), "trusted labels CSV")
 
 
-def print_summary(summary: dict[str, Any], output: Path) -> None:
+def print_summary(summary: dict[str, Any], output: Path, balanced: bool = False) -> None:
     """The human summary: counts, the top of the ranking with its flags, truth scores if known."""
     out = stdout()
     n_flagged = summary["n_flagged"]
@@ -76,7 +76,7 @@ def print_summary(summary: dict[str, Any], output: Path) -> None:
     elif summary["threshold"].get("rule") == MIDPOINT:
         out.print(midpoint_note(summary["threshold"]), highlight=False)
     if summary.get("unlearned_classes"):
-        out.print(unlearned_line(summary["unlearned_classes"]), highlight=False)
+        out.print(unlearned_line(summary["unlearned_classes"], balanced), highlight=False)
     title = ("Top suspects (most suspect first" if n_flagged else "Most suspect (none is flagged; for a look")
     mixed = summary["threshold"].get("ranked_by") == RATE_AND_PROB  # then the rate column is not in order
     title += ", by learned rate and p(given) together)" if mixed else ")"
@@ -254,6 +254,9 @@ def scan_command(
     layerwise_rule: Annotated[str, typer.Option(rich_help_panel=TRAINING,
         help="With --layerwise: grad-norm (the formula above) or secant (a running curvature estimate, gradient change"
              " over parameter change).")] = "grad-norm",
+    balance_classes: Annotated[bool, typer.Option("--balance-classes/--no-balance-classes", rich_help_panel=TRAINING,
+        help="Train on the logits plus log(class frequency) and rank with the logits alone (logit adjustment), so "
+             "that small classes are not disputed for being small; a no-op on balanced labels.")] = False,
     noise_rate: Annotated[Optional[float], typer.Option(rich_help_panel=FLAGS,
         help="Flag this fraction of samples (default: estimate it).")] = None,
     rank_by: Annotated[str, typer.Option(rich_help_panel=FLAGS,
@@ -301,8 +304,9 @@ def scan_command(
     options: dict[str, Any] = dict(
         label_col=label_col, model=model, backbone=backbone, method=method, epochs=epochs, batch_size=batch_size,
         lr=lr, hyper_lr=hyper_lr, margin_weight=margin_weight, meta=meta, schedule=schedule, layerwise=layerwise,
-        layerwise_rule=layerwise_rule, resume=resume, checkpoint_dir=_name(checkpoint_dir), noise_rate=noise_rate,
-        device=device, seed=seed, force=force, trusted=_name(trusted), trusted_weight=trusted_weight,
+        layerwise_rule=layerwise_rule, balance_classes=balance_classes, resume=resume,
+        checkpoint_dir=_name(checkpoint_dir), noise_rate=noise_rate, device=device, seed=seed, force=force,
+        trusted=_name(trusted), trusted_weight=trusted_weight,
         save_model=_name(save_model), rank_by=rank_by)
     if features is None:
         options.update(path_col=path_col, finetune=finetune, image_size=image_size, augment=augment,
@@ -337,7 +341,7 @@ def scan_command(
         if json_out:
             echo_json(summary)
         else:
-            print_summary(summary, output)
+            print_summary(summary, output, bool(report.attrs["noiseaudit"]["config"].get("balance_classes")))
             if not quiet:
                 print_next_steps(output, summary["n_flagged"], images=features is None)
     except BrokenPipeError:  # `| head` read what it wanted: the gate below still gives its exit code and reason

@@ -80,9 +80,10 @@ def show_command(
     rows = [i for i, status in enumerate(col.get("status") or ["ok"] * table.num_rows) if status == "ok"]
     unranked = table.num_rows - len(rows)  # trusted samples, skipped images
     label = None
-    # the model's predictions of every scored sample, and how many classes they were given (--class counts one)
-    predicted = ([col["predicted_label"][i] for i in rows], len({col["given_label"][i] for i in rows})) \
-        if by is GroupBy.class_ else None
+    # the model's predictions of every scored sample, how many classes they were given (--class counts one), and
+    # whether the scan trained balanced
+    predicted = ([col["predicted_label"][i] for i in rows], len({col["given_label"][i] for i in rows}),
+                 bool((meta.get("config") or {}).get("balance_classes"))) if by is GroupBy.class_ else None
     if class_ is not None:
         classes = meta.get("classes") or sorted({str(col["given_label"][i]) for i in rows})
         label = match_class(class_, classes, report)
@@ -155,7 +156,7 @@ def _show_duplicates(col: dict, report: Path, label: object, top: int, json_out:
 
 
 def _show_groups(col: dict, rows: list[int], by: GroupBy, top: int, head: dict, title: str, json_out: bool,
-                 predicted: tuple[list, int] | None = None) -> None:
+                 predicted: tuple[list, int, bool] | None = None) -> None:
     from noiseaudit.report.groups import (concentration_line, flags_by_class, flags_by_pair, largest_pair_share,
                                           unlearned, unlearned_line)
 
@@ -194,7 +195,7 @@ def _show_groups(col: dict, rows: list[int], by: GroupBy, top: int, head: dict, 
     if concentrated:
         stdout().print(concentration_line(groups, n_classes), highlight=False)
     if predicted is not None and (barely := unlearned(groups, len(predicted[0]), predicted[1])):
-        stdout().print(unlearned_line(barely), highlight=False)
+        stdout().print(unlearned_line(barely, predicted[2]), highlight=False)
 
 
 @exits_on_errors

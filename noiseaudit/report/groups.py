@@ -44,8 +44,9 @@ def flags_by_class(given: Sequence, flagged: Sequence[bool], predicted: Sequence
 
 
 # A class the model predicts for fewer samples than this share of those that carry it as their label was
-# barely learned (a few samples beside large classes): the model disputes nearly all of them, so nearly all
-# are flagged, right or wrong. On balanced data even a 40% pair-flip leaves a class's predictions near its count.
+# barely learned (a few samples beside large classes, or a class filled with wrong labels): the model disputes
+# nearly all of them, so nearly all are flagged, right or wrong. On balanced data even a 40% pair-flip leaves a
+# class's predictions near its count.
 UNLEARNED_SHARE = 0.25
 ENOUGH_PER_CLASS = 20  # below this many scored samples per class, a weak fit can be the data's size, not a failure
 
@@ -58,8 +59,9 @@ def unlearned(groups: list[dict[str, Any]], n_scored: int, n_classes: int) -> li
     return [g for g in groups if g["n_predicted"] < UNLEARNED_SHARE * g["n_samples"]]
 
 
-def unlearned_line(classes: list[dict[str, Any]], most: int = 5) -> str:
-    """What to say about the :func:`unlearned` classes ("" for none): which, and what their flags are worth."""
+def unlearned_line(classes: list[dict[str, Any]], balanced: bool = False, most: int = 5) -> str:
+    """What to say about the :func:`unlearned` classes ("" for none): which, what their flags are worth, and what to
+    do (``balanced``: the scan trained with ``balance_classes`` already)."""
     if not classes:
         return ""
     ordered = sorted(classes, key=lambda g: (g["n_samples"], str(g["given_label"])))
@@ -67,9 +69,11 @@ def unlearned_line(classes: list[dict[str, Any]], most: int = 5) -> str:
                       f"{g['n_flagged']} flagged)" for g in ordered[:most])
     more = f" and {len(ordered) - most} more" if len(ordered) > most else ""
     which = "a class" if len(ordered) == 1 else f"{len(ordered)} classes"
+    rescan = "" if balanced else f", scan again with {option('balance_classes', True)} (small classes then stop " \
+        "being disputed for their size)"
     return (f"The model barely learned {which}: it predicts each for fewer samples than {UNLEARNED_SHARE:.0%} of "
-            f"those given its label: {named}{more}. Flags there mostly say the class was too small or too hard to "
-            f"learn, not that its labels are wrong: review them by eye, and pass the verified ones as "
+            f"those given its label: {named}{more}. Flags there cannot tell a wrong label from a class too small or "
+            f"too hard to learn: review them by eye{rescan}, and pass the verified ones as "
             f"{option('trusted')}.")
 
 
