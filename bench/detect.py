@@ -151,7 +151,9 @@ EXTRAS = {"two-regime": ("learned-lr", {"schedule": "two-regime"}), "cosine": ("
           "mlr-snet": ("learned-lr", {"schedule": "mlr-snet"}), "layerwise": ("learned-lr", {"layerwise": True}),
           # a diagnostic: the constant schedule at the level the frozen MLR-SNet settles to (0.034-0.035 whatever the
           # loss it reads), to tell its level from its shape
-          "mlr-snet-level": ("learned-lr", {"lr": 0.0345})}
+          "mlr-snet-level": ("learned-lr", {"lr": 0.0345}),
+          # logit adjustment (scan --balance-classes): on these near-balanced cells, whether it could be the default
+          "balanced": ("learned-lr", {"balance_classes": True})}
 
 
 def run_extra(cell: dict, x: np.ndarray, y: np.ndarray, extra: str, device: str) -> None:
