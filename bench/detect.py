@@ -153,7 +153,9 @@ EXTRAS = {"two-regime": ("learned-lr", {"schedule": "two-regime"}), "cosine": ("
           # loss it reads), to tell its level from its shape
           "mlr-snet-level": ("learned-lr", {"lr": 0.0345}),
           # logit adjustment (scan --balance-classes): on these near-balanced cells, whether it could be the default
-          "balanced": ("learned-lr", {"balance_classes": True})}
+          "balanced": ("learned-lr", {"balance_classes": True}),
+          # the constant-schedule row again, for a side-by-side run on this machine (the cells may come from another)
+          "rerun": ("learned-lr", {})}
 
 
 def run_extra(cell: dict, x: np.ndarray, y: np.ndarray, extra: str, device: str) -> None:
@@ -229,7 +231,7 @@ def _fmt(v: float) -> str:
 def summarise_extras(groups: dict[tuple[str, str], list[dict]], baselines: tuple[str, ...]) -> str:
     """AP of each extra row beside learned-lr (constant schedule) and the best baseline, per cell."""
     names = [e for e in ("two-regime", "two-regime_large", "two-regime_small", "cosine", "step", "dba", "mlr-snet",
-                         "mlr-snet-level", "layerwise")
+                         "mlr-snet-level", "layerwise", "balanced", "rerun")
              if any(e in c["signals"] for cs in groups.values() for c in cs)]
     if not names:
         return ""
