@@ -19,6 +19,7 @@ class StageProgress(Protocol):
 
     def __call__(self, done: int, total: int, cached: bool = False) -> None: ...
 
+
 # each stage's name, and how a progress line says it
 STAGES = {"decode": "decoding images", "embed": "embedding images",
           "choose": "choosing pretrained or from scratch (probe on a sample)", "train": "training"}

@@ -523,15 +523,15 @@ def prepare(cfg: ScanConfig, source: LabeledSource, device: torch.device, on_pro
 
 
 # Options that change what training computes; any change makes a checkpoint unusable.
-OPTIONAL_KEYS = ("balance_classes",)  # in the fingerprint only where on: checkpoints made before it still resume
 def training_fingerprint(cfg: ScanConfig, model_name: str, data: SampleData, source: LabeledSource,
                          average_last_epoch: bool = False) -> dict[str, Any]:
     rows = data.rows if data.rows is not None else range(len(data))
     trusted = [] if data.trusted is None else np.flatnonzero(data.trusted.numpy()).tolist()
-    # the weight average only where it is on, so that checkpoints made before it existed still resume from scratch
-    averaged = {"average_last_epoch": True} if average_last_epoch else {}
+    # the weight average and class balancing only where on, so that checkpoints made before they existed still resume
+    switches = {"average_last_epoch": average_last_epoch, "balance_classes": cfg.balance_classes}
+    switched = {name: True for name, on in switches.items() if on}
     parts = dataset_parts(data.inputs, data.targets, [source.paths[i] for i in rows])
     return {"dataset": dataset_fingerprint(parts), "dataset_parts": parts,
             "trusted": hashlib.sha256(repr(trusted).encode()).hexdigest(),
-            "model": model_name, **{k: getattr(cfg, k) for k in TRAINING_OPTIONS if k not in OPTIONAL_KEYS},
-            **{k: True for k in OPTIONAL_KEYS if getattr(cfg, k)}, **averaged}
+            "model": model_name, **{k: getattr(cfg, k) for k in TRAINING_OPTIONS if k not in switches},
+            **switched}

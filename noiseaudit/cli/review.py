@@ -48,9 +48,9 @@ def export_command(
     frame, meta = read_report(report, scan=True)
     label = None
     if class_ is not None:
-        from noiseaudit.cli.view import match_class
+        from noiseaudit.cli.view import named_class
 
-        label = match_class(class_, meta.get("classes") or sorted({str(v) for v in frame["given_label"]}), report)
+        label = named_class(class_, meta, frame["given_label"], report)
     table = review_table(select_suspects(frame, top=top, min_suspicion=min_suspicion, flagged=flagged,
                                          given_label=label))
     write_review(table, output, fmt.value, image_prefix, overwrite=overwrite)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -33,6 +34,11 @@ def match_class(wanted: str, classes: list, report: Path) -> object:
         raise InputError(f"class {wanted!r} matches {' and '.join(map(repr, folded))} but for case; say which "
                          f"(classes: {listed})", path=report)
     raise InputError(f"no class {wanted!r} in this report; its classes are {listed}", path=report)
+
+
+def named_class(wanted: str, meta: dict, labels: Iterable, report: Path) -> object:
+    """:func:`match_class` among the report's classes: its metadata's, else the ``labels`` it holds."""
+    return match_class(wanted, meta.get("classes") or sorted({str(v) for v in labels}), report)
 
 
 SHOWN = ["rank", "path", "given_label", "given_prob", "suggested_label", "suggested_prob", "learned_lr", "loss",
@@ -74,19 +80,14 @@ def show_command(
                                     + ["predicted_label"] * (by is GroupBy.class_), scan=True)
     col = table.to_pydict()
     if by is GroupBy.duplicate:
-        label = None if class_ is None else match_class(class_, meta.get("classes") or sorted(
-            {str(v) for v in col["given_label"]}), report)
+        label = None if class_ is None else named_class(class_, meta, col["given_label"], report)
         return _show_duplicates(col, report, label, top, json_out)
     rows = [i for i, status in enumerate(col.get("status") or ["ok"] * table.num_rows) if status == "ok"]
     unranked = table.num_rows - len(rows)  # trusted samples, skipped images
     label = None
-    # the model's predictions of every scored sample, how many classes they were given (--class counts one), and
-    # whether the scan trained balanced
-    predicted = ([col["predicted_label"][i] for i in rows], len({col["given_label"][i] for i in rows}),
-                 bool((meta.get("config") or {}).get("balance_classes"))) if by is GroupBy.class_ else None
+    scored = rows  # every scored sample, before --class keeps one class's
     if class_ is not None:
-        classes = meta.get("classes") or sorted({str(col["given_label"][i]) for i in rows})
-        label = match_class(class_, classes, report)
+        label = named_class(class_, meta, (col["given_label"][i] for i in rows), report)
         rows = [i for i in rows if str(col["given_label"][i]) == str(label)]
     n_flagged = sum(bool(col["is_suspect"][i]) for i in rows)
     head = {"report": str(report), **({} if label is None else {"class": label}),  # --json: no key, not null
@@ -97,7 +98,8 @@ def show_command(
     if by is GroupBy.sample:
         _show_samples(col, rows, top, head, title, json_out)
     else:
-        _show_groups(col, rows, by, top, head, title, json_out, predicted)
+        _show_groups(col, rows, by, top, head, title, json_out, scored,
+                     bool((meta.get("config") or {}).get("balance_classes")))
 
 
 def _show_samples(col: dict, rows: list[int], top: int, head: dict, title: str, json_out: bool) -> None:
@@ -156,7 +158,9 @@ def _show_duplicates(col: dict, report: Path, label: object, top: int, json_out:
 
 
 def _show_groups(col: dict, rows: list[int], by: GroupBy, top: int, head: dict, title: str, json_out: bool,
-                 predicted: tuple[list, int, bool] | None = None) -> None:
+                 scored: list[int], balanced: bool) -> None:
+    """The flags by class pair or by class among ``rows``; by class, also how often the model predicts each class
+    among all the ``scored`` rows, and the classes it barely learned (``balanced``: the scan trained so)."""
     from noiseaudit.report.groups import (concentration_line, flags_by_class, flags_by_pair, largest_pair_share,
                                           unlearned, unlearned_line)
 
@@ -165,7 +169,8 @@ def _show_groups(col: dict, rows: list[int], by: GroupBy, top: int, head: dict, 
     if by is GroupBy.pair:
         groups = flags_by_pair(given, [col["suggested_label"][i] for i in rows], flagged)
     else:
-        groups = flags_by_class(given, flagged, predicted[0] if predicted else None)
+        predicted = [col["predicted_label"][i] for i in scored]
+        groups = flags_by_class(given, flagged, predicted)
     shown = groups[:top]
     n_classes = len(set(given))
     concentrated = by is GroupBy.pair and "class" not in head and n_classes >= 3 and bool(groups)
@@ -194,8 +199,9 @@ def _show_groups(col: dict, rows: list[int], by: GroupBy, top: int, head: dict, 
         stdout().print(f"{len(groups) - len(shown)} more; --top {len(groups)} shows all", highlight=False)
     if concentrated:
         stdout().print(concentration_line(groups, n_classes), highlight=False)
-    if predicted is not None and (barely := unlearned(groups, len(predicted[0]), predicted[1])):
-        stdout().print(unlearned_line(barely, predicted[2]), highlight=False)
+    if by is GroupBy.class_ and (barely := unlearned(groups, len(scored),
+                                                     len({col["given_label"][i] for i in scored}))):
+        stdout().print(unlearned_line(barely, balanced), highlight=False)
 
 
 @exits_on_errors

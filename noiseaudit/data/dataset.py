@@ -29,7 +29,6 @@ from noiseaudit.errors import InputError, NoiseAuditWarning, SkippedImages, line
 from noiseaudit.progress import StageProgress as Progress
 
 
-
 @dataclass
 class SkippedImage:
     """A sample left out under ``on_bad_image="skip"``: its source row, why, and the details."""
